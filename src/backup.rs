@@ -1,0 +1,915 @@
+//! Backup: discover tenants, walk sources, and run the parallel pipeline
+//! read -> chunk -> id -> dedup -> compress -> encrypt -> pack -> store.
+//!
+//! The walk is sequential and keeps only metadata; file contents are read by
+//! rayon workers (one file per task), each with its own reusable chunk buffer
+//! and zstd context, and sealed blobs go through a bounded channel to the
+//! packer thread, which keeps at most two packs' uploads in flight. Memory is
+//! bounded by those queues, not by the data.
+
+use globset::{GlobSet, GlobSetBuilder};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::config::{Config, Source, SourceKind, validate_tenant};
+use crate::error::{Error, Result};
+use crate::format::pack::seal_blob;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::{Id, Kind};
+use crate::repo::packer::{Packer, SealedBlob};
+use crate::repo::{Index, Repository, Tenant};
+
+pub struct BackupOptions {
+    /// Only these tenants (all when empty).
+    pub tenants: Vec<String>,
+    pub time: Option<jiff::Timestamp>,
+    pub tags: Vec<(String, String)>,
+    pub progress: bool,
+    pub compression: i32,
+    pub pack_size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotSummary {
+    pub id: Id,
+    pub snapshot: Snapshot,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub tenant: String,
+    pub source: String,
+    pub error: String,
+}
+
+#[derive(Debug, Default)]
+pub struct BackupReport {
+    pub snapshots: Vec<SnapshotSummary>,
+    pub failed: Vec<Failure>,
+    pub seconds: f64,
+}
+
+/// One snapshot to take: a source for one tenant.
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    pub tenant: String,
+    pub source: &'a Source,
+    /// Concrete paths (for a path source).
+    pub paths: Vec<PathBuf>,
+}
+
+/// Expands `{tenant}` patterns into one job per (tenant, source). A folder
+/// whose name is not a usable tenant name is a failure, not silently skipped.
+pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<Failure>) {
+    let mut jobs: Vec<Job<'a>> = Vec::new();
+    let mut failed = Vec::new();
+    for source in &config.sources {
+        match (&source.kind, &source.tenant) {
+            (SourceKind::Command { .. }, Some(t)) => jobs.push(Job {
+                tenant: t.clone(),
+                source,
+                paths: vec![],
+            }),
+            (SourceKind::Paths(paths), Some(t)) => jobs.push(Job {
+                tenant: t.clone(),
+                source,
+                paths: paths.iter().map(PathBuf::from).collect(),
+            }),
+            (SourceKind::Paths(patterns), None) => {
+                let mut by_tenant: std::collections::BTreeMap<String, Vec<PathBuf>> =
+                    Default::default();
+                for pattern in patterns {
+                    let (prefix, suffix) = pattern.split_once("{tenant}").expect("validated");
+                    let suffix = suffix.trim_start_matches('/');
+                    let entries = match std::fs::read_dir(prefix) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            failed.push(Failure {
+                                tenant: "*".into(),
+                                source: source.name.clone(),
+                                error: format!("cannot list {prefix}: {e}"),
+                            });
+                            continue;
+                        }
+                    };
+                    for entry in entries.flatten() {
+                        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                            continue;
+                        }
+                        let name = entry.file_name();
+                        let Some(tenant) = name.to_str().map(str::to_string) else {
+                            failed.push(Failure {
+                                tenant: name.to_string_lossy().into_owned(),
+                                source: source.name.clone(),
+                                error: "folder name is not UTF-8, so it cannot name a tenant"
+                                    .into(),
+                            });
+                            continue;
+                        };
+                        if let Err(m) = validate_tenant(&tenant) {
+                            failed.push(Failure {
+                                tenant: tenant.clone(),
+                                source: source.name.clone(),
+                                error: m,
+                            });
+                            continue;
+                        }
+                        let path = if suffix.is_empty() {
+                            entry.path()
+                        } else {
+                            entry.path().join(suffix)
+                        };
+                        if path.exists() {
+                            by_tenant.entry(tenant).or_default().push(path);
+                        }
+                    }
+                }
+                for (tenant, paths) in by_tenant {
+                    jobs.push(Job {
+                        tenant,
+                        source,
+                        paths,
+                    });
+                }
+            }
+            (SourceKind::Command { .. }, None) => unreachable!("validated: command has tenant"),
+        }
+    }
+    if !only.is_empty() {
+        jobs.retain(|j| only.contains(&j.tenant));
+        failed.retain(|f| only.contains(&f.tenant));
+    }
+    jobs.sort_by(|a, b| (&a.tenant, &a.source.name).cmp(&(&b.tenant, &b.source.name)));
+    (jobs, failed)
+}
+
+/// Runs every job; a failing job is reported and the others go on.
+pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<BackupReport> {
+    let started = Instant::now();
+    let (jobs, mut failed) = plan_jobs(config, &opts.tenants);
+    for t in &opts.tenants {
+        if !config
+            .sources
+            .iter()
+            .any(|s| s.tenant.as_deref() == Some(t))
+            && !jobs.iter().any(|j| &j.tenant == t)
+        {
+            failed.push(Failure {
+                tenant: t.clone(),
+                source: "*".into(),
+                error: "no source of this tenant was found".into(),
+            });
+        }
+    }
+    let mut report = BackupReport::default();
+    let mut current: Option<(String, Arc<Tenant>, Index, Vec<(Id, Snapshot)>)> = None;
+    for job in &jobs {
+        let fail = |e: Error| Failure {
+            tenant: job.tenant.clone(),
+            source: job.source.name.clone(),
+            error: e.to_string(),
+        };
+        if current.as_ref().is_none_or(|c| c.0 != job.tenant) {
+            let loaded = repo.tenant(&job.tenant, true).and_then(|t| {
+                let index = repo.load_index(&t)?;
+                let snaps = repo.snapshots(&t)?;
+                Ok((job.tenant.clone(), t, index, snaps))
+            });
+            match loaded {
+                Ok(c) => current = Some(c),
+                Err(e) => {
+                    current = None;
+                    failed.push(fail(e));
+                    continue;
+                }
+            }
+        }
+        let (_, tenant, index, snaps) = current.as_mut().expect("loaded above");
+        let parent = snaps
+            .iter()
+            .rev()
+            .find(|(_, s)| s.source == job.source.name && s.host == config.agent.host)
+            .cloned();
+        match snapshot_job(repo, config, opts, job, tenant, index, parent) {
+            Ok(summary) => {
+                tracing::info!(
+                    tenant = %job.tenant, source = %job.source.name, snapshot = %summary.id.short(),
+                    "snapshot written"
+                );
+                snaps.push((summary.id, summary.snapshot.clone()));
+                report.snapshots.push(summary);
+            }
+            Err(e) => failed.push(fail(e)),
+        }
+    }
+    report.failed = failed;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// What the pipeline shares between its workers for one snapshot.
+struct Pipeline<'a> {
+    tenant: &'a Tenant,
+    index: &'a Index,
+    /// Blobs added by this snapshot so far, so that two workers meeting the
+    /// same chunk store it once.
+    new_ids: Mutex<HashSet<Id>>,
+    packer_tx: crossbeam_channel::Sender<SealedBlob>,
+    params: ChunkerParams,
+    compression: i32,
+    progress: ProgressBar,
+    warnings: Mutex<Vec<String>>,
+}
+
+enum SinkError {
+    Io(io::Error),
+    PackerGone,
+}
+
+impl From<io::Error> for SinkError {
+    fn from(e: io::Error) -> Self {
+        SinkError::Io(e)
+    }
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<(ChunkerParams, i32, Chunker, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+}
+
+impl Pipeline<'_> {
+    fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings.lock().expect("not poisoned").push(message);
+    }
+
+    fn is_new(&self, id: &Id) -> bool {
+        !self.index.contains(id) && self.new_ids.lock().expect("not poisoned").insert(*id)
+    }
+
+    fn add_blob(
+        &self,
+        kind: Kind,
+        id: Id,
+        data: &[u8],
+        compressor: &mut zstd::bulk::Compressor<'static>,
+    ) -> std::result::Result<(), SinkError> {
+        if !self.is_new(&id) {
+            return Ok(());
+        }
+        let sealed = seal_blob(&self.tenant.cipher, kind, &id, data, Some(compressor));
+        self.packer_tx
+            .send(SealedBlob {
+                kind,
+                id,
+                sealed,
+                plain_len: data.len(),
+            })
+            .map_err(|_| SinkError::PackerGone)
+    }
+
+    /// Chunks a stream and stores its new chunks; returns the content list,
+    /// SHA-256 and byte count.
+    fn store_stream(
+        &self,
+        reader: impl Read,
+    ) -> std::result::Result<(Vec<Id>, [u8; 32], u64), SinkError> {
+        WORKER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot
+                .as_ref()
+                .is_none_or(|w| w.0 != self.params || w.1 != self.compression)
+            {
+                let compressor = zstd::bulk::Compressor::new(self.compression)
+                    .map_err(|e| SinkError::Io(io::Error::other(e)))?;
+                *slot = Some((
+                    self.params,
+                    self.compression,
+                    Chunker::new(self.params),
+                    compressor,
+                ));
+            }
+            let (_, _, chunker, compressor) = slot.as_mut().expect("set above");
+            let mut sha = Sha256::new();
+            let mut content = Vec::new();
+            let n = chunker.chunk(reader, |chunk: &[u8]| {
+                sha.update(chunk);
+                let id = self.tenant.blob_id(chunk);
+                self.add_blob(Kind::DataBlob, id, chunk, compressor)?;
+                content.push(id);
+                self.progress.inc(chunk.len() as u64);
+                Ok::<(), SinkError>(())
+            })?;
+            Ok((content, sha.finalize().into(), n))
+        })
+    }
+
+    /// Stores a tree blob; returns its id.
+    fn store_tree(&self, tree: &Tree) -> std::result::Result<Id, SinkError> {
+        let bytes = tree.encode();
+        let id = self.tenant.blob_id(&bytes);
+        WORKER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            match slot.as_mut() {
+                Some((_, level, _, c)) if *level == self.compression => {
+                    self.add_blob(Kind::TreeBlob, id, &bytes, c)
+                }
+                _ => {
+                    let mut c = zstd::bulk::Compressor::new(self.compression)
+                        .map_err(|e| SinkError::Io(io::Error::other(e)))?;
+                    self.add_blob(Kind::TreeBlob, id, &bytes, &mut c)
+                }
+            }
+        })?;
+        Ok(id)
+    }
+}
+
+/// A walked entry: its node (metadata) and, for a directory, its children.
+struct Entry {
+    node: Node,
+    children: Vec<Entry>,
+    /// Index into the read jobs for a file whose content must be read.
+    job: Option<usize>,
+}
+
+struct ReadJob {
+    path: PathBuf,
+    size: u64,
+    mtime: (i64, u32),
+    ctime: (i64, u32),
+}
+
+struct FileResult {
+    content: Vec<Id>,
+    sha256: [u8; 32],
+    size: u64,
+    changed: bool,
+}
+
+struct Walker<'a> {
+    repo: &'a Repository,
+    pipe: &'a Pipeline<'a>,
+    excludes: GlobSet,
+    one_file_system: bool,
+    jobs: Vec<ReadJob>,
+    parent_trees_failed: bool,
+}
+
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+fn is_cache_dir(dir: &Path) -> bool {
+    let mut buf = [0u8; CACHEDIR_SIGNATURE.len()];
+    std::fs::File::open(dir.join("CACHEDIR.TAG"))
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok_and(|()| buf == CACHEDIR_SIGNATURE)
+}
+
+fn node_from_meta(name: &[u8], meta: &std::fs::Metadata, kind: NodeKind) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_secs: meta.mtime(),
+        mtime_nanos: meta.mtime_nsec() as u32,
+        ctime_secs: meta.ctime(),
+        ctime_nanos: meta.ctime_nsec() as u32,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        nlink: meta.nlink(),
+        size: if kind == NodeKind::File {
+            meta.size()
+        } else {
+            0
+        },
+        content: vec![],
+        sha256: None,
+        subtree: None,
+        link_target: vec![],
+        changed_while_read: false,
+    }
+}
+
+impl Walker<'_> {
+    fn parent_subtree(&mut self, parent: Option<&Tree>, name: &[u8]) -> Option<Tree> {
+        let node = parent?.find(name)?;
+        let id = node.subtree?;
+        match self.repo.read_tree(self.pipe.tenant, self.pipe.index, &id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                if !self.parent_trees_failed {
+                    self.pipe.warn(format!(
+                        "parent snapshot unreadable ({e}); reading every file again"
+                    ));
+                    self.parent_trees_failed = true;
+                }
+                None
+            }
+        }
+    }
+
+    /// Makes the entry for `path` (already known not to be excluded).
+    fn entry(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        meta: &std::fs::Metadata,
+        parent: Option<&Tree>,
+        root_dev: u64,
+    ) -> Option<Entry> {
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let mut node = node_from_meta(name, meta, NodeKind::Dir);
+            let mut children = Vec::new();
+            if self.one_file_system && meta.dev() != root_dev {
+                self.pipe.warn(format!(
+                    "{}: another file system; not descending (one_file_system)",
+                    path.display()
+                ));
+            } else {
+                let sub = self.parent_subtree(parent, name);
+                children = self.walk_dir(path, sub.as_ref(), root_dev);
+            }
+            node.subtree = Some(Id([0; 32]));
+            Some(Entry {
+                node,
+                children,
+                job: None,
+            })
+        } else if ft.is_file() {
+            let mut node = node_from_meta(name, meta, NodeKind::File);
+            let reused = parent.and_then(|t| t.find(name)).filter(|p| {
+                p.kind == NodeKind::File
+                    && p.size == node.size
+                    && (p.mtime_secs, p.mtime_nanos) == (node.mtime_secs, node.mtime_nanos)
+                    && (p.ctime_secs, p.ctime_nanos) == (node.ctime_secs, node.ctime_nanos)
+                    && p.ino == node.ino
+                    && !p.changed_while_read
+                    && p.sha256.is_some()
+                    && p.content.iter().all(|id| self.pipe.index.contains(id))
+            });
+            if let Some(p) = reused {
+                node.content = p.content.clone();
+                node.sha256 = p.sha256;
+                return Some(Entry {
+                    node,
+                    children: vec![],
+                    job: None,
+                });
+            }
+            self.jobs.push(ReadJob {
+                path: path.to_path_buf(),
+                size: meta.size(),
+                mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+                ctime: (meta.ctime(), meta.ctime_nsec() as u32),
+            });
+            Some(Entry {
+                node,
+                children: vec![],
+                job: Some(self.jobs.len() - 1),
+            })
+        } else if ft.is_symlink() {
+            let mut node = node_from_meta(name, meta, NodeKind::Symlink);
+            match std::fs::read_link(path) {
+                Ok(target) => node.link_target = target.as_os_str().as_bytes().to_vec(),
+                Err(e) => {
+                    self.pipe
+                        .warn(format!("{}: cannot read symlink: {e}", path.display()));
+                    return None;
+                }
+            }
+            Some(Entry {
+                node,
+                children: vec![],
+                job: None,
+            })
+        } else {
+            self.pipe.warn(format!(
+                "{}: special file (device, fifo or socket) skipped",
+                path.display()
+            ));
+            None
+        }
+    }
+
+    fn walk_dir(&mut self, dir: &Path, parent: Option<&Tree>, root_dev: u64) -> Vec<Entry> {
+        let read = match std::fs::read_dir(dir) {
+            Ok(r) => r,
+            Err(e) => {
+                self.pipe
+                    .warn(format!("{}: cannot list directory: {e}", dir.display()));
+                return vec![];
+            }
+        };
+        let mut names: Vec<_> = read.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let path = dir.join(&name);
+            if self.excludes.is_match(&path) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    self.pipe.warn(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            if meta.is_dir() && is_cache_dir(&path) {
+                continue;
+            }
+            if let Some(e) = self.entry(&path, name.as_bytes(), &meta, parent, root_dev) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Adds a source path below the root, creating the directories above it
+    /// with their real metadata, as restic does.
+    fn add_source_path(
+        &mut self,
+        root: &mut Vec<Entry>,
+        path: &Path,
+        parent_root: Option<&Tree>,
+    ) -> Result<()> {
+        let comps: Vec<&OsStr> = path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+        let root_dev = meta.dev();
+        let mut level = root;
+        let mut parent_tree: Option<Tree> = parent_root.cloned();
+        let mut so_far = PathBuf::from("/");
+        for (i, comp) in comps.iter().enumerate() {
+            so_far.push(comp);
+            let name = comp.as_bytes();
+            let last = i + 1 == comps.len();
+            if last {
+                if level.iter().any(|e| e.node.name == name) {
+                    return Err(Error::Usage(format!(
+                        "{} is listed twice or inside another path of the source",
+                        path.display()
+                    )));
+                }
+                if let Some(e) = self.entry(&so_far, name, &meta, parent_tree.as_ref(), root_dev) {
+                    level.push(e);
+                }
+                return Ok(());
+            }
+            let pos = match level.iter().position(|e| e.node.name == name) {
+                Some(p) => p,
+                None => {
+                    let m = std::fs::metadata(&so_far).map_err(|e| Error::io(&so_far, e))?;
+                    let mut node = node_from_meta(name, &m, NodeKind::Dir);
+                    node.subtree = Some(Id([0; 32]));
+                    level.push(Entry {
+                        node,
+                        children: vec![],
+                        job: None,
+                    });
+                    level.len() - 1
+                }
+            };
+            if level[pos].node.kind != NodeKind::Dir {
+                return Err(Error::Usage(format!(
+                    "{} lies inside another path of the source",
+                    path.display()
+                )));
+            }
+            parent_tree = self.parent_subtree(parent_tree.as_ref(), name);
+            level = &mut level[pos].children;
+        }
+        Err(Error::Usage("\"/\" itself cannot be a source path".into()))
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+}
+
+/// Turns walked entries into tree blobs, bottom-up; files whose read failed
+/// are left out (a warning already says why).
+fn build_tree(
+    pipe: &Pipeline<'_>,
+    entries: Vec<Entry>,
+    results: &mut [Option<FileResult>],
+    counts: &mut Counts,
+) -> std::result::Result<Id, SinkError> {
+    let mut nodes = Vec::with_capacity(entries.len());
+    let mut entries = entries;
+    entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
+    for mut e in entries {
+        match e.node.kind {
+            NodeKind::Dir => {
+                e.node.subtree = Some(build_tree(pipe, e.children, results, counts)?);
+                counts.dirs += 1;
+            }
+            NodeKind::File => {
+                if let Some(job) = e.job {
+                    let Some(r) = results[job].take() else {
+                        continue;
+                    };
+                    e.node.content = r.content;
+                    e.node.sha256 = Some(r.sha256);
+                    e.node.size = r.size;
+                    e.node.changed_while_read = r.changed;
+                }
+                counts.files += 1;
+                counts.bytes += e.node.size;
+            }
+            NodeKind::Symlink => {}
+        }
+        nodes.push(e.node);
+    }
+    pipe.store_tree(&Tree { nodes })
+}
+
+fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&job.path);
+    let file = match open {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            pipe.warn(format!(
+                "{}: vanished before it was read",
+                job.path.display()
+            ));
+            return None;
+        }
+        Err(e) => {
+            pipe.warn(format!("{}: cannot read: {e}", job.path.display()));
+            return None;
+        }
+    };
+    match pipe.store_stream(&file) {
+        Ok((content, sha256, size)) => {
+            let changed = match file.metadata() {
+                Ok(m) => {
+                    m.size() != job.size
+                        || size != job.size
+                        || (m.mtime(), m.mtime_nsec() as u32) != job.mtime
+                        || (m.ctime(), m.ctime_nsec() as u32) != job.ctime
+                }
+                Err(_) => true,
+            };
+            if changed {
+                pipe.warn(format!(
+                    "{}: changed while it was read; stored as read",
+                    job.path.display()
+                ));
+            }
+            Some(FileResult {
+                content,
+                sha256,
+                size,
+                changed,
+            })
+        }
+        Err(SinkError::Io(e)) => {
+            pipe.warn(format!("{}: read failed: {e}", job.path.display()));
+            None
+        }
+        Err(SinkError::PackerGone) => None,
+    }
+}
+
+fn progress_bar(enabled: bool, label: String, total: u64) -> ProgressBar {
+    if !enabled || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label);
+    bar
+}
+
+fn snapshot_job(
+    repo: &Repository,
+    config: &Config,
+    opts: &BackupOptions,
+    job: &Job<'_>,
+    tenant: &Arc<Tenant>,
+    index: &mut Index,
+    parent: Option<(Id, Snapshot)>,
+) -> Result<SnapshotSummary> {
+    let started = Instant::now();
+    let source_err = |message: String| Error::Source {
+        source_name: job.source.name.clone(),
+        tenant: job.tenant.clone(),
+        message,
+    };
+    let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    let packer = Packer::start(repo.store.clone(), tenant.clone(), opts.pack_size);
+    let mut pipe = Pipeline {
+        tenant,
+        index,
+        new_ids: Mutex::default(),
+        packer_tx: packer.sender(),
+        params: repo.chunker_params(),
+        compression: opts.compression,
+        progress: ProgressBar::hidden(),
+        warnings: Mutex::default(),
+    };
+    let mut counts = Counts::default();
+    let (root, paths, bytes_read) = match &job.source.kind {
+        SourceKind::Paths(_) => {
+            let mut excludes = GlobSetBuilder::new();
+            for g in &job.source.exclude {
+                excludes.add(globset::Glob::new(g).map_err(|e| source_err(e.to_string()))?);
+            }
+            let parent_root = parent
+                .as_ref()
+                .and_then(|(_, s)| repo.read_tree(tenant, index, &s.root).ok());
+            let mut walker = Walker {
+                repo,
+                pipe: &pipe,
+                excludes: excludes.build().map_err(|e| source_err(e.to_string()))?,
+                one_file_system: job.source.one_file_system,
+                jobs: Vec::new(),
+                parent_trees_failed: false,
+            };
+            let mut root = Vec::new();
+            for p in &job.paths {
+                walker.add_source_path(&mut root, p, parent_root.as_ref())?;
+            }
+            let jobs = std::mem::take(&mut walker.jobs);
+            let total: u64 = jobs.iter().map(|j| j.size).sum();
+            pipe.progress = progress_bar(
+                opts.progress,
+                format!("{}/{}", job.tenant, job.source.name),
+                total,
+            );
+            let mut results: Vec<Option<FileResult>> =
+                jobs.par_iter().map(|j| read_file(&pipe, j)).collect();
+            pipe.progress.finish_and_clear();
+            let bytes_read = results.iter().flatten().map(|r| r.size).sum();
+            let root_id = build_tree(&pipe, root, &mut results, &mut counts)
+                .map_err(|_| source_err("packer stopped".into()))?;
+            let paths = job.paths.iter().map(|p| p.display().to_string()).collect();
+            (root_id, paths, bytes_read)
+        }
+        SourceKind::Command { argv, stdout_file } => {
+            let (file_node, bytes_read) =
+                run_command(&pipe, argv, stdout_file, time).map_err(|m| source_err(m))?;
+            counts.files = 1;
+            counts.bytes = file_node.size;
+            let root = pipe
+                .store_tree(&Tree {
+                    nodes: vec![file_node],
+                })
+                .map_err(|_| source_err("packer stopped".into()))?;
+            (root, vec![format!("/{stdout_file}")], bytes_read)
+        }
+    };
+    let warnings = std::mem::take(&mut *pipe.warnings.lock().expect("not poisoned"));
+    drop(pipe);
+    let (packs, stats) = packer.finish()?;
+    if !packs.is_empty() {
+        repo.write_index(
+            tenant,
+            &crate::format::index::IndexBody {
+                packs: packs.clone(),
+            },
+        )?;
+    }
+    let snapshot = Snapshot {
+        time_secs: time.as_second(),
+        time_nanos: time.subsec_nanosecond() as u32,
+        host: config.agent.host.clone(),
+        tenant: job.tenant.clone(),
+        source: job.source.name.clone(),
+        category: job.source.category.clone(),
+        paths,
+        tags: opts.tags.clone(),
+        root,
+        parent: parent.map(|(id, _)| id),
+        files: counts.files,
+        dirs: counts.dirs,
+        bytes: counts.bytes,
+        bytes_read,
+        bytes_added: stats.plain_bytes,
+        bytes_stored: stats.stored_bytes,
+        warnings,
+        program: format!("gallra {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = repo.write_snapshot(tenant, &snapshot)?;
+    for p in &packs {
+        index.add_pack(p);
+    }
+    Ok(SnapshotSummary {
+        id,
+        snapshot,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs a command source, streaming its stdout into the repository.
+fn run_command(
+    pipe: &Pipeline<'_>,
+    argv: &[String],
+    stdout_file: &str,
+    time: jiff::Timestamp,
+) -> std::result::Result<(Node, u64), String> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", argv[0]))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let stored = pipe.store_stream(stdout);
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let err_text = stderr_thread.join().unwrap_or_default();
+    let (content, sha256, size) = match stored {
+        Ok(v) => v,
+        Err(SinkError::Io(e)) => return Err(format!("reading the command's output: {e}")),
+        Err(SinkError::PackerGone) => return Err("packer stopped".into()),
+    };
+    if !status.success() {
+        let text = String::from_utf8_lossy(&err_text);
+        let tail: String = text
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect();
+        return Err(format!(
+            "command {:?} failed ({status}){}; no snapshot written",
+            argv[0],
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        ));
+    }
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    Ok((
+        Node {
+            name: stdout_file.as_bytes().to_vec(),
+            kind: NodeKind::File,
+            mode: 0o600,
+            uid,
+            gid,
+            mtime_secs: time.as_second(),
+            mtime_nanos: time.subsec_nanosecond() as u32,
+            ctime_secs: time.as_second(),
+            ctime_nanos: time.subsec_nanosecond() as u32,
+            dev: 0,
+            ino: 0,
+            nlink: 1,
+            size,
+            content,
+            sha256: Some(sha256),
+            subtree: None,
+            link_target: vec![],
+            changed_while_read: false,
+        },
+        size,
+    ))
+}

@@ -1,0 +1,314 @@
+//! check: is every snapshot restorable from this target?
+//!
+//! Damage (a missing, truncated or corrupted object, a blob that no index
+//! holds) is an error that names the object. Leftovers that nothing
+//! references (after a killed backup) are information: the next prune
+//! collects them.
+
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{Error, Result};
+use crate::format::pack::{open_blob, read_header};
+use crate::format::{Id, Kind};
+use crate::repo::{self, Index, Repository, Tenant, id_of_path};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    None,
+    All,
+    /// Percent of packs, chosen at random.
+    Subset(f64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub object: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub errors: Vec<Finding>,
+    pub unreferenced: Vec<Finding>,
+    pub snapshots: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    pub blobs_read: u64,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Finding {
+            object: object.into(),
+            message: message.into(),
+        });
+    }
+
+    fn error_from(&mut self, e: Error) {
+        match e {
+            Error::Corrupt { object, message } => self.error(object, message),
+            Error::NotFound { object, .. } => self.error(object, "missing"),
+            other => self.error("", other.to_string()),
+        }
+    }
+}
+
+pub fn run(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    for name in repo.tenant_names()? {
+        let tenant = match repo.tenant(&name, false) {
+            Ok(t) => t,
+            Err(e) => {
+                report.error_from(e);
+                continue;
+            }
+        };
+        check_tenant(repo, &tenant, read_data, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn check_tenant(
+    repo: &Repository,
+    tenant: &Tenant,
+    read_data: ReadData,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let prefix = repo::tenant_prefix(&tenant.name);
+    let listed = repo.store.list(&prefix)?;
+    let mut pack_sizes: HashMap<Id, (String, u64)> = HashMap::new();
+    let mut index = Index::default();
+    let mut snapshot_ids = Vec::new();
+    for obj in &listed {
+        let rel = &obj.path[prefix.len() + 1..];
+        let kind = rel.split('/').next().unwrap_or_default();
+        match (kind, id_of_path(&obj.path)) {
+            ("packs", Some(id)) => {
+                pack_sizes.insert(id, (obj.path.clone(), obj.size));
+            }
+            ("index", Some(_)) => {
+                let loaded = repo.store.get(&obj.path).and_then(|bytes| {
+                    if Some(Id::of_bytes(&bytes)) != id_of_path(&obj.path) {
+                        return Err(Error::corrupt(
+                            &obj.path,
+                            "content does not match its name (damaged object)",
+                        ));
+                    }
+                    crate::format::index::open(&bytes, &tenant.cipher, &tenant.context, &obj.path)
+                });
+                match loaded {
+                    Ok(body) => index.add_body(&body),
+                    Err(e) => report.error_from(e),
+                }
+            }
+            ("snapshots", Some(id)) => snapshot_ids.push(id),
+            ("key", _) | ("locks", _) => {}
+            _ => report.unreferenced.push(Finding {
+                object: obj.path.clone(),
+                message: "unknown object".into(),
+            }),
+        }
+    }
+
+    // Every indexed pack must exist with the size the index gives.
+    let indexed: HashSet<Id> = index.packs().iter().map(|(id, _)| *id).collect();
+    for (id, size) in index.packs() {
+        let path = repo::pack_path(&tenant.name, id);
+        match pack_sizes.get(id) {
+            None => report.error(&path, "missing pack"),
+            Some((_, actual)) if actual != size => report.error(
+                &path,
+                format!("pack is {actual} bytes, the index says {size} (truncated or damaged)"),
+            ),
+            Some(_) => {}
+        }
+    }
+    for (id, (path, _)) in &pack_sizes {
+        if !indexed.contains(id) {
+            report.unreferenced.push(Finding {
+                object: path.clone(),
+                message: "pack in no index (left by an interrupted backup; prune removes it)"
+                    .into(),
+            });
+        }
+    }
+    report.packs += pack_sizes.len() as u64;
+    report.blobs += index.blob_count() as u64;
+
+    // Every snapshot's trees and data blobs must be indexed.
+    let mut seen_trees: HashSet<Id> = HashSet::new();
+    let mut referenced: HashSet<Id> = HashSet::new();
+    for id in snapshot_ids {
+        let path = repo::snapshot_path(&tenant.name, &id);
+        let snap = match repo.read_snapshot(tenant, &id) {
+            Ok(s) => s,
+            Err(e) => {
+                report.error_from(e);
+                continue;
+            }
+        };
+        report.snapshots += 1;
+        let mut stack = vec![snap.root];
+        while let Some(tree_id) = stack.pop() {
+            if !seen_trees.insert(tree_id) {
+                continue;
+            }
+            referenced.insert(tree_id);
+            let tree = match repo.read_tree(tenant, &index, &tree_id) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.error_from(e);
+                    report.error(
+                        &path,
+                        format!("snapshot cannot be read fully (tree {})", tree_id.short()),
+                    );
+                    continue;
+                }
+            };
+            for node in tree.nodes {
+                if let Some(sub) = node.subtree {
+                    stack.push(sub);
+                }
+                for &blob in &node.content {
+                    if referenced.insert(blob) && !index.contains(&blob) {
+                        report.error(
+                            &path,
+                            format!(
+                                "data blob {} of {:?} is in no index (missing)",
+                                blob.to_hex(),
+                                node.name_lossy()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let unused = index
+        .blobs()
+        .filter(|(id, _)| !referenced.contains(id))
+        .count();
+    if unused > 0 {
+        report.unreferenced.push(Finding {
+            object: prefix.clone(),
+            message: format!("{unused} blobs no snapshot references (prune removes them)"),
+        });
+    }
+
+    // Read data: every pack (or a share), whole, against its name and index.
+    let to_read: Vec<(Id, String)> = {
+        let mut all: Vec<(Id, String)> = index
+            .packs()
+            .iter()
+            .filter_map(|(id, _)| pack_sizes.get(id).map(|(p, _)| (*id, p.clone())))
+            .collect();
+        match read_data {
+            ReadData::None => all.clear(),
+            ReadData::All => {}
+            ReadData::Subset(pct) => {
+                use rand::seq::SliceRandom;
+                all.shuffle(&mut rand::rng());
+                let n = ((all.len() as f64) * pct / 100.0).ceil() as usize;
+                all.truncate(n.min(all.len()));
+            }
+        }
+        all
+    };
+    let expected: HashMap<Id, Vec<(Id, Kind, u64, u32)>> = {
+        let mut m: HashMap<Id, Vec<(Id, Kind, u64, u32)>> = HashMap::new();
+        for (blob, loc) in index.blobs() {
+            m.entry(index.pack_id(loc))
+                .or_default()
+                .push((*blob, loc.kind, loc.offset, loc.length));
+        }
+        m
+    };
+    let results: Vec<(u64, Vec<Finding>)> = to_read
+        .par_iter()
+        .map(|(id, path)| read_pack(repo, tenant, id, path, expected.get(id)))
+        .collect();
+    for (n, findings) in results {
+        report.blobs_read += n;
+        report.errors.extend(findings);
+    }
+    Ok(())
+}
+
+/// Reads one pack whole: its hash, its header, and every blob in it.
+fn read_pack(
+    repo: &Repository,
+    tenant: &Tenant,
+    id: &Id,
+    path: &str,
+    expected: Option<&Vec<(Id, Kind, u64, u32)>>,
+) -> (u64, Vec<Finding>) {
+    let finding = |m: String| Finding {
+        object: path.to_string(),
+        message: m,
+    };
+    let bytes = match repo.store.get(path) {
+        Ok(b) => b,
+        Err(e) => return (0, vec![finding(e.to_string())]),
+    };
+    let mut out = Vec::new();
+    if Id::of_bytes(&bytes) != *id {
+        out.push(finding(
+            "content does not match its name (damaged pack)".into(),
+        ));
+    }
+    let entries = match read_header(&bytes, &tenant.cipher, &tenant.context, path) {
+        Ok(e) => e,
+        Err(e) => {
+            out.push(finding(e.to_string()));
+            Vec::new()
+        }
+    };
+    let mut read = 0;
+    let mut bad_blobs = 0;
+    for (blob, kind, offset, length) in expected.into_iter().flatten() {
+        let end = offset + u64::from(*length);
+        if end > bytes.len() as u64 {
+            bad_blobs += 1;
+            continue;
+        }
+        let sealed = &bytes[*offset as usize..end as usize];
+        match open_blob(&tenant.cipher, *kind, blob, sealed, path) {
+            Ok(plain) if *kind == Kind::DataBlob || *kind == Kind::TreeBlob => {
+                read += 1;
+                if tenant.blob_id(&plain) != *blob {
+                    out.push(finding(format!(
+                        "blob {} does not match its id",
+                        blob.to_hex()
+                    )));
+                }
+            }
+            Ok(_) => read += 1,
+            Err(_) => bad_blobs += 1,
+        }
+    }
+    if bad_blobs > 0 {
+        out.push(finding(format!(
+            "{bad_blobs} blobs failed authentication (damaged pack)"
+        )));
+    }
+    if !entries.is_empty() {
+        if let Some(exp) = expected {
+            let mut header: Vec<Id> = entries.iter().map(|e| e.id).collect();
+            let mut indexed: Vec<Id> = exp.iter().map(|e| e.0).collect();
+            header.sort();
+            indexed.sort();
+            indexed.dedup();
+            if !indexed.iter().all(|b| header.binary_search(b).is_ok()) {
+                out.push(finding(
+                    "pack header does not list every blob the index places in it".into(),
+                ));
+            }
+        }
+    }
+    (read, out)
+}

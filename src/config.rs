@@ -1,0 +1,506 @@
+//! agent.toml: typed, validated; errors name the line and key.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::chunker::ChunkerParams;
+use crate::crypto::KeySource;
+use crate::error::{Error, Result};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/gallra/agent.toml";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub agent: Agent,
+    pub key: KeySource,
+    pub repository: RepositorySettings,
+    pub targets: Vec<Target>,
+    pub sources: Vec<Source>,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub host: String,
+    pub state_dir: PathBuf,
+    pub time_zone: String,
+    pub metrics: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RepositorySettings {
+    pub compression: i32,
+    pub pack_size: u64,
+    /// Used only when a repository is created.
+    pub chunker: ChunkerParams,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub primary: bool,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub credentials_file: Option<PathBuf>,
+    pub retention: Option<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// Paths, each possibly holding one `{tenant}` component.
+    Paths(Vec<String>),
+    Command {
+        argv: Vec<String>,
+        stdout_file: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub category: String,
+    /// Set for a source of one named tenant; `None` for `{tenant}` discovery.
+    pub tenant: Option<String>,
+    pub kind: SourceKind,
+    pub exclude: Vec<String>,
+    pub one_file_system: bool,
+    pub schedule: Option<String>,
+}
+
+/// A retention rule as written in agent.toml. Interpreted by the lifecycle.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub keep: Option<String>,
+    pub after_contract: Option<String>,
+    pub legal_basis: Option<String>,
+    #[serde(default)]
+    pub legal_obligation: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default)]
+    pub default: Rule,
+    #[serde(default)]
+    pub category: BTreeMap<String, Rule>,
+    #[serde(default)]
+    pub tenant: BTreeMap<String, Rule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    agent: RawAgent,
+    key: Option<RawKey>,
+    #[serde(default)]
+    repository: RawRepository,
+    #[serde(default)]
+    target: Vec<Target>,
+    #[serde(default)]
+    source: Vec<RawSource>,
+    #[serde(default)]
+    retention: Retention,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    host: Option<String>,
+    state_dir: Option<PathBuf>,
+    time_zone: Option<String>,
+    metrics: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    file: Option<PathBuf>,
+    passphrase_env: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    compression: Option<i32>,
+    pack_size: Option<String>,
+    chunk_min: Option<String>,
+    chunk_avg: Option<String>,
+    chunk_max: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    category: String,
+    tenant: Option<String>,
+    paths: Option<Vec<String>>,
+    command: Option<Vec<String>>,
+    stdout_file: Option<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    one_file_system: Option<bool>,
+    schedule: Option<String>,
+}
+
+/// Parses "16 MiB", "512KiB", "1 GB", "4096" into bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return None,
+    };
+    (num >= 0.0).then(|| (num * mult as f64) as u64)
+}
+
+/// Whether a tenant name can name objects and folders safely.
+pub fn validate_tenant(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || name.len() > 200
+        || name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control() || c == '*' || c == '%')
+    {
+        return Err(format!(
+            "tenant name {name:?} is not usable: it must be 1-200 characters, not start with '.', and hold no '/', '\\', '%', '*' or control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let err = |message: String| Error::Config {
+            file: path.to_path_buf(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!("line {}: ", line_of(text, s.start)))
+                .unwrap_or_default();
+            err(format!("{at}{}", e.message().trim().replace('\n', " ")))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let host = match raw.agent.host {
+            Some(h) => h,
+            None => hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
+        };
+        let time_zone = raw
+            .agent
+            .time_zone
+            .unwrap_or_else(|| "Europe/Stockholm".into());
+        if jiff::tz::TimeZone::get(&time_zone).is_err() {
+            return Err(err(format!(
+                "[agent] time_zone: unknown time zone {time_zone:?}"
+            )));
+        }
+        let agent = Agent {
+            host,
+            state_dir: resolve(
+                raw.agent
+                    .state_dir
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/gallra")),
+            ),
+            time_zone,
+            metrics: raw.agent.metrics,
+        };
+
+        let key = match raw.key {
+            Some(RawKey {
+                file: Some(f),
+                passphrase_env: None,
+            }) => KeySource::File(resolve(f)),
+            Some(RawKey {
+                file: None,
+                passphrase_env: Some(v),
+            }) => KeySource::PassphraseEnv(v),
+            Some(_) => {
+                return Err(err(
+                    "[key]: give exactly one of `file` and `passphrase_env`".into(),
+                ));
+            }
+            None => return Err(err("missing [key] section (file or passphrase_env)".into())),
+        };
+
+        let size = |key: &str, v: &Option<String>, default: u64| -> Result<u64> {
+            match v {
+                None => Ok(default),
+                Some(s) => parse_size(s)
+                    .ok_or_else(|| err(format!("[repository] {key}: not a size: {s:?}"))),
+            }
+        };
+        let compression = raw.repository.compression.unwrap_or(3);
+        if !(1..=22).contains(&compression) {
+            return Err(err(format!(
+                "[repository] compression: zstd level {compression} is outside 1..=22"
+            )));
+        }
+        let pack_size = size("pack_size", &raw.repository.pack_size, 16 << 20)?;
+        if !(64 << 10..=1 << 30).contains(&pack_size) {
+            return Err(err(
+                "[repository] pack_size: must be between 64 KiB and 1 GiB".into(),
+            ));
+        }
+        let d = ChunkerParams::default();
+        let chunker = ChunkerParams {
+            min: size("chunk_min", &raw.repository.chunk_min, d.min.into())? as u32,
+            avg: size("chunk_avg", &raw.repository.chunk_avg, d.avg.into())? as u32,
+            max: size("chunk_max", &raw.repository.chunk_max, d.max.into())? as u32,
+        };
+        if !chunker.is_valid() {
+            return Err(err(
+                "[repository] chunk_min/chunk_avg/chunk_max: need 64 B <= min <= 1 MiB, 256 B <= avg <= 4 MiB, 1 KiB <= max <= 16 MiB, min <= avg <= max, all even".into(),
+            ));
+        }
+
+        let mut targets = raw.target;
+        if targets.is_empty() {
+            return Err(err("no [[target]]: name at least one store".into()));
+        }
+        for (i, t) in targets.iter().enumerate() {
+            if targets[..i].iter().any(|o| o.name == t.name) {
+                return Err(err(format!("[[target]] name {:?} appears twice", t.name)));
+            }
+            if let Some(f) = &t.credentials_file
+                && f.as_os_str().is_empty()
+            {
+                return Err(err(format!(
+                    "[[target]] {}: credentials_file is empty",
+                    t.name
+                )));
+            }
+        }
+        if targets.len() == 1 {
+            targets[0].primary = true;
+        }
+        let primaries = targets.iter().filter(|t| t.primary).count();
+        if primaries != 1 {
+            return Err(err(format!(
+                "exactly one [[target]] must have primary = true (found {primaries})"
+            )));
+        }
+        for t in &mut targets {
+            t.credentials_file = t.credentials_file.take().map(&resolve);
+        }
+
+        let mut sources = Vec::new();
+        for s in raw.source {
+            let at = format!("[[source]] {:?}", s.name);
+            if sources.iter().any(|o: &Source| o.name == s.name) {
+                return Err(err(format!("{at}: the name appears twice")));
+            }
+            if let Some(t) = &s.tenant {
+                validate_tenant(t).map_err(|m| err(format!("{at}: {m}")))?;
+            }
+            let kind = match (s.paths, s.command) {
+                (Some(paths), None) => {
+                    if paths.is_empty() {
+                        return Err(err(format!("{at}: paths is empty")));
+                    }
+                    for p in &paths {
+                        if !p.starts_with('/') {
+                            return Err(err(format!("{at}: path {p:?} is not absolute")));
+                        }
+                        let n = p.matches("{tenant}").count();
+                        let whole = p.split('/').filter(|c| *c == "{tenant}").count();
+                        if n > 1 || n != whole {
+                            return Err(err(format!(
+                                "{at}: path {p:?}: {{tenant}} may appear once, as a whole path component"
+                            )));
+                        }
+                        if n == 0 && s.tenant.is_none() {
+                            return Err(err(format!(
+                                "{at}: path {p:?} has no {{tenant}} pattern, so the source needs `tenant = \"...\"`"
+                            )));
+                        }
+                        if n == 1 && s.tenant.is_some() {
+                            return Err(err(format!(
+                                "{at}: path {p:?} discovers tenants with {{tenant}}; drop `tenant` or the pattern"
+                            )));
+                        }
+                    }
+                    if s.stdout_file.is_some() {
+                        return Err(err(format!(
+                            "{at}: stdout_file is only for command sources"
+                        )));
+                    }
+                    SourceKind::Paths(paths)
+                }
+                (None, Some(argv)) => {
+                    if argv.is_empty() {
+                        return Err(err(format!("{at}: command is empty")));
+                    }
+                    if s.tenant.is_none() {
+                        return Err(err(format!(
+                            "{at}: a command source needs `tenant = \"...\"`"
+                        )));
+                    }
+                    let stdout_file = s.stdout_file.unwrap_or_else(|| format!("{}.out", s.name));
+                    if !crate::format::tree::is_safe_name(stdout_file.as_bytes()) {
+                        return Err(err(format!(
+                            "{at}: stdout_file {stdout_file:?} must be a plain file name"
+                        )));
+                    }
+                    SourceKind::Command { argv, stdout_file }
+                }
+                _ => {
+                    return Err(err(format!(
+                        "{at}: give exactly one of `paths` and `command`"
+                    )));
+                }
+            };
+            for g in &s.exclude {
+                globset::Glob::new(g).map_err(|e| err(format!("{at}: exclude {g:?}: {e}")))?;
+            }
+            sources.push(Source {
+                name: s.name,
+                category: s.category,
+                tenant: s.tenant,
+                kind,
+                exclude: s.exclude,
+                one_file_system: s.one_file_system.unwrap_or(true),
+                schedule: s.schedule,
+            });
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            agent,
+            key,
+            repository: RepositorySettings {
+                compression,
+                pack_size,
+                chunker,
+            },
+            targets,
+            sources,
+            retention: raw.retention,
+        })
+    }
+
+    pub fn primary(&self) -> &Target {
+        self.targets
+            .iter()
+            .find(|t| t.primary)
+            .expect("validated: one primary")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/etc/gallra/agent.toml"))
+    }
+
+    const MINIMAL: &str = r#"
+[key]
+file = "key"
+
+[[target]]
+name = "local"
+url = "file:///srv/gallra"
+
+[[source]]
+name = "www"
+category = "site"
+paths = ["/var/www/{tenant}"]
+"#;
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.key, KeySource::File("/etc/gallra/key".into()));
+        assert!(c.primary().primary);
+        assert_eq!(c.repository.compression, 3);
+        assert_eq!(c.repository.pack_size, 16 << 20);
+        assert_eq!(c.agent.time_zone, "Europe/Stockholm");
+        assert!(c.sources[0].one_file_system);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = MINIMAL.replace("[key]", "[repository]\ncompresion = 3\n\n[key]");
+        let e = parse(&text).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("line 3") && msg.contains("compresion"),
+            "{msg}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn bad_sources_are_refused() {
+        for (bad, needle) in [
+            (r#"paths = ["/var/{tenant}/x/{tenant}"]"#, "once"),
+            (r#"paths = ["/var/www/x{tenant}"]"#, "whole path component"),
+            (r#"paths = ["/var/www/static"]"#, "needs `tenant"),
+            (r#"paths = ["relative/{tenant}"]"#, "not absolute"),
+        ] {
+            let text = MINIMAL.replace(r#"paths = ["/var/www/{tenant}"]"#, bad);
+            let msg = parse(&text).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("16 MiB"), Some(16 << 20));
+        assert_eq!(parse_size("512KiB"), Some(512 << 10));
+        assert_eq!(parse_size("1 GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn tenant_names() {
+        assert!(validate_tenant("acme").is_ok());
+        assert!(validate_tenant("example.com").is_ok());
+        assert!(validate_tenant("..").is_err());
+        assert!(validate_tenant("a/b").is_err());
+        assert!(validate_tenant("").is_err());
+    }
+}

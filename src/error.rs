@@ -1,0 +1,99 @@
+//! The library's error type. Every variant names the object, file, line or key
+//! involved, so that a one-line message is enough to act on at three in the
+//! morning.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// agent.toml is malformed or inconsistent. Exit status 2.
+    #[error("config {file}: {message}")]
+    Config { file: PathBuf, message: String },
+
+    /// The command line asked for something that cannot be done. Exit status 2.
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("key file {file}: {message}")]
+    KeyFile { file: PathBuf, message: String },
+
+    #[error(
+        "no key slot of repository on target {target} opens with {source_desc}: wrong key or passphrase"
+    )]
+    WrongKey { target: String, source_desc: String },
+
+    #[error("passphrase: environment variable {var} is not set or empty")]
+    PassphraseEnv { var: String },
+
+    /// A store operation failed. `object` is the object's path in the store.
+    #[error("target {target}: {object}: {message}")]
+    Store {
+        target: String,
+        object: String,
+        message: String,
+    },
+
+    #[error("target {target}: {object} not found")]
+    NotFound { target: String, object: String },
+
+    /// An object exists but cannot be decoded or authenticated.
+    #[error("{object}: {message}")]
+    Corrupt { object: String, message: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "repository on target {target} is not initialised (no config object); run `gallra init`"
+    )]
+    NotInitialised { target: String },
+
+    #[error("repository on target {target} already exists")]
+    AlreadyInitialised { target: String },
+
+    #[error("snapshot {0} not found")]
+    SnapshotNotFound(String),
+
+    #[error("snapshot prefix {prefix} is ambiguous: {candidates}")]
+    AmbiguousSnapshot { prefix: String, candidates: String },
+
+    #[error("source {source_name} (tenant {tenant}): {message}")]
+    Source {
+        source_name: String,
+        tenant: String,
+        message: String,
+    },
+
+    #[error("restore: {0}")]
+    Restore(String),
+}
+
+impl Error {
+    /// Exit status the binary should use: 2 for bad usage or config, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config { .. } | Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(object: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! On-store objects and their versioned encodings. Pure: no I/O, no tokio.
+//!
+//! `docs/FORMAT.md` specifies every object byte for byte; the fixture
+//! repository under `tests/fixtures/` pins it. An object in a store is an
+//! *envelope*:
+//!
+//! ```text
+//! magic "GLRA" | version u8 | kind u8 | clear header (kind-specific) | nonce(12) | ciphertext | tag(16)
+//! ```
+//!
+//! The associated data is `"gallra" | version | kind | clear header |
+//! context`, where the context names what the object is (repository id and
+//! tenant, or slot id), so that an object moved to another name or tenant
+//! fails to open.
+
+pub mod index;
+pub mod keyslot;
+pub mod pack;
+pub mod repo_config;
+pub mod snapshot;
+pub mod tenant_key;
+pub mod tree;
+
+use aes_gcm::Aes256Gcm;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::crypto;
+use crate::error::{Error, Result};
+
+pub const MAGIC: &[u8; 4] = b"GLRA";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Bytes of `magic | version | kind`.
+pub const ENVELOPE_PREFIX: usize = 6;
+
+/// What an object or blob is. The byte is part of every envelope and of every
+/// blob's associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    Config = 1,
+    KeySlot = 2,
+    TenantKey = 3,
+    PackHeader = 4,
+    Index = 5,
+    Snapshot = 6,
+    DataBlob = 7,
+    TreeBlob = 8,
+}
+
+impl Kind {
+    pub fn from_byte(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Config,
+            2 => Kind::KeySlot,
+            3 => Kind::TenantKey,
+            4 => Kind::PackHeader,
+            5 => Kind::Index,
+            6 => Kind::Snapshot,
+            7 => Kind::DataBlob,
+            8 => Kind::TreeBlob,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+            Kind::KeySlot => "key slot",
+            Kind::TenantKey => "tenant key",
+            Kind::PackHeader => "pack header",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshot",
+            Kind::DataBlob => "data blob",
+            Kind::TreeBlob => "tree blob",
+        }
+    }
+}
+
+/// A 32-byte identifier: a blob's keyed id, or the SHA-256 of a pack, index
+/// or snapshot object (which is also its name in the store).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Id(pub [u8; 32]);
+
+impl Id {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    pub fn from_hex(s: &str) -> Option<Id> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Id(out))
+    }
+
+    pub fn of_bytes(data: &[u8]) -> Id {
+        Id(crypto::sha256(data))
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short())
+    }
+}
+
+fn aad(kind: Kind, clear_header: &[u8], context: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(8 + clear_header.len() + context.len());
+    aad.extend_from_slice(b"gallra");
+    aad.push(FORMAT_VERSION);
+    aad.push(kind as u8);
+    aad.extend_from_slice(clear_header);
+    aad.extend_from_slice(context);
+    aad
+}
+
+/// Encodes an envelope around `body`.
+pub fn seal_object(
+    cipher: &Aes256Gcm,
+    kind: Kind,
+    clear_header: &[u8],
+    context: &[u8],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        ENVELOPE_PREFIX + clear_header.len() + crypto::SEAL_OVERHEAD + body.len(),
+    );
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(kind as u8);
+    out.extend_from_slice(clear_header);
+    crypto::seal_into(cipher, &aad(kind, clear_header, context), body, &mut out);
+    out
+}
+
+/// Checks an envelope's prefix and returns its clear header (of
+/// `header_len` bytes) and the sealed rest. `name` is used in errors.
+pub fn split_envelope<'a>(
+    bytes: &'a [u8],
+    kind: Kind,
+    header_len: usize,
+    name: &str,
+) -> Result<(&'a [u8], &'a [u8])> {
+    if bytes.len() < ENVELOPE_PREFIX + header_len + crypto::SEAL_OVERHEAD {
+        return Err(Error::corrupt(
+            name,
+            format!("truncated {} ({} bytes)", kind.name(), bytes.len()),
+        ));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(Error::corrupt(name, "not a gallra object (bad magic)"));
+    }
+    if bytes[4] != FORMAT_VERSION {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "format version {} is not supported by this gallra (reads version {FORMAT_VERSION})",
+                bytes[4]
+            ),
+        ));
+    }
+    if bytes[5] != kind as u8 {
+        let found = Kind::from_byte(bytes[5]).map_or("unknown", Kind::name);
+        return Err(Error::corrupt(
+            name,
+            format!("expected a {} object, found a {found} object", kind.name()),
+        ));
+    }
+    let rest = &bytes[ENVELOPE_PREFIX..];
+    Ok(rest.split_at(header_len))
+}
+
+/// Opens an envelope sealed by [`seal_object`].
+pub fn open_object(
+    cipher: &Aes256Gcm,
+    kind: Kind,
+    header_len: usize,
+    context: &[u8],
+    bytes: &[u8],
+    name: &str,
+) -> Result<Vec<u8>> {
+    let (header, sealed) = split_envelope(bytes, kind, header_len, name)?;
+    crypto::open(cipher, &aad(kind, header, context), sealed).map_err(|_| {
+        Error::corrupt(
+            name,
+            format!(
+                "{} failed authentication (damaged, moved, or sealed with another key)",
+                kind.name()
+            ),
+        )
+    })
+}
+
+/// Serialises a body with postcard. Infallible for gallra's own types.
+pub fn to_body<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("postcard serialises gallra's types")
+}
+
+pub fn from_body<'a, T: Deserialize<'a>>(bytes: &'a [u8], name: &str, kind: Kind) -> Result<T> {
+    let (value, rest) = postcard::take_from_bytes(bytes)
+        .map_err(|e| Error::corrupt(name, format!("undecodable {}: {e}", kind.name())))?;
+    if !rest.is_empty() {
+        return Err(Error::corrupt(
+            name,
+            format!("{} has {} trailing bytes", kind.name(), rest.len()),
+        ));
+    }
+    Ok(value)
+}
+
+/// Context for objects that belong to a tenant: repository id, then the
+/// tenant's name.
+pub fn tenant_context(repo_id: &[u8; 16], tenant: &str) -> Vec<u8> {
+    let mut c = Vec::with_capacity(16 + tenant.len());
+    c.extend_from_slice(repo_id);
+    c.extend_from_slice(tenant.as_bytes());
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+
+    #[test]
+    fn envelope_round_trip_and_binding() {
+        let cipher = SecretKey::random().cipher();
+        let obj = seal_object(&cipher, Kind::Index, b"hdr", b"ctx", b"body");
+        assert_eq!(&obj[..4], MAGIC);
+        let body = open_object(&cipher, Kind::Index, 3, b"ctx", &obj, "x").unwrap();
+        assert_eq!(body, b"body");
+        assert!(open_object(&cipher, Kind::Index, 3, b"other", &obj, "x").is_err());
+        let err = open_object(&cipher, Kind::Snapshot, 3, b"ctx", &obj, "x").unwrap_err();
+        assert!(err.to_string().contains("expected a snapshot"), "{err}");
+        let mut bumped = obj.clone();
+        bumped[4] = 9;
+        let err = open_object(&cipher, Kind::Index, 3, b"ctx", &bumped, "x").unwrap_err();
+        assert!(err.to_string().contains("version 9"), "{err}");
+        assert!(open_object(&cipher, Kind::Index, 3, b"ctx", &obj[..10], "x").is_err());
+    }
+
+    #[test]
+    fn id_hex_round_trip() {
+        let id = Id::of_bytes(b"abc");
+        assert_eq!(Id::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(id.short().len(), 8);
+        assert_eq!(Id::from_hex("zz"), None);
+    }
+}

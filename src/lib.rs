@@ -1,0 +1,18 @@
+//! gallra: an encrypted backup lifecycle agent.
+//!
+//! The pure parts (format codecs, chunker, index) know nothing of tokio or the
+//! network; I/O lives in `store` and the command modules.
+
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod quickstart;
+pub mod repo;
+pub mod restore;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,584 @@
+//! The gallra command line: parse, call the library, print (human or --json).
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+
+use gallra::backup::{self, BackupOptions};
+use gallra::check::{self, ReadData};
+use gallra::config::{Config, DEFAULT_CONFIG_PATH};
+use gallra::crypto::{self, KeySource};
+use gallra::error::Error;
+use gallra::format::snapshot::Snapshot;
+use gallra::format::tree::NodeKind;
+use gallra::repo::Repository;
+use gallra::restore::{self, OpenSnapshot, RestoreOptions};
+use gallra::store::Store;
+
+#[derive(Parser)]
+#[command(name = "gallra", version, about = "Encrypted backup lifecycle agent")]
+struct Cli {
+    /// agent.toml to use (else $GALLRA_CONFIG, else /etc/gallra/agent.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Machine-readable output: one JSON document on stdout
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the repository on every target, with a key slot from [key]
+    Init,
+    /// Manage key files and master-key slots
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Snapshot every configured source (or those of the named tenants)
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots {
+        /// Only this tenant's snapshots
+        #[arg(long)]
+        tenant: Vec<String>,
+    },
+    /// List the entries of a snapshot under PATH
+    Ls {
+        snapshot: String,
+        path: Option<String>,
+    },
+    /// Restore a snapshot under DIR, each source path at its full path
+    Restore {
+        snapshot: String,
+        /// Directory to restore into
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Restore only this path of the snapshot
+        #[arg(long, value_name = "P")]
+        path: Option<String>,
+        /// Check every restored file against its recorded SHA-256
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Write one file of a snapshot to stdout
+    Dump { snapshot: String, path: String },
+    /// Check the repository; --read-data also decrypts and authenticates every blob
+    Check {
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// Read this percentage of packs, chosen at random
+        #[arg(long, value_name = "PCT")]
+        read_data_subset: Option<f64>,
+    },
+    /// Create ./gallra-quickstart/ and run the whole job on it
+    Quickstart {
+        #[arg(long, default_value = "gallra-quickstart")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    /// Only this tenant (repeatable)
+    #[arg(long)]
+    tenant: Vec<String>,
+    /// Record this creation time (RFC 3339) instead of now
+    #[arg(long, value_name = "RFC3339")]
+    time: Option<String>,
+    /// Tag the snapshots (repeatable)
+    #[arg(long, value_name = "K=V")]
+    tag: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write a new random key file (mode 0600); never overwrites
+    Generate { file: PathBuf },
+    /// List master-key slots
+    List,
+    /// Add a slot for another key file or passphrase
+    Add {
+        #[arg(
+            long,
+            conflicts_with = "passphrase_env",
+            required_unless_present = "passphrase_env"
+        )]
+        file: Option<PathBuf>,
+        #[arg(long, value_name = "VAR")]
+        passphrase_env: Option<String>,
+    },
+    /// Remove a slot (never the last, nor the one in use)
+    Remove { id: String },
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GALLRA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<Error>())
+                .map_or(1, Error::exit_code);
+            eprintln!("error: {}", one_line(&e));
+            std::process::exit(code);
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config
+        .clone()
+        .or_else(|| std::env::var_os("GALLRA_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+fn open_primary(config: &Config) -> anyhow::Result<Repository> {
+    let store = Store::open(config.primary(), false)?;
+    Ok(Repository::open(store, &config.key)?)
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn rfc3339(secs: i64, nanos: u32) -> String {
+    jiff::Timestamp::new(secs, nanos as i32)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn snapshot_json(id: &gallra::format::Id, s: &Snapshot) -> Value {
+    json!({
+        "id": id.to_hex(),
+        "tenant": s.tenant,
+        "source": s.source,
+        "category": s.category,
+        "time": rfc3339(s.time_secs, s.time_nanos),
+        "host": s.host,
+        "files": s.files,
+        "bytes": s.bytes,
+        "tags": s.tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "paths": s.paths,
+        "parent": s.parent.map(|p| p.to_hex()),
+    })
+}
+
+fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let json_out = cli.json;
+    let path = config_path(&cli);
+    let load = || -> anyhow::Result<Config> { Ok(Config::load(&path)?) };
+    match cli.command {
+        Command::Key {
+            command: KeyCommand::Generate { ref file },
+        } => {
+            crypto::generate_key_file(file)?;
+            if json_out {
+                print_json(&json!({"file": file}))?;
+            } else {
+                println!(
+                    "wrote new key file {} (mode 0600); keep a copy offline: without it no backup can be read",
+                    file.display()
+                );
+            }
+            Ok(0)
+        }
+        Command::Quickstart { ref dir } => {
+            gallra::quickstart::run(dir, &std::env::current_exe()?)?;
+            Ok(0)
+        }
+        Command::Init => {
+            let config = load()?;
+            // Secondary targets receive the primary's objects (config and key
+            // slots included) by shipping, so that every target holds one
+            // repository with the same id and keys; init creates the primary.
+            let t = config.primary();
+            let repo = Repository::init(
+                Store::open(t, true)?,
+                &config.key,
+                config.repository.chunker,
+            )?;
+            let out =
+                vec![json!({"target": t.name, "created": true, "key_slot": repo.slot_in_use})];
+            if !json_out {
+                println!(
+                    "initialised repository on target {} ({}), key slot {}",
+                    t.name, t.url, repo.slot_in_use
+                );
+            }
+            if json_out {
+                print_json(&Value::Array(out))?;
+            }
+            Ok(0)
+        }
+        Command::Key { command } => {
+            let config = load()?;
+            let repo = open_primary(&config)?;
+            match command {
+                KeyCommand::List => {
+                    let slots = repo.list_slots()?;
+                    if json_out {
+                        print_json(&Value::Array(
+                            slots
+                                .iter()
+                                .map(|s| json!({"id": s.id, "kind": s.kind, "created": rfc3339(s.created, 0), "in_use": s.in_use}))
+                                .collect(),
+                        ))?;
+                    } else {
+                        for s in slots {
+                            println!(
+                                "{}  {:<10}  {}{}",
+                                s.id,
+                                s.kind,
+                                rfc3339(s.created, 0),
+                                if s.in_use { "  (in use)" } else { "" }
+                            );
+                        }
+                    }
+                }
+                KeyCommand::Add {
+                    file,
+                    passphrase_env,
+                } => {
+                    let source = match (file, passphrase_env) {
+                        (Some(f), None) => KeySource::File(f),
+                        (None, Some(v)) => KeySource::PassphraseEnv(v),
+                        _ => anyhow::bail!(Error::Usage("give --file or --passphrase-env".into())),
+                    };
+                    let id = repo.add_slot(&source)?;
+                    if json_out {
+                        print_json(&json!({"id": id}))?;
+                    } else {
+                        println!("added key slot {id} for {}", source.describe());
+                    }
+                }
+                KeyCommand::Remove { id } => {
+                    repo.remove_slot(&id)?;
+                    if json_out {
+                        print_json(&json!({"removed": id}))?;
+                    } else {
+                        println!("removed key slot {id}");
+                    }
+                }
+                KeyCommand::Generate { .. } => unreachable!("handled above"),
+            }
+            Ok(0)
+        }
+        Command::Backup(args) => {
+            let config = load()?;
+            let time = args
+                .time
+                .as_deref()
+                .map(|t| {
+                    t.parse::<jiff::Timestamp>()
+                        .map_err(|e| Error::Usage(format!("--time {t:?}: {e}")))
+                })
+                .transpose()?;
+            let mut tags = Vec::new();
+            for t in &args.tag {
+                let (k, v) = t
+                    .split_once('=')
+                    .ok_or_else(|| Error::Usage(format!("--tag {t:?}: expected K=V")))?;
+                tags.push((k.to_string(), v.to_string()));
+            }
+            let repo = open_primary(&config)?;
+            let report = backup::run(
+                &repo,
+                &config,
+                &BackupOptions {
+                    tenants: args.tenant,
+                    time,
+                    tags,
+                    progress: !json_out,
+                    compression: config.repository.compression,
+                    pack_size: config.repository.pack_size,
+                },
+            )?;
+            for f in &report.failed {
+                eprintln!(
+                    "error: source {} (tenant {}): {}",
+                    f.source, f.tenant, f.error
+                );
+            }
+            let total = |f: fn(&Snapshot) -> u64| -> u64 {
+                report.snapshots.iter().map(|s| f(&s.snapshot)).sum()
+            };
+            if json_out {
+                print_json(&json!({
+                    "snapshots": report.snapshots.iter().map(|s| {
+                        let mut v = snapshot_json(&s.id, &s.snapshot);
+                        let o = v.as_object_mut().expect("object");
+                        o.insert("bytes_read".into(), s.snapshot.bytes_read.into());
+                        o.insert("bytes_added".into(), s.snapshot.bytes_added.into());
+                        o.insert("bytes_stored".into(), s.snapshot.bytes_stored.into());
+                        o.insert("seconds".into(), s.seconds.into());
+                        o.insert("warnings".into(), s.snapshot.warnings.clone().into());
+                        v
+                    }).collect::<Vec<_>>(),
+                    "failed": report.failed.iter().map(|f| json!({"tenant": f.tenant, "source": f.source, "error": f.error})).collect::<Vec<_>>(),
+                    "files": total(|s| s.files),
+                    "bytes_read": total(|s| s.bytes_read),
+                    "bytes_added": total(|s| s.bytes_added),
+                    "bytes_stored": total(|s| s.bytes_stored),
+                    "seconds": report.seconds,
+                }))?;
+            } else {
+                for s in &report.snapshots {
+                    let snap = &s.snapshot;
+                    println!(
+                        "snapshot {} {}/{}: {} files, {} read, {} new, {} stored, {:.1}s{}",
+                        s.id.short(),
+                        snap.tenant,
+                        snap.source,
+                        snap.files,
+                        human_bytes(snap.bytes_read),
+                        human_bytes(snap.bytes_added),
+                        human_bytes(snap.bytes_stored),
+                        s.seconds,
+                        if snap.warnings.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} warnings", snap.warnings.len())
+                        }
+                    );
+                    for w in &snap.warnings {
+                        eprintln!("warning: {}/{}: {w}", snap.tenant, snap.source);
+                    }
+                }
+                println!(
+                    "{} snapshots, {} failed; {} files, {} read, {} new after dedup, {} stored after compression; {:.1}s",
+                    report.snapshots.len(),
+                    report.failed.len(),
+                    total(|s| s.files),
+                    human_bytes(total(|s| s.bytes_read)),
+                    human_bytes(total(|s| s.bytes_added)),
+                    human_bytes(total(|s| s.bytes_stored)),
+                    report.seconds
+                );
+            }
+            Ok(if report.failed.is_empty() { 0 } else { 1 })
+        }
+        Command::Snapshots { tenant } => {
+            let config = load()?;
+            let repo = open_primary(&config)?;
+            let mut all = Vec::new();
+            for name in repo.tenant_names()? {
+                if !tenant.is_empty() && !tenant.contains(&name) {
+                    continue;
+                }
+                let t = repo.tenant(&name, false)?;
+                all.extend(repo.snapshots(&t)?);
+            }
+            all.sort_by_key(|(id, s)| (s.time_secs, s.time_nanos, s.tenant.clone(), *id));
+            if json_out {
+                print_json(&Value::Array(
+                    all.iter().map(|(id, s)| snapshot_json(id, s)).collect(),
+                ))?;
+            } else {
+                println!(
+                    "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}",
+                    "id", "tenant", "source", "category", "time", "host", "files", "size"
+                );
+                for (id, s) in &all {
+                    println!(
+                        "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}",
+                        id.short(),
+                        s.tenant,
+                        s.source,
+                        s.category,
+                        rfc3339(s.time_secs, 0),
+                        s.host,
+                        s.files,
+                        human_bytes(s.bytes)
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Ls { snapshot, path } => {
+            let config = load()?;
+            let repo = open_primary(&config)?;
+            let snap = OpenSnapshot::open(&repo, &snapshot)?;
+            let entries = restore::ls(&snap, path.as_deref())?;
+            if json_out {
+                print_json(&Value::Array(entries.iter().map(|e| json!({
+                    "path": e.path,
+                    "type": match e.node.kind { NodeKind::File => "file", NodeKind::Dir => "dir", NodeKind::Symlink => "symlink" },
+                    "size": e.node.size,
+                    "mode": e.node.mode,
+                    "mtime": rfc3339(e.node.mtime_secs, e.node.mtime_nanos),
+                })).collect()))?;
+            } else {
+                for e in entries {
+                    let t = match e.node.kind {
+                        NodeKind::File => '-',
+                        NodeKind::Dir => 'd',
+                        NodeKind::Symlink => 'l',
+                    };
+                    println!(
+                        "{t}{:04o} {:>10}  {}  {}",
+                        e.node.mode,
+                        e.node.size,
+                        rfc3339(e.node.mtime_secs, 0),
+                        e.path
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Dump { snapshot, path } => {
+            let config = load()?;
+            let repo = open_primary(&config)?;
+            let snap = OpenSnapshot::open(&repo, &snapshot)?;
+            let mut out = std::io::stdout().lock();
+            restore::dump(&snap, &path, &mut out)?;
+            out.flush()?;
+            Ok(0)
+        }
+        Command::Restore {
+            snapshot,
+            to,
+            path,
+            verify,
+        } => {
+            let config = load()?;
+            let repo = open_primary(&config)?;
+            let snap = OpenSnapshot::open(&repo, &snapshot)?;
+            let report = restore::restore(
+                &snap,
+                &RestoreOptions {
+                    to: to.clone(),
+                    path,
+                    verify,
+                },
+            )
+            .with_context(|| format!("restore of snapshot {}", snap.id.short()))?;
+            for e in &report.errors {
+                eprintln!("error: {e}");
+            }
+            if json_out {
+                print_json(&json!({
+                    "snapshot": snap.id.to_hex(), "files": report.files, "dirs": report.dirs,
+                    "symlinks": report.symlinks, "bytes": report.bytes, "verified": report.verified,
+                    "errors": report.errors, "seconds": report.seconds,
+                }))?;
+            } else {
+                println!(
+                    "restored snapshot {} ({}/{}) to {}: {} files, {} dirs, {} symlinks, {}{}; {:.1}s",
+                    snap.id.short(),
+                    snap.snapshot.tenant,
+                    snap.snapshot.source,
+                    to.display(),
+                    report.files,
+                    report.dirs,
+                    report.symlinks,
+                    human_bytes(report.bytes),
+                    if verify {
+                        format!(", {} verified", report.verified)
+                    } else {
+                        String::new()
+                    },
+                    report.seconds
+                );
+            }
+            Ok(if report.errors.is_empty() { 0 } else { 1 })
+        }
+        Command::Check {
+            read_data,
+            read_data_subset,
+        } => {
+            let config = load()?;
+            let repo = open_primary(&config)?;
+            let mode = match (read_data, read_data_subset) {
+                (true, _) => ReadData::All,
+                (false, Some(p)) if (0.0..=100.0).contains(&p) => ReadData::Subset(p),
+                (false, Some(p)) => anyhow::bail!(Error::Usage(format!(
+                    "--read-data-subset {p}: give a percentage from 0 to 100"
+                ))),
+                (false, None) => ReadData::None,
+            };
+            let report = check::run(&repo, mode)?;
+            for f in &report.errors {
+                eprintln!("error: {}: {}", f.object, f.message);
+            }
+            let finding =
+                |f: &check::Finding, key: &str| json!({"object": f.object, key: f.message});
+            if json_out {
+                print_json(&json!({
+                    "ok": report.ok(),
+                    "errors": report.errors.iter().map(|f| finding(f, "error")).collect::<Vec<_>>(),
+                    "unreferenced": report.unreferenced.iter().map(|f| finding(f, "info")).collect::<Vec<_>>(),
+                    "snapshots": report.snapshots, "packs": report.packs, "blobs": report.blobs, "blobs_read": report.blobs_read,
+                }))?;
+            } else {
+                for f in &report.unreferenced {
+                    println!("info: {}: {}", f.object, f.message);
+                }
+                println!(
+                    "{}: {} snapshots, {} packs, {} blobs{}; {} errors",
+                    if report.ok() { "ok" } else { "DAMAGED" },
+                    report.snapshots,
+                    report.packs,
+                    report.blobs,
+                    if mode == ReadData::None {
+                        String::new()
+                    } else {
+                        format!(", {} blobs read and authenticated", report.blobs_read)
+                    },
+                    report.errors.len()
+                );
+            }
+            Ok(if report.ok() { 0 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Master-key slots: `keys/<slot>`.
+
+use bytes::Bytes;
+
+use super::Repository;
+use crate::crypto::{self, Argon2Params, KeyMaterial, KeySource, SecretKey};
+use crate::error::{Error, Result};
+use crate::format::keyslot::{self, KeySlotHeader, SlotKind};
+use crate::store::Store;
+
+pub fn slot_path(slot: &str) -> String {
+    format!("keys/{slot}")
+}
+
+/// Argon2id costs for new passphrase slots; `GALLRA_TEST_ARGON2_KIB` lowers
+/// the memory cost so that test suites stay fast (never below 8 KiB).
+fn argon_params() -> Argon2Params {
+    let mut p = Argon2Params::default();
+    if let Some(kib) = std::env::var("GALLRA_TEST_ARGON2_KIB")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        p.m_cost_kib = kib.max(8);
+        p.t_cost = 1;
+    }
+    p
+}
+
+pub(crate) fn write_slot(
+    store: &Store,
+    repo_id: &[u8; 16],
+    master: &SecretKey,
+    material: &KeyMaterial,
+) -> Result<String> {
+    let slot = hex::encode(crypto::random_bytes::<8>());
+    let header = KeySlotHeader {
+        kind: match material {
+            KeyMaterial::File(_) => SlotKind::File,
+            KeyMaterial::Passphrase(_) => SlotKind::Passphrase,
+        },
+        argon: argon_params(),
+        salt: crypto::random_bytes(),
+        created: jiff::Timestamp::now().as_second(),
+    };
+    let kek = material.kek(&header.salt, header.argon)?;
+    let bytes = keyslot::seal(&header, &kek, master, repo_id, &slot);
+    store.put(&slot_path(&slot), Bytes::from(bytes))?;
+    Ok(slot)
+}
+
+/// Tries every slot of the material's kind; the slot id and master key of the
+/// first that opens.
+pub(crate) fn unlock(
+    store: &Store,
+    repo_id: &[u8; 16],
+    material: &KeyMaterial,
+) -> Result<Option<(String, SecretKey)>> {
+    let want = match material {
+        KeyMaterial::File(_) => SlotKind::File,
+        KeyMaterial::Passphrase(_) => SlotKind::Passphrase,
+    };
+    for obj in store.list("keys")? {
+        let slot = obj.path.rsplit('/').next().unwrap_or_default().to_string();
+        let bytes = store.get(&obj.path)?;
+        let header = KeySlotHeader::decode(&bytes, &obj.path)?;
+        if header.kind != want {
+            continue;
+        }
+        let kek = material.kek(&header.salt, header.argon)?;
+        if let Some(master) = keyslot::open(&bytes, &kek, repo_id, &slot, &obj.path)? {
+            return Ok(Some((slot, master)));
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub id: String,
+    pub kind: &'static str,
+    /// Unix seconds.
+    pub created: i64,
+    pub in_use: bool,
+}
+
+impl Repository {
+    pub fn list_slots(&self) -> Result<Vec<SlotInfo>> {
+        let mut out = Vec::new();
+        for obj in self.store.list("keys")? {
+            let bytes = self.store.get(&obj.path)?;
+            let header = KeySlotHeader::decode(&bytes, &obj.path)?;
+            let id = obj.path.rsplit('/').next().unwrap_or_default().to_string();
+            out.push(SlotInfo {
+                in_use: id == self.slot_in_use,
+                id,
+                kind: header.kind.name(),
+                created: header.created,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds a slot that `key` opens; returns its id.
+    pub fn add_slot(&self, key: &KeySource) -> Result<String> {
+        let material = KeyMaterial::load(key)?;
+        write_slot(&self.store, &self.repo_id, self.master(), &material)
+    }
+
+    /// Removes a slot, never the last one nor the one that opened the
+    /// repository (remove that with another key, so a typo cannot lock
+    /// everyone out).
+    pub fn remove_slot(&self, id: &str) -> Result<()> {
+        let slots = self.list_slots()?;
+        if !slots.iter().any(|s| s.id == id) {
+            return Err(Error::Usage(format!("no key slot {id}")));
+        }
+        if slots.len() == 1 {
+            return Err(Error::Usage(format!(
+                "key slot {id} is the last one; add another before removing it"
+            )));
+        }
+        if id == self.slot_in_use {
+            return Err(Error::Usage(format!(
+                "key slot {id} is the one this command was opened with; remove it using another key"
+            )));
+        }
+        self.store.delete(&slot_path(id))
+    }
+}

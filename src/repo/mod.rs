@@ -1,0 +1,393 @@
+//! A repository in one target: opening it with a key, tenants and their keys,
+//! and reading and writing its objects.
+
+pub mod index;
+pub mod keys;
+pub mod packer;
+
+use aes_gcm::Aes256Gcm;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::chunker::ChunkerParams;
+use crate::crypto::{self, KeyMaterial, KeySource, SecretKey};
+use crate::error::{Error, Result};
+use crate::format::index::IndexBody;
+use crate::format::pack;
+use crate::format::repo_config::{self, RepoConfig};
+use crate::format::snapshot::{self, Snapshot};
+use crate::format::tenant_key::{self, TenantKeyBody, TenantKeys};
+use crate::format::tree::Tree;
+use crate::format::{Id, Kind, tenant_context};
+use crate::store::Store;
+pub use index::{BlobLocation, Index};
+
+pub const CONFIG_PATH: &str = "config";
+
+/// One tenant's open keys.
+pub struct Tenant {
+    pub name: String,
+    pub keys: TenantKeys,
+    pub cipher: Aes256Gcm,
+    /// Associated-data context of the tenant's objects: repo id | name.
+    pub context: Vec<u8>,
+}
+
+impl Tenant {
+    pub fn blob_id(&self, data: &[u8]) -> Id {
+        Id(crypto::keyed_id(&self.keys.mac, data))
+    }
+}
+
+pub struct Repository {
+    pub store: Store,
+    pub repo_id: [u8; 16],
+    pub config: RepoConfig,
+    master: SecretKey,
+    /// The key slot that opened this repository.
+    pub slot_in_use: String,
+    tenants: Mutex<HashMap<String, Arc<Tenant>>>,
+}
+
+pub fn tenant_prefix(tenant: &str) -> String {
+    format!("tenants/{tenant}")
+}
+pub fn pack_path(tenant: &str, id: &Id) -> String {
+    let hex = id.to_hex();
+    format!("tenants/{tenant}/packs/{}/{hex}", &hex[..2])
+}
+pub fn index_path(tenant: &str, id: &Id) -> String {
+    format!("tenants/{tenant}/index/{id}")
+}
+pub fn snapshot_path(tenant: &str, id: &Id) -> String {
+    format!("tenants/{tenant}/snapshots/{id}")
+}
+fn tenant_key_path(tenant: &str) -> String {
+    format!("tenants/{tenant}/key")
+}
+
+/// The last path component, parsed as an id.
+pub fn id_of_path(path: &str) -> Option<Id> {
+    Id::from_hex(path.rsplit('/').next()?)
+}
+
+impl Repository {
+    /// Creates a repository: a key slot for `key`, then the config object
+    /// with a conditional create, so two agents never make two repositories.
+    pub fn init(store: Store, key: &KeySource, chunker: ChunkerParams) -> Result<Repository> {
+        match store.get(CONFIG_PATH) {
+            Ok(_) => {
+                return Err(Error::AlreadyInitialised {
+                    target: store.name().to_string(),
+                });
+            }
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let material = KeyMaterial::load(key)?;
+        let repo_id: [u8; 16] = crypto::random_bytes();
+        let master = SecretKey::random();
+        let config = RepoConfig {
+            chunk_min: chunker.min,
+            chunk_avg: chunker.avg,
+            chunk_max: chunker.max,
+            created: jiff::Timestamp::now().as_second(),
+        };
+        let slot = keys::write_slot(&store, &repo_id, &master, &material)?;
+        let bytes = repo_config::seal(&config, &master, &repo_id);
+        if !store.put_new(CONFIG_PATH, Bytes::from(bytes))? {
+            store.delete(&keys::slot_path(&slot))?;
+            return Err(Error::AlreadyInitialised {
+                target: store.name().to_string(),
+            });
+        }
+        Ok(Repository {
+            store,
+            repo_id,
+            config,
+            master,
+            slot_in_use: slot,
+            tenants: Mutex::default(),
+        })
+    }
+
+    /// Opens a repository with the first key slot that `key` unlocks.
+    pub fn open(store: Store, key: &KeySource) -> Result<Repository> {
+        let config_bytes = match store.get(CONFIG_PATH) {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::NotInitialised {
+                    target: store.name().to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let repo_id = repo_config::repo_id(&config_bytes, CONFIG_PATH)?;
+        let material = KeyMaterial::load(key)?;
+        let (slot_in_use, master) =
+            keys::unlock(&store, &repo_id, &material)?.ok_or_else(|| Error::WrongKey {
+                target: store.name().to_string(),
+                source_desc: key.describe(),
+            })?;
+        let config = repo_config::open(&config_bytes, &master, CONFIG_PATH)?;
+        Ok(Repository {
+            store,
+            repo_id,
+            config,
+            master,
+            slot_in_use,
+            tenants: Mutex::default(),
+        })
+    }
+
+    pub fn chunker_params(&self) -> ChunkerParams {
+        ChunkerParams {
+            min: self.config.chunk_min,
+            avg: self.config.chunk_avg,
+            max: self.config.chunk_max,
+        }
+    }
+
+    pub(crate) fn master(&self) -> &SecretKey {
+        &self.master
+    }
+
+    /// Tenants that have a folder in the repository.
+    pub fn tenant_names(&self) -> Result<Vec<String>> {
+        self.store.list_dirs("tenants")
+    }
+
+    /// Opens a tenant's key; with `create`, makes one if the tenant is new
+    /// (conditional create: if another agent won the race, its key is used).
+    pub fn tenant(&self, name: &str, create: bool) -> Result<Arc<Tenant>> {
+        if let Some(t) = self.tenants.lock().expect("not poisoned").get(name) {
+            return Ok(t.clone());
+        }
+        let path = tenant_key_path(name);
+        let bytes = match self.store.get(&path) {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) if create => {
+                let body = TenantKeyBody {
+                    key: crypto::random_bytes(),
+                    created: jiff::Timestamp::now().as_second(),
+                };
+                let sealed = tenant_key::seal(&body, &self.master, &self.repo_id, name);
+                self.store.put_new(&path, Bytes::from(sealed))?;
+                self.store.get(&path)?
+            }
+            Err(e) => return Err(e),
+        };
+        let body = tenant_key::open(&bytes, &self.master, &self.repo_id, name, &path)?;
+        let keys = TenantKeys::derive(&body.key, &self.repo_id);
+        let tenant = Arc::new(Tenant {
+            name: name.to_string(),
+            cipher: keys.data.cipher(),
+            keys,
+            context: tenant_context(&self.repo_id, name),
+        });
+        self.tenants
+            .lock()
+            .expect("not poisoned")
+            .insert(name.to_string(), tenant.clone());
+        Ok(tenant)
+    }
+
+    /// Reads an object whose name is the SHA-256 of its bytes, checking that.
+    fn get_named(&self, path: &str) -> Result<Bytes> {
+        let bytes = self.store.get(path)?;
+        match id_of_path(path) {
+            Some(id) if Id::of_bytes(&bytes) == id => Ok(bytes),
+            _ => Err(Error::corrupt(
+                path,
+                "content does not match its name (damaged object)",
+            )),
+        }
+    }
+
+    /// Loads every index object of a tenant into one in-memory index.
+    pub fn load_index(&self, tenant: &Tenant) -> Result<Index> {
+        let mut index = Index::default();
+        for obj in self
+            .store
+            .list(&format!("{}/index", tenant_prefix(&tenant.name)))?
+        {
+            let bytes = self.get_named(&obj.path)?;
+            let body =
+                crate::format::index::open(&bytes, &tenant.cipher, &tenant.context, &obj.path)?;
+            index.add_body(&body);
+        }
+        Ok(index)
+    }
+
+    /// Writes an index object (after its packs, before any snapshot using it).
+    pub fn write_index(&self, tenant: &Tenant, body: &IndexBody) -> Result<Id> {
+        let bytes = crate::format::index::seal(body, &tenant.cipher, &tenant.context);
+        let id = Id::of_bytes(&bytes);
+        self.store
+            .put(&index_path(&tenant.name, &id), Bytes::from(bytes))?;
+        Ok(id)
+    }
+
+    /// Writes a snapshot: the commit point of a backup.
+    pub fn write_snapshot(&self, tenant: &Tenant, snap: &Snapshot) -> Result<Id> {
+        let bytes = snapshot::seal(snap, &tenant.cipher, &tenant.context);
+        let id = Id::of_bytes(&bytes);
+        self.store
+            .put(&snapshot_path(&tenant.name, &id), Bytes::from(bytes))?;
+        Ok(id)
+    }
+
+    pub fn read_snapshot(&self, tenant: &Tenant, id: &Id) -> Result<Snapshot> {
+        let path = snapshot_path(&tenant.name, id);
+        let bytes = self.get_named(&path)?;
+        snapshot::open(&bytes, &tenant.cipher, &tenant.context, &path)
+    }
+
+    /// Every snapshot of a tenant, oldest first.
+    pub fn snapshots(&self, tenant: &Tenant) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for obj in self
+            .store
+            .list(&format!("{}/snapshots", tenant_prefix(&tenant.name)))?
+        {
+            let Some(id) = id_of_path(&obj.path) else {
+                continue;
+            };
+            out.push((id, self.read_snapshot(tenant, &id)?));
+        }
+        out.sort_by_key(|(id, s)| (s.time_secs, s.time_nanos, *id));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by id or unique hex prefix (at least 4 digits) across
+    /// all tenants.
+    pub fn find_snapshot(&self, prefix: &str) -> Result<(Arc<Tenant>, Id)> {
+        let prefix = prefix.to_ascii_lowercase();
+        if prefix.len() < 4 || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Usage(format!(
+                "{prefix:?} is not a snapshot id (give at least 4 hex digits)"
+            )));
+        }
+        let mut found = Vec::new();
+        for tenant in self.tenant_names()? {
+            for obj in self
+                .store
+                .list(&format!("{}/snapshots", tenant_prefix(&tenant)))?
+            {
+                if let Some(id) = id_of_path(&obj.path)
+                    && id.to_hex().starts_with(&prefix)
+                {
+                    found.push((tenant.clone(), id));
+                }
+            }
+        }
+        match found.len() {
+            0 => Err(Error::SnapshotNotFound(prefix)),
+            1 => {
+                let (tenant, id) = found.remove(0);
+                Ok((self.tenant(&tenant, false)?, id))
+            }
+            _ => Err(Error::AmbiguousSnapshot {
+                prefix,
+                candidates: found
+                    .iter()
+                    .map(|(t, id)| format!("{} ({t})", id.short()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Reads, authenticates and decompresses one blob.
+    pub fn read_blob(
+        &self,
+        tenant: &Tenant,
+        index: &Index,
+        id: &Id,
+        kind: Kind,
+    ) -> Result<Vec<u8>> {
+        let loc = index.get(id).ok_or_else(|| {
+            Error::corrupt(
+                format!("tenants/{}", tenant.name),
+                format!("{} {} is in no index (missing)", kind.name(), id.to_hex()),
+            )
+        })?;
+        let pack_id = index.pack_id(loc);
+        let path = pack_path(&tenant.name, &pack_id);
+        let sealed = self
+            .store
+            .get_range(&path, loc.offset..loc.offset + u64::from(loc.length))?;
+        if sealed.len() != loc.length as usize {
+            return Err(Error::corrupt(&path, "truncated pack"));
+        }
+        pack::open_blob(&tenant.cipher, kind, id, &sealed, &path)
+    }
+
+    pub fn read_tree(&self, tenant: &Tenant, index: &Index, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(tenant, index, id, Kind::TreeBlob)?;
+        Tree::decode(&bytes, &format!("tree {}", id.to_hex()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Target;
+
+    pub(crate) fn memory_repo() -> (Repository, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        crypto::generate_key_file(&key).unwrap();
+        let store = Store::open(
+            &Target {
+                name: "mem".into(),
+                url: "memory://".into(),
+                primary: true,
+                options: Default::default(),
+                credentials_file: None,
+                retention: None,
+            },
+            true,
+        )
+        .unwrap();
+        let repo =
+            Repository::init(store, &KeySource::File(key), ChunkerParams::default()).unwrap();
+        (repo, dir)
+    }
+
+    #[test]
+    fn init_open_and_wrong_key() {
+        let (repo, dir) = memory_repo();
+        let store = repo.store.clone();
+        let key = KeySource::File(dir.path().join("key"));
+        let again = Repository::open(store.clone(), &key).unwrap();
+        assert_eq!(again.repo_id, repo.repo_id);
+        assert_eq!(again.config, repo.config);
+        let other = dir.path().join("other");
+        crypto::generate_key_file(&other).unwrap();
+        let err = Repository::open(store.clone(), &KeySource::File(other))
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::WrongKey { .. }), "{err}");
+        assert!(matches!(
+            Repository::init(store, &key, ChunkerParams::default())
+                .err()
+                .unwrap(),
+            Error::AlreadyInitialised { .. }
+        ));
+    }
+
+    #[test]
+    fn tenant_keys_are_stable_and_distinct() {
+        let (repo, dir) = memory_repo();
+        let a = repo.tenant("acme", true).unwrap();
+        let b = repo.tenant("beta", true).unwrap();
+        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+        let reopened =
+            Repository::open(repo.store.clone(), &KeySource::File(dir.path().join("key"))).unwrap();
+        let a2 = reopened.tenant("acme", false).unwrap();
+        assert_eq!(a.blob_id(b"x"), a2.blob_id(b"x"));
+        assert!(reopened.tenant("nobody", false).is_err());
+    }
+}

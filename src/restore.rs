@@ -1,0 +1,437 @@
+//! Restore, ls and dump.
+//!
+//! Restore never writes outside its target directory: tree entries are
+//! validated when decoded (no `/`, `..`, `.` or NUL), every directory on the
+//! way is checked to be a real directory (not a symlink) before anything is
+//! created in it, and files are opened with `O_NOFOLLOW`. A file whose data
+//! cannot be read is reported, naming the pack, and the others go on.
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::format::Id;
+use crate::format::Kind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::repo::{Index, Repository, Tenant};
+
+/// An opened snapshot: its tenant, index and root tree.
+pub struct OpenSnapshot<'a> {
+    pub repo: &'a Repository,
+    pub tenant: std::sync::Arc<Tenant>,
+    pub id: Id,
+    pub snapshot: Snapshot,
+    pub index: Index,
+}
+
+impl<'a> OpenSnapshot<'a> {
+    pub fn open(repo: &'a Repository, id_prefix: &str) -> Result<Self> {
+        let (tenant, id) = repo.find_snapshot(id_prefix)?;
+        let snapshot = repo.read_snapshot(&tenant, &id)?;
+        let index = repo.load_index(&tenant)?;
+        Ok(OpenSnapshot {
+            repo,
+            tenant,
+            id,
+            snapshot,
+            index,
+        })
+    }
+
+    pub fn tree(&self, id: &Id) -> Result<Tree> {
+        self.repo.read_tree(&self.tenant, &self.index, id)
+    }
+
+    /// Finds the node at an absolute path inside the snapshot; `None` for "/".
+    pub fn lookup(&self, path: &str) -> Result<Option<Node>> {
+        let mut tree = self.tree(&self.snapshot.root)?;
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        if comps.is_empty() {
+            return Ok(None);
+        }
+        for (i, comp) in comps.iter().enumerate() {
+            let node = tree.find(comp.as_bytes()).cloned().ok_or_else(|| {
+                Error::Usage(format!("{path}: not in snapshot {}", self.id.short()))
+            })?;
+            if i + 1 == comps.len() {
+                return Ok(Some(node));
+            }
+            let sub = node.subtree.ok_or_else(|| {
+                Error::Usage(format!("{path}: not in snapshot {}", self.id.short()))
+            })?;
+            tree = self.tree(&sub)?;
+        }
+        unreachable!("loop returns on the last component")
+    }
+
+    /// Writes one file's content to `out`, returning its SHA-256.
+    pub fn write_content(&self, node: &Node, out: &mut dyn Write) -> Result<[u8; 32]> {
+        let mut sha = Sha256::new();
+        for id in &node.content {
+            let data = self
+                .repo
+                .read_blob(&self.tenant, &self.index, id, Kind::DataBlob)?;
+            sha.update(&data);
+            out.write_all(&data)
+                .map_err(|e| Error::io(node.name_lossy(), e))?;
+        }
+        Ok(sha.finalize().into())
+    }
+}
+
+/// One line of `ls`.
+#[derive(Debug, Clone)]
+pub struct ListEntry {
+    pub path: String,
+    pub node: Node,
+}
+
+pub fn ls(snap: &OpenSnapshot<'_>, path: Option<&str>) -> Result<Vec<ListEntry>> {
+    let base = path.unwrap_or("/").trim_end_matches('/').to_string();
+    let mut out = Vec::new();
+    let tree_id = match snap.lookup(&base)? {
+        None => Some(snap.snapshot.root),
+        Some(node) => {
+            out.push(ListEntry {
+                path: if base.is_empty() {
+                    "/".into()
+                } else {
+                    base.clone()
+                },
+                node: node.clone(),
+            });
+            node.subtree
+        }
+    };
+    if let Some(id) = tree_id {
+        list_into(snap, &id, &base, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn list_into(
+    snap: &OpenSnapshot<'_>,
+    id: &Id,
+    prefix: &str,
+    out: &mut Vec<ListEntry>,
+) -> Result<()> {
+    for node in snap.tree(id)?.nodes {
+        let path = format!("{prefix}/{}", node.name_lossy());
+        let sub = node.subtree;
+        out.push(ListEntry {
+            path: path.clone(),
+            node,
+        });
+        if let Some(sub) = sub {
+            list_into(snap, &sub, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn dump(snap: &OpenSnapshot<'_>, path: &str, out: &mut dyn Write) -> Result<u64> {
+    let node = snap
+        .lookup(path)?
+        .ok_or_else(|| Error::Usage("dump needs a file path, not /".into()))?;
+    if node.kind != NodeKind::File {
+        return Err(Error::Usage(format!("{path} is not a regular file")));
+    }
+    snap.write_content(&node, out)?;
+    Ok(node.size)
+}
+
+pub struct RestoreOptions {
+    pub to: PathBuf,
+    /// Restore only this path of the snapshot (and what is below it).
+    pub path: Option<String>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    pub verified: u64,
+    /// One message per file or entry that could not be restored.
+    pub errors: Vec<String>,
+    pub seconds: f64,
+}
+
+struct Planned {
+    path: PathBuf,
+    node: Node,
+}
+
+/// Collects what to restore, depth first, directories before their content.
+fn plan(snap: &OpenSnapshot<'_>, tree: &Id, dir: &Path, out: &mut Vec<Planned>) -> Result<()> {
+    for node in snap.tree(tree)?.nodes {
+        let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+        let sub = node.subtree;
+        out.push(Planned {
+            path: path.clone(),
+            node,
+        });
+        if let Some(sub) = sub {
+            plan(snap, &sub, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` as a directory, or accepts an existing real directory;
+/// refuses a symlink or other file in its place.
+fn ensure_dir(path: &Path) -> io::Result<()> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let m = std::fs::symlink_metadata(path)?;
+            if m.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::other(
+                    "exists and is not a directory (a symlink is never followed)",
+                ))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a non-directory entry that stands where we restore, so that
+/// nothing is written through it.
+fn clear_non_dir(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(io::Error::other("a directory stands in the way")),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_file(snap: &OpenSnapshot<'_>, p: &Planned, verify: bool) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    clear_non_dir(&p.path).map_err(|e| Error::io(&p.path, e))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p.path)
+        .map_err(|e| Error::io(&p.path, e))?;
+    let mut out = io::BufWriter::with_capacity(1 << 20, file);
+    let written = snap.write_content(&p.node, &mut out);
+    let flushed = out
+        .into_inner()
+        .map_err(|e| Error::io(&p.path, e.into_error()));
+    let sha = match (written, flushed) {
+        (Ok(sha), Ok(_)) => sha,
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = std::fs::remove_file(&p.path);
+            return Err(e);
+        }
+    };
+    if !verify {
+        return Ok(false);
+    }
+    let expected = p
+        .node
+        .sha256
+        .ok_or_else(|| Error::Restore(format!("{}: no checksum recorded", p.path.display())))?;
+    if sha != expected {
+        return Err(Error::Restore(format!(
+            "{}: content does not match the recorded SHA-256",
+            p.path.display()
+        )));
+    }
+    // Read back what landed on disk, not what we meant to write.
+    let mut f = std::fs::File::open(&p.path).map_err(|e| Error::io(&p.path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(&p.path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    if <[u8; 32]>::from(h.finalize()) != expected {
+        return Err(Error::Restore(format!(
+            "{}: file on disk does not match the recorded SHA-256",
+            p.path.display()
+        )));
+    }
+    Ok(true)
+}
+
+fn set_owner_and_mode(path: &Path, node: &Node, is_root: bool) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if is_root {
+        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
+    }
+    if node.kind != NodeKind::Symlink {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))?;
+    }
+    let mtime = filetime::FileTime::from_unix_time(node.mtime_secs, node.mtime_nanos);
+    filetime::set_symlink_file_times(path, mtime, mtime)
+}
+
+pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let mut report = RestoreReport::default();
+    std::fs::create_dir_all(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
+    let mut planned = Vec::new();
+    match opts
+        .path
+        .as_deref()
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
+        None => plan(snap, &snap.snapshot.root, &opts.to, &mut planned)?,
+        Some(sub) => {
+            // Create the directories above the requested path, then it.
+            let comps: Vec<&str> = sub.split('/').filter(|c| !c.is_empty()).collect();
+            let mut tree = snap.tree(&snap.snapshot.root)?;
+            let mut dir = opts.to.clone();
+            for (i, comp) in comps.iter().enumerate() {
+                let node = tree.find(comp.as_bytes()).cloned().ok_or_else(|| {
+                    Error::Usage(format!("{sub}: not in snapshot {}", snap.id.short()))
+                })?;
+                dir = dir.join(comp);
+                let sub_id = node.subtree;
+                planned.push(Planned {
+                    path: dir.clone(),
+                    node,
+                });
+                match sub_id {
+                    Some(id) if i + 1 < comps.len() => tree = snap.tree(&id)?,
+                    Some(id) => plan(snap, &id, &dir, &mut planned)?,
+                    None if i + 1 < comps.len() => {
+                        return Err(Error::Usage(format!(
+                            "{sub}: not in snapshot {}",
+                            snap.id.short()
+                        )));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    // Directories first, in order, so each parent exists and is checked.
+    let mut failed_dirs: Vec<PathBuf> = Vec::new();
+    for p in planned.iter().filter(|p| p.node.kind == NodeKind::Dir) {
+        if failed_dirs.iter().any(|d| p.path.starts_with(d)) {
+            continue;
+        }
+        match ensure_dir(&p.path) {
+            Ok(()) => report.dirs += 1,
+            Err(e) => {
+                report.errors.push(format!("{}: {e}", p.path.display()));
+                failed_dirs.push(p.path.clone());
+            }
+        }
+    }
+    let under_failed = |p: &Path| failed_dirs.iter().any(|d| p.starts_with(d));
+
+    // Hard links: the first name of an inode carries the content, the
+    // others become links to it.
+    let mut first_of_inode: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut links: Vec<(usize, usize)> = Vec::new();
+    let mut files: Vec<usize> = Vec::new();
+    for (i, p) in planned.iter().enumerate() {
+        if p.node.kind != NodeKind::File || under_failed(&p.path) {
+            continue;
+        }
+        if p.node.nlink > 1 && p.node.ino != 0 {
+            if let Some(&first) = first_of_inode.get(&(p.node.dev, p.node.ino)) {
+                links.push((first, i));
+                continue;
+            }
+            first_of_inode.insert((p.node.dev, p.node.ino), i);
+        }
+        files.push(i);
+    }
+
+    let errors = Mutex::new(Vec::new());
+    let done: Vec<(usize, bool)> = files
+        .par_iter()
+        .filter_map(|&i| match write_file(snap, &planned[i], opts.verify) {
+            Ok(verified) => Some((i, verified)),
+            Err(e) => {
+                errors.lock().expect("not poisoned").push(e.to_string());
+                None
+            }
+        })
+        .collect();
+    report
+        .errors
+        .extend(errors.into_inner().expect("not poisoned"));
+    let mut restored = vec![false; planned.len()];
+    for &(i, verified) in &done {
+        restored[i] = true;
+        report.files += 1;
+        report.bytes += planned[i].node.size;
+        report.verified += u64::from(verified);
+    }
+    for (first, i) in links {
+        if !restored[first] {
+            report.errors.push(format!(
+                "{}: not linked, since {} failed",
+                planned[i].path.display(),
+                planned[first].path.display()
+            ));
+            continue;
+        }
+        let res = clear_non_dir(&planned[i].path)
+            .and_then(|()| std::fs::hard_link(&planned[first].path, &planned[i].path));
+        match res {
+            Ok(()) => {
+                restored[i] = true;
+                report.files += 1;
+            }
+            Err(e) => report
+                .errors
+                .push(format!("{}: {e}", planned[i].path.display())),
+        }
+    }
+    for (i, p) in planned.iter().enumerate() {
+        if p.node.kind != NodeKind::Symlink || under_failed(&p.path) {
+            continue;
+        }
+        let target = std::ffi::OsStr::from_bytes(&p.node.link_target);
+        match clear_non_dir(&p.path).and_then(|()| std::os::unix::fs::symlink(target, &p.path)) {
+            Ok(()) => {
+                restored[i] = true;
+                report.symlinks += 1;
+            }
+            Err(e) => report.errors.push(format!("{}: {e}", p.path.display())),
+        }
+    }
+
+    // Metadata last, deepest first, so writing a file does not bump its
+    // directory's mtime after we set it.
+    // SAFETY: geteuid has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    for (i, p) in planned.iter().enumerate().rev() {
+        let ok = restored[i] || (p.node.kind == NodeKind::Dir && !under_failed(&p.path));
+        if !ok {
+            continue;
+        }
+        if let Err(e) = set_owner_and_mode(&p.path, &p.node, is_root) {
+            report
+                .errors
+                .push(format!("{}: setting metadata: {e}", p.path.display()));
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
