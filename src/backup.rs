@@ -9,7 +9,6 @@
 
 use globset::{GlobSet, GlobSetBuilder};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -156,6 +155,9 @@ pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<
     (jobs, failed)
 }
 
+/// The tenant whose jobs are running: its name, keys, index and snapshots.
+type TenantState = (String, Arc<Tenant>, Index, Vec<(Id, Snapshot)>);
+
 /// Runs every job; a failing job is reported and the others go on.
 pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<BackupReport> {
     let started = Instant::now();
@@ -175,7 +177,7 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
         }
     }
     let mut report = BackupReport::default();
-    let mut current: Option<(String, Arc<Tenant>, Index, Vec<(Id, Snapshot)>)> = None;
+    let mut current: Option<TenantState> = None;
     for job in &jobs {
         let fail = |e: Error| Failure {
             tenant: job.tenant.clone(),
@@ -281,12 +283,15 @@ impl Pipeline<'_> {
             .map_err(|_| SinkError::PackerGone)
     }
 
-    /// Chunks a stream and stores its new chunks; returns the content list,
-    /// SHA-256 and byte count.
-    fn store_stream(
+    /// Runs `f` with this thread's chunker and zstd context, made once per
+    /// thread and kept for every file and tree it handles.
+    fn with_worker<T>(
         &self,
-        reader: impl Read,
-    ) -> std::result::Result<(Vec<Id>, [u8; 32], u64), SinkError> {
+        f: impl FnOnce(
+            &mut Chunker,
+            &mut zstd::bulk::Compressor<'static>,
+        ) -> std::result::Result<T, SinkError>,
+    ) -> std::result::Result<T, SinkError> {
         WORKER.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot
@@ -303,6 +308,17 @@ impl Pipeline<'_> {
                 ));
             }
             let (_, _, chunker, compressor) = slot.as_mut().expect("set above");
+            f(chunker, compressor)
+        })
+    }
+
+    /// Chunks a stream and stores its new chunks; returns the content list,
+    /// SHA-256 and byte count.
+    fn store_stream(
+        &self,
+        reader: impl Read,
+    ) -> std::result::Result<(Vec<Id>, [u8; 32], u64), SinkError> {
+        self.with_worker(|chunker, compressor| {
             let mut sha = Sha256::new();
             let mut content = Vec::new();
             let n = chunker.chunk(reader, |chunk: &[u8]| {
@@ -321,19 +337,7 @@ impl Pipeline<'_> {
     fn store_tree(&self, tree: &Tree) -> std::result::Result<Id, SinkError> {
         let bytes = tree.encode();
         let id = self.tenant.blob_id(&bytes);
-        WORKER.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            match slot.as_mut() {
-                Some((_, level, _, c)) if *level == self.compression => {
-                    self.add_blob(Kind::TreeBlob, id, &bytes, c)
-                }
-                _ => {
-                    let mut c = zstd::bulk::Compressor::new(self.compression)
-                        .map_err(|e| SinkError::Io(io::Error::other(e)))?;
-                    self.add_blob(Kind::TreeBlob, id, &bytes, &mut c)
-                }
-            }
-        })?;
+        self.with_worker(|_, compressor| self.add_blob(Kind::TreeBlob, id, &bytes, compressor))?;
         Ok(id)
     }
 }
@@ -701,6 +705,31 @@ fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
     }
 }
 
+/// Reads every job on all cores, largest file first: a big file started
+/// last would leave one core idle while it alone is compressed.
+fn read_files(pipe: &Pipeline<'_>, jobs: &[ReadJob]) -> Vec<Option<FileResult>> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].size));
+    let next = AtomicUsize::new(0);
+    let results: Vec<OnceLock<FileResult>> = jobs.iter().map(|_| OnceLock::new()).collect();
+    rayon::scope(|scope| {
+        for _ in 0..rayon::current_num_threads() {
+            scope.spawn(|_| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    if let Some(r) = read_file(pipe, &jobs[i]) {
+                        let _ = results[i].set(r);
+                    }
+                }
+            });
+        }
+    });
+    results.into_iter().map(OnceLock::into_inner).collect()
+}
+
 fn progress_bar(enabled: bool, label: String, total: u64) -> ProgressBar {
     if !enabled || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return ProgressBar::hidden();
@@ -767,15 +796,16 @@ fn snapshot_job(
                 walker.add_source_path(&mut root, p, parent_root.as_ref())?;
             }
             let jobs = std::mem::take(&mut walker.jobs);
+            tracing::debug!(files = jobs.len(), elapsed = ?started.elapsed(), "walked");
             let total: u64 = jobs.iter().map(|j| j.size).sum();
             pipe.progress = progress_bar(
                 opts.progress,
                 format!("{}/{}", job.tenant, job.source.name),
                 total,
             );
-            let mut results: Vec<Option<FileResult>> =
-                jobs.par_iter().map(|j| read_file(&pipe, j)).collect();
+            let mut results = read_files(&pipe, &jobs);
             pipe.progress.finish_and_clear();
+            tracing::debug!(elapsed = ?started.elapsed(), "files read");
             let bytes_read = results.iter().flatten().map(|r| r.size).sum();
             let root_id = build_tree(&pipe, root, &mut results, &mut counts)
                 .map_err(|_| source_err("packer stopped".into()))?;
@@ -784,7 +814,7 @@ fn snapshot_job(
         }
         SourceKind::Command { argv, stdout_file } => {
             let (file_node, bytes_read) =
-                run_command(&pipe, argv, stdout_file, time).map_err(|m| source_err(m))?;
+                run_command(&pipe, argv, stdout_file, time).map_err(&source_err)?;
             counts.files = 1;
             counts.bytes = file_node.size;
             let root = pipe
@@ -797,7 +827,9 @@ fn snapshot_job(
     };
     let warnings = std::mem::take(&mut *pipe.warnings.lock().expect("not poisoned"));
     drop(pipe);
+    tracing::debug!(elapsed = ?started.elapsed(), "trees built");
     let (packs, stats) = packer.finish()?;
+    tracing::debug!(elapsed = ?started.elapsed(), "packs written");
     if !packs.is_empty() {
         repo.write_index(
             tenant,

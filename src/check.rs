@@ -296,8 +296,10 @@ fn read_pack(
             "{bad_blobs} blobs failed authentication (damaged pack)"
         )));
     }
-    if !entries.is_empty() {
-        if let Some(exp) = expected {
+    if !entries.is_empty()
+        && let Some(exp) = expected
+    {
+        {
             let mut header: Vec<Id> = entries.iter().map(|e| e.id).collect();
             let mut indexed: Vec<Id> = exp.iter().map(|e| e.0).collect();
             header.sort();

@@ -79,7 +79,8 @@ impl Store {
                 Arc::new(
                     LocalFileSystem::new_with_prefix(&dir)
                         .map_err(|e| err(e.to_string()))?
-                        .with_automatic_cleanup(true),
+                        .with_automatic_cleanup(true)
+                        .with_fsync(true),
                 )
             }
             "memory" => Arc::new(InMemory::new()),

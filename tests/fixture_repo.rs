@@ -108,9 +108,17 @@ fn fixture_snapshots_list_as_recorded() {
         })
         .collect();
     got.sort();
-    let rows_len: u64 = (1..=60000u64).map(|i| format!("row {i}\n").len() as u64).sum();
+    let rows_len: u64 = (1..=60000u64)
+        .map(|i| format!("row {i}\n").len() as u64)
+        .sum();
     let mut want = vec![
-        (ACME_WWW.into(), "acme".into(), "site".into(), 4, 14 + 22 + rows_len),
+        (
+            ACME_WWW.into(),
+            "acme".into(),
+            "site".into(),
+            4,
+            14 + 22 + rows_len,
+        ),
         (ACME_DB.into(), "acme".into(), "database".into(), 1, 25),
         (BRAVO_WWW.into(), "bravo".into(), "site".into(), 1, 15),
     ];
@@ -122,11 +130,27 @@ fn fixture_snapshots_list_as_recorded() {
 fn fixture_restores_byte_for_byte_and_checks_clean() {
     let f = Fixture::new();
     let to = f.root.join("restore");
-    let out = f.gallra(&["restore", &ACME_WWW[..8], "--to", to.to_str().unwrap(), "--verify"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = f.gallra(&[
+        "restore",
+        &ACME_WWW[..8],
+        "--to",
+        to.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let acme = to.join(SRC).join("acme");
-    assert_eq!(std::fs::read(acme.join("index.html")).unwrap(), b"<h1>acme</h1>\n");
-    assert_eq!(std::fs::read(acme.join("css/site.css")).unwrap(), b"body { color: #333; }\n");
+    assert_eq!(
+        std::fs::read(acme.join("index.html")).unwrap(),
+        b"<h1>acme</h1>\n"
+    );
+    assert_eq!(
+        std::fs::read(acme.join("css/site.css")).unwrap(),
+        b"body { color: #333; }\n"
+    );
     assert_eq!(std::fs::read(acme.join("empty.txt")).unwrap(), b"");
     assert!(acme.join("empty-dir").is_dir());
     assert_eq!(
@@ -134,7 +158,10 @@ fn fixture_restores_byte_for_byte_and_checks_clean() {
         Path::new("css/site.css")
     );
     let rows: String = (1..=60000).map(|i| format!("row {i}\n")).collect();
-    assert_eq!(std::fs::read(acme.join("rows.txt")).unwrap(), rows.as_bytes());
+    assert_eq!(
+        std::fs::read(acme.join("rows.txt")).unwrap(),
+        rows.as_bytes()
+    );
     let meta = std::fs::metadata(acme.join("index.html")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
     use std::os::unix::fs::MetadataExt;

@@ -39,7 +39,9 @@ pub struct Packer {
 
 impl Packer {
     pub fn start(store: Store, tenant: Arc<Tenant>, pack_size: u64) -> Packer {
-        let (tx, rx) = bounded::<SealedBlob>(16);
+        // A few blobs of slack between the workers and the packer; each may be
+        // a 4 MiB chunk, so this bounds memory as much as it smooths.
+        let (tx, rx) = bounded::<SealedBlob>(4);
         let thread = std::thread::Builder::new()
             .name("gallra-packer".into())
             .spawn(move || run(store, tenant, pack_size as usize, rx))
@@ -71,7 +73,10 @@ fn run(
     let mut packs = Vec::new();
     let mut stats = PackerStats::default();
     let mut pending: VecDeque<PendingPut> = VecDeque::new();
-    let mut current = PackBuilder::with_capacity(pack_size + (1 << 20));
+    // A pack closes before the blob that would take it past `pack_size`, so
+    // its buffer never grows (and reallocates) past that.
+    let capacity = pack_size + (64 << 10);
+    let mut current = PackBuilder::with_capacity(capacity);
     let mut flush = |builder: PackBuilder, pending: &mut VecDeque<PendingPut>| -> Result<()> {
         let (bytes, id, blobs) = builder.finish(&tenant.cipher, &tenant.context);
         let size = bytes.len() as u64;
@@ -90,16 +95,14 @@ fn run(
         }
         stats.blobs += 1;
         stats.plain_bytes += blob.plain_len as u64;
-        current.add(blob.kind, blob.id, &blob.sealed);
-        if current.len() >= pack_size {
-            let full = std::mem::replace(
-                &mut current,
-                PackBuilder::with_capacity(pack_size + (1 << 20)),
-            );
+        if !current.is_empty() && current.len() + blob.sealed.len() > pack_size {
+            let full = std::mem::replace(&mut current, PackBuilder::with_capacity(capacity));
             if let Err(e) = flush(full, &mut pending) {
                 failed = Some(e);
+                continue;
             }
         }
+        current.add(blob.kind, blob.id, &blob.sealed);
     }
     if let Some(e) = failed {
         return Err(e);
