@@ -1,0 +1,172 @@
+//! Key slots and passphrases, restore's refusal to follow symlinks, special
+//! files, and the quickstart's idempotence.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+
+fn one_tenant_env() -> Env {
+    let env = Env::new();
+    let src = env.path("src/acme");
+    write_file(&src.join("index.html"), b"<h1>acme</h1>\n");
+    env.write_config(
+        "16 MiB",
+        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
+    );
+    env
+}
+
+#[test]
+fn passphrase_slot_and_key_slot_management() {
+    let env = one_tenant_env();
+    env.init();
+    // Add a passphrase slot, then open the repository with it alone.
+    let out = env
+        .cmd_with(
+            &env.config,
+            &[
+                "key",
+                "add",
+                "--passphrase-env",
+                "GALLRA_TEST_PASS",
+                "--json",
+            ],
+        )
+        .env("GALLRA_TEST_PASS", "correct horse battery staple")
+        .env("GALLRA_TEST_ARGON2_KIB", "1024")
+        .output()
+        .unwrap();
+    assert_success(&out, "key add --passphrase-env");
+    let added = parse_json(&out)["id"].as_str().unwrap().to_string();
+    let slots = env.json(&["key", "list"]);
+    let slots = slots.as_array().unwrap();
+    assert_eq!(slots.len(), 2);
+    assert!(
+        slots
+            .iter()
+            .any(|s| s["id"] == added.as_str() && s["kind"] == "passphrase")
+    );
+    let file_slot = slots.iter().find(|s| s["kind"] == "file").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let pass_config = env.path("pass.toml");
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        &format!("file = {}", toml_str(s(&env.key))),
+        "passphrase_env = \"GALLRA_TEST_PASS\"",
+    );
+    fs::write(&pass_config, text).unwrap();
+    let backup = env
+        .cmd_with(&pass_config, &["backup", "--json"])
+        .env("GALLRA_TEST_PASS", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert_success(&backup, "backup with the passphrase");
+    let wrong = env
+        .cmd_with(&pass_config, &["snapshots"])
+        .env("GALLRA_TEST_PASS", "wrong horse")
+        .output()
+        .unwrap();
+    assert_error(&wrong, 1, "wrong passphrase", &["passphrase"]);
+    let unset = env.run_with(&pass_config, &["snapshots"]);
+    assert_error(
+        &unset,
+        1,
+        "passphrase variable unset",
+        &["GALLRA_TEST_PASS"],
+    );
+
+    // The slot in use and the last slot cannot be removed.
+    let in_use = env.run(&["key", "remove", &file_slot]);
+    assert_error(&in_use, 2, "removing the slot in use", &[&file_slot]);
+    let removed = env
+        .cmd_with(&pass_config, &["key", "remove", &file_slot])
+        .env("GALLRA_TEST_PASS", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert_success(&removed, "remove the key-file slot using the passphrase");
+    let gone = env.run(&["snapshots"]);
+    assert_error(&gone, 1, "key file after its slot was removed", &["key"]);
+    let last = env
+        .cmd_with(&pass_config, &["key", "remove", &added])
+        .env("GALLRA_TEST_PASS", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert_error(&last, 2, "removing the last slot", &["last"]);
+}
+
+#[test]
+fn restore_never_writes_through_a_symlink_in_the_target() {
+    let env = one_tenant_env();
+    env.init();
+    let id = backup_snapshot_id(&env.backup(&[]), "acme", "www");
+    let to = env.path("restore");
+    let outside = env.path("outside");
+    fs::create_dir_all(&to).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    // The first component of the restored path is a symlink to elsewhere.
+    let first = env.root.components().nth(1).unwrap().as_os_str().to_owned();
+    std::os::unix::fs::symlink(&outside, to.join(&first)).unwrap();
+    let out = env.run(&["restore", &id, "--to", s(&to)]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        files_under(&outside).is_empty(),
+        "restore wrote through a symlink: {:?}",
+        files_under(&outside)
+    );
+}
+
+#[test]
+fn special_files_are_skipped_with_a_warning() {
+    let env = one_tenant_env();
+    let fifo = env.path("src/acme/queue.fifo");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    env.init();
+    let backup = env.backup(&[]);
+    let snap = backup_snapshot(&backup, "acme", "www");
+    let warnings = array_field(snap, "warnings");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("queue.fifo")),
+        "{warnings:?}"
+    );
+    let id = str_field(snap, "id");
+    let listed = env.json(&["ls", id]);
+    assert!(!listed.to_string().contains("queue.fifo"));
+    assert!(listed.to_string().contains("index.html"));
+}
+
+#[test]
+fn quickstart_runs_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("qs");
+    for round in 1..=2 {
+        let out = assert_cmd::Command::cargo_bin("gallra")
+            .unwrap()
+            .args(["quickstart", "--dir", s(&dir)])
+            .env_remove("GALLRA_CONFIG")
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("quickstart round {round}"));
+        let restored = dir.join(format!("restore-{round}"));
+        let index = restored
+            .join(dir.strip_prefix("/").unwrap_or(Path::new("")))
+            .join("demo/www/acme/index.php");
+        assert!(
+            index.is_file(),
+            "round {round}: {} missing",
+            index.display()
+        );
+    }
+    let key_mode = {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(dir.join("key")).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(key_mode, 0o600);
+}
