@@ -449,6 +449,15 @@ paths = ["/var/www/{tenant}"]
 "#;
 
     #[test]
+    fn the_example_config_parses() {
+        let c = parse(include_str!("../agent.toml.example")).unwrap();
+        assert_eq!(c.targets.len(), 2);
+        assert_eq!(c.primary().name, "local");
+        assert_eq!(c.sources.len(), 3);
+        assert!(c.retention.category["bookkeeping"].legal_obligation);
+    }
+
+    #[test]
     fn minimal_config_has_defaults() {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.key, KeySource::File("/etc/gallra/key".into()));
