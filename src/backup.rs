@@ -323,7 +323,7 @@ impl Pipeline<'_> {
             let mut content = Vec::new();
             let n = chunker.chunk(reader, |chunk: &[u8]| {
                 sha.update(chunk);
-                let id = self.tenant.blob_id(chunk);
+                let id = self.tenant.blob_id(Kind::DataBlob, chunk);
                 self.add_blob(Kind::DataBlob, id, chunk, compressor)?;
                 content.push(id);
                 self.progress.inc(chunk.len() as u64);
@@ -336,7 +336,7 @@ impl Pipeline<'_> {
     /// Stores a tree blob; returns its id.
     fn store_tree(&self, tree: &Tree) -> std::result::Result<Id, SinkError> {
         let bytes = tree.encode();
-        let id = self.tenant.blob_id(&bytes);
+        let id = self.tenant.blob_id(Kind::TreeBlob, &bytes);
         self.with_worker(|_, compressor| self.add_blob(Kind::TreeBlob, id, &bytes, compressor))?;
         Ok(id)
     }

@@ -89,6 +89,12 @@ fn check_tenant(
         let kind = rel.split('/').next().unwrap_or_default();
         match (kind, id_of_path(&obj.path)) {
             ("packs", Some(id)) => {
+                if obj.path != repo::pack_path(&tenant.name, &id) {
+                    report.error(
+                        &obj.path,
+                        "pack is in the wrong folder (restore would not find it)",
+                    );
+                }
                 pack_sizes.insert(id, (obj.path.clone(), obj.size));
             }
             ("index", Some(_)) => {
@@ -107,7 +113,7 @@ fn check_tenant(
                 }
             }
             ("snapshots", Some(id)) => snapshot_ids.push(id),
-            ("key", _) | ("locks", _) => {}
+            ("key", _) => {}
             _ => report.unreferenced.push(Finding {
                 object: obj.path.clone(),
                 message: "unknown object".into(),
@@ -132,8 +138,7 @@ fn check_tenant(
         if !indexed.contains(id) {
             report.unreferenced.push(Finding {
                 object: path.clone(),
-                message: "pack in no index (left by an interrupted backup; prune removes it)"
-                    .into(),
+                message: "pack in no index (left by an interrupted backup; reclaimable)".into(),
             });
         }
     }
@@ -196,7 +201,7 @@ fn check_tenant(
     if unused > 0 {
         report.unreferenced.push(Finding {
             object: prefix.clone(),
-            message: format!("{unused} blobs no snapshot references (prune removes them)"),
+            message: format!("{unused} blobs no snapshot references (reclaimable)"),
         });
     }
 
@@ -280,7 +285,7 @@ fn read_pack(
         match open_blob(&tenant.cipher, *kind, blob, sealed, path) {
             Ok(plain) if *kind == Kind::DataBlob || *kind == Kind::TreeBlob => {
                 read += 1;
-                if tenant.blob_id(&plain) != *blob {
+                if tenant.blob_id(*kind, &plain) != *blob {
                     out.push(finding(format!(
                         "blob {} does not match its id",
                         blob.to_hex()

@@ -149,6 +149,16 @@ impl Default for Argon2Params {
     }
 }
 
+impl Argon2Params {
+    /// At most 4 GiB, 64 passes and 16 lanes: far above any sane setting,
+    /// low enough that a forged slot cannot stall an agent indefinitely.
+    pub fn is_reasonable(&self) -> bool {
+        (8..=4 << 20).contains(&self.m_cost_kib)
+            && (1..=64).contains(&self.t_cost)
+            && (1..=16).contains(&self.p_cost)
+    }
+}
+
 /// Where the key that opens a master-key slot comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {

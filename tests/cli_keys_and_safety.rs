@@ -170,3 +170,26 @@ fn quickstart_runs_twice() {
     };
     assert_eq!(key_mode, 0o600);
 }
+
+/// An empty directory's tree encodes to the single byte 0x00; a file holding
+/// that byte once had the same blob id, so one of them could not be restored.
+#[test]
+fn regression_an_empty_dir_and_a_file_holding_one_zero_byte_do_not_collide() {
+    let env = Env::new();
+    let src = env.path("src/acme");
+    fs::create_dir_all(src.join("empty")).unwrap();
+    write_file(&src.join("zero.bin"), &[0u8]);
+    env.write_config(
+        "16 MiB",
+        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
+    );
+    env.init();
+    let id = backup_snapshot_id(&env.backup(&[]), "acme", "www");
+    let to = env.path("restore");
+    env.restore_verified(&id, &to);
+    let restored = restored_path(&to, &src);
+    assert!(restored.join("empty").is_dir());
+    assert_eq!(fs::read(restored.join("zero.bin")).unwrap(), [0u8]);
+    let check = env.json(&["check", "--read-data"]);
+    assert_eq!(check["ok"], true, "{check}");
+}

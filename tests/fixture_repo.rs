@@ -7,9 +7,9 @@ use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-const ACME_WWW: &str = "583e0e18bb8f7f527e3074cc8984219834199098b5b49aacd480b7e467a391f0";
-const ACME_DB: &str = "9aec80a0606e11c9197aa3a05a7564361393b5faa9cd362ef3f863dffa0d0ad3";
-const BRAVO_WWW: &str = "ef873a9fba08009b5770d1d5f6ce39e9f785dcdd3cb6c0b34e7a2aa79cf14dc8";
+const ACME_WWW: &str = "12db7187e5284b83f662e4eee28ed55a237aa54ec97c378e68eeb501f14bd451";
+const ACME_DB: &str = "2d351fd41093e3c08894f84709d93fdcaab771f7cf539c4fbfebb0f05f917b3c";
+const BRAVO_WWW: &str = "1fc66771850cbe01193201299381c0b4e81bca6f75e746ebd01593f08e271a61";
 const SRC: &str = "tmp/gallra-fixture-src/www";
 
 fn copy_dir(from: &Path, to: &Path) {

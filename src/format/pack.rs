@@ -153,7 +153,7 @@ impl PackBuilder {
             kind: kind as u8,
             id,
             offset: self.bytes.len() as u64,
-            length: sealed.len() as u32,
+            length: u32::try_from(sealed.len()).expect("a sealed blob is far below 4 GiB"),
         });
         self.bytes.extend_from_slice(sealed);
     }

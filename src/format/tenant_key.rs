@@ -55,8 +55,11 @@ pub fn open(
 
 /// The keys a tenant's data is written with, derived from its root key.
 pub struct TenantKeys {
-    /// HMAC-SHA256 key for blob ids: dedup within the tenant only.
+    /// HMAC-SHA256 key for data blob ids: dedup within the tenant only.
     pub mac: SecretKey,
+    /// HMAC-SHA256 key for tree blob ids: a separate key, so that a tree and
+    /// a file chunk with the same bytes never share an id.
+    pub tree_mac: SecretKey,
     /// AES-256-GCM key for blobs, pack headers, indexes and snapshots.
     pub data: SecretKey,
 }
@@ -66,6 +69,7 @@ impl TenantKeys {
         let root = SecretKey::from_bytes(*root);
         TenantKeys {
             mac: root.derive(repo_id, b"gallra chunk id v1"),
+            tree_mac: root.derive(repo_id, b"gallra tree id v1"),
             data: root.derive(repo_id, b"gallra data v1"),
         }
     }

@@ -33,12 +33,20 @@ pub(crate) fn write_slot(
     material: &KeyMaterial,
 ) -> Result<String> {
     let slot = hex::encode(crypto::random_bytes::<8>());
+    let (kind, argon) = match material {
+        KeyMaterial::File(_) => (
+            SlotKind::File,
+            Argon2Params {
+                m_cost_kib: 0,
+                t_cost: 0,
+                p_cost: 0,
+            },
+        ),
+        KeyMaterial::Passphrase(_) => (SlotKind::Passphrase, argon_params()),
+    };
     let header = KeySlotHeader {
-        kind: match material {
-            KeyMaterial::File(_) => SlotKind::File,
-            KeyMaterial::Passphrase(_) => SlotKind::Passphrase,
-        },
-        argon: argon_params(),
+        kind,
+        argon,
         salt: crypto::random_bytes(),
         created: jiff::Timestamp::now().as_second(),
     };
@@ -62,8 +70,25 @@ pub(crate) fn unlock(
     for obj in store.list("keys")? {
         let slot = obj.path.rsplit('/').next().unwrap_or_default().to_string();
         let bytes = store.get(&obj.path)?;
-        let header = KeySlotHeader::decode(&bytes, &obj.path)?;
+        // A damaged or newer slot must not lock out the keys of the others.
+        let header = match KeySlotHeader::decode(&bytes, &obj.path) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("skipping key slot: {e}");
+                continue;
+            }
+        };
         if header.kind != want {
+            continue;
+        }
+        // The costs are read before the slot is authenticated: refuse ones
+        // that would let a tampered slot stall every agent for minutes.
+        if header.kind == SlotKind::Passphrase && !header.argon.is_reasonable() {
+            tracing::warn!(
+                "skipping key slot {}: Argon2id costs {:?} exceed the limits",
+                obj.path,
+                header.argon
+            );
             continue;
         }
         let kek = material.kek(&header.salt, header.argon)?;

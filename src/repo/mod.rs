@@ -35,8 +35,13 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    pub fn blob_id(&self, data: &[u8]) -> Id {
-        Id(crypto::keyed_id(&self.keys.mac, data))
+    /// The id of a blob of this kind with this plaintext.
+    pub fn blob_id(&self, kind: Kind, data: &[u8]) -> Id {
+        let key = match kind {
+            Kind::TreeBlob => &self.keys.tree_mac,
+            _ => &self.keys.mac,
+        };
+        Id(crypto::keyed_id(key, data))
     }
 }
 
@@ -131,6 +136,17 @@ impl Repository {
                 source_desc: key.describe(),
             })?;
         let config = repo_config::open(&config_bytes, &master, CONFIG_PATH)?;
+        let params = ChunkerParams {
+            min: config.chunk_min,
+            avg: config.chunk_avg,
+            max: config.chunk_max,
+        };
+        if !params.is_valid() {
+            return Err(Error::corrupt(
+                CONFIG_PATH,
+                format!("chunker parameters {params:?} are out of range"),
+            ));
+        }
         Ok(Repository {
             store,
             repo_id,
@@ -241,7 +257,14 @@ impl Repository {
     pub fn read_snapshot(&self, tenant: &Tenant, id: &Id) -> Result<Snapshot> {
         let path = snapshot_path(&tenant.name, id);
         let bytes = self.get_named(&path)?;
-        snapshot::open(&bytes, &tenant.cipher, &tenant.context, &path)
+        let snap = snapshot::open(&bytes, &tenant.cipher, &tenant.context, &path)?;
+        if snap.tenant != tenant.name {
+            return Err(Error::corrupt(
+                &path,
+                format!("snapshot names tenant {:?}, not its folder's", snap.tenant),
+            ));
+        }
+        Ok(snap)
     }
 
     /// Every snapshot of a tenant, oldest first.
@@ -383,11 +406,21 @@ mod tests {
         let (repo, dir) = memory_repo();
         let a = repo.tenant("acme", true).unwrap();
         let b = repo.tenant("beta", true).unwrap();
-        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+        assert_ne!(
+            a.blob_id(Kind::DataBlob, b"x"),
+            b.blob_id(Kind::DataBlob, b"x")
+        );
+        assert_ne!(
+            a.blob_id(Kind::DataBlob, b"x"),
+            a.blob_id(Kind::TreeBlob, b"x")
+        );
         let reopened =
             Repository::open(repo.store.clone(), &KeySource::File(dir.path().join("key"))).unwrap();
         let a2 = reopened.tenant("acme", false).unwrap();
-        assert_eq!(a.blob_id(b"x"), a2.blob_id(b"x"));
+        assert_eq!(
+            a.blob_id(Kind::DataBlob, b"x"),
+            a2.blob_id(Kind::DataBlob, b"x")
+        );
         assert!(reopened.tenant("nobody", false).is_err());
     }
 }
