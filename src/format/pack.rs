@@ -123,8 +123,25 @@ pub fn open_blob(
                 .ok_or_else(|| {
                     Error::corrupt(name, format!("blob {}: bad zstd frame", id.to_hex()))
                 })?;
-            zstd::bulk::decompress(payload, size as usize)
-                .map_err(|e| Error::corrupt(name, format!("blob {}: zstd: {e}", id.to_hex())))
+            thread_local! {
+                // A decompression context costs more to make than a small
+                // blob costs to decompress: keep one per thread.
+                static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            DCTX.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| Error::corrupt(name, format!("zstd context: {e}")))?,
+                    );
+                }
+                slot.as_mut()
+                    .expect("set above")
+                    .decompress(payload, size as usize)
+                    .map_err(|e| Error::corrupt(name, format!("blob {}: zstd: {e}", id.to_hex())))
+            })
         }
         c => Err(Error::corrupt(
             name,

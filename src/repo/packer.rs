@@ -15,7 +15,7 @@ use crate::format::{Id, Kind};
 use crate::store::{PendingPut, Store};
 
 /// Uploads in flight at once; each holds one pack in memory.
-const MAX_PENDING_UPLOADS: usize = 2;
+const MAX_PENDING_UPLOADS: usize = 4;
 
 pub struct SealedBlob {
     pub kind: Kind,
