@@ -250,6 +250,49 @@ mod tests {
         assert!(open_object(&cipher, Kind::Index, 3, b"ctx", &obj[..10], "x").is_err());
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every decoder meets hostile bytes without panicking: those before
+        /// authentication (envelope prefix, slot header, config id) and the
+        /// bodies behind it (which a key holder's bug could still garble).
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let cipher = SecretKey::from_bytes([5; 32]).cipher();
+            for kind in [Kind::Config, Kind::KeySlot, Kind::TenantKey, Kind::PackHeader, Kind::Index, Kind::Snapshot] {
+                let _ = open_object(&cipher, kind, 0, b"ctx", &bytes, "x");
+            }
+            let _ = keyslot::KeySlotHeader::decode(&bytes, "x");
+            let _ = repo_config::repo_id(&bytes, "x");
+            let _ = from_body::<index::IndexBody>(&bytes, "x", Kind::Index);
+            let _ = from_body::<snapshot::Snapshot>(&bytes, "x", Kind::Snapshot);
+            let _ = from_body::<repo_config::RepoConfig>(&bytes, "x", Kind::Config);
+            let _ = from_body::<tenant_key::TenantKeyBody>(&bytes, "x", Kind::TenantKey);
+            let _ = tree::Tree::decode(&bytes, "x");
+        }
+
+        #[test]
+        fn snapshot_and_index_round_trip(tenant in "[a-z]{1,12}", files in any::<u64>(), secs in any::<i64>(), n in 0usize..5) {
+            let cipher = SecretKey::from_bytes([6; 32]).cipher();
+            let snap = snapshot::Snapshot {
+                time_secs: secs, time_nanos: 7, host: "h".into(), tenant: tenant.clone(),
+                source: "www".into(), category: "site".into(), paths: vec!["/var/www".into()],
+                tags: vec![("k".into(), "v".into())], root: Id([1; 32]), parent: None,
+                files, dirs: 2, bytes: 3, bytes_read: 4, bytes_added: 5, bytes_stored: 6,
+                warnings: vec!["w".into()], program: "gallra".into(),
+            };
+            let ctx = tenant_context(&[2; 16], &tenant);
+            let sealed = snapshot::seal(&snap, &cipher, &ctx);
+            prop_assert_eq!(snapshot::open(&sealed, &cipher, &ctx, "s").unwrap(), snap);
+            let body = index::IndexBody { packs: (0..n).map(|i| index::IndexPack {
+                id: Id([i as u8; 32]), size: i as u64 * 100,
+                blobs: vec![pack::PackEntry { kind: Kind::DataBlob as u8, id: Id([9; 32]), offset: 0, length: 40 }],
+            }).collect() };
+            let sealed = index::seal(&body, &cipher, &ctx);
+            prop_assert_eq!(index::open(&sealed, &cipher, &ctx, "i").unwrap(), body);
+        }
+    }
+
     #[test]
     fn id_hex_round_trip() {
         let id = Id::of_bytes(b"abc");

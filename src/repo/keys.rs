@@ -91,9 +91,17 @@ pub(crate) fn unlock(
             );
             continue;
         }
-        let kek = material.kek(&header.salt, header.argon)?;
-        if let Some(master) = keyslot::open(&bytes, &kek, repo_id, &slot, &obj.path)? {
-            return Ok(Some((slot, master)));
+        let kek = match material.kek(&header.salt, header.argon) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!("skipping key slot {}: {e}", obj.path);
+                continue;
+            }
+        };
+        match keyslot::open(&bytes, &kek, repo_id, &slot, &obj.path) {
+            Ok(Some(master)) => return Ok(Some((slot, master))),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("skipping key slot: {e}"),
         }
     }
     Ok(None)
@@ -113,13 +121,17 @@ impl Repository {
         let mut out = Vec::new();
         for obj in self.store.list("keys")? {
             let bytes = self.store.get(&obj.path)?;
-            let header = KeySlotHeader::decode(&bytes, &obj.path)?;
             let id = obj.path.rsplit('/').next().unwrap_or_default().to_string();
+            // A damaged slot is listed, so that `key remove` can clear it.
+            let (kind, created) = match KeySlotHeader::decode(&bytes, &obj.path) {
+                Ok(h) => (h.kind.name(), h.created),
+                Err(_) => ("damaged", 0),
+            };
             out.push(SlotInfo {
                 in_use: id == self.slot_in_use,
                 id,
-                kind: header.kind.name(),
-                created: header.created,
+                kind,
+                created,
             });
         }
         Ok(out)
