@@ -20,13 +20,13 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// 256 KiB / 1 MiB / 4 MiB: see docs/DESIGN.md "Chunk sizes" for the
+    /// 128 KiB / 512 KiB / 2 MiB: see docs/DESIGN.md "Chunk sizes" for the
     /// measurement behind this choice.
     fn default() -> Self {
         ChunkerParams {
-            min: 256 << 10,
-            avg: 1 << 20,
-            max: 4 << 20,
+            min: 128 << 10,
+            avg: 512 << 10,
+            max: 2 << 20,
         }
     }
 }

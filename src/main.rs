@@ -117,6 +117,7 @@ enum KeyCommand {
 }
 
 fn main() {
+    limit_heap_retention();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -143,6 +144,18 @@ fn main() {
             eprintln!("error: {}", one_line(&e));
             std::process::exit(code);
         }
+    }
+}
+
+/// glibc raises its mmap threshold each time a large block is freed, after
+/// which 8 MiB chunk buffers and 16 MiB packs come from the heap and stay
+/// resident in every thread's arena: peak RSS of a 2 GiB backup went from
+/// about 90 MiB to 130-165 MiB. A fixed threshold returns them on free.
+fn limit_heap_retention() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
 }
 

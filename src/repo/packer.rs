@@ -40,7 +40,7 @@ pub struct Packer {
 impl Packer {
     pub fn start(store: Store, tenant: Arc<Tenant>, pack_size: u64) -> Packer {
         // A few blobs of slack between the workers and the packer; each may be
-        // a 4 MiB chunk, so this bounds memory as much as it smooths.
+        // a 2 MiB chunk (up to 16 MiB with custom chunk bounds), so this bounds memory as much as it smooths.
         let (tx, rx) = bounded::<SealedBlob>(4);
         let thread = std::thread::Builder::new()
             .name("gallra-packer".into())
