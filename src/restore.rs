@@ -71,18 +71,25 @@ impl<'a> OpenSnapshot<'a> {
         unreachable!("loop returns on the last component")
     }
 
-    /// Writes one file's content to `out`, returning its SHA-256.
-    pub fn write_content(&self, node: &Node, out: &mut dyn Write) -> Result<[u8; 32]> {
-        let mut sha = Sha256::new();
+    /// Writes one file's content to `out`; with `hash`, returns its SHA-256.
+    pub fn write_content(
+        &self,
+        node: &Node,
+        out: &mut dyn Write,
+        hash: bool,
+    ) -> Result<Option<[u8; 32]>> {
+        let mut sha = hash.then(Sha256::new);
         for id in &node.content {
             let data = self
                 .repo
                 .read_blob(&self.tenant, &self.index, id, Kind::DataBlob)?;
-            sha.update(&data);
+            if let Some(sha) = &mut sha {
+                sha.update(&data);
+            }
             out.write_all(&data)
                 .map_err(|e| Error::io(node.name_lossy(), e))?;
         }
-        Ok(sha.finalize().into())
+        Ok(sha.map(|s| s.finalize().into()))
     }
 }
 
@@ -143,7 +150,7 @@ pub fn dump(snap: &OpenSnapshot<'_>, path: &str, out: &mut dyn Write) -> Result<
     if node.kind != NodeKind::File {
         return Err(Error::Usage(format!("{path} is not a regular file")));
     }
-    snap.write_content(&node, out)?;
+    snap.write_content(&node, out, false)?;
     Ok(node.size)
 }
 
@@ -228,7 +235,7 @@ fn write_file(snap: &OpenSnapshot<'_>, p: &Planned, verify: bool) -> Result<bool
         .open(&p.path)
         .map_err(|e| Error::io(&p.path, e))?;
     let mut out = io::BufWriter::with_capacity(1 << 20, file);
-    let written = snap.write_content(&p.node, &mut out);
+    let written = snap.write_content(&p.node, &mut out, verify);
     let flushed = out
         .into_inner()
         .map_err(|e| Error::io(&p.path, e.into_error()));
@@ -239,9 +246,9 @@ fn write_file(snap: &OpenSnapshot<'_>, p: &Planned, verify: bool) -> Result<bool
             return Err(e);
         }
     };
-    if !verify {
+    let Some(sha) = sha else {
         return Ok(false);
-    }
+    };
     let expected = p
         .node
         .sha256

@@ -41,6 +41,11 @@ pub struct Listed {
 pub struct Store {
     name: String,
     inner: Arc<dyn ObjectStore>,
+    /// For `file://` targets, the same store, used to read objects with
+    /// plain `pread` on the calling thread: restore and check read tens of
+    /// thousands of small ranges, and a hop through the runtime's blocking
+    /// pool for each cost more than the read itself.
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -64,6 +69,7 @@ impl Store {
                 url.scheme()
             )));
         }
+        let mut local = None;
         let inner: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
                 let dir = url
@@ -76,12 +82,14 @@ impl Store {
                         target: target.name.clone(),
                     });
                 }
-                Arc::new(
+                let fs = Arc::new(
                     LocalFileSystem::new_with_prefix(&dir)
                         .map_err(|e| err(e.to_string()))?
                         .with_automatic_cleanup(true)
                         .with_fsync(true),
-                )
+                );
+                local = Some(fs.clone());
+                fs
             }
             "memory" => Arc::new(InMemory::new()),
             other => {
@@ -93,6 +101,7 @@ impl Store {
         Ok(Store {
             name: target.name.clone(),
             inner,
+            local,
         })
     }
 
@@ -114,8 +123,31 @@ impl Store {
         }
     }
 
+    fn map_io_err(&self, object: &str, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound {
+                target: self.name.clone(),
+                object: object.to_string(),
+            }
+        } else {
+            Error::Store {
+                target: self.name.clone(),
+                object: object.to_string(),
+                message: e.to_string(),
+            }
+        }
+    }
+
     pub fn get(&self, path: &str) -> Result<Bytes> {
         let p = ObjPath::from(path);
+        if let Some(fs) = &self.local {
+            let file = fs
+                .path_to_filesystem(&p)
+                .map_err(|e| self.map_err(path, e))?;
+            return std::fs::read(&file)
+                .map(Bytes::from)
+                .map_err(|e| self.map_io_err(path, e));
+        }
         runtime()
             .block_on(async { self.inner.get(&p).await?.bytes().await })
             .map_err(|e| self.map_err(path, e))
@@ -123,6 +155,12 @@ impl Store {
 
     pub fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         let p = ObjPath::from(path);
+        if let Some(fs) = &self.local {
+            let file = fs
+                .path_to_filesystem(&p)
+                .map_err(|e| self.map_err(path, e))?;
+            return read_local_range(&file, range).map_err(|e| self.map_io_err(path, e));
+        }
         runtime()
             .block_on(self.inner.get_range(&p, range))
             .map_err(|e| self.map_err(path, e))
@@ -209,6 +247,45 @@ impl Store {
             Err(e) => Err(self.map_err(path, e)),
         }
     }
+}
+
+/// Reads `range` of a local file (fewer bytes at its end: the caller checks
+/// the length), keeping a few pack files open per thread, since restore
+/// reads many blobs of each.
+fn read_local_range(file: &std::path::Path, range: Range<u64>) -> std::io::Result<Bytes> {
+    use std::cell::RefCell;
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        static OPEN: RefCell<Vec<(std::path::PathBuf, std::fs::File)>> = const { RefCell::new(Vec::new()) };
+    }
+    const KEEP_OPEN: usize = 8;
+    OPEN.with(|cell| {
+        let mut open = cell.borrow_mut();
+        let pos = match open.iter().position(|(p, _)| p == file) {
+            Some(pos) => pos,
+            None => {
+                let f = std::fs::File::open(file)?;
+                if open.len() == KEEP_OPEN {
+                    open.remove(0);
+                }
+                open.push((file.to_path_buf(), f));
+                open.len() - 1
+            }
+        };
+        let f = &open[pos].1;
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match f.read_at(&mut buf[done..], range.start + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(done);
+        Ok(Bytes::from(buf))
+    })
 }
 
 pub struct PendingPut {
