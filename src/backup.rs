@@ -705,29 +705,9 @@ fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
     }
 }
 
-/// Reads every job on all cores, largest file first: a big file started
-/// last would leave one core idle while it alone is compressed.
+/// Reads every job on all cores, largest file first.
 fn read_files(pipe: &Pipeline<'_>, jobs: &[ReadJob]) -> Vec<Option<FileResult>> {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].size));
-    let next = AtomicUsize::new(0);
-    let results: Vec<OnceLock<FileResult>> = jobs.iter().map(|_| OnceLock::new()).collect();
-    rayon::scope(|scope| {
-        for _ in 0..rayon::current_num_threads() {
-            scope.spawn(|_| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = order.get(k) else { break };
-                    if let Some(r) = read_file(pipe, &jobs[i]) {
-                        let _ = results[i].set(r);
-                    }
-                }
-            });
-        }
-    });
-    results.into_iter().map(OnceLock::into_inner).collect()
+    crate::parallel::largest_first(jobs, |j| j.size, |j| read_file(pipe, j))
 }
 
 fn progress_bar(enabled: bool, label: String, total: u64) -> ProgressBar {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod parallel;
 pub mod quickstart;
 pub mod repo;
 pub mod restore;

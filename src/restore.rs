@@ -6,7 +6,6 @@
 //! created in it, and files are opened with `O_NOFOLLOW`. A file whose data
 //! cannot be read is reported, naming the pack, and the others go on.
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -368,17 +367,34 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
         files.push(i);
     }
 
+    // SAFETY: geteuid has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
     let errors = Mutex::new(Vec::new());
-    let done: Vec<(usize, bool)> = files
-        .par_iter()
-        .filter_map(|&i| match write_file(snap, &planned[i], opts.verify) {
-            Ok(verified) => Some((i, verified)),
-            Err(e) => {
-                errors.lock().expect("not poisoned").push(e.to_string());
-                None
+    // A file's own metadata is set by the worker that wrote it; only
+    // directories (whose mtimes the writes change) wait for the end.
+    let done: Vec<(usize, bool)> = crate::parallel::largest_first(
+        &files,
+        |&i| planned[i].node.size,
+        |&i| {
+            let p = &planned[i];
+            let res = write_file(snap, p, opts.verify).and_then(|verified| {
+                set_owner_and_mode(&p.path, &p.node, is_root).map_err(|e| {
+                    Error::Restore(format!("{}: setting metadata: {e}", p.path.display()))
+                })?;
+                Ok(verified)
+            });
+            match res {
+                Ok(verified) => Some((i, verified)),
+                Err(e) => {
+                    errors.lock().expect("not poisoned").push(e.to_string());
+                    None
+                }
             }
-        })
-        .collect();
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect();
     report
         .errors
         .extend(errors.into_inner().expect("not poisoned"));
@@ -424,12 +440,14 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
         }
     }
 
-    // Metadata last, deepest first, so writing a file does not bump its
-    // directory's mtime after we set it.
-    // SAFETY: geteuid has no preconditions.
-    let is_root = unsafe { libc::geteuid() } == 0;
+    // Directories and symlinks last, deepest first, so that creating their
+    // entries does not bump a directory's mtime after it was set.
     for (i, p) in planned.iter().enumerate().rev() {
-        let ok = restored[i] || (p.node.kind == NodeKind::Dir && !under_failed(&p.path));
+        let ok = match p.node.kind {
+            NodeKind::Dir => !under_failed(&p.path),
+            NodeKind::Symlink => restored[i],
+            NodeKind::File => false,
+        };
         if !ok {
             continue;
         }
