@@ -111,13 +111,16 @@ stdout_file = "acme.sql"
 
 struct Runner {
     exe: PathBuf,
+    /// How to call the binary from the current folder, for the printed commands.
+    shown: String,
     config: PathBuf,
 }
 
 impl Runner {
     fn run(&self, args: &[&str]) -> Result<String> {
         println!(
-            "\n$ gallra --config {} {}",
+            "\n$ {} --config {} {}",
+            self.shown,
             self.config.display(),
             args.join(" ")
         );
@@ -157,8 +160,17 @@ pub fn run(dir: &Path, exe: &Path) -> Result<()> {
         println!("wrote {}", config.display());
     }
     make_demo_tree(&dir.join("demo"))?;
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            exe.strip_prefix(cwd)
+                .ok()
+                .map(|rel| format!("./{}", rel.display()))
+        })
+        .unwrap_or_else(|| exe.display().to_string());
     let r = Runner {
         exe: exe.to_path_buf(),
+        shown: shown.clone(),
         config: config.clone(),
     };
     if dir.join("repo-local/config").exists() {
@@ -197,9 +209,9 @@ pub fn run(dir: &Path, exe: &Path) -> Result<()> {
         "--verify",
     ])?;
     r.run(&["check", "--read-data"])?;
-    let c = config.display();
+    let c = format!("{shown} --config {}", config.display());
     println!(
-        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  gallra --config {c} snapshots\n  gallra --config {c} ls {short}\n  gallra --config {c} dump {short} {d}/demo/www/acme/index.php\n  gallra --config {c} check --read-data\n  gallra --config {c} backup --json",
+        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} backup --json",
         to.display(),
         dir.display(),
         short = &latest[..8],
