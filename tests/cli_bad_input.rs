@@ -44,14 +44,7 @@ fn assert_refused(out: &Output, what: &str, names: &[&str]) -> String {
         "`{what}` must be refused with exit 1 or 2\n{}",
         describe(out)
     );
-    let line = error_line(out);
-    for name in names {
-        assert!(
-            line.contains(name),
-            "the error of `{what}` must name {name:?}, got: {line}"
-        );
-    }
-    line
+    error_naming(out, what, names)
 }
 
 #[test]

@@ -381,6 +381,11 @@ pub fn error_line(out: &Output) -> String {
 /// every one of `names`; returns the error line.
 pub fn assert_error(out: &Output, code: i32, what: &str, names: &[&str]) -> String {
     assert_exit(out, code, what);
+    error_naming(out, what, names)
+}
+
+/// The one-line error, asserting that it contains every one of `names`.
+pub fn error_naming(out: &Output, what: &str, names: &[&str]) -> String {
     let line = error_line(out);
     for name in names {
         assert!(
