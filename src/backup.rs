@@ -760,9 +760,16 @@ fn snapshot_job(
             for g in &job.source.exclude {
                 excludes.add(globset::Glob::new(g).map_err(|e| source_err(e.to_string()))?);
             }
-            let parent_root = parent
-                .as_ref()
-                .and_then(|(_, s)| repo.read_tree(tenant, index, &s.root).ok());
+            let parent_root = parent.as_ref().and_then(|(id, s)| {
+                repo.read_tree(tenant, index, &s.root)
+                    .map_err(|e| {
+                        pipe.warn(format!(
+                            "parent snapshot {} unreadable ({e}); reading every file again",
+                            id.short()
+                        ))
+                    })
+                    .ok()
+            });
             let mut walker = Walker {
                 repo,
                 pipe: &pipe,
