@@ -27,6 +27,10 @@ pub enum Error {
     #[error("passphrase: environment variable {var} is not set or empty")]
     PassphraseEnv { var: String },
 
+    /// A target's URL, options or credentials are wrong. Exit status 2.
+    #[error("target {target}: {message}")]
+    TargetConfig { target: String, message: String },
+
     /// A store operation failed. `object` is the object's path in the store.
     #[error("target {target}: {object}: {message}")]
     Store {
@@ -78,7 +82,7 @@ impl Error {
     /// Exit status the binary should use: 2 for bad usage or config, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config { .. } | Error::Usage(_) => 2,
+            Error::Config { .. } | Error::Usage(_) | Error::TargetConfig { .. } => 2,
             _ => 1,
         }
     }

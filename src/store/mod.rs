@@ -18,6 +18,8 @@ use tokio::runtime::Runtime;
 use crate::config;
 use crate::error::{Error, Result};
 
+mod remote;
+
 fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
@@ -62,12 +64,25 @@ impl Store {
             object: target.url.clone(),
             message,
         };
-        let url = url::Url::parse(&target.url).map_err(|e| err(format!("bad url: {e}")))?;
-        if let Some(key) = target.options.keys().next() {
-            return Err(err(format!(
-                "option {key:?} is not known for a {} target",
-                url.scheme()
-            )));
+        let conf_err = |message: String| Error::TargetConfig {
+            target: target.name.clone(),
+            message,
+        };
+        let url = url::Url::parse(&target.url)
+            .map_err(|e| conf_err(format!("url {:?}: {e}", target.url)))?;
+        if matches!(url.scheme(), "file" | "memory") {
+            if let Some(key) = target.options.keys().next() {
+                return Err(conf_err(format!(
+                    "option {key:?} is not known for a {}:// target",
+                    url.scheme()
+                )));
+            }
+            if target.credentials_file.is_some() {
+                return Err(conf_err(format!(
+                    "credentials_file means nothing for a {}:// target",
+                    url.scheme()
+                )));
+            }
         }
         let mut local = None;
         let inner: Arc<dyn ObjectStore> = match url.scheme() {
@@ -92,9 +107,10 @@ impl Store {
                 fs
             }
             "memory" => Arc::new(InMemory::new()),
+            "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => remote::build(target, &url)?,
             other => {
-                return Err(err(format!(
-                    "scheme {other}:// is not supported by this build (file:// and memory://)"
+                return Err(conf_err(format!(
+                    "scheme {other}:// is not supported (file, memory, s3, az, gs)"
                 )));
             }
         };

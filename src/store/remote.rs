@@ -1,0 +1,246 @@
+//! S3, Azure Blob and GCS targets: built from the URL, object_store's own
+//! option keys, and credentials from the environment or a credentials file.
+//!
+//! `parse_url_opts` silently drops keys it does not know and reads no
+//! environment; here every key must parse as the scheme's config key (an
+//! unknown or misspelled one is an error naming the target and the key), and
+//! the URL's path becomes a prefix under which every object lives. Values
+//! never appear in errors or logs.
+
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::prefix::PrefixStore;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+use crate::config;
+use crate::error::{Error, Result};
+
+/// Environment variables read for each kind of store, as object_store keys.
+const S3_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+const AZURE_ENV: &[&str] = &[
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURITE_BLOB_STORAGE_URL",
+];
+const GCS_ENV: &[&str] = &["GOOGLE_SERVICE_ACCOUNT", "GOOGLE_SERVICE_ACCOUNT_KEY"];
+
+type Secrets = BTreeMap<String, Zeroizing<String>>;
+
+/// Reads a credentials file: `KEY=value` lines, `#` comments, mode 0600.
+pub fn read_credentials_file(target: &str, path: &Path) -> Result<Secrets> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |message: String| Error::TargetConfig {
+        target: target.to_string(),
+        message: format!("credentials_file {}: {message}", path.display()),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(err(format!(
+            "permissions {mode:04o} are too open; it must be 0600 or 0400"
+        )));
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+    let mut out = Secrets::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // Never echo the line: it holds a secret.
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| err(format!("line {}: expected KEY=value", n + 1)))?;
+        out.insert(
+            key.trim().to_string(),
+            Zeroizing::new(value.trim().trim_matches('"').to_string()),
+        );
+    }
+    Ok(out)
+}
+
+/// The options a target is built with: environment, then credentials file,
+/// then `options` from agent.toml, later ones winning.
+fn gather(target: &config::Target, env_names: &[&str]) -> Result<Secrets> {
+    let mut all = Secrets::new();
+    for name in env_names {
+        if let Ok(v) = std::env::var(name)
+            && !v.is_empty()
+        {
+            all.insert((*name).to_string(), Zeroizing::new(v));
+        }
+    }
+    if let Some(path) = &target.credentials_file {
+        all.extend(read_credentials_file(&target.name, path)?);
+    }
+    for (k, v) in &target.options {
+        all.insert(k.clone(), Zeroizing::new(v.clone()));
+    }
+    Ok(all)
+}
+
+fn parse_key<K: FromStr>(target: &str, scheme: &str, key: &str) -> Result<K> {
+    K::from_str(&key.to_ascii_lowercase()).map_err(|_| Error::TargetConfig {
+        target: target.to_string(),
+        message: format!("option {key:?} is not a known {scheme}:// option"),
+    })
+}
+
+pub(super) fn build(target: &config::Target, url: &url::Url) -> Result<Arc<dyn ObjectStore>> {
+    let name = target.name.as_str();
+    let build_err = |e: object_store::Error| Error::TargetConfig {
+        target: name.to_string(),
+        message: e.to_string(),
+    };
+    let scheme = url.scheme();
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" | "s3a" => {
+            let mut b = AmazonS3Builder::new().with_url(url.as_str());
+            for (k, v) in gather(target, S3_ENV)? {
+                b = b.with_config(
+                    parse_key::<AmazonS3ConfigKey>(name, scheme, &k)?,
+                    v.as_str(),
+                );
+            }
+            Arc::new(b.build().map_err(build_err)?)
+        }
+        "gs" => {
+            let mut b = GoogleCloudStorageBuilder::new().with_url(url.as_str());
+            for (k, v) in gather(target, GCS_ENV)? {
+                b = b.with_config(parse_key::<GoogleConfigKey>(name, scheme, &k)?, v.as_str());
+            }
+            Arc::new(b.build().map_err(build_err)?)
+        }
+        _ => {
+            let mut b = MicrosoftAzureBuilder::new().with_url(url.as_str());
+            for (k, v) in gather(target, AZURE_ENV)? {
+                b = b.with_config(parse_key::<AzureConfigKey>(name, scheme, &k)?, v.as_str());
+            }
+            Arc::new(b.build().map_err(build_err)?)
+        }
+    };
+    // The bucket or container is the URL's host; its path is our prefix.
+    let prefix = url.path().trim_matches('/');
+    Ok(if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn target(url: &str, options: &[(&str, &str)]) -> config::Target {
+        config::Target {
+            name: "offsite".into(),
+            url: url.into(),
+            primary: false,
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            credentials_file: None,
+            retention: None,
+        }
+    }
+
+    const S3_OPTS: &[(&str, &str)] = &[
+        ("endpoint", "http://127.0.0.1:1"),
+        ("region", "eu-north-1"),
+        ("allow_http", "true"),
+        ("aws_access_key_id", "AKIDEXAMPLE"),
+        ("aws_secret_access_key", "s3cr3t-value-never-shown"),
+    ];
+
+    #[test]
+    fn s3_azure_and_gcs_targets_build_from_url_and_options() {
+        Store::open(&target("s3://bucket/web01", S3_OPTS), false).unwrap();
+        Store::open(
+            &target(
+                "az://container/web01",
+                &[
+                    ("use_emulator", "true"),
+                    ("account_name", "devstoreaccount1"),
+                    ("access_key", "a2V5"),
+                ],
+            ),
+            false,
+        )
+        .unwrap();
+        // GCS has no emulator here: its options are checked, not exercised.
+        let e = Store::open(
+            &target("gs://bucket/web01", &[("service_acount", "x")]),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("service_acount") && e.contains("gs://"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_option_names_target_and_key_and_no_value() {
+        let mut opts = S3_OPTS.to_vec();
+        opts.push(("endpont", "http://127.0.0.1:2"));
+        let e = Store::open(&target("s3://bucket/web01", &opts), false).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("offsite") && msg.contains("endpont"), "{msg}");
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+        assert_eq!(e.exit_code(), 2);
+        let e = Store::open(&target("file:///tmp/x", &[("region", "x")]), false).unwrap_err();
+        assert!(e.to_string().contains("region"), "{e}");
+    }
+
+    #[test]
+    fn credentials_files_must_be_private_and_are_never_echoed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsite.env");
+        std::fs::write(
+            &path,
+            "# offsite\nAWS_ACCESS_KEY_ID=AKID\nAWS_SECRET_ACCESS_KEY = \"s3cr3t\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_credentials_file("offsite", &path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0644") && e.contains("offsite.env"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let creds = read_credentials_file("offsite", &path).unwrap();
+        assert_eq!(creds["AWS_SECRET_ACCESS_KEY"].as_str(), "s3cr3t");
+        std::fs::write(&path, "AWS_SECRET_ACCESS_KEY s3cr3t\n").unwrap();
+        let e = read_credentials_file("offsite", &path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && !e.contains("s3cr3t"), "{e}");
+
+        let mut t = target(
+            "s3://bucket/web01",
+            &[
+                ("endpoint", "http://127.0.0.1:1"),
+                ("allow_http", "true"),
+                ("region", "x"),
+            ],
+        );
+        std::fs::write(
+            &path,
+            "AWS_ACCESS_KEY_ID=AKID\nAWS_SECRET_ACCESS_KEY=s3cr3t\n",
+        )
+        .unwrap();
+        t.credentials_file = Some(path);
+        Store::open(&t, false).unwrap();
+    }
+}
