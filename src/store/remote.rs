@@ -27,11 +27,9 @@ const S3_ENV: &[&str] = &[
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 ];
-const AZURE_ENV: &[&str] = &[
-    "AZURE_STORAGE_ACCOUNT_NAME",
-    "AZURE_STORAGE_ACCOUNT_KEY",
-    "AZURITE_BLOB_STORAGE_URL",
-];
+/// (With `use_emulator = "true"`, object_store itself reads Azurite's
+/// address from `AZURITE_BLOB_STORAGE_URL`.)
+const AZURE_ENV: &[&str] = &["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"];
 const GCS_ENV: &[&str] = &["GOOGLE_SERVICE_ACCOUNT", "GOOGLE_SERVICE_ACCOUNT_KEY"];
 
 type Secrets = BTreeMap<String, Zeroizing<String>>;
