@@ -356,24 +356,12 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Target;
 
     pub(crate) fn memory_repo() -> (Repository, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key");
         crypto::generate_key_file(&key).unwrap();
-        let store = Store::open(
-            &Target {
-                name: "mem".into(),
-                url: "memory://".into(),
-                primary: true,
-                options: Default::default(),
-                credentials_file: None,
-                retention: None,
-            },
-            true,
-        )
-        .unwrap();
+        let store = crate::store::memory();
         let repo =
             Repository::init(store, &KeySource::File(key), ChunkerParams::default()).unwrap();
         (repo, dir)

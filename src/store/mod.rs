@@ -321,24 +321,26 @@ impl PendingPut {
     }
 }
 
+/// A fresh in-memory store, for the library's own tests.
+#[cfg(test)]
+pub(crate) fn memory() -> Store {
+    Store::open(
+        &config::Target {
+            name: "mem".into(),
+            url: "memory://".into(),
+            primary: true,
+            options: Default::default(),
+            credentials_file: None,
+            retention: None,
+        },
+        true,
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn memory() -> Store {
-        Store::open(
-            &config::Target {
-                name: "mem".into(),
-                url: "memory://".into(),
-                primary: true,
-                options: Default::default(),
-                credentials_file: None,
-                retention: None,
-            },
-            true,
-        )
-        .unwrap()
-    }
 
     #[test]
     fn put_get_list_delete() {
