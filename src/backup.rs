@@ -710,7 +710,7 @@ fn read_files(pipe: &Pipeline<'_>, jobs: &[ReadJob]) -> Vec<Option<FileResult>> 
     crate::parallel::largest_first(jobs, |j| j.size, |j| read_file(pipe, j))
 }
 
-fn progress_bar(enabled: bool, label: String, total: u64) -> ProgressBar {
+pub(crate) fn progress_bar(enabled: bool, label: String, total: u64) -> ProgressBar {
     if !enabled || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return ProgressBar::hidden();
     }

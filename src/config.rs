@@ -48,6 +48,101 @@ pub struct Target {
     pub options: BTreeMap<String, String>,
     pub credentials_file: Option<PathBuf>,
     pub retention: Option<Rule>,
+    /// Upload bandwidth cap, e.g. "20 MiB/s" (parsed into `upload_rate`).
+    pub max_upload: Option<String>,
+    /// Longest a single store request may take, e.g. "60s".
+    pub timeout: Option<String>,
+    /// Store requests in flight at once on this target.
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub locking: Locking,
+    #[serde(skip)]
+    pub limits: StoreLimits,
+}
+
+/// Whether a target's locks can be trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locking {
+    /// Per-tenant lock objects, created with a conditional put.
+    #[default]
+    Lease,
+    /// No lock objects: for a store that cannot do conditional creates, where
+    /// the operator guarantees that one agent at a time uses each tenant.
+    None,
+}
+
+/// A target's request limits, from its `max_upload`, `timeout` and
+/// `concurrency` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Bytes per second, if capped.
+    pub upload_rate: Option<u64>,
+    pub timeout: std::time::Duration,
+    pub concurrency: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            upload_rate: None,
+            timeout: std::time::Duration::from_secs(120),
+            concurrency: 8,
+        }
+    }
+}
+
+impl Target {
+    /// A target from a URL, with every setting at its default.
+    pub fn new(name: &str, url: &str) -> Target {
+        Target {
+            name: name.to_string(),
+            url: url.to_string(),
+            primary: false,
+            options: BTreeMap::new(),
+            credentials_file: None,
+            retention: None,
+            max_upload: None,
+            timeout: None,
+            concurrency: None,
+            locking: Locking::Lease,
+            limits: StoreLimits::default(),
+        }
+    }
+
+    /// Parses `max_upload`, `timeout` and `concurrency` into `limits`.
+    fn resolve_limits(&mut self) -> std::result::Result<(), String> {
+        let mut limits = StoreLimits::default();
+        if let Some(text) = &self.max_upload {
+            let rate = text
+                .trim()
+                .strip_suffix("/s")
+                .and_then(parse_size)
+                .filter(|r| *r >= 1024)
+                .ok_or_else(|| {
+                    format!("max_upload {text:?}: expected a rate of at least 1 KiB/s, like \"20 MiB/s\"")
+                })?;
+            limits.upload_rate = Some(rate);
+        }
+        if let Some(text) = &self.timeout {
+            let d: jiff::SignedDuration = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("timeout {text:?}: expected a duration, like \"60s\""))?;
+            if d.as_secs() < 1 || d.as_secs() > 3600 {
+                return Err(format!("timeout {text:?}: must be between 1s and 1h"));
+            }
+            limits.timeout = d.unsigned_abs();
+        }
+        if let Some(n) = self.concurrency {
+            if !(1..=256).contains(&n) {
+                return Err(format!("concurrency {n}: must be between 1 and 256"));
+            }
+            limits.concurrency = n;
+        }
+        self.limits = limits;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -321,6 +416,8 @@ impl Config {
         }
         for t in &mut targets {
             t.credentials_file = t.credentials_file.take().map(&resolve);
+            t.resolve_limits()
+                .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
         }
 
         let mut sources = Vec::new();
@@ -423,6 +520,26 @@ impl Config {
             .iter()
             .find(|t| t.primary)
             .expect("validated: one primary")
+    }
+
+    /// The targets that receive ships.
+    pub fn secondaries(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(|t| !t.primary)
+    }
+
+    /// The target of this name, or an error listing the names there are.
+    pub fn target(&self, name: &str) -> Result<&Target> {
+        self.targets.iter().find(|t| t.name == name).ok_or_else(|| {
+            Error::Usage(format!(
+                "no target named {name:?} in {} (targets: {})",
+                self.path.display(),
+                self.targets
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
     }
 }
 

@@ -61,6 +61,10 @@ pub enum Error {
     #[error("repository on target {target} already exists")]
     AlreadyInitialised { target: String },
 
+    /// A target holds objects of another repository than the one shipped.
+    #[error("target {target}: {message}")]
+    DifferentRepository { target: String, message: String },
+
     #[error("snapshot {0} not found")]
     SnapshotNotFound(String),
 

@@ -14,6 +14,7 @@ pub mod parallel;
 pub mod quickstart;
 pub mod repo;
 pub mod restore;
+pub mod ship;
 pub mod store;
 
 pub use error::{Error, Result};

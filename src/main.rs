@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use gallra::backup::{self, BackupOptions};
 use gallra::check::{self, ReadData};
+use gallra::config::Target;
 use gallra::config::{Config, DEFAULT_CONFIG_PATH};
 use gallra::crypto::{self, KeySource};
 use gallra::error::Error;
@@ -15,6 +16,7 @@ use gallra::format::snapshot::Snapshot;
 use gallra::format::tree::NodeKind;
 use gallra::repo::Repository;
 use gallra::restore::{self, OpenSnapshot, RestoreOptions};
+use gallra::ship::{self, ShipOptions, ShipReport};
 use gallra::store::Store;
 
 #[derive(Parser)]
@@ -41,16 +43,45 @@ enum Command {
     },
     /// Snapshot every configured source (or those of the named tenants)
     Backup(BackupArgs),
+    /// Copy to the secondary targets what they lack (packs, index, snapshots)
+    Ship {
+        /// Only this target (repeatable; default: every secondary)
+        #[arg(long, value_name = "NAME")]
+        target: Vec<String>,
+        /// Only this tenant (repeatable)
+        #[arg(long)]
+        tenant: Vec<String>,
+        /// Read every copied object back and check its hash
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Rebuild a lost or emptied target from another that holds the repository
+    RepairTarget {
+        /// The target to rebuild
+        name: String,
+        /// Copy from this target (default: the first other target that has the repository)
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+        /// Read every copied object back and check its hash
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Per target: snapshots, objects, bytes, and what it lacks compared with the primary
+    Status,
     /// List snapshots
     Snapshots {
         /// Only this tenant's snapshots
         #[arg(long)]
         tenant: Vec<String>,
+        #[command(flatten)]
+        target: TargetArg,
     },
     /// List the entries of a snapshot under PATH
     Ls {
         snapshot: String,
         path: Option<String>,
+        #[command(flatten)]
+        target: TargetArg,
     },
     /// Restore a snapshot under DIR, each source path at its full path
     Restore {
@@ -64,9 +95,16 @@ enum Command {
         /// Check every restored file against its recorded SHA-256
         #[arg(long)]
         verify: bool,
+        #[command(flatten)]
+        target: TargetArg,
     },
     /// Write one file of a snapshot to stdout
-    Dump { snapshot: String, path: String },
+    Dump {
+        snapshot: String,
+        path: String,
+        #[command(flatten)]
+        target: TargetArg,
+    },
     /// Check the repository; --read-data also decrypts and authenticates every blob
     Check {
         #[arg(long, conflicts_with = "read_data_subset")]
@@ -74,6 +112,8 @@ enum Command {
         /// Read this percentage of packs, chosen at random
         #[arg(long, value_name = "PCT")]
         read_data_subset: Option<f64>,
+        #[command(flatten)]
+        target: TargetArg,
     },
     /// Create ./gallra-quickstart/ and run the whole job on it
     Quickstart {
@@ -93,6 +133,16 @@ struct BackupArgs {
     /// Tag the snapshots (repeatable)
     #[arg(long, value_name = "K=V")]
     tag: Vec<String>,
+    /// Do not ship to the secondary targets afterwards
+    #[arg(long)]
+    no_ship: bool,
+}
+
+#[derive(Args)]
+struct TargetArg {
+    /// Read from this target instead of the primary (e.g. offsite, after a disaster)
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -179,8 +229,72 @@ fn config_path(cli: &Cli) -> PathBuf {
 }
 
 fn open_primary(config: &Config) -> anyhow::Result<Repository> {
-    let store = Store::open(config.primary(), false)?;
+    open_repo(config, &TargetArg { target: None })
+}
+
+/// Opens the repository on the named target, else on the primary.
+fn open_repo(config: &Config, target: &TargetArg) -> anyhow::Result<Repository> {
+    let t = match &target.target {
+        Some(name) => config.target(name)?,
+        None => config.primary(),
+    };
+    let store = Store::open(t, false)?;
     Ok(Repository::open(store, &config.key)?)
+}
+
+fn ship_report_json(r: &ShipReport) -> Value {
+    serde_json::to_value(r).expect("serialisable")
+}
+
+fn print_ship_report(r: &ShipReport) {
+    let snapshots: usize = r.tenants.iter().map(|t| t.snapshots_copied).sum();
+    let present: usize = r.tenants.iter().map(|t| t.present).sum();
+    println!(
+        "shipped {} → {}: {} objects ({}, {} snapshots) copied{}, {} already there; {:.1}s, {} requests, {} retries",
+        r.from,
+        r.target,
+        r.copied + r.repository_objects,
+        human_bytes(r.copied_bytes),
+        snapshots,
+        if r.verified > 0 {
+            format!(" and {} verified", r.verified)
+        } else {
+            String::new()
+        },
+        present,
+        r.seconds,
+        r.store.requests,
+        r.store.retries
+    );
+}
+
+/// A target a ship could not complete, and why.
+struct ShipFailure {
+    target: String,
+    error: String,
+}
+
+/// Ships from the primary to each of `targets`; every target is tried even
+/// when one fails. Returns the reports and the failures.
+fn ship_to(
+    config: &Config,
+    targets: &[&Target],
+    opts: &ShipOptions,
+) -> anyhow::Result<(Vec<ShipReport>, Vec<ShipFailure>)> {
+    let src = Store::open(config.primary(), false)?;
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for t in targets {
+        let outcome = Store::open(t, true).and_then(|dst| ship::ship(&src, &dst, opts));
+        match outcome {
+            Ok(r) => reports.push(r),
+            Err(e) => failed.push(ShipFailure {
+                target: t.name.clone(),
+                error: e.to_string().replace('\n', " "),
+            }),
+        }
+    }
+    Ok((reports, failed))
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
@@ -252,27 +366,63 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Init => {
             let config = load()?;
-            // Secondary targets receive the primary's objects (config and key
-            // slots included) by shipping, so that every target holds one
-            // repository with the same id and keys; init creates the primary.
             let t = config.primary();
-            let repo = Repository::init(
-                Store::open(t, true)?,
-                &config.key,
-                config.repository.chunker,
-            )?;
-            let out =
-                vec![json!({"target": t.name, "created": true, "key_slot": repo.slot_in_use})];
+            let store = Store::open(t, true)?;
+            let repo = Repository::init(store.clone(), &config.key, config.repository.chunker)?;
+            let mut out = Vec::new();
+            let mut failed = false;
+            let conditional = |store: &Store, t: &Target| -> anyhow::Result<bool> {
+                let ok = store.honours_conditional_create()?;
+                if !ok && t.locking == gallra::config::Locking::Lease {
+                    eprintln!(
+                        "warning: target {} does not honour conditional create (a second create of one object succeeded): its locks cannot be trusted, and lifecycle deletes there will be refused unless its [[target]] sets locking = \"none\"",
+                        t.name
+                    );
+                }
+                Ok(ok)
+            };
+            let ok = conditional(&store, t)?;
+            out.push(json!({"target": t.name, "created": true, "key_slot": repo.slot_in_use, "conditional_create": ok}));
             if !json_out {
                 println!(
                     "initialised repository on target {} ({}), key slot {}",
                     t.name, t.url, repo.slot_in_use
                 );
             }
+            // Secondaries receive the same repository (config and key slots)
+            // by shipping; doing it now proves their settings at once.
+            for t in config.secondaries() {
+                let outcome = Store::open(t, true).and_then(|dst| {
+                    let r = ship::ship(&store, &dst, &ShipOptions::default())?;
+                    Ok((dst, r))
+                });
+                match outcome {
+                    Ok((dst, _)) => {
+                        let ok = conditional(&dst, t)?;
+                        out.push(
+                            json!({"target": t.name, "created": true, "conditional_create": ok}),
+                        );
+                        if !json_out {
+                            println!("initialised repository on target {} ({})", t.name, t.url);
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!(
+                            "error: target {}: {}; the next `gallra ship` retries",
+                            t.name,
+                            e.to_string().replace('\n', " ")
+                        );
+                        out.push(
+                            json!({"target": t.name, "created": false, "error": e.to_string()}),
+                        );
+                    }
+                }
+            }
             if json_out {
                 print_json(&Value::Array(out))?;
             }
-            Ok(0)
+            Ok(if failed { 1 } else { 0 })
         }
         Command::Key { command } => {
             let config = load()?;
@@ -363,6 +513,33 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     f.source, f.tenant, f.error
                 );
             }
+            let secondaries: Vec<&Target> = config.secondaries().collect();
+            let mut backed_up: Vec<String> = report
+                .snapshots
+                .iter()
+                .map(|s| s.snapshot.tenant.clone())
+                .collect();
+            backed_up.sort();
+            backed_up.dedup();
+            let (ships, ship_failed) = if args.no_ship || backed_up.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                ship_to(
+                    &config,
+                    &secondaries,
+                    &ShipOptions {
+                        tenants: backed_up,
+                        verify: false,
+                        progress: !json_out,
+                    },
+                )?
+            };
+            for f in &ship_failed {
+                eprintln!(
+                    "error: ship to target {} failed: {}; the snapshots stay on the primary and the next `gallra ship` copies them",
+                    f.target, f.error
+                );
+            }
             let total = |f: fn(&Snapshot) -> u64| -> u64 {
                 report.snapshots.iter().map(|s| f(&s.snapshot)).sum()
             };
@@ -379,6 +556,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         v
                     }).collect::<Vec<_>>(),
                     "failed": report.failed.iter().map(|f| json!({"tenant": f.tenant, "source": f.source, "error": f.error})).collect::<Vec<_>>(),
+                    "shipped": ships.iter().map(ship_report_json).collect::<Vec<_>>(),
+                    "ship_failed": ship_failed.iter().map(|f| json!({"target": f.target, "error": f.error})).collect::<Vec<_>>(),
                     "files": total(|s| s.files),
                     "bytes_read": total(|s| s.bytes_read),
                     "bytes_added": total(|s| s.bytes_added),
@@ -418,12 +597,189 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     human_bytes(total(|s| s.bytes_stored)),
                     report.seconds
                 );
+                for r in &ships {
+                    print_ship_report(r);
+                }
             }
-            Ok(if report.failed.is_empty() { 0 } else { 1 })
+            Ok(if report.failed.is_empty() && ship_failed.is_empty() {
+                0
+            } else {
+                1
+            })
         }
-        Command::Snapshots { tenant } => {
+        Command::Ship {
+            target,
+            tenant,
+            verify,
+        } => {
             let config = load()?;
-            let repo = open_primary(&config)?;
+            let targets: Vec<&Target> = if target.is_empty() {
+                config.secondaries().collect()
+            } else {
+                let mut v = Vec::new();
+                for name in &target {
+                    let t = config.target(name)?;
+                    if t.primary {
+                        anyhow::bail!(Error::Usage(format!(
+                            "target {name} is the primary: ship copies from it, not to it (to rebuild it, use `gallra repair-target {name}`)"
+                        )));
+                    }
+                    v.push(t);
+                }
+                v
+            };
+            if targets.is_empty() {
+                anyhow::bail!(Error::Usage(format!(
+                    "{} names no secondary target to ship to",
+                    config.path.display()
+                )));
+            }
+            let (reports, failed) = ship_to(
+                &config,
+                &targets,
+                &ShipOptions {
+                    tenants: tenant,
+                    verify,
+                    progress: !json_out,
+                },
+            )?;
+            for f in &failed {
+                eprintln!("error: ship to target {} failed: {}", f.target, f.error);
+            }
+            if json_out {
+                let mut all: Vec<Value> = reports.iter().map(ship_report_json).collect();
+                all.extend(
+                    failed
+                        .iter()
+                        .map(|f| json!({"target": f.target, "error": f.error})),
+                );
+                print_json(&Value::Array(all))?;
+            } else {
+                reports.iter().for_each(print_ship_report);
+            }
+            Ok(if failed.is_empty() { 0 } else { 1 })
+        }
+        Command::RepairTarget { name, from, verify } => {
+            let config = load()?;
+            let dst_target = config.target(&name)?;
+            let src = match &from {
+                Some(f) if *f == name => anyhow::bail!(Error::Usage(format!(
+                    "--from {f}: a target cannot be repaired from itself"
+                ))),
+                Some(f) => Store::open(config.target(f)?, false)?,
+                None => {
+                    // The first other target that holds a repository.
+                    let mut found = None;
+                    for t in config.targets.iter().filter(|t| t.name != name) {
+                        if let Ok(store) = Store::open(t, false)
+                            && store.size_of(gallra::repo::CONFIG_PATH)?.is_some()
+                        {
+                            found = Some(store);
+                            break;
+                        }
+                    }
+                    found.ok_or_else(|| {
+                        Error::Usage(format!(
+                            "no target other than {name} holds a repository to repair it from"
+                        ))
+                    })?
+                }
+            };
+            // Only someone holding the key may rebuild a target from it.
+            Repository::open(src.clone(), &config.key)?;
+            let dst = Store::open(dst_target, true)?;
+            let report = ship::ship(
+                &src,
+                &dst,
+                &ShipOptions {
+                    tenants: Vec::new(),
+                    verify,
+                    progress: !json_out,
+                },
+            )?;
+            if json_out {
+                print_json(&ship_report_json(&report))?;
+            } else {
+                print_ship_report(&report);
+            }
+            Ok(0)
+        }
+        Command::Status => {
+            let config = load()?;
+            let primary = Store::open(config.primary(), false)?;
+            let mut rows = Vec::new();
+            let mut any_failed = false;
+            for t in &config.targets {
+                let result = Store::open(t, false).and_then(|store| {
+                    let tenants = ship::status(&primary, &store)?;
+                    Ok((tenants, store.size_of(gallra::repo::CONFIG_PATH)?.is_some()))
+                });
+                match result {
+                    Ok((tenants, initialised)) => {
+                        let sum = |f: fn(&ship::TenantStatus) -> u64| -> u64 {
+                            tenants.iter().map(f).sum()
+                        };
+                        rows.push(json!({
+                            "target": t.name, "url": t.url, "primary": t.primary, "ok": true,
+                            "initialised": initialised,
+                            "snapshots": sum(|s| s.snapshots as u64),
+                            "objects": sum(|s| s.objects as u64),
+                            "bytes": sum(|s| s.bytes),
+                            "missing": sum(|s| s.missing as u64),
+                            "missing_bytes": sum(|s| s.missing_bytes),
+                            "tenants": tenants,
+                        }));
+                    }
+                    Err(e) => {
+                        any_failed = true;
+                        rows.push(json!({"target": t.name, "url": t.url, "primary": t.primary, "ok": false, "error": e.to_string()}));
+                    }
+                }
+            }
+            if json_out {
+                print_json(&Value::Array(rows))?;
+            } else {
+                println!(
+                    "{:<12} {:<8} {:>9} {:>9} {:>10} {:>9} {:>10}",
+                    "target", "role", "snapshots", "objects", "size", "lacks", "lacks size"
+                );
+                for r in &rows {
+                    let role = if r["primary"] == true {
+                        "primary"
+                    } else {
+                        "ship"
+                    };
+                    if r["ok"] == true {
+                        println!(
+                            "{:<12} {:<8} {:>9} {:>9} {:>10} {:>9} {:>10}{}",
+                            r["target"].as_str().unwrap_or_default(),
+                            role,
+                            r["snapshots"].as_u64().unwrap_or(0),
+                            r["objects"].as_u64().unwrap_or(0),
+                            human_bytes(r["bytes"].as_u64().unwrap_or(0)),
+                            r["missing"].as_u64().unwrap_or(0),
+                            human_bytes(r["missing_bytes"].as_u64().unwrap_or(0)),
+                            if r["initialised"] == true {
+                                ""
+                            } else {
+                                "  (no repository yet: run gallra ship)"
+                            }
+                        );
+                    } else {
+                        println!(
+                            "{:<12} {:<8} unreachable: {}",
+                            r["target"].as_str().unwrap_or_default(),
+                            role,
+                            r["error"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Ok(if any_failed { 1 } else { 0 })
+        }
+        Command::Snapshots { tenant, target } => {
+            let config = load()?;
+            let repo = open_repo(&config, &target)?;
             let mut all = Vec::new();
             for name in repo.tenant_names()? {
                 if !tenant.is_empty() && !tenant.contains(&name) {
@@ -458,9 +814,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Ls { snapshot, path } => {
+        Command::Ls {
+            snapshot,
+            path,
+            target,
+        } => {
             let config = load()?;
-            let repo = open_primary(&config)?;
+            let repo = open_repo(&config, &target)?;
             let snap = OpenSnapshot::open(&repo, &snapshot)?;
             let entries = restore::ls(&snap, path.as_deref())?;
             if json_out {
@@ -489,9 +849,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Dump { snapshot, path } => {
+        Command::Dump {
+            snapshot,
+            path,
+            target,
+        } => {
             let config = load()?;
-            let repo = open_primary(&config)?;
+            let repo = open_repo(&config, &target)?;
             let snap = OpenSnapshot::open(&repo, &snapshot)?;
             let mut out = std::io::stdout().lock();
             restore::dump(&snap, &path, &mut out)?;
@@ -503,9 +867,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             to,
             path,
             verify,
+            target,
         } => {
             let config = load()?;
-            let repo = open_primary(&config)?;
+            let repo = open_repo(&config, &target)?;
             let snap = OpenSnapshot::open(&repo, &snapshot)?;
             let report = restore::restore(
                 &snap,
@@ -549,9 +914,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check {
             read_data,
             read_data_subset,
+            target,
         } => {
             let config = load()?;
-            let repo = open_primary(&config)?;
+            let repo = open_repo(&config, &target)?;
             let mode = match (read_data, read_data_subset) {
                 (true, _) => ReadData::All,
                 (false, Some(p)) if (0.0..=100.0).contains(&p) => ReadData::Subset(p),

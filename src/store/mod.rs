@@ -10,15 +10,31 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use std::future::Future;
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
-use crate::config;
+use crate::config::{self, StoreLimits};
 use crate::error::{Error, Result};
 
 mod remote;
+
+/// Objects at least this large are uploaded in parts, so that a failed
+/// request repeats one part rather than the whole object, and parts travel
+/// in parallel. Default packs (16 MiB) stay below it: one PUT is cheaper.
+pub const MULTIPART_THRESHOLD: usize = 32 << 20;
+const MULTIPART_PART: usize = 16 << 20;
+
+/// Attempts per store call, and the back-off between them: exponential from
+/// `RETRY_BASE`, capped, with equal jitter so that a fleet retrying after the
+/// same outage spreads out. Worst case about 15 s before a call gives up.
+const RETRY_ATTEMPTS: u32 = 6;
+const RETRY_BASE: Duration = Duration::from_millis(250);
+const RETRY_CAP: Duration = Duration::from_secs(8);
 
 fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
@@ -39,6 +55,125 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// What a target's calls have cost so far, for summaries and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub requests: u64,
+    pub retries: u64,
+    pub failures: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    failures: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+}
+
+/// The gallra-owned layer every call to a target goes through: bounded
+/// concurrency, an upload rate cap, a timeout per request, retries of
+/// transient failures, and counters.
+struct Layer {
+    limits: StoreLimits,
+    permits: tokio::sync::Semaphore,
+    /// When the upload cap next allows a byte to leave: each upload reserves
+    /// its share of time from here, so the cap holds across parallel uploads.
+    upload_clock: Mutex<Option<Instant>>,
+    counters: Counters,
+}
+
+impl Layer {
+    fn new(limits: StoreLimits) -> Layer {
+        Layer {
+            limits,
+            permits: tokio::sync::Semaphore::new(limits.concurrency),
+            upload_clock: Mutex::new(None),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Waits until `bytes` more may be uploaded under the cap.
+    async fn pace_upload(&self, bytes: u64) {
+        let Some(rate) = self.limits.upload_rate else {
+            return;
+        };
+        let start = {
+            let mut clock = self.upload_clock.lock().expect("not poisoned");
+            let now = Instant::now();
+            let start = clock.map_or(now, |c| c.max(now));
+            *clock = Some(start + Duration::from_secs_f64(bytes as f64 / rate as f64));
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+}
+
+/// Why a call failed after its retries.
+enum Failure {
+    Store(object_store::Error),
+    Timeout(Duration),
+}
+
+struct Failed {
+    failure: Failure,
+    attempts: u32,
+}
+
+/// Whether a store error may go away if the call is repeated: connection
+/// failures, timeouts, throttling and server errors. Authentication,
+/// permission, not-found and conflict answers are final.
+fn is_transient(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    match e {
+        E::Generic { .. } | E::JoinError { .. } => {}
+        _ => return false,
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
+            use object_store::client::HttpErrorKind as K;
+            return matches!(
+                h.kind(),
+                K::Connect | K::Request | K::Timeout | K::Interrupted
+            );
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            return matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::TimedOut
+                    | K::Interrupted
+                    | K::BrokenPipe
+                    | K::UnexpectedEof
+            );
+        }
+        cause = c.source();
+    }
+    // object_store's HTTP stores say the status in the message and keep the
+    // typed error private.
+    let text = e.to_string();
+    text.find("status code: ")
+        .and_then(|i| text[i + 13..].get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+        .is_some_and(|code| code == 429 || code >= 500)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    use rand::RngExt;
+    let exp = RETRY_BASE
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(RETRY_CAP);
+    let half = exp / 2;
+    half + half.mul_f64(rand::rng().random_range(0.0..1.0))
+}
+
 #[derive(Clone)]
 pub struct Store {
     name: String,
@@ -48,6 +183,7 @@ pub struct Store {
     /// thousands of small ranges, and a hop through the runtime's blocking
     /// pool for each cost more than the read itself.
     local: Option<Arc<LocalFileSystem>>,
+    layer: Arc<Layer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -118,6 +254,7 @@ impl Store {
             name: target.name.clone(),
             inner,
             local,
+            layer: Arc::new(Layer::new(target.limits)),
         })
     }
 
@@ -125,18 +262,106 @@ impl Store {
         &self.name
     }
 
-    fn map_err(&self, object: &str, e: object_store::Error) -> Error {
-        match e {
-            object_store::Error::NotFound { .. } => Error::NotFound {
+    /// Whether the target is a folder on this machine.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.layer.counters;
+        StoreStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            bytes_up: c.bytes_up.load(Ordering::Relaxed),
+            bytes_down: c.bytes_down.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs one store operation through the layer: waits for the upload cap
+    /// and a permit, bounds it by the timeout, repeats it on transient
+    /// failures with back-off, and counts it. `upload` is the bytes it sends.
+    async fn call<T, F, Fut>(&self, upload: u64, op: F) -> std::result::Result<T, Failed>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        let layer = &self.layer;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            layer.pace_upload(upload).await;
+            let outcome = {
+                let _permit = layer.permits.acquire().await.expect("never closed");
+                layer.counters.requests.fetch_add(1, Ordering::Relaxed);
+                tokio::time::timeout(layer.limits.timeout, op()).await
+            };
+            let failure = match outcome {
+                Ok(Ok(v)) => {
+                    layer.counters.bytes_up.fetch_add(upload, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Ok(Err(e)) if !is_transient(&e) => {
+                    layer.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(Failed {
+                        failure: Failure::Store(e),
+                        attempts: attempt,
+                    });
+                }
+                Ok(Err(e)) => Failure::Store(e),
+                Err(_) => Failure::Timeout(layer.limits.timeout),
+            };
+            if attempt >= RETRY_ATTEMPTS {
+                layer.counters.failures.fetch_add(1, Ordering::Relaxed);
+                return Err(Failed {
+                    failure,
+                    attempts: attempt,
+                });
+            }
+            layer.counters.retries.fetch_add(1, Ordering::Relaxed);
+            let wait = backoff(attempt);
+            tracing::info!(
+                target: "gallra::store",
+                "target {}: retrying in {wait:?} after: {}",
+                self.name,
+                match &failure {
+                    Failure::Store(e) => e.to_string(),
+                    Failure::Timeout(t) => format!("no answer in {t:?}"),
+                }
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn fail(&self, object: &str, f: Failed) -> Error {
+        let after = if f.attempts > 1 {
+            format!(" (after {} attempts)", f.attempts)
+        } else {
+            String::new()
+        };
+        match f.failure {
+            Failure::Store(object_store::Error::NotFound { .. }) => Error::NotFound {
                 target: self.name.clone(),
                 object: object.to_string(),
             },
-            other => Error::Store {
+            Failure::Store(e) => Error::Store {
                 target: self.name.clone(),
                 object: object.to_string(),
-                message: other.to_string(),
+                message: format!("{e}{after}"),
+            },
+            Failure::Timeout(t) => Error::Store {
+                target: self.name.clone(),
+                object: object.to_string(),
+                message: format!("no answer within {t:?}{after}"),
             },
         }
+    }
+
+    fn count_download(&self, bytes: usize) {
+        self.layer
+            .counters
+            .bytes_down
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     fn map_io_err(&self, object: &str, e: std::io::Error) -> Error {
@@ -154,67 +379,113 @@ impl Store {
         }
     }
 
+    fn local_file(&self, fs: &LocalFileSystem, path: &str) -> Result<std::path::PathBuf> {
+        fs.path_to_filesystem(&ObjPath::from(path))
+            .map_err(|e| Error::Store {
+                target: self.name.clone(),
+                object: path.to_string(),
+                message: e.to_string(),
+            })
+    }
+
     pub fn get(&self, path: &str) -> Result<Bytes> {
-        let p = ObjPath::from(path);
-        if let Some(fs) = &self.local {
-            let file = fs
-                .path_to_filesystem(&p)
-                .map_err(|e| self.map_err(path, e))?;
-            return std::fs::read(&file)
+        let bytes = if let Some(fs) = &self.local {
+            self.layer.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let file = self.local_file(fs, path)?;
+            std::fs::read(&file)
                 .map(Bytes::from)
-                .map_err(|e| self.map_io_err(path, e));
-        }
-        runtime()
-            .block_on(async { self.inner.get(&p).await?.bytes().await })
-            .map_err(|e| self.map_err(path, e))
+                .map_err(|e| self.map_io_err(path, e))?
+        } else {
+            let p = ObjPath::from(path);
+            runtime()
+                .block_on(self.call(0, || async { self.inner.get(&p).await?.bytes().await }))
+                .map_err(|f| self.fail(path, f))?
+        };
+        self.count_download(bytes.len());
+        Ok(bytes)
     }
 
     pub fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        let p = ObjPath::from(path);
-        if let Some(fs) = &self.local {
-            let file = fs
-                .path_to_filesystem(&p)
-                .map_err(|e| self.map_err(path, e))?;
-            return read_local_range(&file, range).map_err(|e| self.map_io_err(path, e));
-        }
-        runtime()
-            .block_on(self.inner.get_range(&p, range))
-            .map_err(|e| self.map_err(path, e))
+        let bytes = if let Some(fs) = &self.local {
+            self.layer.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let file = self.local_file(fs, path)?;
+            read_local_range(&file, range).map_err(|e| self.map_io_err(path, e))?
+        } else {
+            let p = ObjPath::from(path);
+            runtime()
+                .block_on(self.call(0, || self.inner.get_range(&p, range.clone())))
+                .map_err(|f| self.fail(path, f))?
+        };
+        self.count_download(bytes.len());
+        Ok(bytes)
     }
 
-    pub fn put(&self, path: &str, data: Bytes) -> Result<()> {
+    /// The size of an object, or `None` if there is none.
+    pub fn size_of(&self, path: &str) -> Result<Option<u64>> {
         let p = ObjPath::from(path);
+        match runtime().block_on(self.call(0, || self.inner.head(&p))) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(Failed {
+                failure: Failure::Store(object_store::Error::NotFound { .. }),
+                ..
+            }) => Ok(None),
+            Err(f) => Err(self.fail(path, f)),
+        }
+    }
+
+    async fn put_async(&self, path: &str, data: Bytes, mode: PutMode) -> Result<bool> {
+        let p = ObjPath::from(path);
+        let size = data.len() as u64;
+        let outcome = if data.len() >= MULTIPART_THRESHOLD && mode == PutMode::Overwrite {
+            self.call(size, || async {
+                let upload = self.inner.put_multipart(&p).await?;
+                let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+                writer.put(data.clone());
+                writer.finish().await
+            })
+            .await
+        } else {
+            self.call(size, || {
+                let opts = PutOptions {
+                    mode: mode.clone(),
+                    ..Default::default()
+                };
+                self.inner
+                    .put_opts(&p, PutPayload::from_bytes(data.clone()), opts)
+            })
+            .await
+        };
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(Failed {
+                failure: Failure::Store(object_store::Error::AlreadyExists { .. }),
+                ..
+            }) if mode == PutMode::Create => Ok(false),
+            Err(f) => Err(self.fail(path, f)),
+        }
+    }
+
+    /// Writes an object, replacing any there (objects are named by their
+    /// content, so a replacement has the same bytes). Large ones go in parts.
+    pub fn put(&self, path: &str, data: Bytes) -> Result<()> {
         runtime()
-            .block_on(self.inner.put(&p, PutPayload::from_bytes(data)))
+            .block_on(self.put_async(path, data, PutMode::Overwrite))
             .map(|_| ())
-            .map_err(|e| self.map_err(path, e))
     }
 
     /// Creates an object only if none exists there; `false` if one did.
     pub fn put_new(&self, path: &str, data: Bytes) -> Result<bool> {
-        let p = ObjPath::from(path);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match runtime().block_on(self.inner.put_opts(&p, PutPayload::from_bytes(data), opts)) {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(self.map_err(path, e)),
-        }
+        runtime().block_on(self.put_async(path, data, PutMode::Create))
     }
 
     /// Starts a put on the runtime and returns at once; `wait` the handle.
     pub fn put_background(&self, path: String, data: Bytes) -> PendingPut {
         let store = self.clone();
         let handle = runtime().spawn(async move {
-            let p = ObjPath::from(path.as_str());
             store
-                .inner
-                .put(&p, PutPayload::from_bytes(data))
+                .put_async(&path, data, PutMode::Overwrite)
                 .await
                 .map(|_| ())
-                .map_err(|e| store.map_err(&path, e))
         });
         PendingPut {
             target: self.name.clone(),
@@ -226,8 +497,8 @@ impl Store {
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         let p = ObjPath::from(prefix);
         let metas: Vec<object_store::ObjectMeta> = runtime()
-            .block_on(self.inner.list(Some(&p)).try_collect())
-            .map_err(|e| self.map_err(prefix, e))?;
+            .block_on(self.call(0, || self.inner.list(Some(&p)).try_collect()))
+            .map_err(|f| self.fail(prefix, f))?;
         let mut out: Vec<Listed> = metas
             .into_iter()
             .map(|m| Listed {
@@ -243,8 +514,8 @@ impl Store {
     pub fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         let p = ObjPath::from(prefix);
         let res = runtime()
-            .block_on(self.inner.list_with_delimiter(Some(&p)))
-            .map_err(|e| self.map_err(prefix, e))?;
+            .block_on(self.call(0, || self.inner.list_with_delimiter(Some(&p))))
+            .map_err(|f| self.fail(prefix, f))?;
         let mut out: Vec<String> = res
             .common_prefixes
             .into_iter()
@@ -254,13 +525,32 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether the target refuses a second conditional create of one key,
+    /// as locks need. Some S3-compatible servers ignore `If-None-Match` and
+    /// overwrite: on those, two agents could both believe they hold a lock.
+    pub fn honours_conditional_create(&self) -> Result<bool> {
+        let path = format!(
+            "locks-selftest/{}",
+            crate::format::Id(crate::crypto::random_bytes()).to_hex()
+        );
+        let first = self.put_new(&path, Bytes::from_static(b"first"))?;
+        let second = self.put_new(&path, Bytes::from_static(b"second"));
+        let kept = self.get(&path);
+        self.delete(&path)?;
+        Ok(first && !second? && kept?.as_ref() == b"first")
+    }
+
     /// The one place objects are deleted, so that deletion can later be given
     /// its own credentials.
     pub fn delete(&self, path: &str) -> Result<()> {
         let p = ObjPath::from(path);
-        match runtime().block_on(self.inner.delete(&p)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.map_err(path, e)),
+        match runtime().block_on(self.call(0, || self.inner.delete(&p))) {
+            Ok(())
+            | Err(Failed {
+                failure: Failure::Store(object_store::Error::NotFound { .. }),
+                ..
+            }) => Ok(()),
+            Err(f) => Err(self.fail(path, f)),
         }
     }
 }
@@ -324,18 +614,7 @@ impl PendingPut {
 /// A fresh in-memory store, for the library's own tests.
 #[cfg(test)]
 pub(crate) fn memory() -> Store {
-    Store::open(
-        &config::Target {
-            name: "mem".into(),
-            url: "memory://".into(),
-            primary: true,
-            options: Default::default(),
-            credentials_file: None,
-            retention: None,
-        },
-        true,
-    )
-    .unwrap()
+    Store::open(&config::Target::new("mem", "memory://"), true).unwrap()
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@
 //! the URL's path becomes a prefix under which every object lives. Values
 //! never appear in errors or logs.
 
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::prefix::PrefixStore;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -101,9 +101,19 @@ pub(super) fn build(target: &config::Target, url: &url::Url) -> Result<Arc<dyn O
         message: e.to_string(),
     };
     let scheme = url.scheme();
+    // gallra's own layer retries and times out every call (store/mod.rs), so
+    // object_store's retries are off: two nested loops would multiply.
+    let no_retry = RetryConfig {
+        max_retries: 0,
+        ..Default::default()
+    };
+    let client = ClientOptions::new().with_timeout(target.limits.timeout);
     let store: Arc<dyn ObjectStore> = match scheme {
         "s3" | "s3a" => {
-            let mut b = AmazonS3Builder::new().with_url(url.as_str());
+            let mut b = AmazonS3Builder::new()
+                .with_url(url.as_str())
+                .with_retry(no_retry)
+                .with_client_options(client);
             for (k, v) in gather(target, S3_ENV)? {
                 b = b.with_config(
                     parse_key::<AmazonS3ConfigKey>(name, scheme, &k)?,
@@ -113,14 +123,20 @@ pub(super) fn build(target: &config::Target, url: &url::Url) -> Result<Arc<dyn O
             Arc::new(b.build().map_err(build_err)?)
         }
         "gs" => {
-            let mut b = GoogleCloudStorageBuilder::new().with_url(url.as_str());
+            let mut b = GoogleCloudStorageBuilder::new()
+                .with_url(url.as_str())
+                .with_retry(no_retry)
+                .with_client_options(client);
             for (k, v) in gather(target, GCS_ENV)? {
                 b = b.with_config(parse_key::<GoogleConfigKey>(name, scheme, &k)?, v.as_str());
             }
             Arc::new(b.build().map_err(build_err)?)
         }
         _ => {
-            let mut b = MicrosoftAzureBuilder::new().with_url(url.as_str());
+            let mut b = MicrosoftAzureBuilder::new()
+                .with_url(url.as_str())
+                .with_retry(no_retry)
+                .with_client_options(client);
             for (k, v) in gather(target, AZURE_ENV)? {
                 b = b.with_config(parse_key::<AzureConfigKey>(name, scheme, &k)?, v.as_str());
             }
@@ -142,17 +158,12 @@ mod tests {
     use crate::store::Store;
 
     fn target(url: &str, options: &[(&str, &str)]) -> config::Target {
-        config::Target {
-            name: "offsite".into(),
-            url: url.into(),
-            primary: false,
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            credentials_file: None,
-            retention: None,
-        }
+        let mut t = config::Target::new("offsite", url);
+        t.options = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        t
     }
 
     const S3_OPTS: &[(&str, &str)] = &[

@@ -1,0 +1,470 @@
+//! Shipping: copying a repository's objects from one target to another that
+//! lacks them, unchanged (no decryption, no re-encryption).
+//!
+//! Every object but the config and key slots is named by the SHA-256 of its
+//! bytes, so "present" means "an object of that name and size is there", and a
+//! copy can be proved by hashing. Order is what keeps a half-done ship safe:
+//! key slots before the config (a target is a repository once it has a
+//! config), a tenant's key before its packs, packs before index, index before
+//! snapshots, so a snapshot never appears on a target before everything it
+//! names. Every store write is atomic, so a ship killed at any instant leaves
+//! only whole objects, and the next run copies what is still missing.
+
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::format::Id;
+use crate::repo::{self, CONFIG_PATH, id_of_path};
+use crate::store::{Listed, Store, StoreStats};
+
+/// Objects copied at once. Each holds one object (a pack: 16 MiB by
+/// default) in memory.
+const PARALLEL_COPIES: usize = 4;
+
+#[derive(Debug, Clone, Default)]
+pub struct ShipOptions {
+    /// Only these tenants (all if empty).
+    pub tenants: Vec<String>,
+    /// Read every copied object back from the destination and check its hash.
+    pub verify: bool,
+    pub progress: bool,
+}
+
+/// What one tenant lacks on the destination, in the order it must be copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantPlan {
+    pub packs: Vec<Listed>,
+    pub index: Vec<Listed>,
+    pub snapshots: Vec<Listed>,
+    /// Objects the destination already holds.
+    pub present: usize,
+    /// Objects on the destination that the source does not have (left alone:
+    /// deleting is the lifecycle's job).
+    pub extra: usize,
+}
+
+impl TenantPlan {
+    pub fn missing(&self) -> usize {
+        self.packs.len() + self.index.len() + self.snapshots.len()
+    }
+    pub fn missing_bytes(&self) -> u64 {
+        self.packs
+            .iter()
+            .chain(&self.index)
+            .chain(&self.snapshots)
+            .map(|o| o.size)
+            .sum()
+    }
+}
+
+/// Compares a tenant's objects on the source with the destination's. Source
+/// lists are taken snapshots first, then index, then packs, so that every
+/// snapshot listed has its index and packs in the later lists even while a
+/// backup writes. An object of the right name but the wrong size on the
+/// destination is copied again.
+pub fn plan_tenant(
+    src_snapshots: &[Listed],
+    src_index: &[Listed],
+    src_packs: &[Listed],
+    dst: &[Listed],
+) -> TenantPlan {
+    let dst_sizes: HashMap<&str, u64> = dst.iter().map(|o| (o.path.as_str(), o.size)).collect();
+    let mut plan = TenantPlan::default();
+    let mut src_paths = BTreeSet::new();
+    let mut lacking = |objects: &[Listed], plan: &mut TenantPlan| -> Vec<Listed> {
+        let mut out = Vec::new();
+        for o in objects {
+            src_paths.insert(o.path.clone());
+            if dst_sizes.get(o.path.as_str()) == Some(&o.size) {
+                plan.present += 1;
+            } else {
+                out.push(o.clone());
+            }
+        }
+        out
+    };
+    plan.packs = lacking(src_packs, &mut plan);
+    plan.index = lacking(src_index, &mut plan);
+    plan.snapshots = lacking(src_snapshots, &mut plan);
+    plan.extra = dst
+        .iter()
+        .filter(|o| !src_paths.contains(&o.path) && is_content_named(&o.path))
+        .count();
+    plan
+}
+
+/// Packs, index and snapshot objects: the ones shipping copies and compares.
+fn is_content_named(path: &str) -> bool {
+    let mut parts = path.split('/');
+    matches!(
+        (parts.next(), parts.nth(1)),
+        (Some("tenants"), Some("packs" | "index" | "snapshots"))
+    ) && id_of_path(path).is_some()
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TenantReport {
+    pub tenant: String,
+    pub copied: usize,
+    pub copied_bytes: u64,
+    pub present: usize,
+    pub extra: usize,
+    pub snapshots_copied: usize,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ShipReport {
+    pub from: String,
+    pub target: String,
+    /// Key slots and config copied (a target receiving its first ship).
+    pub repository_objects: usize,
+    pub tenants: Vec<TenantReport>,
+    pub copied: usize,
+    pub copied_bytes: u64,
+    pub verified: usize,
+    pub seconds: f64,
+    /// Requests, retries and bytes of the destination target.
+    pub store: StoreStats,
+}
+
+/// Copies to `dst` every object of the repository on `src` that it lacks.
+pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> {
+    let started = Instant::now();
+    let mut report = ShipReport {
+        from: src.name().to_string(),
+        target: dst.name().to_string(),
+        ..Default::default()
+    };
+    report.repository_objects = ship_repository(src, dst)?;
+    let tenants = src.list_dirs("tenants")?;
+    for name in &opts.tenants {
+        if !tenants.contains(name) {
+            return Err(Error::Usage(format!(
+                "tenant {name:?} has no backups on target {}",
+                src.name()
+            )));
+        }
+    }
+    for tenant in tenants {
+        if !opts.tenants.is_empty() && !opts.tenants.contains(&tenant) {
+            continue;
+        }
+        let t = ship_tenant(src, dst, &tenant, opts, &mut report.verified)?;
+        report.copied += t.copied;
+        report.copied_bytes += t.copied_bytes;
+        report.tenants.push(t);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.store = dst.stats();
+    Ok(report)
+}
+
+/// Makes `dst` hold the same repository as `src`: key slots, then config.
+/// A slot removed on the source is removed here too, since removing a slot
+/// revokes a key. Refuses a destination that holds another repository.
+fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
+    let config = match src.get(CONFIG_PATH) {
+        Ok(b) => b,
+        Err(Error::NotFound { .. }) => {
+            return Err(Error::NotInitialised {
+                target: src.name().to_string(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let dst_config = match dst.get(CONFIG_PATH) {
+        Ok(b) => Some(b),
+        Err(Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(existing) = &dst_config
+        && existing != &config
+    {
+        let id = |b: &[u8]| {
+            repo_config_id(b).map_or_else(|| "unreadable".to_string(), |id| hex_short(&id))
+        };
+        return Err(Error::DifferentRepository {
+            target: dst.name().to_string(),
+            message: format!(
+                "it holds repository {} while target {} holds repository {}; refusing to mix them",
+                id(existing),
+                src.name(),
+                id(&config)
+            ),
+        });
+    }
+    let mut copied = 0;
+    let src_slots = src.list("keys")?;
+    if src_slots.is_empty() {
+        return Err(Error::corrupt(
+            format!("{}: keys/", src.name()),
+            "no key slots (the repository cannot be opened)",
+        ));
+    }
+    let dst_slots = dst.list("keys")?;
+    let dst_sizes: HashMap<&str, u64> = dst_slots
+        .iter()
+        .map(|o| (o.path.as_str(), o.size))
+        .collect();
+    for slot in &src_slots {
+        if dst_sizes.get(slot.path.as_str()) != Some(&slot.size) {
+            dst.put(&slot.path, src.get(&slot.path)?)?;
+            copied += 1;
+        }
+    }
+    for slot in &dst_slots {
+        if !src_slots.iter().any(|s| s.path == slot.path) {
+            dst.delete(&slot.path)?;
+        }
+    }
+    if dst_config.is_none() {
+        dst.put_new(CONFIG_PATH, config)?;
+        copied += 1;
+    }
+    Ok(copied)
+}
+
+fn repo_config_id(bytes: &[u8]) -> Option<[u8; 16]> {
+    crate::format::repo_config::repo_id(bytes, CONFIG_PATH).ok()
+}
+
+fn hex_short(id: &[u8; 16]) -> String {
+    id[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ship_tenant(
+    src: &Store,
+    dst: &Store,
+    tenant: &str,
+    opts: &ShipOptions,
+    verified: &mut usize,
+) -> Result<TenantReport> {
+    let prefix = repo::tenant_prefix(tenant);
+    let key_path = format!("{prefix}/key");
+    let key = src.get(&key_path)?;
+    match dst.get(&key_path) {
+        Ok(existing) if existing == key => {}
+        Ok(_) => {
+            return Err(Error::DifferentRepository {
+                target: dst.name().to_string(),
+                message: format!(
+                    "{key_path} differs from target {}'s: two tenant keys for one tenant; refusing to ship",
+                    src.name()
+                ),
+            });
+        }
+        Err(Error::NotFound { .. }) => {
+            dst.put_new(&key_path, key)?;
+        }
+        Err(e) => return Err(e),
+    }
+    // Source lists in reverse write order: see `plan_tenant`.
+    let snapshots = src.list(&format!("{prefix}/snapshots"))?;
+    let index = src.list(&format!("{prefix}/index"))?;
+    let packs = src.list(&format!("{prefix}/packs"))?;
+    let on_dst = dst.list(&prefix)?;
+    let plan = plan_tenant(&snapshots, &index, &packs, &on_dst);
+    let mut report = TenantReport {
+        tenant: tenant.to_string(),
+        present: plan.present,
+        extra: plan.extra,
+        snapshots_copied: plan.snapshots.len(),
+        ..Default::default()
+    };
+    if plan.missing() == 0 {
+        return Ok(report);
+    }
+    let bar = crate::backup::progress_bar(
+        opts.progress,
+        format!("ship {tenant} → {}", dst.name()),
+        plan.missing_bytes(),
+    );
+    for (kind, group) in [
+        ("packs", &plan.packs),
+        ("index", &plan.index),
+        ("snapshots", &plan.snapshots),
+    ] {
+        if group.is_empty() {
+            continue;
+        }
+        copy_all(src, dst, group, opts.verify, &bar)?;
+        // Sizes as the destination lists them, before anything that names
+        // these objects is copied.
+        let now: HashMap<String, u64> = dst
+            .list(&format!("{prefix}/{kind}"))?
+            .into_iter()
+            .map(|o| (o.path, o.size))
+            .collect();
+        for o in group {
+            match now.get(&o.path) {
+                Some(size) if *size == o.size => {}
+                other => {
+                    return Err(Error::Store {
+                        target: dst.name().to_string(),
+                        object: o.path.clone(),
+                        message: format!(
+                            "after copying, the target lists {} instead of {} bytes",
+                            other.map_or("no object".to_string(), |s| s.to_string()),
+                            o.size
+                        ),
+                    });
+                }
+            }
+        }
+        report.copied += group.len();
+        report.copied_bytes += group.iter().map(|o| o.size).sum::<u64>();
+        if opts.verify {
+            *verified += group.len();
+        }
+    }
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// Copies objects in parallel, checking each one's bytes against its name
+/// before writing (a damaged source object is never shipped) and, with
+/// `verify`, reading it back from the destination.
+fn copy_all(
+    src: &Store,
+    dst: &Store,
+    objects: &[Listed],
+    verify: bool,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let copy_one = |o: &Listed| -> Result<()> {
+        let bytes = src.get(&o.path)?;
+        check_named(src.name(), &o.path, &bytes)?;
+        let len = bytes.len() as u64;
+        dst.put(&o.path, bytes)?;
+        if verify {
+            let back = dst.get(&o.path)?;
+            check_named(dst.name(), &o.path, &back)?;
+        }
+        bar.inc(len);
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_COPIES.min(objects.len()) {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(o) = objects.get(i) else { break };
+                    if let Err(e) = copy_one(o) {
+                        stop.store(true, Ordering::Relaxed);
+                        first_error.lock().expect("not poisoned").get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner().expect("not poisoned") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn check_named(target: &str, path: &str, bytes: &Bytes) -> Result<()> {
+    if id_of_path(path) == Some(Id::of_bytes(bytes)) {
+        Ok(())
+    } else {
+        Err(Error::corrupt(
+            format!("target {target}: {path}"),
+            "content does not match its name (damaged object); not shipped",
+        ))
+    }
+}
+
+/// One tenant's objects on a target compared with the primary's.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TenantStatus {
+    pub tenant: String,
+    pub snapshots: usize,
+    pub objects: usize,
+    pub bytes: u64,
+    /// Objects on the reference target that this one lacks.
+    pub missing: usize,
+    pub missing_bytes: u64,
+}
+
+/// Snapshots, objects and bytes per tenant on `target`, and what it lacks
+/// compared with `reference` (the primary).
+pub fn status(reference: &Store, target: &Store) -> Result<Vec<TenantStatus>> {
+    let mut names: BTreeSet<String> = target.list_dirs("tenants")?.into_iter().collect();
+    let reference_names = reference.list_dirs("tenants")?;
+    names.extend(reference_names.iter().cloned());
+    let mut out = Vec::new();
+    for tenant in names {
+        let prefix = repo::tenant_prefix(&tenant);
+        let here = target.list(&prefix)?;
+        let mut st = TenantStatus {
+            tenant: tenant.clone(),
+            ..Default::default()
+        };
+        let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+        for o in here.iter().filter(|o| is_content_named(&o.path)) {
+            st.objects += 1;
+            st.bytes += o.size;
+            let kind = o.path.split('/').nth(2).unwrap_or_default();
+            *by_kind.entry(kind).or_default() += 1;
+        }
+        st.snapshots = by_kind.get("snapshots").copied().unwrap_or(0);
+        if reference.name() != target.name() && reference_names.contains(&tenant) {
+            let theirs = reference.list(&prefix)?;
+            let split = |kind: &str| -> Vec<Listed> {
+                theirs
+                    .iter()
+                    .filter(|o| is_content_named(&o.path) && o.path.split('/').nth(2) == Some(kind))
+                    .cloned()
+                    .collect()
+            };
+            let plan = plan_tenant(&split("snapshots"), &split("index"), &split("packs"), &here);
+            st.missing = plan.missing();
+            st.missing_bytes = plan.missing_bytes();
+        }
+        out.push(st);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(path: &str, size: u64) -> Listed {
+        Listed {
+            path: path.to_string(),
+            size,
+        }
+    }
+
+    #[test]
+    fn plan_copies_what_is_missing_or_the_wrong_size_in_dependency_order() {
+        let id = |c: char| c.to_string().repeat(64);
+        let pack = |c| obj(&format!("tenants/a/packs/{0}{0}/{1}", c, id(c)), 100);
+        let snaps = vec![obj(&format!("tenants/a/snapshots/{}", id('1')), 10)];
+        let index = vec![obj(&format!("tenants/a/index/{}", id('2')), 20)];
+        let packs = vec![pack('a'), pack('b'), pack('c')];
+        let mut dst = vec![pack('a'), obj(&pack('b').path, 7)];
+        dst.push(obj(&format!("tenants/a/snapshots/{}", id('9')), 10));
+        dst.push(obj("tenants/a/locks/x", 1));
+        let plan = plan_tenant(&snaps, &index, &packs, &dst);
+        assert_eq!(plan.packs, vec![pack('b'), pack('c')]);
+        assert_eq!(plan.index, index);
+        assert_eq!(plan.snapshots, snaps);
+        assert_eq!(plan.present, 1);
+        assert_eq!(plan.extra, 1, "the foreign snapshot, not the lock");
+        assert_eq!(plan.missing(), 4);
+        assert_eq!(plan.missing_bytes(), 230);
+        let all: Vec<Listed> = snaps.iter().chain(&index).chain(&packs).cloned().collect();
+        let done = plan_tenant(&snaps, &index, &packs, &all);
+        assert_eq!(done.missing(), 0);
+        assert_eq!(done.present, 5);
+    }
+}
