@@ -7,6 +7,7 @@
 //! packer thread, which keeps at most two packs' uploads in flight. Memory is
 //! bounded by those queues, not by the data.
 
+use crate::lock::{self, Holder, LockKind, TenantLock};
 use globset::{GlobSet, GlobSetBuilder};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
@@ -156,7 +157,16 @@ pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<
 }
 
 /// The tenant whose jobs are running: its name, keys, index and snapshots.
-type TenantState = (String, Arc<Tenant>, Index, Vec<(Id, Snapshot)>);
+/// The tenant being backed up: its shared lock (taken before its index is
+/// read, so that no prune can delete what the index names meanwhile), keys,
+/// index and snapshots.
+struct TenantState {
+    name: String,
+    lock: TenantLock,
+    tenant: Arc<Tenant>,
+    index: Index,
+    snaps: Vec<(Id, Snapshot)>,
+}
 
 /// Runs every job; a failing job is reported and the others go on.
 pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<BackupReport> {
@@ -184,12 +194,26 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
             source: job.source.name.clone(),
             error: e.to_string(),
         };
-        if current.as_ref().is_none_or(|c| c.0 != job.tenant) {
-            let loaded = repo.tenant(&job.tenant, true).and_then(|t| {
-                let index = repo.load_index(&t)?;
-                let snaps = repo.snapshots(&t)?;
-                Ok((job.tenant.clone(), t, index, snaps))
-            });
+        if current.as_ref().is_none_or(|c| c.name != job.tenant) {
+            // Release the previous tenant's lock before taking the next.
+            drop(current.take());
+            let holder = Holder {
+                host: config.agent.host.clone(),
+                command: "backup".into(),
+            };
+            let loaded = lock::acquire(&repo.store, &job.tenant, LockKind::Shared, &holder)
+                .and_then(|lock| {
+                    let tenant = repo.tenant(&job.tenant, true)?;
+                    let index = repo.load_index(&tenant)?;
+                    let snaps = repo.snapshots(&tenant)?;
+                    Ok(TenantState {
+                        name: job.tenant.clone(),
+                        lock,
+                        tenant,
+                        index,
+                        snaps,
+                    })
+                });
             match loaded {
                 Ok(c) => current = Some(c),
                 Err(e) => {
@@ -199,19 +223,20 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
                 }
             }
         }
-        let (_, tenant, index, snaps) = current.as_mut().expect("loaded above");
-        let parent = snaps
+        let state = current.as_mut().expect("loaded above");
+        let parent = state
+            .snaps
             .iter()
             .rev()
             .find(|(_, s)| s.source == job.source.name && s.host == config.agent.host)
             .cloned();
-        match snapshot_job(repo, config, opts, job, tenant, index, parent) {
+        match snapshot_job(repo, config, opts, job, state, parent) {
             Ok(summary) => {
                 tracing::info!(
                     tenant = %job.tenant, source = %job.source.name, snapshot = %summary.id.short(),
                     "snapshot written"
                 );
-                snaps.push((summary.id, summary.snapshot.clone()));
+                state.snaps.push((summary.id, summary.snapshot.clone()));
                 report.snapshots.push(summary);
             }
             Err(e) => failed.push(fail(e)),
@@ -731,10 +756,15 @@ fn snapshot_job(
     config: &Config,
     opts: &BackupOptions,
     job: &Job<'_>,
-    tenant: &Arc<Tenant>,
-    index: &mut Index,
+    state: &mut TenantState,
     parent: Option<(Id, Snapshot)>,
 ) -> Result<SnapshotSummary> {
+    let TenantState {
+        lock,
+        tenant,
+        index,
+        ..
+    } = state;
     let started = Instant::now();
     let source_err = |message: String| Error::Source {
         source_name: job.source.name.clone(),
@@ -845,6 +875,7 @@ fn snapshot_job(
         warnings,
         program: format!("gallra {}", env!("CARGO_PKG_VERSION")),
     };
+    lock.check()?;
     let id = repo.write_snapshot(tenant, &snapshot)?;
     for p in &packs {
         index.add_pack(p);

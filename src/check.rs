@@ -113,7 +113,7 @@ fn check_tenant(
                 }
             }
             ("snapshots", Some(id)) => snapshot_ids.push(id),
-            ("key", _) => {}
+            ("key" | "locks", _) => {}
             _ => report.unreferenced.push(Finding {
                 object: obj.path.clone(),
                 message: "unknown object".into(),

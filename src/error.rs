@@ -65,6 +65,19 @@ pub enum Error {
     #[error("target {target}: {message}")]
     DifferentRepository { target: String, message: String },
 
+    #[error("tenant {tenant} on target {target} is locked: {holder}{hint}")]
+    Locked {
+        tenant: String,
+        target: String,
+        holder: String,
+        hint: String,
+    },
+
+    #[error(
+        "target {target}: lock {object} could not be renewed before its lease ran out; stopped without committing"
+    )]
+    LockLost { target: String, object: String },
+
     #[error("snapshot {0} not found")]
     SnapshotNotFound(String),
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod lock;
 pub mod parallel;
 pub mod quickstart;
 pub mod repo;

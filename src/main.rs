@@ -68,6 +68,14 @@ enum Command {
     },
     /// Per target: snapshots, objects, bytes, and what it lacks compared with the primary
     Status,
+    /// Remove a tenant's stale locks (lease run out) on every target; live locks stay
+    Unlock {
+        #[arg(long)]
+        tenant: String,
+        /// Only on this target
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
     /// List snapshots
     Snapshots {
         /// Only this tenant's snapshots
@@ -393,7 +401,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             // by shipping; doing it now proves their settings at once.
             for t in config.secondaries() {
                 let outcome = Store::open(t, true).and_then(|dst| {
-                    let r = ship::ship(&store, &dst, &ShipOptions::default())?;
+                    let r = ship::ship(
+                        &store,
+                        &dst,
+                        &ShipOptions {
+                            host: config.agent.host.clone(),
+                            ..Default::default()
+                        },
+                    )?;
                     Ok((dst, r))
                 });
                 match outcome {
@@ -531,6 +546,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         tenants: backed_up,
                         verify: false,
                         progress: !json_out,
+                        host: config.agent.host.clone(),
                     },
                 )?
             };
@@ -641,6 +657,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     tenants: tenant,
                     verify,
                     progress: !json_out,
+                    host: config.agent.host.clone(),
                 },
             )?;
             for f in &failed {
@@ -695,12 +712,42 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     tenants: Vec::new(),
                     verify,
                     progress: !json_out,
+                    host: config.agent.host.clone(),
                 },
             )?;
             if json_out {
                 print_json(&ship_report_json(&report))?;
             } else {
                 print_ship_report(&report);
+            }
+            Ok(0)
+        }
+        Command::Unlock { tenant, target } => {
+            let config = load()?;
+            gallra::config::validate_tenant(&tenant)
+                .map_err(|m| Error::Usage(format!("--tenant {tenant:?}: {m}")))?;
+            let targets: Vec<&Target> = match &target {
+                Some(name) => vec![config.target(name)?],
+                None => config.targets.iter().collect(),
+            };
+            let mut reports = Vec::new();
+            for t in targets {
+                reports.push(gallra::lock::unlock(&Store::open(t, false)?, &tenant)?);
+            }
+            if json_out {
+                print_json(&serde_json::to_value(&reports)?)?;
+            } else {
+                for r in &reports {
+                    for l in &r.removed {
+                        println!("target {}: removed {l}", r.target);
+                    }
+                    for l in &r.live {
+                        println!("target {}: kept {l} (its holder renews it)", r.target);
+                    }
+                    if r.removed.is_empty() && r.live.is_empty() {
+                        println!("target {}: tenant {} has no locks", r.target, r.tenant);
+                    }
+                }
             }
             Ok(0)
         }

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::Id;
+use crate::lock::{self, Holder, LockKind};
 use crate::repo::{self, CONFIG_PATH, id_of_path};
 use crate::store::{Listed, Store, StoreStats};
 
@@ -32,6 +33,8 @@ pub struct ShipOptions {
     /// Read every copied object back from the destination and check its hash.
     pub verify: bool,
     pub progress: bool,
+    /// This agent's host name, written into the locks it takes.
+    pub host: String,
 }
 
 /// What one tenant lacks on the destination, in the order it must be copied.
@@ -243,6 +246,14 @@ fn ship_tenant(
     opts: &ShipOptions,
     verified: &mut usize,
 ) -> Result<TenantReport> {
+    // Shared locks on both sides: no prune deletes what is being copied, and
+    // none runs on the destination while objects arrive.
+    let holder = Holder {
+        host: opts.host.clone(),
+        command: format!("ship {} → {}", src.name(), dst.name()),
+    };
+    let _src_lock = lock::acquire(src, tenant, LockKind::Shared, &holder)?;
+    let dst_lock = lock::acquire(dst, tenant, LockKind::Shared, &holder)?;
     let prefix = repo::tenant_prefix(tenant);
     let key_path = format!("{prefix}/key");
     let key = src.get(&key_path)?;
@@ -290,6 +301,9 @@ fn ship_tenant(
     ] {
         if group.is_empty() {
             continue;
+        }
+        if kind == "snapshots" {
+            dst_lock.check()?;
         }
         copy_all(src, dst, group, opts.verify, &bar)?;
         // Sizes as the destination lists them, before anything that names

@@ -184,6 +184,7 @@ pub struct Store {
     /// pool for each cost more than the read itself.
     local: Option<Arc<LocalFileSystem>>,
     layer: Arc<Layer>,
+    locking: config::Locking,
 }
 
 impl std::fmt::Debug for Store {
@@ -255,11 +256,17 @@ impl Store {
             inner,
             local,
             layer: Arc::new(Layer::new(target.limits)),
+            locking: target.locking,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this target's tenants are locked (see `crate::lock`).
+    pub fn locking(&self) -> config::Locking {
+        self.locking
     }
 
     /// Whether the target is a folder on this machine.
