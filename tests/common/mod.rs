@@ -44,6 +44,8 @@ pub struct Env {
     pub state: PathBuf,
     /// `[repository] pack_size` and the `[[source]]` tables of the config.
     settings: RefCell<(String, String)>,
+    /// More `[[target]]` tables, after the primary `local` one.
+    extra_targets: RefCell<String>,
     /// Every command run through this environment, with its output.
     log: RefCell<Vec<(String, Output)>>,
 }
@@ -64,6 +66,7 @@ impl Env {
             root,
             tmp,
             settings: RefCell::new(("16 MiB".to_string(), String::new())),
+            extra_targets: RefCell::new(String::new()),
             log: RefCell::new(Vec::new()),
         };
         let key = env.key.clone();
@@ -83,6 +86,12 @@ impl Env {
     pub fn write_config(&self, pack_size: &str, sources: &str) {
         *self.settings.borrow_mut() = (pack_size.to_string(), sources.to_string());
         fs::write(&self.config, self.config_text(&self.key)).expect("write config");
+    }
+
+    /// Adds `[[target]]` tables (TOML text, e.g. from `file_target`) after
+    /// the primary; takes effect at the next `write_config`.
+    pub fn set_extra_targets(&self, tables: &str) {
+        *self.extra_targets.borrow_mut() = tables.to_string();
     }
 
     /// The text of this environment's config, but with another `[key] file`.
@@ -105,7 +114,9 @@ impl Env {
              url = {url}\n\
              primary = true\n\
              \n\
+             {extra}\n\
              {sources}",
+            extra = self.extra_targets.borrow(),
             state = toml_str(s(&self.state)),
             key = toml_str(s(key_file)),
             pack_size = toml_str(pack_size),
@@ -264,6 +275,15 @@ pub fn paths_source(name: &str, category: &str, paths: &[&str], exclude: &[&str]
     }
     t.push('\n');
     t
+}
+
+/// A secondary `[[target]]` table for a `file://` folder, plus `more` lines.
+pub fn file_target(name: &str, dir: &Path, more: &str) -> String {
+    format!(
+        "[[target]]\nname = {}\nurl = {}\n{more}\n",
+        toml_str(name),
+        toml_str(&format!("file://{}", s(dir)))
+    )
 }
 
 /// A `[[source]]` table backing up paths for one named tenant.
