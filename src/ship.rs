@@ -142,6 +142,7 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
         target: dst.name().to_string(),
         ..Default::default()
     };
+    dst.check_reachable()?;
     report.repository_objects = ship_repository(src, dst)?;
     let tenants = src.list_dirs("tenants")?;
     for name in &opts.tenants {

@@ -5,32 +5,9 @@
 
 mod common;
 
+use common::remote::Remote;
 use common::*;
 use std::fs;
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// The named variables, or `None` (a skip) outside CI; under CI, a failure.
-fn server_env(server: &str, names: &[&str]) -> Option<Vec<String>> {
-    let values: Option<Vec<String>> = names.iter().map(|n| var(n)).collect();
-    if values.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{server}: {names:?} not set: .ci/run must start tests/servers/start.sh"
-        );
-        eprintln!("skipped: no {server} server (run tests/servers/start.sh ENV and source ENV)");
-    }
-    values
-}
-
-/// A target as TOML: url and the options, with `secret` as its secret.
-struct Remote {
-    url_base: String,
-    options: Box<dyn Fn(&str) -> String>,
-    secret: String,
-}
 
 fn config(env: &Env, remote: &Remote, prefix: &str, options: &str, source: &str) -> String {
     format!(
@@ -54,7 +31,7 @@ fn round_trip(remote: Remote) {
     std::os::unix::fs::symlink("index.html", src.join("home.html")).unwrap();
     let prefix = format!("test-{}", rng.next_u64());
     let source = tenant_paths_source("www", "site", "acme", &[s(&src)]);
-    let good = (remote.options)(&remote.secret);
+    let good = remote.options(&remote.secret);
     fs::write(&env.config, config(&env, &remote, &prefix, &good, &source)).unwrap();
 
     env.init();
@@ -73,7 +50,7 @@ fn round_trip(remote: Remote) {
     let bad = env.path("bad.toml");
     fs::write(
         &bad,
-        config(&env, &remote, &prefix, &(remote.options)(wrong), &source),
+        config(&env, &remote, &prefix, &remote.options(wrong), &source),
     )
     .unwrap();
     let out = env.run_with(&bad, &["snapshots"]);
@@ -93,52 +70,14 @@ fn round_trip(remote: Remote) {
 
 #[test]
 fn s3_seaweedfs_round_trip() {
-    let names = [
-        "GALLRA_TEST_S3_ENDPOINT",
-        "GALLRA_TEST_S3_BUCKET",
-        "GALLRA_TEST_S3_ACCESS_KEY",
-        "GALLRA_TEST_S3_SECRET_KEY",
-    ];
-    let Some(v) = server_env("S3", &names) else {
-        return;
-    };
-    let (endpoint, access_key) = (v[0].clone(), v[2].clone());
-    round_trip(Remote {
-        url_base: format!("s3://{}", v[1]),
-        options: Box::new(move |secret| {
-            format!(
-                "endpoint = {}, region = \"us-east-1\", allow_http = \"true\", \
-                 aws_access_key_id = {}, aws_secret_access_key = {}",
-                toml_str(&endpoint),
-                toml_str(&access_key),
-                toml_str(secret)
-            )
-        }),
-        secret: v[3].clone(),
-    });
+    if let Some(remote) = Remote::s3() {
+        round_trip(remote);
+    }
 }
 
 #[test]
 fn azure_azurite_round_trip() {
-    let names = [
-        "AZURITE_BLOB_STORAGE_URL",
-        "GALLRA_TEST_AZURE_CONTAINER",
-        "GALLRA_TEST_AZURE_ACCOUNT",
-        "GALLRA_TEST_AZURE_KEY",
-    ];
-    let Some(v) = server_env("Azurite", &names) else {
-        return;
-    };
-    let account = v[2].clone();
-    round_trip(Remote {
-        url_base: format!("az://{}", v[1]),
-        options: Box::new(move |secret| {
-            format!(
-                "use_emulator = \"true\", account_name = {}, access_key = {}",
-                toml_str(&account),
-                toml_str(secret)
-            )
-        }),
-        secret: v[3].clone(),
-    });
+    if let Some(remote) = Remote::azure() {
+        round_trip(remote);
+    }
 }

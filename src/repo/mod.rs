@@ -81,6 +81,7 @@ impl Repository {
     /// Creates a repository: a key slot for `key`, then the config object
     /// with a conditional create, so two agents never make two repositories.
     pub fn init(store: Store, key: &KeySource, chunker: ChunkerParams) -> Result<Repository> {
+        store.check_reachable()?;
         match store.get(CONFIG_PATH) {
             Ok(_) => {
                 return Err(Error::AlreadyInitialised {

@@ -63,6 +63,8 @@ pub struct StoreStats {
     pub failures: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Objects uploaded in parts.
+    pub multipart_uploads: u64,
 }
 
 #[derive(Default)]
@@ -72,6 +74,7 @@ struct Counters {
     failures: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
+    multipart_uploads: AtomicU64,
 }
 
 /// The gallra-owned layer every call to a target goes through: bounded
@@ -156,13 +159,57 @@ fn is_transient(e: &object_store::Error) -> bool {
         }
         cause = c.source();
     }
-    // object_store's HTTP stores say the status in the message and keep the
-    // typed error private.
-    let text = e.to_string();
-    text.find("status code: ")
-        .and_then(|i| text[i + 13..].get(..3))
-        .and_then(|code| code.parse::<u16>().ok())
-        .is_some_and(|code| code == 429 || code >= 500)
+    http_status(&e.to_string()).is_some_and(|code| code == 429 || code >= 500)
+}
+
+/// The HTTP status in an object_store error's text: its HTTP stores say it
+/// in the message and keep the typed error private.
+fn http_status(text: &str) -> Option<u16> {
+    let i = text.find("status code: ")?;
+    text[i + 13..].get(..3)?.parse().ok()
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let len = text[start..].find(close)?;
+    Some(text[start..start + len].trim())
+}
+
+/// An object_store error in one short line: the HTTP status, the server's
+/// error code and message, and the request without its query string (which
+/// may hold a signature or SAS token), instead of the whole response body.
+fn describe(e: &object_store::Error) -> String {
+    let text = e.to_string().replace('\n', " ");
+    // The innermost "Error performing METHOD URL in TIME" names the request.
+    let innermost = text
+        .rfind("Error performing ")
+        .map_or(text.as_str(), |i| &text[i..]);
+    let request = between(innermost, "Error performing ", " in ").map(|r| {
+        let r = r.split('?').next().unwrap_or(r);
+        format!(" ({r})")
+    });
+    let marker = "status code: ";
+    if let Some(i) = text.find(marker) {
+        let rest = &text[i + marker.len()..];
+        let status = rest.split(':').next().unwrap_or(rest).trim();
+        let code = between(rest, "<Code>", "</Code>")
+            .map(|c| format!(" {c}"))
+            .unwrap_or_default();
+        let message = between(rest, "<Message>", "</Message>")
+            .map(|m| {
+                let m = m.split("RequestId:").next().unwrap_or(m).trim();
+                format!(": {m}")
+            })
+            .unwrap_or_default();
+        return format!("{status}{code}{message}{}", request.unwrap_or_default());
+    }
+    if text.contains("error sending request") {
+        return format!(
+            "cannot reach the server{}: connection failed",
+            request.unwrap_or_default()
+        );
+    }
+    text
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -282,6 +329,7 @@ impl Store {
             failures: c.failures.load(Ordering::Relaxed),
             bytes_up: c.bytes_up.load(Ordering::Relaxed),
             bytes_down: c.bytes_down.load(Ordering::Relaxed),
+            multipart_uploads: c.multipart_uploads.load(Ordering::Relaxed),
         }
     }
 
@@ -332,7 +380,7 @@ impl Store {
                 "target {}: retrying in {wait:?} after: {}",
                 self.name,
                 match &failure {
-                    Failure::Store(e) => e.to_string(),
+                    Failure::Store(e) => describe(e),
                     Failure::Timeout(t) => format!("no answer in {t:?}"),
                 }
             );
@@ -354,7 +402,7 @@ impl Store {
             Failure::Store(e) => Error::Store {
                 target: self.name.clone(),
                 object: object.to_string(),
-                message: format!("{e}{after}"),
+                message: format!("{}{after}", describe(&e)),
             },
             Failure::Timeout(t) => Error::Store {
                 target: self.name.clone(),
@@ -444,13 +492,21 @@ impl Store {
         let p = ObjPath::from(path);
         let size = data.len() as u64;
         let outcome = if data.len() >= MULTIPART_THRESHOLD && mode == PutMode::Overwrite {
-            self.call(size, || async {
-                let upload = self.inner.put_multipart(&p).await?;
-                let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
-                writer.put(data.clone());
-                writer.finish().await
-            })
-            .await
+            let done = self
+                .call(size, || async {
+                    let upload = self.inner.put_multipart(&p).await?;
+                    let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+                    writer.put(data.clone());
+                    writer.finish().await
+                })
+                .await;
+            if done.is_ok() {
+                self.layer
+                    .counters
+                    .multipart_uploads
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            done
         } else {
             self.call(size, || {
                 let opts = PutOptions {
@@ -530,6 +586,35 @@ impl Store {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Fails unless the target answers and its bucket or container exists.
+    /// A missing object and a missing bucket both read as "not found", and
+    /// some servers create a bucket on the first write: gallra creates none,
+    /// so that a typo in a URL never starts a repository in the wrong place.
+    pub fn check_reachable(&self) -> Result<()> {
+        if self.local.is_some() {
+            return Ok(());
+        }
+        match runtime().block_on(self.call(0, || self.inner.list_with_delimiter(None))) {
+            Ok(_) => Ok(()),
+            Err(Failed {
+                failure: Failure::Store(e),
+                ..
+            }) if matches!(e, object_store::Error::NotFound { .. })
+                || http_status(&e.to_string()) == Some(404) =>
+            {
+                Err(Error::Store {
+                    target: self.name.clone(),
+                    object: "(bucket)".into(),
+                    message: format!(
+                        "the bucket or container does not exist; create it first, gallra never creates one ({})",
+                        describe(&e)
+                    ),
+                })
+            }
+            Err(f) => Err(self.fail("(bucket)", f)),
+        }
     }
 
     /// Whether the target refuses a second conditional create of one key,
@@ -627,6 +712,34 @@ pub(crate) fn memory() -> Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_errors_are_summarised_without_body_or_query() {
+        let text = "Error performing GET http://127.0.0.1:1/b?list-type=2&X-Amz-Signature=abc in 1ms - Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?> <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><RequestId>X</RequestId></Error>";
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        };
+        assert_eq!(
+            describe(&e),
+            "404 Not Found NoSuchBucket: The specified bucket does not exist (GET http://127.0.0.1:1/b)"
+        );
+        assert!(!is_transient(&e));
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing PUT http://h/b/k in 2ms - Server returned non-2xx status code: 503 Service Unavailable: slow down".into(),
+        };
+        assert!(is_transient(&e));
+        assert_eq!(describe(&e), "503 Service Unavailable (PUT http://h/b/k)");
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing GET http://127.0.0.1:1/b?sig=s in 1ms - HTTP error: error sending request".into(),
+        };
+        assert_eq!(
+            describe(&e),
+            "cannot reach the server (GET http://127.0.0.1:1/b): connection failed"
+        );
+    }
 
     #[test]
     fn put_get_list_delete() {

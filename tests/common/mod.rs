@@ -10,6 +10,8 @@
 // not happen to use.
 #![allow(dead_code)]
 
+pub mod remote;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

