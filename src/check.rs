@@ -63,6 +63,13 @@ pub fn run(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     for name in repo.tenant_names()? {
         let tenant = match repo.tenant(&name, false) {
             Ok(t) => t,
+            // Only locks: a first backup of the tenant is starting (or was
+            // killed before writing the key); nothing to check.
+            Err(Error::NotFound { .. })
+                if !crate::ship::has_content(&repo.store, &repo::tenant_prefix(&name))? =>
+            {
+                continue;
+            }
             Err(e) => {
                 report.error_from(e);
                 continue;

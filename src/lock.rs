@@ -195,7 +195,12 @@ pub fn acquire_with_lease(
         attempt += 1;
         match try_acquire(store, tenant, kind, holder, lease)? {
             Ok(lock) => return Ok(lock),
-            Err(conflict) if attempt >= 4 || conflict.is_stale(now()) => {
+            // Only a lock taken in the last moments may be the other half of
+            // a race in which both sides backed out; an older one is not
+            // going away by waiting a second.
+            Err(conflict)
+                if attempt >= 4 || conflict.is_stale(now()) || conflict.created < now() - 5 =>
+            {
                 let stale = conflict.is_stale(now());
                 return Err(Error::Locked {
                     tenant: tenant.to_string(),

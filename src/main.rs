@@ -295,7 +295,15 @@ fn ship_to(
     for t in targets {
         let outcome = Store::open(t, true).and_then(|dst| ship::ship(&src, &dst, opts));
         match outcome {
-            Ok(r) => reports.push(r),
+            Ok(r) => {
+                for f in &r.failed {
+                    failed.push(ShipFailure {
+                        target: t.name.clone(),
+                        error: format!("tenant {}: {}", f.tenant, f.error.replace('\n', " ")),
+                    });
+                }
+                reports.push(r);
+            }
             Err(e) => failed.push(ShipFailure {
                 target: t.name.clone(),
                 error: e.to_string().replace('\n', " "),
@@ -715,12 +723,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     host: config.agent.host.clone(),
                 },
             )?;
+            for f in &report.failed {
+                eprintln!(
+                    "error: repair of target {name}: tenant {}: {}",
+                    f.tenant, f.error
+                );
+            }
             if json_out {
                 print_json(&ship_report_json(&report))?;
             } else {
                 print_ship_report(&report);
             }
-            Ok(0)
+            Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Unlock { tenant, target } => {
             let config = load()?;

@@ -188,6 +188,8 @@ pub fn run(dir: &Path, exe: &Path) -> Result<()> {
     writeln!(f, "// edited at {}", jiff::Timestamp::now()).map_err(|e| Error::io(&page, e))?;
     r.run(&["backup", "--tenant", "acme"])?;
     r.run(&["snapshots"])?;
+    // Each backup shipped its snapshots to the offsite target.
+    r.run(&["status"])?;
     let listing = r.run(&["snapshots", "--tenant", "acme", "--json"])?;
     let snaps: serde_json::Value = serde_json::from_str(&listing)
         .map_err(|e| Error::Usage(format!("snapshots --json: {e}")))?;
@@ -201,17 +203,21 @@ pub fn run(dir: &Path, exe: &Path) -> Result<()> {
         .find(|n| !dir.join(format!("restore-{n}")).exists())
         .expect("some n is free");
     let to = dir.join(format!("restore-{n}"));
+    // Restored from the offsite copy, as after losing the server.
     r.run(&[
         "restore",
         &latest[..12],
+        "--target",
+        "offsite",
         "--to",
         &to.to_string_lossy(),
         "--verify",
     ])?;
     r.run(&["check", "--read-data"])?;
+    r.run(&["check", "--target", "offsite"])?;
     let c = format!("{shown} --config {}", config.display());
     println!(
-        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} backup --json",
+        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} status\n  {c} backup --json",
         to.display(),
         dir.display(),
         short = &latest[..8],

@@ -132,6 +132,20 @@ pub struct ShipReport {
     pub seconds: f64,
     /// Requests, retries and bytes of the destination target.
     pub store: StoreStats,
+    /// Tenants that could not be shipped, and why.
+    pub failed: Vec<TenantFailure>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TenantFailure {
+    pub tenant: String,
+    pub error: String,
+}
+
+impl ShipReport {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty()
+    }
 }
 
 /// Copies to `dst` every object of the repository on `src` that it lacks.
@@ -157,10 +171,20 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
         if !opts.tenants.is_empty() && !opts.tenants.contains(&tenant) {
             continue;
         }
-        let t = ship_tenant(src, dst, &tenant, opts, &mut report.verified)?;
-        report.copied += t.copied;
-        report.copied_bytes += t.copied_bytes;
-        report.tenants.push(t);
+        // One tenant's trouble (a lock, a damaged pack) does not hold back
+        // the others; it is reported and the ship as a whole fails.
+        match ship_tenant(src, dst, &tenant, opts, &mut report.verified) {
+            Ok(Some(t)) => {
+                report.copied += t.copied;
+                report.copied_bytes += t.copied_bytes;
+                report.tenants.push(t);
+            }
+            Ok(None) => {}
+            Err(e) => report.failed.push(TenantFailure {
+                tenant,
+                error: e.to_string(),
+            }),
+        }
     }
     report.seconds = started.elapsed().as_secs_f64();
     report.store = dst.stats();
@@ -246,7 +270,7 @@ fn ship_tenant(
     tenant: &str,
     opts: &ShipOptions,
     verified: &mut usize,
-) -> Result<TenantReport> {
+) -> Result<Option<TenantReport>> {
     // Shared locks on both sides: no prune deletes what is being copied, and
     // none runs on the destination while objects arrive.
     let holder = Holder {
@@ -257,7 +281,14 @@ fn ship_tenant(
     let dst_lock = lock::acquire(dst, tenant, LockKind::Shared, &holder)?;
     let prefix = repo::tenant_prefix(tenant);
     let key_path = format!("{prefix}/key");
-    let key = src.get(&key_path)?;
+    let key = match src.get(&key_path) {
+        Ok(key) => key,
+        // A folder holding only locks: a first backup of the tenant is
+        // taking its lock and has not written the key yet, or was killed
+        // right then. There is nothing to ship.
+        Err(Error::NotFound { .. }) if !has_content(src, &prefix)? => return Ok(None),
+        Err(e) => return Err(e),
+    };
     match dst.get(&key_path) {
         Ok(existing) if existing == key => {}
         Ok(_) => {
@@ -288,7 +319,7 @@ fn ship_tenant(
         ..Default::default()
     };
     if plan.missing() == 0 {
-        return Ok(report);
+        return Ok(Some(report));
     }
     let bar = crate::backup::progress_bar(
         opts.progress,
@@ -337,7 +368,15 @@ fn ship_tenant(
         }
     }
     bar.finish_and_clear();
-    Ok(report)
+    Ok(Some(report))
+}
+
+/// Whether a tenant folder holds anything but locks.
+pub fn has_content(store: &Store, tenant_prefix: &str) -> Result<bool> {
+    Ok(store
+        .list(tenant_prefix)?
+        .iter()
+        .any(|o| !o.path[tenant_prefix.len()..].starts_with("/locks/")))
 }
 
 /// Copies objects in parallel, checking each one's bytes against its name
