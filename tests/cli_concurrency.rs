@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -30,16 +30,8 @@ struct Running {
 fn spawn(env: &Env, label: &str, args: &[&str]) -> Running {
     let stdout = env.path(&format!("{label}.stdout"));
     let stderr = env.path(&format!("{label}.stderr"));
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gallra"))
-        .arg("--config")
-        .arg(&env.config)
-        .args(args)
-        .env_remove("GALLRA_CONFIG")
-        .env_remove("GALLRA_PASSPHRASE")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .current_dir(&env.root)
-        .stdin(Stdio::null())
+    let child = env
+        .spawnable(args)
         .stdout(fs::File::create(&stdout).expect("create stdout file"))
         .stderr(fs::File::create(&stderr).expect("create stderr file"))
         .spawn()

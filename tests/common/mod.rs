@@ -143,6 +143,22 @@ impl Env {
         cmd
     }
 
+    /// `gallra --config <config> ARGS...` as a plain process, for tests that
+    /// run several at once or kill one: the same environment as `run`.
+    pub fn spawnable(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("gallra"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("GALLRA_CONFIG")
+            .env_remove("GALLRA_PASSPHRASE")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .current_dir(&self.root)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
     fn bare_cmd(&self) -> Command {
         let mut cmd = Command::cargo_bin("gallra").expect("the gallra binary is built");
         cmd.env_remove("GALLRA_CONFIG")
