@@ -54,7 +54,7 @@ pub enum Error {
     },
 
     #[error(
-        "repository on target {target} is not initialised (no config object); run `gallra init`"
+        "repository on target {target} is not initialised (no config object): `gallra init` starts a new one; if another target holds it, `gallra repair-target {target}` rebuilds it from there"
     )]
     NotInitialised { target: String },
 

@@ -366,8 +366,9 @@ pub struct UnlockReport {
     pub live: Vec<String>,
 }
 
-/// Removes the stale (and unreadable) locks of a tenant; live ones stay.
-pub fn unlock(store: &Store, tenant: &str) -> Result<UnlockReport> {
+/// Removes the stale (and unreadable) locks of a tenant, and those of
+/// processes of this host (`host`) that no longer run; live ones stay.
+pub fn unlock(store: &Store, tenant: &str, host: &str) -> Result<UnlockReport> {
     let mut report = UnlockReport {
         target: store.name().to_string(),
         tenant: tenant.to_string(),
@@ -377,7 +378,9 @@ pub fn unlock(store: &Store, tenant: &str) -> Result<UnlockReport> {
     for obj in store.list(&locks_dir(tenant))? {
         match read_record(store, &obj.path) {
             Ok(None) => {}
-            Ok(Some(r)) if !r.is_stale(now) => report.live.push(r.describe(now)),
+            Ok(Some(r)) if !r.is_stale(now) && !is_dead_local(&r, host) => {
+                report.live.push(r.describe(now));
+            }
             Ok(Some(r)) => {
                 store.delete(&obj.path)?;
                 report.removed.push(r.describe(now));
@@ -482,7 +485,7 @@ mod tests {
                 && msg.contains("gallra unlock --tenant acme"),
             "{msg}"
         );
-        let report = unlock(&store, "acme").unwrap();
+        let report = unlock(&store, "acme", "web01").unwrap();
         assert_eq!(report.removed.len(), 1, "{report:?}");
         assert!(report.removed[0].contains("web09"));
         assert_eq!(report.live.len(), 1);
@@ -507,6 +510,15 @@ mod tests {
             .unwrap();
         let lock = acquire(&store, "acme", LockKind::Shared, &holder("web01")).unwrap();
         drop(lock);
+        // A live-looking shared lock of a dead process here: unlock takes it.
+        let mut dead = r.clone();
+        dead.kind = LockKind::Shared;
+        store
+            .put("tenants/acme/locks/shared-dead", encode(&dead))
+            .unwrap();
+        let report = unlock(&store, "acme", "web01").unwrap();
+        assert_eq!(report.removed.len(), 1, "{report:?}");
+        assert!(report.live.is_empty(), "{report:?}");
         r.host = "web02".into();
         store
             .put("tenants/acme/locks/exclusive", encode(&r))

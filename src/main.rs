@@ -276,6 +276,16 @@ fn print_ship_report(r: &ShipReport) {
     );
 }
 
+/// An error's text, prefixed with the target unless it names it already.
+fn naming_target(target: &str, e: &Error) -> String {
+    let text = e.to_string().replace('\n', " ");
+    if text.contains(&format!("target {target}")) {
+        text
+    } else {
+        format!("target {target}: {text}")
+    }
+}
+
 /// A target a ship could not complete, and why.
 struct ShipFailure {
     target: String,
@@ -299,14 +309,28 @@ fn ship_to(
                 for f in &r.failed {
                     failed.push(ShipFailure {
                         target: t.name.clone(),
-                        error: format!("tenant {}: {}", f.tenant, f.error.replace('\n', " ")),
+                        error: {
+                            let text = f.error.replace('\n', " ");
+                            if text.contains(&format!("tenant {}", f.tenant)) {
+                                text
+                            } else {
+                                format!("tenant {}: {text}", f.tenant)
+                            }
+                        },
                     });
                 }
                 reports.push(r);
             }
             Err(e) => failed.push(ShipFailure {
                 target: t.name.clone(),
-                error: e.to_string().replace('\n', " "),
+                // Printed after "ship to target NAME failed:".
+                error: {
+                    let text = e.to_string().replace('\n', " ");
+                    match text.strip_prefix(&format!("target {}: ", t.name)) {
+                        Some(rest) => rest.to_string(),
+                        None => text,
+                    }
+                },
             }),
         }
     }
@@ -382,6 +406,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Init => {
             let config = load()?;
+            // A secondary that already holds a repository means the primary
+            // was lost: a new repository there could never ship to it.
+            for t in config.secondaries() {
+                let held = Store::open(t, false)
+                    .and_then(|s| s.size_of(gallra::repo::CONFIG_PATH))
+                    .unwrap_or(None);
+                if held.is_some() {
+                    anyhow::bail!(Error::Usage(format!(
+                        "target {} already holds a repository; to rebuild the primary from it run `gallra repair-target {}` (init would start a second, different repository)",
+                        t.name,
+                        config.primary().name
+                    )));
+                }
+            }
             let t = config.primary();
             let store = Store::open(t, true)?;
             let repo = Repository::init(store.clone(), &config.key, config.repository.chunker)?;
@@ -432,9 +470,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     Err(e) => {
                         failed = true;
                         eprintln!(
-                            "error: target {}: {}; the next `gallra ship` retries",
-                            t.name,
-                            e.to_string().replace('\n', " ")
+                            "error: {}; the next `gallra ship` retries",
+                            naming_target(&t.name, &e)
                         );
                         out.push(
                             json!({"target": t.name, "created": false, "error": e.to_string()}),
@@ -555,6 +592,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         verify: false,
                         progress: !json_out,
                         host: config.agent.host.clone(),
+                        replace_damaged: false,
                     },
                 )?
             };
@@ -666,6 +704,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     verify,
                     progress: !json_out,
                     host: config.agent.host.clone(),
+                    replace_damaged: false,
                 },
             )?;
             for f in &failed {
@@ -721,6 +760,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     verify,
                     progress: !json_out,
                     host: config.agent.host.clone(),
+                    replace_damaged: true,
                 },
             )?;
             for f in &report.failed {
@@ -746,7 +786,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let mut reports = Vec::new();
             for t in targets {
-                reports.push(gallra::lock::unlock(&Store::open(t, false)?, &tenant)?);
+                reports.push(gallra::lock::unlock(
+                    &Store::open(t, false)?,
+                    &tenant,
+                    &config.agent.host,
+                )?);
             }
             if json_out {
                 print_json(&serde_json::to_value(&reports)?)?;

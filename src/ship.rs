@@ -35,6 +35,9 @@ pub struct ShipOptions {
     pub progress: bool,
     /// This agent's host name, written into the locks it takes.
     pub host: String,
+    /// Also read every object the destination already holds and copy again
+    /// any whose bytes do not match its name (a repair).
+    pub replace_damaged: bool,
 }
 
 /// What one tenant lacks on the destination, in the order it must be copied.
@@ -310,7 +313,19 @@ fn ship_tenant(
     let index = src.list(&format!("{prefix}/index"))?;
     let packs = src.list(&format!("{prefix}/packs"))?;
     let on_dst = dst.list(&prefix)?;
-    let plan = plan_tenant(&snapshots, &index, &packs, &on_dst);
+    let mut plan = plan_tenant(&snapshots, &index, &packs, &on_dst);
+    if opts.replace_damaged {
+        let damaged = [
+            damaged_on(dst, &packs, &plan.packs)?,
+            damaged_on(dst, &index, &plan.index)?,
+            damaged_on(dst, &snapshots, &plan.snapshots)?,
+        ];
+        let [p, i, s] = damaged;
+        plan.present -= p.len() + i.len() + s.len();
+        plan.packs.extend(p);
+        plan.index.extend(i);
+        plan.snapshots.extend(s);
+    }
     let mut report = TenantReport {
         tenant: tenant.to_string(),
         present: plan.present,
@@ -379,38 +394,18 @@ pub fn has_content(store: &Store, tenant_prefix: &str) -> Result<bool> {
         .any(|o| !o.path[tenant_prefix.len()..].starts_with("/locks/")))
 }
 
-/// Copies objects in parallel, checking each one's bytes against its name
-/// before writing (a damaged source object is never shipped) and, with
-/// `verify`, reading it back from the destination.
-fn copy_all(
-    src: &Store,
-    dst: &Store,
-    objects: &[Listed],
-    verify: bool,
-    bar: &indicatif::ProgressBar,
-) -> Result<()> {
+/// Runs `work` on every object, a few at a time; stops at the first error.
+fn each_parallel(objects: &[Listed], work: impl Fn(&Listed) -> Result<()> + Sync) -> Result<()> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let copy_one = |o: &Listed| -> Result<()> {
-        let bytes = src.get(&o.path)?;
-        check_named(src.name(), &o.path, &bytes)?;
-        let len = bytes.len() as u64;
-        dst.put(&o.path, bytes)?;
-        if verify {
-            let back = dst.get(&o.path)?;
-            check_named(dst.name(), &o.path, &back)?;
-        }
-        bar.inc(len);
-        Ok(())
-    };
     std::thread::scope(|s| {
         for _ in 0..PARALLEL_COPIES.min(objects.len()) {
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(o) = objects.get(i) else { break };
-                    if let Err(e) = copy_one(o) {
+                    if let Err(e) = work(o) {
                         stop.store(true, Ordering::Relaxed);
                         first_error.lock().expect("not poisoned").get_or_insert(e);
                     }
@@ -422,6 +417,55 @@ fn copy_all(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Copies objects in parallel, checking each one's bytes against its name
+/// before writing (a damaged source object is never shipped) and, with
+/// `verify`, reading it back from the destination.
+fn copy_all(
+    src: &Store,
+    dst: &Store,
+    objects: &[Listed],
+    verify: bool,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    each_parallel(objects, |o| {
+        let bytes = src.get(&o.path)?;
+        check_named(src.name(), &o.path, &bytes)?;
+        let len = bytes.len() as u64;
+        dst.put(&o.path, bytes)?;
+        if verify {
+            let back = dst.get(&o.path)?;
+            check_named(dst.name(), &o.path, &back)?;
+        }
+        bar.inc(len);
+        Ok(())
+    })
+}
+
+/// The objects of `all` that `dst` holds (those not in `lacking`) but whose
+/// bytes there do not match their name: damage a repair must replace.
+fn damaged_on(dst: &Store, all: &[Listed], lacking: &[Listed]) -> Result<Vec<Listed>> {
+    let lacking: BTreeSet<&str> = lacking.iter().map(|o| o.path.as_str()).collect();
+    let present: Vec<Listed> = all
+        .iter()
+        .filter(|o| !lacking.contains(o.path.as_str()))
+        .cloned()
+        .collect();
+    let damaged = Mutex::new(Vec::new());
+    each_parallel(&present, |o| {
+        let bytes = dst.get(&o.path)?;
+        if id_of_path(&o.path) != Some(Id::of_bytes(&bytes)) {
+            tracing::warn!(
+                "target {}: {} is damaged; copying it again",
+                dst.name(),
+                o.path
+            );
+            damaged.lock().expect("not poisoned").push(o.clone());
+        }
+        Ok(())
+    })?;
+    Ok(damaged.into_inner().expect("not poisoned"))
 }
 
 fn check_named(target: &str, path: &str, bytes: &Bytes) -> Result<()> {

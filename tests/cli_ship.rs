@@ -516,11 +516,21 @@ fn ship_refuses_a_target_holding_another_repository() {
     );
 
     let out = env.run(&["init"]);
-    assert_error(&out, 1, "init with a foreign offsite", &["offsite"]);
+    assert_error(&out, 2, "init with a foreign offsite", &["offsite"]);
     assert!(
         file_contents(&other.repo) == foreign,
         "init must leave the foreign repository alone"
     );
+    assert!(!env.repo.exists(), "init refused before writing anything");
+
+    // The primary was initialised before the offsite target was (wrongly)
+    // added to the config.
+    let source = tenant_paths_source("files", "site", "acme", &[s(&src)]);
+    env.set_extra_targets("");
+    env.write_config("16 MiB", &source);
+    env.init();
+    env.set_extra_targets(&file_target("offsite", &other.repo, ""));
+    env.write_config("16 MiB", &source);
 
     // The backup itself is kept; only its ship fails.
     let out = env.run(&["backup", "--json"]);
@@ -895,4 +905,38 @@ fn unlock_breaks_only_stale_locks() {
     let out = env.run(&["backup"]);
     assert_error(&out, 1, "backup after unlock of a live lock", &["web07"]);
     assert_eq!(snapshot_ids(&env, None).len(), 2, "no snapshot was taken");
+}
+
+#[test]
+fn repair_target_replaces_a_damaged_object_and_init_will_not_fork_the_repository() {
+    let setup = Setup::new("16 MiB", "");
+    let env = &setup.env;
+    fill_tenants(&setup, &mut Rng::new(909));
+    env.init();
+    env.backup(&[]);
+
+    // Bit rot in a local pack that offsite also holds: same name, same size.
+    let pack = pack_files(&env.repo)[0].clone();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[100] ^= 0x01;
+    fs::write(&pack, &bytes).unwrap();
+    let out = env.run(&["check", "--read-data"]);
+    assert_error(&out, 1, "check of the rotten pack", &[file_name(&pack)]);
+    let repair = env.json(&["repair-target", "local"]);
+    assert_eq!(str_field(&repair, "from"), "offsite", "{repair}");
+    assert_eq!(u64_field(&repair, "copied"), 1, "{repair}");
+    assert_check_ok(env, None, &["--read-data"], "after the repair");
+
+    // The local target is lost. `init` would start a second repository that
+    // could never ship to offsite: it refuses and points to repair-target.
+    fs::remove_dir_all(&env.repo).unwrap();
+    let out = env.run(&["snapshots"]);
+    let line = assert_error(&out, 1, "snapshots without the primary", &["local"]);
+    assert!(line.contains("repair-target local"), "{line}");
+    let out = env.run(&["init"]);
+    let line = assert_error(&out, 2, "init while offsite holds it", &["offsite"]);
+    assert!(line.contains("gallra repair-target local"), "{line}");
+    assert!(!env.repo.exists(), "init wrote nothing");
+    env.ok(&["repair-target", "local"]);
+    assert_eq!(snapshot_ids(env, None), snapshot_ids(env, Some("offsite")));
 }

@@ -154,6 +154,7 @@ fn ship_options() -> ShipOptions {
         verify: true,
         progress: false,
         host: HOST.into(),
+        replace_damaged: false,
     }
 }
 
