@@ -742,6 +742,61 @@ mod tests {
     }
 
     #[test]
+    fn the_upload_cap_holds_across_parallel_uploads() {
+        let mut t = config::Target::new("capped", "memory://");
+        t.limits.upload_rate = Some(1 << 20);
+        let store = Store::open(&t, true).unwrap();
+        let started = Instant::now();
+        let pending: Vec<PendingPut> = (0..3)
+            .map(|i| store.put_background(format!("o/{i}"), Bytes::from(vec![0u8; 512 << 10])))
+            .collect();
+        for p in pending {
+            p.wait().unwrap();
+        }
+        // 1.5 MiB at 1 MiB/s: the last upload may not start before 1 s.
+        assert!(
+            started.elapsed() >= Duration::from_millis(950),
+            "{:?}",
+            started.elapsed()
+        );
+        let stats = store.stats();
+        assert_eq!(stats.bytes_up, 3 * (512 << 10));
+        assert_eq!(stats.requests, 3);
+    }
+
+    #[test]
+    fn a_server_that_never_answers_times_out_and_names_the_target() {
+        // Accepts connections and never says a word.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                held.push(conn);
+            }
+        });
+        let mut t = config::Target::new("offsite", "s3://bucket/web01");
+        for (k, v) in [
+            ("endpoint", format!("http://127.0.0.1:{port}")),
+            ("region", "eu-north-1".into()),
+            ("allow_http", "true".into()),
+            ("aws_access_key_id", "AKID".into()),
+            ("aws_secret_access_key", "s3cr3t".into()),
+        ] {
+            t.options.insert(k.into(), v);
+        }
+        t.limits.timeout = Duration::from_millis(300);
+        let store = Store::open(&t, false).unwrap();
+        let e = store.get("config").unwrap_err().to_string();
+        assert!(
+            e.contains("offsite") && e.contains("config") && e.contains("after 6 attempts"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert_eq!(store.stats().retries, 5);
+    }
+
+    #[test]
     fn put_get_list_delete() {
         let s = memory();
         s.put("a/b/c", Bytes::from_static(b"hello")).unwrap();
