@@ -30,6 +30,33 @@ pub fn largest_first<T: Sync, R: Send + Sync>(
     results.into_iter().map(OnceLock::into_inner).collect()
 }
 
+/// As `largest_first`, on `threads` plain threads rather than rayon's: for
+/// jobs that mostly wait on the network, where more jobs in flight than
+/// cores is the point.
+pub fn largest_first_waiting<T: Sync, R: Send + Sync>(
+    jobs: &[T],
+    size: impl Fn(&T) -> u64,
+    work: impl Fn(&T) -> Option<R> + Sync,
+    threads: usize,
+) -> Vec<Option<R>> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&jobs[i])));
+    let next = AtomicUsize::new(0);
+    let results: Vec<OnceLock<R>> = jobs.iter().map(|_| OnceLock::new()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, jobs.len().max(1)) {
+            scope.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Some(r) = work(&jobs[i]) {
+                        let _ = results[i].set(r);
+                    }
+                }
+            });
+        }
+    });
+    results.into_iter().map(OnceLock::into_inner).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +74,10 @@ mod tests {
             },
         );
         assert_eq!(runs.into_inner(), 1000);
+        for (j, r) in jobs.iter().zip(out) {
+            assert_eq!(r, (j % 3 != 0).then_some(j * 2));
+        }
+        let out = largest_first_waiting(&jobs, |&j| j, |&j| (j % 3 != 0).then_some(j * 2), 16);
         for (j, r) in jobs.iter().zip(out) {
             assert_eq!(r, (j % 3 != 0).then_some(j * 2));
         }
