@@ -424,3 +424,63 @@ fn s3_server_stopped_mid_ship_then_a_retried_ship_completes() {
     ]);
     compare_trees(&src, &restored_path(&to, &src), &[]);
 }
+
+/// A restore from a remote target reads the blobs of many small files in one
+/// request; a damaged pack must still be named, and every file whose blobs
+/// live elsewhere must still be restored.
+#[test]
+fn s3_restore_names_a_damaged_pack_and_restores_the_rest() {
+    let Some(remote) = Remote::s3() else {
+        return;
+    };
+    let env = Env::new();
+    let prefix = unique_prefix("damaged");
+    let src = env.path("src/acme");
+    let mut rng = Rng::new(21);
+    for i in 0..40 {
+        write_file(&src.join(format!("f{i:02}")), &rng.bytes(30_000));
+    }
+    env.set_extra_targets(&remote.target_table("offsite", &prefix, ""));
+    env.write_config(
+        "128 KiB",
+        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
+    );
+    env.init();
+    let id = backup_snapshot_id(&env.backup(&[]), "acme", "www");
+    let store = remote.store(&prefix);
+    let packs: Vec<_> = store
+        .list("tenants/acme/packs")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
+    assert!(packs.len() > 3, "{packs:?}");
+    let victim = &packs[packs.len() / 2];
+    let mut bytes = store.get(victim).unwrap().to_vec();
+    bytes[40] ^= 0x80;
+    store.put(victim, Bytes::from(bytes)).unwrap();
+
+    let to = env.path("restored");
+    let out = env.run(&[
+        "restore",
+        &id,
+        "--target",
+        "offsite",
+        "--to",
+        s(&to),
+        "--verify",
+    ]);
+    assert_exit(&out, 1, "restore over a damaged pack");
+    let pack_id = victim.rsplit('/').next().unwrap();
+    assert!(stderr(&out).contains(pack_id), "{}", describe(&out));
+    let restored = restored_path(&to, &src);
+    let mut good = 0;
+    for i in 0..40 {
+        let name = format!("f{i:02}");
+        if let Ok(data) = fs::read(restored.join(&name)) {
+            assert_eq!(data, fs::read(src.join(&name)).unwrap(), "{name}");
+            good += 1;
+        }
+    }
+    assert!((20..40).contains(&good), "{good} of 40 files restored");
+}
