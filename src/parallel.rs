@@ -12,22 +12,13 @@ pub fn largest_first<T: Sync, R: Send + Sync>(
     size: impl Fn(&T) -> u64,
     work: impl Fn(&T) -> Option<R> + Sync,
 ) -> Vec<Option<R>> {
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(size(&jobs[i])));
-    let next = AtomicUsize::new(0);
-    let results: Vec<OnceLock<R>> = jobs.iter().map(|_| OnceLock::new()).collect();
-    rayon::scope(|scope| {
-        for _ in 0..rayon::current_num_threads() {
-            scope.spawn(|_| {
-                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Some(r) = work(&jobs[i]) {
-                        let _ = results[i].set(r);
-                    }
-                }
-            });
-        }
-    });
-    results.into_iter().map(OnceLock::into_inner).collect()
+    run_largest_first(jobs, size, work, |worker| {
+        rayon::scope(|scope| {
+            for _ in 0..rayon::current_num_threads() {
+                scope.spawn(|_| worker());
+            }
+        });
+    })
 }
 
 /// As `largest_first`, on `threads` plain threads rather than rayon's: for
@@ -39,21 +30,37 @@ pub fn largest_first_waiting<T: Sync, R: Send + Sync>(
     work: impl Fn(&T) -> Option<R> + Sync,
     threads: usize,
 ) -> Vec<Option<R>> {
+    let threads = threads.clamp(1, jobs.len().max(1));
+    run_largest_first(jobs, size, work, |worker| {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(worker);
+            }
+        });
+    })
+}
+
+/// The shared part: the order, the counter, the results; `spawn_workers`
+/// runs the worker loop it is given on some threads and returns when all
+/// are done.
+fn run_largest_first<T: Sync, R: Send + Sync>(
+    jobs: &[T],
+    size: impl Fn(&T) -> u64,
+    work: impl Fn(&T) -> Option<R> + Sync,
+    spawn_workers: impl FnOnce(&(dyn Fn() + Sync)),
+) -> Vec<Option<R>> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(size(&jobs[i])));
     let next = AtomicUsize::new(0);
     let results: Vec<OnceLock<R>> = jobs.iter().map(|_| OnceLock::new()).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, jobs.len().max(1)) {
-            scope.spawn(|| {
-                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Some(r) = work(&jobs[i]) {
-                        let _ = results[i].set(r);
-                    }
-                }
-            });
+    let worker = || {
+        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if let Some(r) = work(&jobs[i]) {
+                let _ = results[i].set(r);
+            }
         }
-    });
+    };
+    spawn_workers(&worker);
     results.into_iter().map(OnceLock::into_inner).collect()
 }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::remote::Remote;
+use common::remote::{Remote, unique_prefix};
 use common::*;
 use serde_json::Value;
 use std::fs;
@@ -26,15 +26,17 @@ fn ids(list: &Value) -> Vec<String> {
     v
 }
 
-fn unique_prefix(tag: &str) -> String {
-    format!(
-        "{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+/// `restore ID --target offsite --to DIR --verify`.
+fn restore_from_offsite<'a>(id: &'a str, to: &'a std::path::Path) -> [&'a str; 7] {
+    [
+        "restore",
+        id,
+        "--target",
+        "offsite",
+        "--to",
+        s(to),
+        "--verify",
+    ]
 }
 
 /// A live exclusive lock of another host, as an agent running `lifecycle
@@ -141,15 +143,7 @@ fn ship_and_recover(remote: Remote) {
     expected.sort();
     assert_eq!(ids(&listed), expected);
     let to = env.path("recovered");
-    fresh(&[
-        "restore",
-        &second,
-        "--target",
-        "offsite",
-        "--to",
-        s(&to),
-        "--verify",
-    ]);
+    fresh(&restore_from_offsite(&second, &to));
     compare_trees(&src, &restored_path(&to, &src), &[]);
     assert!(
         !env.repo.exists(),
@@ -413,15 +407,7 @@ fn s3_server_stopped_mid_ship_then_a_retried_ship_completes() {
     let status = env.json(&["status"]);
     assert_eq!(status[1]["missing"], 0, "{status}");
     let to = env.path("restored");
-    env.ok(&[
-        "restore",
-        &id,
-        "--target",
-        "offsite",
-        "--to",
-        s(&to),
-        "--verify",
-    ]);
+    env.ok(&restore_from_offsite(&id, &to));
     compare_trees(&src, &restored_path(&to, &src), &[]);
 }
 

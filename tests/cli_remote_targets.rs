@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::remote::Remote;
+use common::remote::{Remote, unique_prefix};
 use common::*;
 use std::fs;
 
@@ -29,15 +29,7 @@ fn round_trip(remote: Remote) {
     write_file(&src.join("uploads/photo.jpg"), &rng.bytes(3 << 20));
     write_file(&src.join("empty.txt"), b"");
     std::os::unix::fs::symlink("index.html", src.join("home.html")).unwrap();
-    // Unique per run: a developer's servers outlive one test run.
-    let prefix = format!(
-        "test-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let prefix = unique_prefix("test");
     let source = tenant_paths_source("www", "site", "acme", &[s(&src)]);
     let good = remote.options(&remote.secret);
     fs::write(&env.config, config(&env, &remote, &prefix, &good, &source)).unwrap();

@@ -490,19 +490,26 @@ fn a_damaged_source_pack_is_never_shipped() {
     assert!(u64_field(&row, "missing") > 0, "{row}");
 }
 
+/// One text file of tenant acme under `dir`, a source `source` over it, the
+/// repository initialised and one backup taken; returns the folder.
+fn backed_up_acme(env: &Env, dir: &str, source: &str, seed: u64) -> PathBuf {
+    let src = env.path(dir);
+    write_file(&src.join("index.php"), &Rng::new(seed).text(20_000));
+    env.write_config(
+        "16 MiB",
+        &tenant_paths_source(source, "site", "acme", &[s(&src)]),
+    );
+    env.init();
+    env.backup(&[]);
+    src
+}
+
 #[test]
 fn ship_refuses_a_target_holding_another_repository() {
     // Another repository, with its own key, in the folder that this agent's
     // config names as its offsite target.
     let other = Env::new();
-    let other_src = other.path("src/bravo");
-    write_file(&other_src.join("data.txt"), &Rng::new(404).text(20_000));
-    other.write_config(
-        "16 MiB",
-        &tenant_paths_source("files", "site", "acme", &[s(&other_src)]),
-    );
-    other.init();
-    other.backup(&[]);
+    backed_up_acme(&other, "src/bravo", "files", 404);
     let other_ids = snapshot_ids(&other, None);
     let foreign = file_contents(&other.repo);
 
@@ -828,14 +835,7 @@ fn plant_lock(env: &Env, name: &str, kind: &str, host: &str, command: &str, expi
 #[test]
 fn unlock_breaks_only_stale_locks() {
     let env = Env::new();
-    let src = env.path("src/acme");
-    write_file(&src.join("index.php"), &Rng::new(606).text(20_000));
-    env.write_config(
-        "16 MiB",
-        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
-    );
-    env.init();
-    env.backup(&[]);
+    backed_up_acme(&env, "src/acme", "www", 606);
     let locks = env.repo.join("tenants/acme/locks");
     assert!(
         files_under(&locks).is_empty(),

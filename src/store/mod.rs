@@ -31,7 +31,8 @@ const MULTIPART_PART: usize = 16 << 20;
 
 /// Attempts per store call, and the back-off between them: exponential from
 /// `RETRY_BASE`, capped, with equal jitter so that a fleet retrying after the
-/// same outage spreads out. Worst case about 15 s before a call gives up.
+/// same outage spreads out. The waits add up to at most 7.75 s (plus each
+/// attempt's own time, bounded by the timeout).
 const RETRY_ATTEMPTS: u32 = 6;
 const RETRY_BASE: Duration = Duration::from_millis(250);
 const RETRY_CAP: Duration = Duration::from_secs(8);

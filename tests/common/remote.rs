@@ -21,6 +21,19 @@ pub fn server_env(server: &str, names: &[&str]) -> Option<Vec<String>> {
     values
 }
 
+/// A folder prefix no earlier run used: a developer's servers outlive one
+/// test run.
+pub fn unique_prefix(tag: &str) -> String {
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
 /// A server to put targets on: its URL scheme and bucket, and the options
 /// (with a given secret) that reach it.
 pub struct Remote {
