@@ -3,6 +3,7 @@
 //! The pure parts (format codecs, chunker, index) know nothing of tokio or the
 //! network; I/O lives in `store` and the command modules.
 
+pub mod audit;
 pub mod backup;
 pub mod check;
 pub mod chunker;

@@ -15,6 +15,7 @@
 
 pub mod index;
 pub mod keyslot;
+pub mod record;
 pub mod pack;
 pub mod repo_config;
 pub mod snapshot;
@@ -47,6 +48,8 @@ pub enum Kind {
     Snapshot = 6,
     DataBlob = 7,
     TreeBlob = 8,
+    Event = 9,
+    AuditRecord = 10,
 }
 
 impl Kind {
@@ -60,6 +63,8 @@ impl Kind {
             6 => Kind::Snapshot,
             7 => Kind::DataBlob,
             8 => Kind::TreeBlob,
+            9 => Kind::Event,
+            10 => Kind::AuditRecord,
             _ => return None,
         })
     }
@@ -74,6 +79,8 @@ impl Kind {
             Kind::Snapshot => "snapshot",
             Kind::DataBlob => "data blob",
             Kind::TreeBlob => "tree blob",
+            Kind::Event => "lifecycle event",
+            Kind::AuditRecord => "audit record",
         }
     }
 }
