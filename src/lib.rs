@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod lifecycle;
 pub mod lock;
 pub mod parallel;
 pub mod quickstart;

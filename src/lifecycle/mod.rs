@@ -1,0 +1,10 @@
+//! Lifecycle: retention rules, events, the pure planner, and applying a
+//! plan to every target (prune, erasure, key destruction).
+
+pub mod events;
+pub mod plan;
+pub mod rules;
+
+pub use events::{Event, EventType, StoredEvent, TenantState};
+pub use plan::{Plan, PlanEntry, Reason, SnapshotFacts};
+pub use rules::Policy;
