@@ -19,6 +19,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub sources: Vec<Source>,
     pub retention: Retention,
+    /// The retention rules, parsed; in `agent.time_zone`.
+    pub policy: crate::lifecycle::Policy,
 }
 
 #[derive(Debug, Clone)]
@@ -324,11 +326,8 @@ impl Config {
             .agent
             .time_zone
             .unwrap_or_else(|| "Europe/Stockholm".into());
-        if jiff::tz::TimeZone::get(&time_zone).is_err() {
-            return Err(err(format!(
-                "[agent] time_zone: unknown time zone {time_zone:?}"
-            )));
-        }
+        let tz = jiff::tz::TimeZone::get(&time_zone)
+            .map_err(|_| err(format!("[agent] time_zone: unknown time zone {time_zone:?}")))?;
         let agent = Agent {
             host,
             state_dir: resolve(
@@ -419,6 +418,18 @@ impl Config {
             t.resolve_limits()
                 .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
         }
+
+        for t in targets.iter().filter(|t| !t.primary && t.retention.is_some()) {
+            return Err(err(format!(
+                "[[target]] {}: retention on a secondary target is not supported: ship copies what the primary holds, so a shorter rule belongs on the primary",
+                t.name
+            )));
+        }
+        let rules: Vec<(String, Option<Rule>)> = targets
+            .iter()
+            .map(|t| (t.name.clone(), t.retention.clone()))
+            .collect();
+        let policy = crate::lifecycle::Policy::new(&raw.retention, &rules, tz).map_err(err)?;
 
         let mut sources = Vec::new();
         for s in raw.source {
@@ -512,6 +523,7 @@ impl Config {
             targets,
             sources,
             retention: raw.retention,
+            policy,
         })
     }
 

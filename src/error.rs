@@ -93,6 +93,11 @@ pub enum Error {
 
     #[error("restore: {0}")]
     Restore(String),
+
+    /// An action the lifecycle refuses, such as erasing a tenant under a
+    /// legal hold.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Error {

@@ -19,6 +19,9 @@ use gallra::restore::{self, OpenSnapshot, RestoreOptions};
 use gallra::ship::{self, ShipOptions, ShipReport};
 use gallra::store::Store;
 
+mod cli;
+use cli::lifecycle::{AuditCommand, ContractCommand, HoldCommand, InboxCommand, LifecycleCommand};
+
 #[derive(Parser)]
 #[command(name = "gallra", version, about = "Encrypted backup lifecycle agent")]
 struct Cli {
@@ -122,6 +125,44 @@ enum Command {
         read_data_subset: Option<f64>,
         #[command(flatten)]
         target: TargetArg,
+    },
+    /// Record a contract's end, or cancel it
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
+    /// Set or release a legal hold: while set, nothing of the tenant is deleted
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+    /// Erase a tenant: delete every copy on every target and destroy its key
+    Erase {
+        tenant: String,
+        /// Why (recorded in the audit trail)
+        #[arg(long)]
+        reason: String,
+        /// Confirm: erasure cannot be undone
+        #[arg(long)]
+        yes: bool,
+        /// Erase snapshots kept under a legal obligation too
+        #[arg(long)]
+        include_legal: bool,
+    },
+    /// Take in lifecycle events dropped into <state_dir>/inbox/
+    Inbox {
+        #[command(subcommand)]
+        command: InboxCommand,
+    },
+    /// Plan or apply deletions by retention rules, contract ends and erasures
+    Lifecycle {
+        #[command(subcommand)]
+        command: LifecycleCommand,
+    },
+    /// The hash-chained audit trail: list, verify, export evidence
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Create ./gallra-quickstart/ and run the whole job on it
     Quickstart {
@@ -573,6 +614,28 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     f.source, f.tenant, f.error
                 );
             }
+            // Every backup taken is evidence an auditor may ask for after
+            // the snapshot itself is long deleted.
+            let audit = gallra::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
+            for s in &report.snapshots {
+                let snap = &s.snapshot;
+                let mut entry = gallra::audit::Entry::new(gallra::audit::Action::Backup, Some(&snap.tenant));
+                entry.snapshots = vec![s.id.to_hex()];
+                entry.time = Some(snap.timestamp());
+                entry.targets = vec![gallra::audit::TargetCounts {
+                    target: config.primary().name.clone(),
+                    objects: 0,
+                    bytes: snap.bytes_stored,
+                }];
+                entry.detail = Some(format!(
+                    "source {}, category {}, {} files, {} bytes",
+                    snap.source, snap.category, snap.files, snap.bytes
+                ));
+                let (_, failed) = audit.append(entry, &[&repo])?;
+                for (target, e) in failed {
+                    eprintln!("warning: audit record not written to target {target}: {e}");
+                }
+            }
             let secondaries: Vec<&Target> = config.secondaries().collect();
             let mut backed_up: Vec<String> = report
                 .snapshots
@@ -882,6 +945,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(if any_failed { 1 } else { 0 })
         }
+        Command::Contract { command } => cli::lifecycle::contract(&load()?, json_out, command),
+        Command::Hold { command } => cli::lifecycle::hold(&load()?, json_out, command),
+        Command::Erase {
+            tenant,
+            reason,
+            yes,
+            include_legal,
+        } => cli::lifecycle::erase(&load()?, json_out, &tenant, &reason, yes, include_legal),
+        Command::Inbox { command } => cli::lifecycle::inbox(&load()?, json_out, command),
+        Command::Lifecycle { command } => cli::lifecycle::lifecycle(&load()?, json_out, command),
+        Command::Audit { command } => cli::lifecycle::audit(&load()?, json_out, command),
         Command::Snapshots { tenant, target } => {
             let config = load()?;
             let repo = open_repo(&config, &target)?;

@@ -161,6 +161,7 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
     };
     dst.check_reachable()?;
     report.repository_objects = ship_repository(src, dst)?;
+    report.repository_objects += ship_records(src, dst)?;
     let tenants = src.list_dirs("tenants")?;
     for name in &opts.tenants {
         if !tenants.contains(name) {
@@ -255,6 +256,24 @@ fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
     if dst_config.is_none() {
         dst.put_new(CONFIG_PATH, config)?;
         copied += 1;
+    }
+    Ok(copied)
+}
+
+/// Lifecycle events and audit records: written once, never changed, so an
+/// object the destination lacks is copied and one it has is left alone.
+/// They go before any tenant's data, so an erasure recorded on the source is
+/// on the destination before the next backup's objects are.
+fn ship_records(src: &Store, dst: &Store) -> Result<usize> {
+    let mut copied = 0;
+    for prefix in [crate::lifecycle::journal::EVENTS_PREFIX, "audit"] {
+        let have: BTreeSet<String> = dst.list(prefix)?.into_iter().map(|o| o.path).collect();
+        for o in src.list(prefix)? {
+            if !have.contains(&o.path) {
+                dst.put_new(&o.path, src.get(&o.path)?)?;
+                copied += 1;
+            }
+        }
     }
     Ok(copied)
 }

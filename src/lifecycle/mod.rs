@@ -1,8 +1,11 @@
 //! Lifecycle: retention rules, events, the pure planner, and applying a
 //! plan to every target (prune, erasure, key destruction).
 
+pub mod apply;
 pub mod events;
+pub mod journal;
 pub mod plan;
+pub mod prune;
 pub mod rules;
 
 pub use events::{Event, EventType, StoredEvent, TenantState};

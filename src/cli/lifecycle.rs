@@ -1,0 +1,526 @@
+//! `contract`, `hold`, `erase`, `inbox`, `lifecycle` and `audit`.
+
+use anyhow::Context;
+use clap::Subcommand;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde_json::{Value, json};
+
+use gallra::audit::{Action, AuditLog, Record};
+use gallra::config::Config;
+use gallra::error::Error;
+use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle};
+use gallra::lifecycle::{Event, EventType, Plan};
+use gallra::repo::Repository;
+use gallra::store::Store;
+
+#[derive(Subcommand)]
+pub enum ContractCommand {
+    /// Record that a tenant's contract ends; its data goes after the post-contract window
+    End {
+        tenant: String,
+        /// The contract's last day (YYYY-MM-DD); the window starts at 00:00 the next day
+        #[arg(long, value_name = "DATE")]
+        effective: String,
+        /// A reference, e.g. the CRM case
+        #[arg(long = "ref", value_name = "TEXT")]
+        reference: Option<String>,
+    },
+    /// Cancel a recorded contract end
+    Reinstate {
+        tenant: String,
+        #[arg(long = "ref", value_name = "TEXT")]
+        reference: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum HoldCommand {
+    /// Suspend every deletion of a tenant's data
+    Set {
+        tenant: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift the hold: what expired meanwhile goes at the next apply
+    Release { tenant: String },
+}
+
+#[derive(Subcommand)]
+pub enum InboxCommand {
+    /// Take in the event files waiting in <state_dir>/inbox/
+    Process,
+}
+
+#[derive(Subcommand)]
+pub enum LifecycleCommand {
+    /// What is due now, or what will be gone by DATE
+    Plan {
+        /// As if now were 00:00 of DATE (YYYY-MM-DD) in the configured time zone
+        #[arg(long, value_name = "DATE")]
+        at: Option<String>,
+    },
+    /// Delete what is due on every target, prune, destroy keys of tenants that are gone, audit
+    Apply {
+        /// Show what would be deleted, delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Records of the local audit trail
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Recompute the hash chain in the local file and on every target
+    Verify,
+    /// The evidence for one tenant, for an auditor (to stdout)
+    Export {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
+}
+
+/// The repositories of every target (primary first) and the targets that
+/// could not be opened.
+pub struct Opened {
+    pub repos: Vec<Repository>,
+    pub failures: Vec<Failure>,
+}
+
+pub fn open_all(config: &Config) -> anyhow::Result<Opened> {
+    let primary = Repository::open(Store::open(config.primary(), false)?, &config.key)?;
+    let mut out = Opened {
+        repos: vec![primary],
+        failures: Vec::new(),
+    };
+    for t in config.secondaries() {
+        match Store::open(t, false).and_then(|s| Repository::open(s, &config.key)) {
+            Ok(r) => out.repos.push(r),
+            Err(e) => {
+                eprintln!("warning: target {}: {e}", t.name);
+                out.failures.push(Failure {
+                    tenant: None,
+                    target: t.name.clone(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn audit_log(config: &Config) -> anyhow::Result<AuditLog> {
+    Ok(AuditLog::open(&config.agent.state_dir, &config.agent.host)?)
+}
+
+fn parse_date(flag: &str, text: &str) -> anyhow::Result<Date> {
+    Ok(text
+        .parse::<Date>()
+        .map_err(|_| Error::Usage(format!("{flag} {text:?}: expected a date like 2026-10-31")))?)
+}
+
+/// `--at DATE`: 00:00 of DATE in the configured time zone.
+fn at_date(config: &Config, text: &str) -> anyhow::Result<Timestamp> {
+    let date = parse_date("--at", text)?;
+    Ok(date
+        .to_zoned(config.policy.time_zone.clone())
+        .with_context(|| format!("--at {text}"))?
+        .timestamp())
+}
+
+fn local(config: &Config, t: Timestamp) -> String {
+    if t == Timestamp::MAX {
+        return "never".into();
+    }
+    t.to_zoned(config.policy.time_zone.clone())
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+fn new_event(kind: EventType, tenant: &str) -> Event {
+    let now = Timestamp::now();
+    Event {
+        id: format!(
+            "cli-{}-{}",
+            now.strftime("%Y%m%dT%H%M%SZ"),
+            hex::encode(gallra::crypto::random_bytes::<4>())
+        ),
+        kind,
+        tenant: tenant.to_string(),
+        effective: None,
+        reason: None,
+        reference: None,
+        time: Some(now),
+        include_legal: false,
+    }
+}
+
+fn with<R>(
+    config: &Config,
+    work: impl FnOnce(&Lifecycle, &Opened) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    let opened = open_all(config)?;
+    let audit = audit_log(config)?;
+    let lc = Lifecycle {
+        policy: &config.policy,
+        repos: &opened.repos,
+        unopened: opened.failures.clone(),
+        host: config.agent.host.clone(),
+        state_dir: config.agent.state_dir.clone(),
+        pack_size: config.repository.pack_size,
+        audit: &audit,
+    };
+    work(&lc, &opened)
+}
+
+/// contract end/reinstate, hold set/release: one event, taken in.
+pub fn record(config: &Config, json_out: bool, event: Event) -> anyhow::Result<i32> {
+    with(config, |lc, _| {
+        let known = lc.repos[0].tenant_names()?;
+        if !known.contains(&event.tenant) {
+            anyhow::bail!(Error::Usage(format!(
+                "tenant {:?} is not in the repository (no backup of it was ever taken)",
+                event.tenant
+            )));
+        }
+        let recorded = lc.accept(event.clone(), "cli", Timestamp::now())?;
+        if json_out {
+            crate::print_json(&json!({"event": event, "recorded": recorded}))?;
+        } else {
+            println!(
+                "recorded {} of tenant {} (event {})",
+                event.kind.as_str(),
+                event.tenant,
+                event.id
+            );
+            if event.kind == EventType::ContractEnded {
+                let end = gallra::lifecycle::plan::contract_window_start(
+                    &config.policy,
+                    event.effective.expect("checked"),
+                );
+                println!(
+                    "its post-contract window starts {}; `gallra lifecycle plan` shows when each snapshot goes",
+                    local(config, end)
+                );
+            }
+        }
+        Ok(0)
+    })
+}
+
+pub fn contract(config: &Config, json_out: bool, cmd: ContractCommand) -> anyhow::Result<i32> {
+    let event = match cmd {
+        ContractCommand::End {
+            tenant,
+            effective,
+            reference,
+        } => {
+            let mut e = new_event(EventType::ContractEnded, &tenant);
+            e.effective = Some(parse_date("--effective", &effective)?);
+            e.reference = reference;
+            e
+        }
+        ContractCommand::Reinstate { tenant, reference } => {
+            let mut e = new_event(EventType::ContractReinstated, &tenant);
+            e.reference = reference;
+            e
+        }
+    };
+    record(config, json_out, event)
+}
+
+pub fn hold(config: &Config, json_out: bool, cmd: HoldCommand) -> anyhow::Result<i32> {
+    let event = match cmd {
+        HoldCommand::Set { tenant, reason } => {
+            let mut e = new_event(EventType::HoldSet, &tenant);
+            e.reason = Some(reason);
+            e
+        }
+        HoldCommand::Release { tenant } => new_event(EventType::HoldReleased, &tenant),
+    };
+    record(config, json_out, event)
+}
+
+pub fn erase(
+    config: &Config,
+    json_out: bool,
+    tenant: &str,
+    reason: &str,
+    yes: bool,
+    include_legal: bool,
+) -> anyhow::Result<i32> {
+    if !yes {
+        anyhow::bail!(Error::Usage(format!(
+            "erase deletes every copy of tenant {tenant}'s data on every target and destroys its key; nothing can bring it back. Add --yes to do it"
+        )));
+    }
+    with(config, |lc, _| {
+        let (_, world) = lc.plan(Timestamp::now())?;
+        if !world.tenants.values().any(|t| t.contains(tenant)) {
+            anyhow::bail!(Error::Usage(format!(
+                "tenant {tenant:?} is in no target's repository"
+            )));
+        }
+        if let Some(hold) = world.states.get(tenant).and_then(|s| s.hold.as_ref()) {
+            anyhow::bail!(Error::Refused(format!(
+                "tenant {tenant} is under a legal hold ({}, since {}): nothing of it may be deleted; release the hold first (`gallra hold release {tenant}`)",
+                hold.reason,
+                local(config, hold.since)
+            )));
+        }
+        let mut event = new_event(EventType::ErasureRequested, tenant);
+        event.reason = Some(reason.to_string());
+        event.include_legal = include_legal;
+        lc.accept(event, "cli", Timestamp::now())?;
+        let report = lc.apply(Timestamp::now(), false, Some(tenant))?;
+        print_apply(config, json_out, &report)
+    })
+}
+
+pub fn inbox(config: &Config, json_out: bool, _cmd: InboxCommand) -> anyhow::Result<i32> {
+    with(config, |lc, _| {
+        let items = lc.process_inbox(Timestamp::now())?;
+        let failed = items.iter().any(|i| i.outcome == "failed");
+        if json_out {
+            crate::print_json(&serde_json::to_value(&items)?)?;
+        } else if items.is_empty() {
+            println!("inbox {}: no events waiting", gallra::lifecycle::journal::inbox_dir(&config.agent.state_dir).display());
+        } else {
+            for i in &items {
+                println!(
+                    "{:<9} {}{}{}",
+                    i.outcome,
+                    i.file,
+                    i.event.as_ref().map(|e| format!(" (event {e}, tenant {})", i.tenant.as_deref().unwrap_or("?"))).unwrap_or_default(),
+                    i.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+                );
+            }
+        }
+        Ok(i32::from(failed))
+    })
+}
+
+pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyhow::Result<i32> {
+    match cmd {
+        LifecycleCommand::Plan { at } => {
+            let now = match &at {
+                Some(d) => at_date(config, d)?,
+                None => Timestamp::now(),
+            };
+            with(config, |lc, _| {
+                let (plan, world) = lc.plan(now)?;
+                if json_out {
+                    crate::print_json(&serde_json::to_value(&plan.due)?)?;
+                } else {
+                    print_plan(config, &plan, at.as_deref(), &world.failures);
+                }
+                Ok(0)
+            })
+        }
+        LifecycleCommand::Apply { dry_run } => with(config, |lc, _| {
+            let report = lc.apply(Timestamp::now(), dry_run, None)?;
+            print_apply(config, json_out, &report)
+        }),
+    }
+}
+
+fn print_entries(config: &Config, entries: &[&gallra::lifecycle::PlanEntry]) {
+    println!(
+        "  {:<16} {:<12} {:<10} {:<22} {:<15} {:<22} legal basis",
+        "tenant", "snapshot", "target", "expires", "reason", "rule"
+    );
+    for e in entries {
+        println!(
+            "  {:<16} {:<12} {:<10} {:<22} {:<15} {:<22} {}",
+            e.tenant,
+            &e.snapshot[..12],
+            e.target,
+            local(config, e.expires),
+            e.reason.as_str(),
+            e.rule,
+            e.legal_basis
+        );
+    }
+}
+
+fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failure]) {
+    for f in failures {
+        println!("target {} could not be read: {}", f.target, f.error);
+    }
+    let when = at.map_or("now".to_string(), |d| format!("by {d}"));
+    if plan.due.is_empty() {
+        println!("nothing is due {when}");
+    } else {
+        println!("due {when}: {} snapshot copies", plan.due.len());
+        print_entries(config, &plan.due.iter().collect::<Vec<_>>());
+    }
+    let mut held: std::collections::BTreeMap<&str, (usize, &str, bool)> = Default::default();
+    for h in &plan.held {
+        let e = held
+            .entry(h.entry.tenant.as_str())
+            .or_insert((0, h.hold_reason.as_str(), false));
+        e.0 += 1;
+        e.2 |= h.entry.reason == gallra::lifecycle::Reason::Erasure;
+    }
+    for (tenant, (n, reason, erasure)) in held {
+        println!(
+            "held: tenant {tenant}: {n} snapshot copies past their expiry are kept under a legal hold ({reason}); nothing of this tenant is deleted{}",
+            if erasure { "; its erasure is deferred until the hold is released" } else { "" }
+        );
+    }
+    if !plan.legal_kept.is_empty() {
+        println!("kept under a legal obligation despite an erasure request:");
+        print_entries(config, &plan.legal_kept.iter().collect::<Vec<_>>());
+    }
+    for u in &plan.upcoming {
+        println!(
+            "next: tenant {}: {} snapshot copies go at {} ({})",
+            u.tenant,
+            u.copies,
+            local(config, u.expires),
+            u.reason.as_str()
+        );
+    }
+}
+
+fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow::Result<i32> {
+    if json_out {
+        crate::print_json(&serde_json::to_value(report)?)?;
+    } else {
+        if report.dry_run {
+            println!("dry run: nothing is deleted");
+            print_entries(config, &report.due.iter().collect::<Vec<_>>());
+        }
+        for t in &report.tenants {
+            for r in &t.targets {
+                if r.snapshots_deleted + r.objects_deleted + r.objects_written == 0 {
+                    continue;
+                }
+                println!(
+                    "tenant {} on {}: {} snapshots deleted, {} objects / {} removed{}",
+                    t.tenant,
+                    r.target,
+                    r.snapshots_deleted,
+                    r.objects_deleted,
+                    crate::human_bytes(r.bytes_deleted),
+                    if r.objects_written > 0 {
+                        format!(", {} objects / {} written by repacking", r.objects_written, crate::human_bytes(r.bytes_written))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if t.key_destroyed {
+                println!("tenant {}: key destroyed on every target; any copy that survives is unreadable", t.tenant);
+            }
+        }
+        let mut held: Vec<&str> = report.held.iter().map(|h| h.entry.tenant.as_str()).collect();
+        held.dedup();
+        for tenant in held {
+            println!("tenant {tenant}: under a legal hold, nothing deleted");
+        }
+        let mut kept: Vec<&str> = report.legal_kept.iter().map(|e| e.tenant.as_str()).collect();
+        kept.dedup();
+        for tenant in kept {
+            let n = report.legal_kept.iter().filter(|e| e.tenant == tenant).count();
+            println!("tenant {tenant}: {n} snapshot copies kept under a legal obligation (see `gallra lifecycle plan`); the key goes with the last of them");
+        }
+        if !report.dry_run && report.tenants.is_empty() && report.ok() {
+            println!("nothing was due");
+        }
+        for f in &report.failures {
+            eprintln!(
+                "error: {}target {}: {}",
+                f.tenant.as_ref().map(|t| format!("tenant {t}, ")).unwrap_or_default(),
+                f.target,
+                f.error
+            );
+        }
+    }
+    Ok(i32::from(!report.ok()))
+}
+
+pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Result<i32> {
+    let log = audit_log(config)?;
+    match cmd {
+        AuditCommand::List { tenant } => {
+            let records: Vec<Record> = log
+                .records()?
+                .into_iter()
+                .filter(|r| tenant.is_none() || r.tenant == tenant)
+                .collect();
+            if json_out {
+                crate::print_json(&serde_json::to_value(&records)?)?;
+            } else {
+                println!(
+                    "{:>5}  {:<21} {:<20} {:<16} {:>9}  targets",
+                    "seq", "time", "action", "tenant", "snapshots"
+                );
+                for r in &records {
+                    println!(
+                        "{:>5}  {:<21} {:<20} {:<16} {:>9}  {}",
+                        r.seq,
+                        r.time,
+                        r.action.as_str(),
+                        r.tenant.as_deref().unwrap_or("-"),
+                        r.snapshots.len(),
+                        r.targets
+                            .iter()
+                            .map(|t| format!("{} {} objects/{}", t.target, t.objects, crate::human_bytes(t.bytes)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        AuditCommand::Verify => {
+            let opened = open_all(config)?;
+            let refs: Vec<&Repository> = opened.repos.iter().collect();
+            let report = log.verify(&refs)?;
+            if json_out {
+                crate::print_json(&serde_json::to_value(&report)?)?;
+            } else {
+                println!("{}: {} records", log.path().display(), report.local_records);
+                for t in &report.targets {
+                    println!("target {}: {} records", t.target, t.records);
+                }
+                for p in &report.problems {
+                    println!("problem: {}: {}", p.place, p.message);
+                }
+                if report.ok() && opened.failures.is_empty() {
+                    println!("audit trail intact: every hash chain recomputes");
+                }
+            }
+            for f in &opened.failures {
+                eprintln!("error: target {} could not be checked: {}", f.target, f.error);
+            }
+            Ok(i32::from(!report.ok() || !opened.failures.is_empty()))
+        }
+        AuditCommand::Export { tenant, format } => {
+            let records: Vec<Record> = log
+                .records()?
+                .into_iter()
+                .filter(|r| r.tenant.as_deref() == Some(tenant.as_str()))
+                .collect();
+            if format == "json" {
+                let destroyed = records.iter().find(|r| r.action == Action::KeyDestroyed).map(|r| r.time.clone());
+                let v: Value = json!({
+                    "tenant": tenant,
+                    "records": records,
+                    "key_destroyed": destroyed,
+                });
+                crate::print_json(&v)?;
+            } else {
+                print!("{}", gallra::audit::export_markdown(&records, &tenant));
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Command implementations that live in the binary: argument shapes and
+//! printing. The work is the library's.
+
+pub mod lifecycle;

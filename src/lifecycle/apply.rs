@@ -1,0 +1,627 @@
+//! Applying the lifecycle: gathering what every target holds, planning, and
+//! deleting on every target (primary first), pruning, destroying keys, and
+//! auditing each action. Also taking in events, by CLI and by inbox.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use super::events::{Event, EventType, StoredEvent, TenantState, fold};
+use super::journal::{self, InboxItem, Recorded};
+use super::plan::{self, HeldEntry, Plan, PlanEntry, Reason, SnapshotFacts};
+use super::prune::{self, PrimaryLayout, PruneReport};
+use super::rules::Policy;
+use crate::audit::{Action, AuditLog, Entry, TargetCounts};
+use crate::config::Locking;
+use crate::error::{Error, Result};
+use crate::format::Id;
+use crate::lock::{self, Holder, LockKind};
+use crate::repo::{self, Repository, id_of_path};
+
+/// Everything applying the lifecycle needs.
+pub struct Lifecycle<'a> {
+    pub policy: &'a Policy,
+    /// The primary first, then every secondary that could be opened.
+    pub repos: &'a [Repository],
+    /// Secondaries that could not be opened: while one is unknown, no key
+    /// is destroyed.
+    pub unopened: Vec<Failure>,
+    pub host: String,
+    pub state_dir: PathBuf,
+    pub pack_size: u64,
+    pub audit: &'a AuditLog,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub tenant: Option<String>,
+    pub target: String,
+    pub error: String,
+}
+
+/// What every target holds, as the planner sees it.
+pub struct World {
+    pub states: BTreeMap<String, TenantState>,
+    pub snapshots: Vec<SnapshotFacts>,
+    /// Tenants with a folder (a key) on each target.
+    pub tenants: BTreeMap<String, BTreeSet<String>>,
+    /// Targets that could not be read: no key is destroyed while one is
+    /// unknown.
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetResult {
+    pub target: String,
+    pub snapshots_deleted: u64,
+    pub objects_deleted: u64,
+    pub bytes_deleted: u64,
+    pub objects_written: u64,
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantResult {
+    pub tenant: String,
+    pub targets: Vec<TargetResult>,
+    pub key_destroyed: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub dry_run: bool,
+    pub due: Vec<PlanEntry>,
+    pub held: Vec<HeldEntry>,
+    pub legal_kept: Vec<PlanEntry>,
+    pub tenants: Vec<TenantResult>,
+    pub failures: Vec<Failure>,
+}
+
+impl ApplyReport {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+impl<'a> Lifecycle<'a> {
+    fn primary(&self) -> &Repository {
+        &self.repos[0]
+    }
+
+    fn repo_refs(&self) -> Vec<&Repository> {
+        self.repos.iter().collect()
+    }
+
+    fn holder(&self, command: &str) -> Holder {
+        Holder {
+            host: self.host.clone(),
+            command: command.to_string(),
+        }
+    }
+
+    /// Reads every target's snapshots and the primary's events. A snapshot
+    /// id names its content, so one read on the primary serves every copy.
+    pub fn world(&self) -> Result<World> {
+        let states = fold(&journal::load(self.primary())?);
+        let mut known: HashMap<(String, Id), (Timestamp, String)> = HashMap::new();
+        let mut world = World {
+            states,
+            snapshots: Vec::new(),
+            tenants: BTreeMap::new(),
+            failures: self.unopened.clone(),
+        };
+        for (i, repo) in self.repos.iter().enumerate() {
+            let target = repo.store.name().to_string();
+            match self.facts_of(repo, &mut known) {
+                Ok((facts, tenants)) => {
+                    world.snapshots.extend(facts);
+                    world.tenants.insert(target, tenants);
+                }
+                Err(e) if i == 0 => return Err(e),
+                Err(e) => world.failures.push(Failure {
+                    tenant: None,
+                    target,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        Ok(world)
+    }
+
+    fn facts_of(
+        &self,
+        repo: &Repository,
+        known: &mut HashMap<(String, Id), (Timestamp, String)>,
+    ) -> Result<(Vec<SnapshotFacts>, BTreeSet<String>)> {
+        let mut facts = Vec::new();
+        let mut tenants = BTreeSet::new();
+        for name in repo.tenant_names()? {
+            let prefix = repo::tenant_prefix(&name);
+            let listed = repo.store.list(&format!("{prefix}/snapshots"))?;
+            if !crate::ship::has_content(&repo.store, &prefix)? {
+                continue;
+            }
+            tenants.insert(name.clone());
+            for o in listed {
+                let Some(id) = id_of_path(&o.path) else { continue };
+                let key = (name.clone(), id);
+                if !known.contains_key(&key) {
+                    let tenant = repo.tenant(&name, false)?;
+                    let snap = repo.read_snapshot(&tenant, &id)?;
+                    known.insert(key.clone(), (snap.timestamp(), snap.category));
+                }
+                let (created, category) = known[&key].clone();
+                facts.push(SnapshotFacts {
+                    tenant: name.clone(),
+                    id,
+                    target: repo.store.name().to_string(),
+                    created,
+                    category,
+                });
+            }
+        }
+        Ok((facts, tenants))
+    }
+
+    pub fn plan(&self, now: Timestamp) -> Result<(Plan, World)> {
+        let world = self.world()?;
+        let plan = plan::plan(self.policy, &world.states, &world.snapshots, now);
+        Ok((plan, world))
+    }
+
+    /// Accepts one event: records it in the repository and audits it.
+    pub fn accept(&self, event: Event, via: &str, now: Timestamp) -> Result<Recorded> {
+        event.check().map_err(Error::Usage)?;
+        let stored = StoredEvent {
+            event,
+            received: now,
+            host: self.host.clone(),
+            via: via.to_string(),
+        };
+        let recorded = journal::record_event(&self.repo_refs(), &stored)?;
+        if recorded == Recorded::New {
+            let e = &stored.event;
+            let mut entry = Entry::new(
+                match e.kind {
+                    EventType::ContractEnded => Action::ContractEnded,
+                    EventType::ContractReinstated => Action::ContractReinstated,
+                    EventType::ErasureRequested => Action::ErasureRequested,
+                    EventType::HoldSet => Action::HoldSet,
+                    EventType::HoldReleased => Action::HoldReleased,
+                },
+                Some(&e.tenant),
+            );
+            entry.event = Some(e.id.clone());
+            entry.reason = e.reason.clone();
+            let mut detail = Vec::new();
+            if let Some(d) = e.effective {
+                detail.push(format!("last day of contract {d}"));
+            }
+            if let Some(r) = &e.reference {
+                detail.push(format!("ref {r}"));
+            }
+            if e.include_legal {
+                detail.push("including snapshots kept under a legal obligation".into());
+            }
+            entry.detail = (!detail.is_empty()).then(|| detail.join("; "));
+            self.audit_append(entry)?;
+        }
+        Ok(recorded)
+    }
+
+    fn audit_append(&self, entry: Entry) -> Result<()> {
+        let (_, failed) = self.audit.append(entry, &self.repo_refs())?;
+        for (target, e) in failed {
+            tracing::warn!("audit record not yet on target {target}: {e}; the next ship copies it");
+        }
+        Ok(())
+    }
+
+    /// Takes in every event waiting in `<state_dir>/inbox/`.
+    pub fn process_inbox(&self, now: Timestamp) -> Result<Vec<InboxItem>> {
+        let inbox = journal::inbox_dir(&self.state_dir);
+        let files = journal::pending(&inbox)?;
+        let mut out = Vec::new();
+        if files.is_empty() {
+            return Ok(out);
+        }
+        let tenants: BTreeSet<String> = self
+            .primary()
+            .tenant_names()?
+            .into_iter()
+            .collect();
+        for file in files {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let mut item = InboxItem {
+                file: name,
+                outcome: String::new(),
+                event: None,
+                tenant: None,
+                reason: None,
+            };
+            match journal::read_inbox_file(&file, &tenants) {
+                Err(why) => {
+                    journal::reject(&file, &why)?;
+                    item.outcome = "rejected".into();
+                    item.reason = Some(why);
+                }
+                Ok(event) => {
+                    item.event = Some(event.id.clone());
+                    item.tenant = Some(event.tenant.clone());
+                    match self.accept(event, "inbox", now) {
+                        Ok(r) => {
+                            journal::move_to(&file, "processed")?;
+                            item.outcome = match r {
+                                Recorded::New => "accepted",
+                                Recorded::Duplicate => "duplicate",
+                            }
+                            .into();
+                        }
+                        Err(e @ Error::Usage(_)) => {
+                            let why = e.to_string();
+                            journal::reject(&file, &why)?;
+                            item.outcome = "rejected".into();
+                            item.reason = Some(why);
+                        }
+                        // The store is unreachable: the file waits for the next run.
+                        Err(e) => {
+                            item.outcome = "failed".into();
+                            item.reason = Some(e.to_string());
+                        }
+                    }
+                }
+            }
+            out.push(item);
+        }
+        Ok(out)
+    }
+
+    /// Deletes what is due on every target, prunes, destroys the keys of
+    /// tenants that are gone, and audits. `only`: one tenant (erase).
+    pub fn apply(&self, now: Timestamp, dry_run: bool, only: Option<&str>) -> Result<ApplyReport> {
+        let (plan, world) = self.plan(now)?;
+        let keep = |t: &str| only.is_none_or(|o| o == t);
+        let mut report = ApplyReport {
+            dry_run,
+            due: plan.due.iter().filter(|e| keep(&e.tenant)).cloned().collect(),
+            held: plan
+                .held
+                .iter()
+                .filter(|h| keep(&h.entry.tenant))
+                .cloned()
+                .collect(),
+            legal_kept: plan
+                .legal_kept
+                .iter()
+                .filter(|e| keep(&e.tenant))
+                .cloned()
+                .collect(),
+            failures: world.failures.clone(),
+            ..Default::default()
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        self.audit_legal_kept(&world, &report.legal_kept)?;
+
+        let pending = pending_prunes(&self.state_dir);
+        let mut touched: BTreeSet<String> = report.due.iter().map(|e| e.tenant.clone()).collect();
+        touched.extend(pending.into_iter().filter(|t| keep(t)));
+        let mut checked: HashMap<String, Result<(), String>> = HashMap::new();
+        let mut remaining: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &world.snapshots {
+            *remaining.entry(s.tenant.as_str()).or_default() += 1;
+        }
+        for e in &report.due {
+            *remaining.entry(e.tenant.as_str()).or_default() -= 1;
+        }
+
+        for tenant in &touched {
+            let due: Vec<&PlanEntry> = report.due.iter().filter(|e| &e.tenant == tenant).collect();
+            let result = self.apply_tenant(tenant, &due, &world, &mut checked, &mut report.failures)?;
+            report.tenants.push(result);
+        }
+
+        // Keys go when nothing of the tenant is left anywhere; only when
+        // every target could be read.
+        if world.failures.is_empty() {
+            let all: BTreeSet<&String> = world.tenants.values().flatten().collect();
+            for tenant in all.into_iter().filter(|t| keep(t)) {
+                let left = remaining.get(tenant.as_str()).copied().unwrap_or(0);
+                if !plan::key_destruction_due(self.policy, world.states.get(tenant), left, now) {
+                    continue;
+                }
+                match self.destroy_key(tenant, &world) {
+                    Ok(()) => {
+                        match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
+                            Some(t) => t.key_destroyed = true,
+                            None => report.tenants.push(TenantResult {
+                                tenant: tenant.clone(),
+                                key_destroyed: true,
+                                ..Default::default()
+                            }),
+                        }
+                    }
+                    Err(e) => report.failures.push(Failure {
+                        tenant: Some(tenant.clone()),
+                        target: String::new(),
+                        error: e.to_string(),
+                    }),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn may_delete_on(
+        &self,
+        repo: &Repository,
+        checked: &mut HashMap<String, Result<(), String>>,
+    ) -> Result<()> {
+        let name = repo.store.name().to_string();
+        let verdict = checked.entry(name.clone()).or_insert_with(|| {
+            if repo.store.locking() == Locking::None {
+                return Ok(());
+            }
+            match repo.store.honours_conditional_create() {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("it does not honour conditional creates, so a lock cannot keep another agent's backup out while data is deleted; refusing to delete there (set locking = \"none\" on the target if only this agent ever writes to it)".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        verdict.clone().map_err(|message| Error::TargetConfig {
+            target: name,
+            message,
+        })
+    }
+
+    fn apply_tenant(
+        &self,
+        tenant: &str,
+        due: &[&PlanEntry],
+        world: &World,
+        checked: &mut HashMap<String, Result<(), String>>,
+        failures: &mut Vec<Failure>,
+    ) -> Result<TenantResult> {
+        mark_prune_pending(&self.state_dir, tenant)?;
+        let mut result = TenantResult {
+            tenant: tenant.to_string(),
+            ..Default::default()
+        };
+        let mut groups: BTreeMap<(Reason, String, String), (BTreeSet<String>, BTreeMap<String, (u64, u64)>)> =
+            BTreeMap::new();
+        let mut pruned: Vec<TargetCounts> = Vec::new();
+        let mut layout: Option<PrimaryLayout> = None;
+        let mut all_ok = true;
+        for (i, repo) in self.repos.iter().enumerate() {
+            let target = repo.store.name().to_string();
+            let here: Vec<&PlanEntry> = due.iter().copied().filter(|e| e.target == target).collect();
+            let present = world.tenants.get(&target).is_some_and(|t| t.contains(tenant));
+            if !present {
+                continue;
+            }
+            if i > 0 && layout.is_none() {
+                // The primary first, always: a secondary emptied before it
+                // would be refilled by the next ship.
+                all_ok = false;
+                failures.push(Failure {
+                    tenant: Some(tenant.to_string()),
+                    target,
+                    error: "skipped: the primary target could not be processed first".into(),
+                });
+                continue;
+            }
+            let outcome = self
+                .may_delete_on(repo, checked)
+                .and_then(|()| self.delete_and_prune(repo, tenant, &here, layout.as_ref()));
+            match outcome {
+                Ok((deleted, prune)) => {
+                    let mut tr = TargetResult {
+                        target: target.clone(),
+                        snapshots_deleted: deleted.len() as u64,
+                        objects_deleted: deleted.len() as u64 + prune.objects_deleted(),
+                        bytes_deleted: deleted.iter().map(|(_, s)| s).sum::<u64>() + prune.bytes_deleted,
+                        objects_written: prune.packs_written + prune.index_written,
+                        bytes_written: prune.bytes_written,
+                    };
+                    for (entry, size) in here.iter().zip(deleted.iter().map(|(_, s)| *s)) {
+                        let g = groups
+                            .entry((entry.reason, entry.rule.clone(), entry.legal_basis.clone()))
+                            .or_default();
+                        g.0.insert(entry.snapshot.clone());
+                        let c = g.1.entry(target.clone()).or_default();
+                        c.0 += 1;
+                        c.1 += size;
+                    }
+                    if prune.objects_deleted() > 0 || prune.packs_written > 0 {
+                        pruned.push(TargetCounts {
+                            target: target.clone(),
+                            objects: prune.objects_deleted(),
+                            bytes: prune.bytes_deleted,
+                        });
+                    }
+                    if i == 0 {
+                        layout = Some(prune::layout(repo, tenant)?);
+                    }
+                    tr.target = target;
+                    result.targets.push(tr);
+                }
+                Err(e) => {
+                    all_ok = false;
+                    failures.push(Failure {
+                        tenant: Some(tenant.to_string()),
+                        target,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        for ((reason, rule, basis), (snapshots, per_target)) in groups {
+            let mut entry = Entry::new(Action::Delete, Some(tenant));
+            entry.snapshots = snapshots.into_iter().collect();
+            entry.targets = per_target
+                .into_iter()
+                .map(|(target, (objects, bytes))| TargetCounts { target, objects, bytes })
+                .collect();
+            entry.rule = Some(rule);
+            entry.legal_basis = Some(basis);
+            entry.detail = Some(format!("expired: {}", reason.as_str()));
+            entry.reason = Some(reason.as_str().to_string());
+            self.audit_append(entry)?;
+        }
+        if !pruned.is_empty() {
+            let mut entry = Entry::new(Action::Prune, Some(tenant));
+            entry.targets = pruned;
+            entry.detail = Some("data no remaining snapshot references".into());
+            self.audit_append(entry)?;
+        }
+        if all_ok {
+            clear_prune_pending(&self.state_dir, tenant)?;
+        }
+        Ok(result)
+    }
+
+    /// Under the tenant's exclusive lock on one target: deletes the due
+    /// snapshot objects, checks by listing that they are gone, prunes.
+    fn delete_and_prune(
+        &self,
+        repo: &Repository,
+        tenant: &str,
+        due: &[&PlanEntry],
+        primary: Option<&PrimaryLayout>,
+    ) -> Result<(Vec<(String, u64)>, PruneReport)> {
+        let t = repo.tenant(tenant, false)?;
+        let lock = lock::acquire(&repo.store, tenant, LockKind::Exclusive, &self.holder("lifecycle apply"))?;
+        let prefix = repo::tenant_prefix(tenant);
+        let sizes: HashMap<String, u64> = repo
+            .store
+            .list(&format!("{prefix}/snapshots"))?
+            .into_iter()
+            .map(|o| (o.path, o.size))
+            .collect();
+        let mut deleted = Vec::new();
+        for e in due {
+            let id = Id::from_hex(&e.snapshot).expect("plan entries hold hex ids");
+            let path = repo::snapshot_path(tenant, &id);
+            lock.check()?;
+            repo.store.delete(&path)?;
+            deleted.push((path.clone(), sizes.get(&path).copied().unwrap_or(0)));
+        }
+        prune::verify_gone(repo, &format!("{prefix}/snapshots"), &deleted)?;
+        let report = prune::prune_tenant(repo, &t, primary, self.pack_size, &lock)?;
+        Ok((deleted, report))
+    }
+
+    /// Crypto-shredding: deletes every object of the tenant on every target,
+    /// its key last, and checks by listing that nothing but locks is left.
+    fn destroy_key(&self, tenant: &str, world: &World) -> Result<()> {
+        let prefix = repo::tenant_prefix(tenant);
+        let mut counts = Vec::new();
+        for repo in self.repos.iter() {
+            let target = repo.store.name().to_string();
+            if !world.tenants.get(&target).is_some_and(|t| t.contains(tenant)) {
+                continue;
+            }
+            let lock = lock::acquire(&repo.store, tenant, LockKind::Exclusive, &self.holder("lifecycle key destruction"))?;
+            let listed = repo.store.list(&prefix)?;
+            if listed.iter().any(|o| o.path.starts_with(&format!("{prefix}/snapshots/"))) {
+                return Err(Error::Refused(format!(
+                    "tenant {tenant}: a new snapshot appeared on target {target}; its key is kept"
+                )));
+            }
+            let key_path = format!("{prefix}/key");
+            let mut objects = 0;
+            let mut bytes = 0;
+            let mut gone = Vec::new();
+            let (key, rest): (Vec<_>, Vec<_>) = listed
+                .into_iter()
+                .filter(|o| !o.path.starts_with(&format!("{prefix}/locks/")))
+                .partition(|o| o.path == key_path);
+            for o in rest.iter().chain(&key) {
+                lock.check()?;
+                repo.store.delete(&o.path)?;
+                objects += 1;
+                bytes += o.size;
+                gone.push((o.path.clone(), o.size));
+            }
+            prune::verify_gone(repo, &prefix, &gone)?;
+            counts.push(TargetCounts { target, objects, bytes });
+            drop(lock);
+        }
+        let mut entry = Entry::new(Action::KeyDestroyed, Some(tenant));
+        entry.targets = counts;
+        entry.detail = Some("tenant key and every remaining object deleted: any copy that survives anywhere is unreadable".into());
+        self.audit_append(entry)
+    }
+
+    /// Says once per erasure which snapshots it spared, and why.
+    fn audit_legal_kept(&self, world: &World, kept: &[PlanEntry]) -> Result<()> {
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let recorded: BTreeSet<String> = self
+            .audit
+            .records()?
+            .into_iter()
+            .filter(|r| r.action == Action::LegalKept)
+            .filter_map(|r| r.event)
+            .collect();
+        for (tenant, state) in &world.states {
+            let mine: Vec<&PlanEntry> = kept.iter().filter(|e| &e.tenant == tenant).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            for erasure in state.erasures.iter().filter(|e| !e.include_legal) {
+                if recorded.contains(&erasure.event) {
+                    continue;
+                }
+                let mut entry = Entry::new(Action::LegalKept, Some(tenant));
+                let ids: BTreeSet<String> = mine.iter().map(|e| e.snapshot.clone()).collect();
+                entry.snapshots = ids.into_iter().collect();
+                entry.rule = Some(mine[0].rule.clone());
+                entry.legal_basis = Some(mine[0].legal_basis.clone());
+                entry.event = Some(erasure.event.clone());
+                let last = mine.iter().map(|e| e.expires).max().expect("non-empty");
+                entry.detail = Some(format!(
+                    "kept despite the erasure: a legal obligation; the last goes at {last}, and the tenant key with it"
+                ));
+                self.audit_append(entry)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pending_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("prune-pending")
+}
+
+/// Tenants whose last apply did not finish everywhere: pruned again.
+fn pending_prunes(state_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(pending_dir(state_dir))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn mark_prune_pending(state_dir: &Path, tenant: &str) -> Result<()> {
+    let dir = pending_dir(state_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let f = dir.join(tenant);
+    std::fs::write(&f, b"").map_err(|e| Error::io(&f, e))
+}
+
+fn clear_prune_pending(state_dir: &Path, tenant: &str) -> Result<()> {
+    let f = pending_dir(state_dir).join(tenant);
+    match std::fs::remove_file(&f) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&f, e)),
+        _ => Ok(()),
+    }
+}

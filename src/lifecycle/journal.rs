@@ -1,0 +1,161 @@
+//! Accepted events in the repository (`lifecycle/events/<id>`), and the
+//! inbox folder through which other systems hand events to the agent.
+
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::events::{Event, StoredEvent};
+use crate::error::{Error, Result};
+use crate::format::{Kind, record};
+use crate::repo::Repository;
+
+pub const EVENTS_PREFIX: &str = "lifecycle/events";
+
+pub fn event_path(id: &str) -> String {
+    format!("{EVENTS_PREFIX}/{id}")
+}
+
+/// Every accepted event in a repository.
+pub fn load(repo: &Repository) -> Result<Vec<StoredEvent>> {
+    let mut out = Vec::new();
+    for o in repo.store.list(EVENTS_PREFIX)? {
+        let bytes = repo.store.get(&o.path)?;
+        out.push(record::open(
+            &bytes,
+            Kind::Event,
+            repo.master(),
+            &repo.repo_id,
+            &o.path,
+        )?);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recorded {
+    New,
+    /// The same event was accepted before: nothing changes.
+    Duplicate,
+}
+
+/// Writes an accepted event to the primary (`repos[0]`, which decides)
+/// and then to the other targets; a target that cannot be written now gets
+/// the event with the next ship. An id already used by a different event is
+/// refused.
+pub fn record_event(repos: &[&Repository], stored: &StoredEvent) -> Result<Recorded> {
+    let primary = repos[0];
+    let path = event_path(&stored.event.id);
+    let seal = |repo: &Repository| {
+        Bytes::from(record::seal(
+            stored,
+            Kind::Event,
+            repo.master(),
+            &repo.repo_id,
+            &path,
+        ))
+    };
+    if !primary.store.put_new(&path, seal(primary))? {
+        let existing: StoredEvent = record::open(
+            &primary.store.get(&path)?,
+            Kind::Event,
+            primary.master(),
+            &primary.repo_id,
+            &path,
+        )?;
+        if existing.event == stored.event {
+            return Ok(Recorded::Duplicate);
+        }
+        return Err(Error::Usage(format!(
+            "event id {:?} was already used for another event ({} of tenant {}); give each event its own id",
+            stored.event.id,
+            existing.event.kind.as_str(),
+            existing.event.tenant
+        )));
+    }
+    for repo in &repos[1..] {
+        if let Err(e) = repo.store.put_new(&path, seal(repo)) {
+            tracing::warn!("event {} not yet on target {}: {e}; the next ship copies it", stored.event.id, repo.store.name());
+        }
+    }
+    Ok(Recorded::New)
+}
+
+/// One inbox file and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxItem {
+    pub file: String,
+    /// "accepted", "duplicate", "rejected" or "failed" (left in the inbox
+    /// for the next run).
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub fn inbox_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("inbox")
+}
+
+/// The files waiting in the inbox, oldest name first. Names starting with
+/// '.' are files still being written (the writer renames them in).
+pub fn pending(inbox: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(inbox) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(inbox, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(inbox, e))?;
+        let is_file = entry.file_type().map_err(|e| Error::io(inbox, e))?.is_file();
+        let name = entry.file_name();
+        if is_file && !name.to_string_lossy().starts_with('.') {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Moves an inbox file into `inbox/<folder>/`, never over another file.
+pub fn move_to(file: &Path, folder: &str) -> Result<PathBuf> {
+    let inbox = file.parent().expect("inbox files have a folder");
+    let dir = inbox.join(folder);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let name = file.file_name().expect("a file name").to_string_lossy().to_string();
+    let mut to = dir.join(&name);
+    let mut n = 1;
+    while to.exists() {
+        to = dir.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    std::fs::rename(file, &to).map_err(|e| Error::io(file, e))?;
+    Ok(to)
+}
+
+/// Sets an inbox file aside in `inbox/rejected/`, with `<name>.reason`.
+pub fn reject(file: &Path, reason: &str) -> Result<()> {
+    let to = move_to(file, "rejected")?;
+    let mut why = to.clone().into_os_string();
+    why.push(".reason");
+    std::fs::write(&why, format!("{reason}\n")).map_err(|e| Error::io(Path::new(&why), e))
+}
+
+/// Reads one inbox file: the event, or why it is rejected.
+pub fn read_inbox_file(file: &Path, tenants: &BTreeSet<String>) -> std::result::Result<Event, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot be read: {e}"))?;
+    let event = Event::parse(&bytes)?;
+    if !tenants.contains(&event.tenant) {
+        return Err(format!(
+            "tenant {:?} is not in the repository (no backup of it was ever taken)",
+            event.tenant
+        ));
+    }
+    Ok(event)
+}
