@@ -135,7 +135,12 @@ impl Record {
 
     /// `audit/<host>/<seq:012>-<hash[..16]>`: names sort in seq order.
     pub fn object_path(&self) -> String {
-        format!("audit/{}/{:012}-{}", self.host, self.seq, short(&self.hash))
+        format!(
+            "audit/{}/{:012}-{}",
+            self.host,
+            self.seq,
+            short(&self.hash, 16)
+        )
     }
 }
 
@@ -173,9 +178,9 @@ impl VerifyReport {
     }
 }
 
-fn problem(place: impl Into<String>, message: impl Into<String>) -> Problem {
+fn report(out: &mut Vec<Problem>, place: impl Into<String>, message: impl Into<String>) {
     let (place, message) = (place.into(), message.into());
-    Problem { place, message }
+    out.push(Problem { place, message });
 }
 
 /// Records of one chain, each with where it was found, in stored order.
@@ -300,10 +305,7 @@ impl AuditLog {
         let chains = match repo.store.list("audit") {
             Ok(listed) => load_objects(repo, listed.into_iter().map(|l| l.path), out),
             Err(e) => {
-                out.push(problem(
-                    format!("target {name}"),
-                    format!("cannot list: {e}"),
-                ));
+                report(out, format!("target {name}"), format!("cannot list: {e}"));
                 return 0;
             }
         };
@@ -322,16 +324,14 @@ impl AuditLog {
                 None => {
                     let why = "removed, or not yet shipped: run `gallra ship`";
                     let message = format!("record seq {seq} is missing on target {name} ({why})");
-                    out.push(problem(
-                        format!("target {name}: {}", rec.object_path()),
-                        message,
-                    ));
+                    let place = format!("target {name}: {}", rec.object_path());
+                    report(out, place, message);
                 }
                 Some((place, r)) => {
-                    let (there, here) = (short(&r.hash), short(&rec.hash));
+                    let (there, here) = (short(&r.hash, 16), short(&rec.hash, 16));
                     let why = format!("hash {there} there, {here} in {FILE_NAME}");
                     let message = format!("record seq {seq} conflicts with the local one ({why})");
-                    out.push(problem(place, message));
+                    report(out, place, message);
                 }
             }
         }
@@ -342,7 +342,7 @@ impl AuditLog {
             let records = seq_range(from, tail.last().unwrap_or(from), "is", "are");
             let why = format!("lost by the local file, or another machine writes as host {host}");
             let message = format!("{records} on target {name} but not in {FILE_NAME} ({why})");
-            out.push(problem(format!("target {name}: audit/{host}"), message));
+            report(out, format!("target {name}: audit/{host}"), message);
         }
         chains.values().map(|c| c.len() as u64).sum()
     }
@@ -360,7 +360,7 @@ impl AuditLog {
             match serde_json::from_str(line) {
                 _ if line.trim().is_empty() => {}
                 Ok(r) => records.push((place, r)),
-                Err(e) => bad.push(problem(place, format!("not a valid audit record: {e}"))),
+                Err(e) => report(&mut bad, place, format!("not a valid audit record: {e}")),
             }
         }
         Ok((records, bad))
@@ -400,10 +400,7 @@ pub fn put_record(repo: &Repository, rec: &Record) -> Result<()> {
         return Ok(());
     }
     let place = format!("target {}: {path}", repo.store.name());
-    Err(Error::corrupt(
-        place,
-        "another audit record already has this name",
-    ))
+    Err(Error::corrupt(place, "another audit record has this name"))
 }
 
 /// This host's chain as `repo` holds it, checked, in seq order.
@@ -417,15 +414,15 @@ fn recover(repo: &Repository, host: &str) -> Result<Vec<Record>> {
         return Ok(chain.into_iter().map(|(_, r)| r).collect());
     }
     let found: Vec<String> = problems
-        .iter()
-        .map(|p| p.place.clone() + ": " + &p.message)
+        .into_iter()
+        .map(|p| p.place + ": " + &p.message)
         .collect();
     let place = format!("target {}: audit/{host}", repo.store.name());
-    let message = format!(
-        "cannot recover this host's audit chain: {}",
-        found.join("; ")
-    );
-    Err(Error::corrupt(place, message))
+    let why = found.join("; ");
+    Err(Error::corrupt(
+        place,
+        format!("cannot recover this host's chain: {why}"),
+    ))
 }
 
 /// Reads and opens audit objects, grouped by host, in name order (which is
@@ -444,10 +441,8 @@ fn load_objects(
             (repo.store.get(&path)).and_then(|b| record::open(&b, kind, master, id, &path));
         let message = match opened {
             Ok(rec) if Record::object_path(&rec) == path => {
-                chains
-                    .entry(rec.host.clone())
-                    .or_default()
-                    .push((place, rec));
+                let chain = chains.entry(rec.host.clone()).or_default();
+                chain.push((place, rec));
                 continue;
             }
             // Sealing binds a record to its name: only a key holder could
@@ -458,14 +453,14 @@ fn load_objects(
             }
             Err(e) => format!("cannot be read: {e}"),
         };
-        problems.push(problem(place, message));
+        report(problems, place, message);
     }
     chains
 }
 
 /// Checks one host's chain, `items` in the order they are stored.
 fn check_chain(items: &[(String, Record)], host: &str, problems: &mut Vec<Problem>) {
-    let mut push = |place: &str, message: String| problems.push(problem(place, message));
+    let mut push = |place: &str, message: String| report(problems, place, message);
     let mut first_place: HashMap<u64, &str> = HashMap::new();
     for (i, (place, r)) in items.iter().enumerate() {
         let seq = r.seq;
@@ -474,10 +469,8 @@ fn check_chain(items: &[(String, Record)], host: &str, problems: &mut Vec<Proble
             push(place, format!("record seq {seq} {what}"));
         }
         if r.host != host {
-            push(
-                place,
-                format!("record seq {seq} is of host {}, not {host}", r.host),
-            );
+            let message = format!("record seq {seq} is of host {}, not {host}", r.host);
+            push(place, message);
         }
         match first_place.get(&seq) {
             Some(seen) => push(place, format!("seq {seq} appears twice (also at {seen})")),
@@ -486,10 +479,8 @@ fn check_chain(items: &[(String, Record)], host: &str, problems: &mut Vec<Proble
         if let Some((before_place, before)) = i.checked_sub(1).map(|j| &items[j])
             && before.seq > seq
         {
-            push(
-                before_place,
-                format!("seq {} comes before seq {seq}", before.seq),
-            );
+            let message = format!("seq {} comes before seq {seq}", before.seq);
+            push(before_place, message);
         }
     }
 
@@ -510,10 +501,8 @@ fn check_chain(items: &[(String, Record)], host: &str, problems: &mut Vec<Proble
             push(place, format!("{missing} missing ({why})"));
         } else if prev.map_or(ZERO_HASH, |p| &p.hash) != r.prev_hash {
             let of = prev.map_or("zero (seq 1)".into(), |p| format!("seq {}'s hash", p.seq));
-            push(
-                place,
-                format!("record seq {seq} does not link: its prev_hash is not {of}"),
-            );
+            let message = format!("record seq {seq} does not link: prev_hash is not {of}");
+            push(place, message);
         }
         prev = Some(r);
     }
@@ -527,29 +516,21 @@ fn seq_range(from: u64, to: u64, one: &str, many: &str) -> String {
     }
 }
 
-fn short(hash: &str) -> &str {
-    hash.get(..16).unwrap_or(hash)
+fn short(hex: &str, digits: usize) -> &str {
+    hex.get(..digits).unwrap_or(hex)
 }
 
 /// Evidence for one tenant, for an auditor: every record about it, in order.
 pub fn export_markdown(records: &[Record], tenant: &str) -> String {
-    let mine: Vec<&Record> = records
-        .iter()
-        .filter(|r| r.tenant.as_deref() == Some(tenant))
-        .collect();
+    let about = |r: &&Record| r.tenant.as_deref() == Some(tenant);
+    let mine: Vec<&Record> = records.iter().filter(about).collect();
     let mut out = format!("# Audit trail for tenant {}\n\n", cell(tenant));
-    out += &format!(
-        "Records of gallra's hash-chained audit log: {}.\n\n",
-        mine.len()
-    );
+    let count = mine.len();
+    out += &format!("Records of gallra's hash-chained audit log: {count}.\n\n");
     out += "| Time | Action | Snapshots | Targets | Rule | Legal basis | Reason | Record |\n";
     out += "|---|---|---|---|---|---|---|---|\n";
     for r in &mine {
-        let snapshots: Vec<&str> = r
-            .snapshots
-            .iter()
-            .map(|s| s.get(..12).unwrap_or(s))
-            .collect();
+        let snapshots: Vec<&str> = r.snapshots.iter().map(|s| short(s, 12)).collect();
         let mut targets = Vec::new();
         for t in &r.targets {
             let (s, size) = (if t.objects == 1 { "" } else { "s" }, human_bytes(t.bytes));
@@ -559,23 +540,18 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
         let record = format!("{} #{}", r.host, r.seq);
         let (rule, basis, reason) = (text(&r.rule), text(&r.legal_basis), text(&r.reason));
         let (snapshots, targets) = (snapshots.join(", "), targets.join("; "));
-        let row = [
-            &r.time,
-            r.action.as_str(),
-            &snapshots,
-            &targets,
-            &rule,
-            &basis,
-            &reason,
-        ];
-        for c in row.into_iter().chain([record.as_str()]) {
+        let (time, action) = (&r.time, r.action.as_str());
+        for c in [
+            time, action, &snapshots, &targets, &rule, &basis, &reason, &record,
+        ] {
             out += &format!("| {} ", if c.is_empty() { "-".into() } else { cell(c) });
         }
         out += "|\n";
     }
+    let unreadable = "any copy that survives anywhere is unreadable";
     out += &match mine.iter().find(|r| r.action == Action::KeyDestroyed) {
         Some(r) => format!(
-            "\nThe tenant key was destroyed at {}: any copy that survives anywhere is unreadable.\n",
+            "\nThe tenant key was destroyed at {}: {unreadable}.\n",
             r.time
         ),
         None => "\nThe tenant key has not been destroyed.\n".into(),
@@ -618,11 +594,11 @@ mod tests {
         let mut e = Entry::new(action, Some("acme"));
         e.snapshots = vec!["1a2b3c4d5e6f7081".repeat(4)];
         let (target, objects, bytes) = ("mem".to_string(), n, (n * 3) << 20);
-        e.targets = vec![TargetCounts {
+        e.targets.push(TargetCounts {
             target,
             objects,
             bytes,
-        }];
+        });
         e.rule = Some("keep 30 days".into());
         e
     }
@@ -631,13 +607,11 @@ mod tests {
     fn problems(log: &AuditLog, repo: &Repository) -> String {
         let report = log.verify(&[repo]).unwrap();
         assert!(!report.ok());
-        let lines = report.problems.iter();
-        lines
-            .map(|p| format!("{}: {}\n", p.place, p.message))
-            .collect()
+        let line = |p: &Problem| format!("{}: {}\n", p.place, p.message);
+        report.problems.iter().map(line).collect()
     }
 
-    fn has(found: String, needle: &str) {
+    fn has(found: &str, needle: &str) {
         assert!(found.contains(needle), "{needle:?} not in:\n{found}");
     }
 
@@ -682,7 +656,7 @@ mod tests {
             let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
             edit(&mut lines);
             std::fs::write(log.path(), lines.join("\n") + "\n").unwrap();
-            has(problems(&log, &repo), needle);
+            has(&problems(&log, &repo), needle);
         }
         std::fs::write(log.path(), &original).unwrap();
 
@@ -692,16 +666,14 @@ mod tests {
         repo.store.delete(&gone).unwrap();
         let found = problems(&log, &repo);
         has(
-            found.clone(),
+            &found,
             &format!("{gone}: record seq 2 is missing on target mem (removed"),
         );
-        has(found, "record seq 2 is missing (seq 3 follows seq 1)");
+        has(&found, "record seq 2 is missing (seq 3 follows seq 1)");
         let forged = Bytes::from_static(b"GLRA\x01\x0aforged");
         repo.store.put(&gone, forged).unwrap();
-        has(
-            problems(&log, &repo),
-            &format!("target mem: {gone}: forged or damaged"),
-        );
+        let found = problems(&log, &repo);
+        has(&found, &format!("target mem: {gone}: forged or damaged"));
         repo.store.put(&gone, sealed).unwrap();
         assert!(log.verify(&[&repo]).unwrap().ok());
 
@@ -711,38 +683,24 @@ mod tests {
         assert!(failed.is_empty());
         assert_eq!((rec.seq, &rec.prev_hash), (4, &recs[2].hash));
         assert_eq!(&fresh.records().unwrap()[..3], &recs[..]);
-        has(
-            problems(&log, &repo),
-            "record seq 4 is on target mem but not in",
-        );
+        let found = problems(&log, &repo);
+        has(&found, "record seq 4 is on target mem but not in");
 
         // Another host's chain shares the repository.
         let other = AuditLog::open(&dir.path().join("other"), "db01").unwrap();
         let (rec, _) = other.append(entry(Action::Drill, 1), &[&repo]).unwrap();
-        assert_eq!(
-            rec.object_path(),
-            format!("audit/db01/000000000001-{}", &rec.hash[..16])
-        );
+        let name = format!("audit/db01/000000000001-{}", &rec.hash[..16]);
+        assert_eq!(rec.object_path(), name);
         let report = fresh.verify(&[&repo]).unwrap();
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.targets[0].records, 5);
     }
 
     #[test]
-    fn host_names_and_action_text() {
+    fn host_names_cannot_leave_their_folder() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["", "..", "a/b", "web 01"] {
             assert!(AuditLog::open(dir.path(), bad).is_err(), "{bad:?}");
-        }
-        for a in [
-            Action::KeyDestroyed,
-            Action::HoldSet,
-            Action::ErasureRequested,
-        ] {
-            assert_eq!(
-                serde_json::to_string(&a).unwrap(),
-                format!("\"{}\"", a.as_str())
-            );
         }
     }
 
@@ -754,29 +712,24 @@ mod tests {
         e.reason = Some("Art. 17 request | ticket 4".into());
         e.time = Some("2026-11-23T10:00:00Z".parse().unwrap());
         log.append(e, &[]).unwrap();
-        log.append(Entry::new(Action::Backup, Some("beta")), &[])
-            .unwrap();
+        let other = Entry::new(Action::Backup, Some("beta"));
+        log.append(other, &[]).unwrap();
         let md = export_markdown(&log.records().unwrap(), "acme");
         assert!(md.starts_with("# Audit trail for tenant acme\n"), "{md}");
+        let row = "| 2026-11-23T10:00:00Z | erase | 1a2b3c4d5e6f | mem 12 objects / 36.0 MiB |";
+        has(&md, row);
         has(
-            md.clone(),
-            "| 2026-11-23T10:00:00Z | erase | 1a2b3c4d5e6f | mem 12 objects / 36.0 MiB |",
-        );
-        has(
-            md.clone(),
+            &md,
             "| keep 30 days | - | Art. 17 request \\| ticket 4 | web01 #1 |",
         );
-        assert!(
-            !md.contains("backup") && md.ends_with("\nThe tenant key has not been destroyed.\n")
-        );
+        let end = "\nThe tenant key has not been destroyed.\n";
+        assert!(!md.contains("backup") && md.ends_with(end), "{md}");
 
         let mut e = Entry::new(Action::KeyDestroyed, Some("acme"));
         e.time = Some("2026-11-24T08:00:00Z".parse().unwrap());
         log.append(e, &[]).unwrap();
         let md = export_markdown(&log.records().unwrap(), "acme");
-        has(
-            md,
-            "The tenant key was destroyed at 2026-11-24T08:00:00Z: any copy that survives",
-        );
+        let end = "The tenant key was destroyed at 2026-11-24T08:00:00Z: any copy that survives";
+        has(&md, end);
     }
 }

@@ -964,22 +964,53 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 if !tenant.is_empty() && !tenant.contains(&name) {
                     continue;
                 }
-                let t = repo.tenant(&name, false)?;
+                let t = match repo.tenant(&name, false) {
+                    Ok(t) => t,
+                    // A folder holding only locks: a first backup is starting.
+                    Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 all.extend(repo.snapshots(&t)?);
             }
             all.sort_by_key(|(id, s)| (s.time_secs, s.time_nanos, s.tenant.clone(), *id));
+            let states = gallra::lifecycle::events::fold(&gallra::lifecycle::journal::load(&repo)?);
+            let expiry = |id: &gallra::format::Id, s: &Snapshot| {
+                gallra::lifecycle::plan::expiry(
+                    &config.policy,
+                    states.get(&s.tenant),
+                    &gallra::lifecycle::SnapshotFacts {
+                        tenant: s.tenant.clone(),
+                        id: *id,
+                        target: repo.store.name().to_string(),
+                        created: s.timestamp(),
+                        category: s.category.clone(),
+                    },
+                )
+            };
             if json_out {
                 print_json(&Value::Array(
-                    all.iter().map(|(id, s)| snapshot_json(id, s)).collect(),
+                    all.iter()
+                        .map(|(id, s)| {
+                            let e = expiry(id, s);
+                            let mut v = snapshot_json(id, s);
+                            let o = v.as_object_mut().expect("object");
+                            o.insert("expires".into(), e.at.to_string().into());
+                            o.insert("reason".into(), e.reason.as_str().into());
+                            o.insert("rule".into(), e.rule.into());
+                            v
+                        })
+                        .collect(),
                 ))?;
             } else {
                 println!(
-                    "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}",
-                    "id", "tenant", "source", "category", "time", "host", "files", "size"
+                    "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<17} {}",
+                    "id", "tenant", "source", "category", "time", "host", "files", "size", "expires", "reason"
                 );
                 for (id, s) in &all {
+                    let e = expiry(id, s);
+                    let held = states.get(&s.tenant).is_some_and(|st| st.hold.is_some());
                     println!(
-                        "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}",
+                        "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<17} {}{}",
                         id.short(),
                         s.tenant,
                         s.source,
@@ -987,7 +1018,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         rfc3339(s.time_secs, 0),
                         s.host,
                         s.files,
-                        human_bytes(s.bytes)
+                        human_bytes(s.bytes),
+                        e.at.to_zoned(config.policy.time_zone.clone()).strftime("%Y-%m-%d %H:%M"),
+                        e.reason.as_str(),
+                        if held { " (held)" } else { "" }
                     );
                 }
             }

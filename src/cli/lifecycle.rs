@@ -410,7 +410,7 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
                     r.objects_deleted,
                     crate::human_bytes(r.bytes_deleted),
                     if r.objects_written > 0 {
-                        format!(", {} objects / {} written by repacking", r.objects_written, crate::human_bytes(r.bytes_written))
+                        format!(", {} objects / {} written (new index, repacked blobs)", r.objects_written, crate::human_bytes(r.bytes_written))
                     } else {
                         String::new()
                     }

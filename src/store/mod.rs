@@ -636,6 +636,7 @@ impl Store {
     /// The one place objects are deleted, so that deletion can later be given
     /// its own credentials.
     pub fn delete(&self, path: &str) -> Result<()> {
+        kill_point();
         let p = ObjPath::from(path);
         match runtime().block_on(self.call(0, || self.inner.delete(&p))) {
             Ok(())
@@ -644,6 +645,27 @@ impl Store {
                 ..
             }) => Ok(()),
             Err(f) => Err(self.fail(path, f)),
+        }
+    }
+}
+
+/// Fault injection for crash tests: with `GALLRA_TEST_KILL_AT_DELETE=N`,
+/// the process sends itself SIGKILL just before its Nth delete, so a test
+/// can stop a prune or an erasure at an exact step, as a power cut would.
+fn kill_point() {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some(at) = *AT.get_or_init(|| {
+        std::env::var("GALLRA_TEST_KILL_AT_DELETE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }) else {
+        return;
+    };
+    if COUNT.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        // SAFETY: kill(2) on this process with a constant signal.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
 }
