@@ -125,22 +125,16 @@ pub struct Record {
 
 impl Record {
     pub fn compute_hash(&self) -> String {
-        let blank = Record {
-            hash: String::new(),
-            ..self.clone()
-        };
+        let mut blank = self.clone();
+        blank.hash.clear();
         let json = serde_json::to_vec(&blank).expect("records serialise to JSON");
         hex::encode(crate::crypto::sha256(&json))
     }
 
     /// `audit/<host>/<seq:012>-<hash[..16]>`: names sort in seq order.
     pub fn object_path(&self) -> String {
-        format!(
-            "audit/{}/{:012}-{}",
-            self.host,
-            self.seq,
-            short(&self.hash, 16)
-        )
+        let (host, seq, hash) = (&self.host, self.seq, short(&self.hash, 16));
+        format!("audit/{host}/{seq:012}-{hash}")
     }
 }
 
@@ -222,11 +216,8 @@ impl AuditLog {
         targets: &[&Repository],
     ) -> Result<(Record, Vec<(String, Error)>)> {
         let lock_path = self.dir.join(LOCK_NAME);
-        let mut options = OpenOptions::new();
-        let lock = (options.write(true).create(true).truncate(false).mode(0o600))
-            .open(&lock_path)
-            .and_then(|f| f.lock().map(|()| f))
-            .map_err(|e| Error::io(&lock_path, e))?;
+        let lock = open_private(&lock_path).and_then(|f| f.lock().map(|()| f));
+        let lock = lock.map_err(|e| Error::io(&lock_path, e))?;
 
         // A log that does not parse is not extended: the error names the line.
         let mut last = self.records()?.pop();
@@ -277,7 +268,7 @@ impl AuditLog {
     pub fn records(&self) -> Result<Vec<Record>> {
         let (placed, bad) = self.read_local()?;
         if let Some(p) = bad.into_iter().next() {
-            let place = format!("{} {}", self.dir.display(), p.place);
+            let place = format!("{}/{}", self.dir.display(), p.place);
             return Err(Error::corrupt(place, p.message));
         }
         Ok(placed.into_iter().map(|(_, r)| r).collect())
@@ -374,15 +365,18 @@ impl AuditLog {
             serde_json::to_writer(&mut buf, r).expect("records serialise to JSON");
             buf.push(b'\n');
         }
-        let mut options = OpenOptions::new();
-        let file = options
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path);
+        let file = open_private(&self.path);
         file.and_then(|mut f| f.write_all(&buf).and_then(|()| f.sync_all()))
             .map_err(|e| Error::io(&self.path, e))
     }
+}
+
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Writes one record to a target, sealed and immutable. An object already
@@ -413,15 +407,13 @@ fn recover(repo: &Repository, host: &str) -> Result<Vec<Record>> {
     if problems.is_empty() {
         return Ok(chain.into_iter().map(|(_, r)| r).collect());
     }
-    let found: Vec<String> = problems
-        .into_iter()
-        .map(|p| p.place + ": " + &p.message)
-        .collect();
-    let place = format!("target {}: audit/{host}", repo.store.name());
-    let why = found.join("; ");
+    let mut why = String::from("cannot recover this host's chain:");
+    for p in problems {
+        why += &format!(" {}: {};", p.place, p.message);
+    }
     Err(Error::corrupt(
-        place,
-        format!("cannot recover this host's chain: {why}"),
+        format!("target {}: audit/{host}", repo.store.name()),
+        why,
     ))
 }
 
@@ -620,6 +612,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = memory_repo(dir.path());
         let log = AuditLog::open(&dir.path().join("state"), "web01").unwrap();
+        let bad_hosts = ["", "..", "a/b", "web 01"];
+        assert!(
+            bad_hosts
+                .iter()
+                .all(|h| AuditLog::open(dir.path(), h).is_err())
+        );
         for (n, action) in [(1, Action::Backup), (2, Action::Delete), (3, Action::Erase)] {
             assert!(log.append(entry(action, n), &[&repo]).unwrap().1.is_empty());
         }
@@ -658,6 +656,13 @@ mod tests {
             std::fs::write(log.path(), lines.join("\n") + "\n").unwrap();
             has(&problems(&log, &repo), needle);
         }
+        std::fs::write(log.path(), original.clone() + "{\"seq\":\n").unwrap();
+        let e = log.records().unwrap_err().to_string();
+        assert!(
+            e.contains("state/audit.jsonl line 4: not a valid audit record"),
+            "{e}"
+        );
+        assert!(log.append(entry(Action::Drill, 9), &[&repo]).is_err());
         std::fs::write(log.path(), &original).unwrap();
 
         // On the target: a removed object, then a forged one in its place.
@@ -694,14 +699,6 @@ mod tests {
         let report = fresh.verify(&[&repo]).unwrap();
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.targets[0].records, 5);
-    }
-
-    #[test]
-    fn host_names_cannot_leave_their_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        for bad in ["", "..", "a/b", "web 01"] {
-            assert!(AuditLog::open(dir.path(), bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]
