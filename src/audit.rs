@@ -330,7 +330,7 @@ impl AuditLog {
         // machine writes as this host.
         let mut tail = ours.range(local_max + 1..).map(|(s, _)| *s);
         if let Some(from) = tail.next() {
-            let records = seq_range(from, tail.last().unwrap_or(from), "is", "are");
+            let records = seq_range(from, tail.next_back().unwrap_or(from));
             let why = format!("lost by the local file, or another machine writes as host {host}");
             let message = format!("{records} on target {name} but not in {FILE_NAME} ({why})");
             report(out, format!("target {name}: audit/{host}"), message);
@@ -429,10 +429,10 @@ fn load_objects(
     let mut chains: BTreeMap<String, Placed> = BTreeMap::new();
     for path in paths {
         let place = format!("target {}: {path}", repo.store.name());
-        let opened =
-            (repo.store.get(&path)).and_then(|b| record::open(&b, kind, master, id, &path));
+        let opened = repo.store.get(&path);
+        let opened = opened.and_then(|b| record::open::<Record>(&b, kind, master, id, &path));
         let message = match opened {
-            Ok(rec) if Record::object_path(&rec) == path => {
+            Ok(rec) if rec.object_path() == path => {
                 let chain = chains.entry(rec.host.clone()).or_default();
                 chain.push((place, rec));
                 continue;
@@ -466,7 +466,7 @@ fn check_chain(items: &[(String, Record)], host: &str, problems: &mut Vec<Proble
         }
         match first_place.get(&seq) {
             Some(seen) => push(place, format!("seq {seq} appears twice (also at {seen})")),
-            None => drop(first_place.insert(seq, place)),
+            None => _ = first_place.insert(seq, place),
         }
         if let Some((before_place, before)) = i.checked_sub(1).map(|j| &items[j])
             && before.seq > seq
@@ -485,15 +485,15 @@ fn check_chain(items: &[(String, Record)], host: &str, problems: &mut Vec<Proble
     for (place, r) in sorted {
         let (seq, expected) = (r.seq, prev.map_or(1, |p| p.seq + 1));
         if seq > expected {
-            let missing = seq_range(expected, seq - 1, "is", "are");
+            let missing = seq_range(expected, seq - 1);
             let why = match prev {
                 Some(p) => format!("seq {seq} follows seq {}", p.seq),
                 None => format!("the chain starts at seq {seq}"),
             };
             push(place, format!("{missing} missing ({why})"));
         } else if prev.map_or(ZERO_HASH, |p| &p.hash) != r.prev_hash {
-            let of = prev.map_or("zero (seq 1)".into(), |p| format!("seq {}'s hash", p.seq));
-            let message = format!("record seq {seq} does not link: prev_hash is not {of}");
+            let of = prev.map_or("64 zeros".into(), |p| format!("seq {}'s hash", p.seq));
+            let message = format!("record seq {seq} is not chained: its prev_hash is not {of}");
             push(place, message);
         }
         prev = Some(r);
@@ -501,10 +501,10 @@ fn check_chain(items: &[(String, Record)], host: &str, problems: &mut Vec<Proble
 }
 
 /// "record seq 4 is" or "records seq 4 to 6 are".
-fn seq_range(from: u64, to: u64, one: &str, many: &str) -> String {
+fn seq_range(from: u64, to: u64) -> String {
     match from == to {
-        true => format!("record seq {from} {one}"),
-        false => format!("records seq {from} to {to} {many}"),
+        true => format!("record seq {from} is"),
+        false => format!("records seq {from} to {to} are"),
     }
 }
 
@@ -518,7 +518,7 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
     let mine: Vec<&Record> = records.iter().filter(about).collect();
     let mut out = format!("# Audit trail for tenant {}\n\n", cell(tenant));
     let count = mine.len();
-    out += &format!("Records of gallra's hash-chained audit log: {count}.\n\n");
+    out += &format!("{count} record(s) about this tenant in gallra's hash-chained audit log.\n\n");
     out += "| Time | Action | Snapshots | Targets | Rule | Legal basis | Reason | Record |\n";
     out += "|---|---|---|---|---|---|---|---|\n";
     for r in &mine {
@@ -612,12 +612,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = memory_repo(dir.path());
         let log = AuditLog::open(&dir.path().join("state"), "web01").unwrap();
-        let bad_hosts = ["", "..", "a/b", "web 01"];
-        assert!(
-            bad_hosts
-                .iter()
-                .all(|h| AuditLog::open(dir.path(), h).is_err())
-        );
+        for bad_host in ["", "..", "a/b", "web 01"] {
+            assert!(AuditLog::open(dir.path(), bad_host).is_err());
+        }
         for (n, action) in [(1, Action::Backup), (2, Action::Delete), (3, Action::Erase)] {
             assert!(log.append(entry(action, n), &[&repo]).unwrap().1.is_empty());
         }
@@ -639,7 +636,8 @@ mod tests {
         let changed = "line 2: record seq 2 was changed after it was written";
         let gap = "line 2: record seq 2 is missing (seq 3 follows seq 1)";
         let tail = "audit/web01: record seq 3 is on target mem but not in audit.jsonl";
-        let cases: [(fn(&mut Vec<String>), &str); 6] = [
+        type Edit = fn(&mut Vec<String>);
+        let cases: [(Edit, &str); 6] = [
             (|l| l[1] = l[1].replace(r#""acme""#, r#""x""#), changed),
             (|l| drop(l.remove(1)), gap),
             (|l| l.swap(1, 2), "line 2: seq 3 comes before seq 2"),

@@ -58,9 +58,29 @@ impl CheckReport {
     }
 }
 
-pub fn run(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
+/// Checks every tenant, each under a shared lock, so that a prune (which
+/// takes the exclusive one) cannot remove objects while they are checked
+/// and make them look lost. `host` goes into the locks.
+pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    let holder = crate::lock::Holder {
+        host: host.to_string(),
+        command: "check".into(),
+    };
     for name in repo.tenant_names()? {
+        let _lock = match crate::lock::acquire(
+            &repo.store,
+            &name,
+            crate::lock::LockKind::Shared,
+            &holder,
+        ) {
+            Ok(l) => l,
+            Err(e @ Error::Locked { .. }) => {
+                report.error(repo::tenant_prefix(&name), format!("not checked: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let tenant = match repo.tenant(&name, false) {
             Ok(t) => t,
             // Only locks: a first backup of the tenant is starting (or was

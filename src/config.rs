@@ -326,8 +326,11 @@ impl Config {
             .agent
             .time_zone
             .unwrap_or_else(|| "Europe/Stockholm".into());
-        let tz = jiff::tz::TimeZone::get(&time_zone)
-            .map_err(|_| err(format!("[agent] time_zone: unknown time zone {time_zone:?}")))?;
+        let tz = jiff::tz::TimeZone::get(&time_zone).map_err(|_| {
+            err(format!(
+                "[agent] time_zone: unknown time zone {time_zone:?}"
+            ))
+        })?;
         let agent = Agent {
             host,
             state_dir: resolve(
@@ -419,7 +422,7 @@ impl Config {
                 .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
         }
 
-        for t in targets.iter().filter(|t| !t.primary && t.retention.is_some()) {
+        if let Some(t) = targets.iter().find(|t| !t.primary && t.retention.is_some()) {
             return Err(err(format!(
                 "[[target]] {}: retention on a secondary target is not supported: ship copies what the primary holds, so a shorter rule belongs on the primary",
                 t.name

@@ -619,7 +619,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let audit = gallra::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
             for s in &report.snapshots {
                 let snap = &s.snapshot;
-                let mut entry = gallra::audit::Entry::new(gallra::audit::Action::Backup, Some(&snap.tenant));
+                let mut entry =
+                    gallra::audit::Entry::new(gallra::audit::Action::Backup, Some(&snap.tenant));
                 entry.snapshots = vec![s.id.to_hex()];
                 entry.time = Some(snap.timestamp());
                 entry.targets = vec![gallra::audit::TargetCounts {
@@ -1003,8 +1004,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ))?;
             } else {
                 println!(
-                    "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<17} {}",
-                    "id", "tenant", "source", "category", "time", "host", "files", "size", "expires", "reason"
+                    "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<17} reason",
+                    "id",
+                    "tenant",
+                    "source",
+                    "category",
+                    "time",
+                    "host",
+                    "files",
+                    "size",
+                    "expires"
                 );
                 for (id, s) in &all {
                     let e = expiry(id, s);
@@ -1019,7 +1028,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         s.host,
                         s.files,
                         human_bytes(s.bytes),
-                        e.at.to_zoned(config.policy.time_zone.clone()).strftime("%Y-%m-%d %H:%M"),
+                        e.at.to_zoned(config.policy.time_zone.clone())
+                            .strftime("%Y-%m-%d %H:%M"),
                         e.reason.as_str(),
                         if held { " (held)" } else { "" }
                     );
@@ -1139,7 +1149,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ))),
                 (false, None) => ReadData::None,
             };
-            let report = check::run(&repo, mode)?;
+            let report = check::run(&repo, mode, &config.agent.host)?;
             for f in &report.errors {
                 eprintln!("error: {}: {}", f.object, f.message);
             }

@@ -327,7 +327,7 @@ fn backup_ship_restore_and_check_on_memory_targets() {
 
     // check --read-data on the offsite repository, and on the primary.
     for (what, r) in [("offsite", &off_repo), ("primary", &repo)] {
-        let c = check::run(r, ReadData::All).expect("check runs");
+        let c = check::run(r, ReadData::All, "test").expect("check runs");
         assert!(c.ok(), "check of {what}: {:?}", c.errors);
         assert_eq!(c.snapshots, 2, "{what}");
         assert!(c.unreferenced.is_empty(), "{what}: {:?}", c.unreferenced);
@@ -514,7 +514,7 @@ fn a_tenant_holding_only_a_lock_is_neither_damage_nor_a_ship_failure() {
         &holder("web09", "backup"),
     )
     .expect("shared lock of a new tenant");
-    let c = check::run(&repo, ReadData::None).expect("check runs");
+    let c = check::run(&repo, ReadData::None, "test").expect("check runs");
     assert!(c.ok(), "a lock-only tenant is not damage: {:?}", c.errors);
     assert_eq!(c.snapshots, 2);
     let shipped = ship::ship(&primary, &offsite, &ship_options())

@@ -290,15 +290,27 @@ pub fn inbox(config: &Config, json_out: bool, _cmd: InboxCommand) -> anyhow::Res
         if json_out {
             crate::print_json(&serde_json::to_value(&items)?)?;
         } else if items.is_empty() {
-            println!("inbox {}: no events waiting", gallra::lifecycle::journal::inbox_dir(&config.agent.state_dir).display());
+            println!(
+                "inbox {}: no events waiting",
+                gallra::lifecycle::journal::inbox_dir(&config.agent.state_dir).display()
+            );
         } else {
             for i in &items {
                 println!(
                     "{:<9} {}{}{}",
                     i.outcome,
                     i.file,
-                    i.event.as_ref().map(|e| format!(" (event {e}, tenant {})", i.tenant.as_deref().unwrap_or("?"))).unwrap_or_default(),
-                    i.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+                    i.event
+                        .as_ref()
+                        .map(|e| format!(
+                            " (event {e}, tenant {})",
+                            i.tenant.as_deref().unwrap_or("?")
+                        ))
+                        .unwrap_or_default(),
+                    i.reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -371,7 +383,11 @@ fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failur
     for (tenant, (n, reason, erasure)) in held {
         println!(
             "held: tenant {tenant}: {n} snapshot copies past their expiry are kept under a legal hold ({reason}); nothing of this tenant is deleted{}",
-            if erasure { "; its erasure is deferred until the hold is released" } else { "" }
+            if erasure {
+                "; its erasure is deferred until the hold is released"
+            } else {
+                ""
+            }
         );
     }
     if !plan.legal_kept.is_empty() {
@@ -410,26 +426,47 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
                     r.objects_deleted,
                     crate::human_bytes(r.bytes_deleted),
                     if r.objects_written > 0 {
-                        format!(", {} objects / {} written (new index, repacked blobs)", r.objects_written, crate::human_bytes(r.bytes_written))
+                        format!(
+                            ", {} objects / {} written (new index, repacked blobs)",
+                            r.objects_written,
+                            crate::human_bytes(r.bytes_written)
+                        )
                     } else {
                         String::new()
                     }
                 );
             }
             if t.key_destroyed {
-                println!("tenant {}: key destroyed on every target; any copy that survives is unreadable", t.tenant);
+                println!(
+                    "tenant {}: key destroyed on every target; any copy that survives is unreadable",
+                    t.tenant
+                );
             }
         }
-        let mut held: Vec<&str> = report.held.iter().map(|h| h.entry.tenant.as_str()).collect();
+        let mut held: Vec<&str> = report
+            .held
+            .iter()
+            .map(|h| h.entry.tenant.as_str())
+            .collect();
         held.dedup();
         for tenant in held {
             println!("tenant {tenant}: under a legal hold, nothing deleted");
         }
-        let mut kept: Vec<&str> = report.legal_kept.iter().map(|e| e.tenant.as_str()).collect();
+        let mut kept: Vec<&str> = report
+            .legal_kept
+            .iter()
+            .map(|e| e.tenant.as_str())
+            .collect();
         kept.dedup();
         for tenant in kept {
-            let n = report.legal_kept.iter().filter(|e| e.tenant == tenant).count();
-            println!("tenant {tenant}: {n} snapshot copies kept under a legal obligation (see `gallra lifecycle plan`); the key goes with the last of them");
+            let n = report
+                .legal_kept
+                .iter()
+                .filter(|e| e.tenant == tenant)
+                .count();
+            println!(
+                "tenant {tenant}: {n} snapshot copies kept under a legal obligation (see `gallra lifecycle plan`); the key goes with the last of them"
+            );
         }
         if !report.dry_run && report.tenants.is_empty() && report.ok() {
             println!("nothing was due");
@@ -437,7 +474,10 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
         for f in &report.failures {
             eprintln!(
                 "error: {}target {}: {}",
-                f.tenant.as_ref().map(|t| format!("tenant {t}, ")).unwrap_or_default(),
+                f.tenant
+                    .as_ref()
+                    .map(|t| format!("tenant {t}, "))
+                    .unwrap_or_default(),
                 f.target,
                 f.error
             );
@@ -472,7 +512,12 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                         r.snapshots.len(),
                         r.targets
                             .iter()
-                            .map(|t| format!("{} {} objects/{}", t.target, t.objects, crate::human_bytes(t.bytes)))
+                            .map(|t| format!(
+                                "{} {} objects/{}",
+                                t.target,
+                                t.objects,
+                                crate::human_bytes(t.bytes)
+                            ))
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
@@ -499,7 +544,10 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                 }
             }
             for f in &opened.failures {
-                eprintln!("error: target {} could not be checked: {}", f.target, f.error);
+                eprintln!(
+                    "error: target {} could not be checked: {}",
+                    f.target, f.error
+                );
             }
             Ok(i32::from(!report.ok() || !opened.failures.is_empty()))
         }
@@ -510,7 +558,10 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                 .filter(|r| r.tenant.as_deref() == Some(tenant.as_str()))
                 .collect();
             if format == "json" {
-                let destroyed = records.iter().find(|r| r.action == Action::KeyDestroyed).map(|r| r.time.clone());
+                let destroyed = records
+                    .iter()
+                    .find(|r| r.action == Action::KeyDestroyed)
+                    .map(|r| r.time.clone());
                 let v: Value = json!({
                     "tenant": tenant,
                     "records": records,

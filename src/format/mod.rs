@@ -15,8 +15,8 @@
 
 pub mod index;
 pub mod keyslot;
-pub mod record;
 pub mod pack;
+pub mod record;
 pub mod repo_config;
 pub mod snapshot;
 pub mod tenant_key;

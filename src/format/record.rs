@@ -78,8 +78,13 @@ mod tests {
         let moved: Result<serde_json::Value> =
             open(&sealed, Kind::Event, &master, &repo, "lifecycle/events/e2");
         assert!(moved.is_err());
-        let as_audit: Result<serde_json::Value> =
-            open(&sealed, Kind::AuditRecord, &master, &repo, "lifecycle/events/e1");
+        let as_audit: Result<serde_json::Value> = open(
+            &sealed,
+            Kind::AuditRecord,
+            &master,
+            &repo,
+            "lifecycle/events/e1",
+        );
         assert!(as_audit.is_err());
     }
 }

@@ -144,7 +144,9 @@ impl<'a> Lifecycle<'a> {
             }
             tenants.insert(name.clone());
             for o in listed {
-                let Some(id) = id_of_path(&o.path) else { continue };
+                let Some(id) = id_of_path(&o.path) else {
+                    continue;
+                };
                 let key = (name.clone(), id);
                 if !known.contains_key(&key) {
                     let tenant = repo.tenant(&name, false)?;
@@ -226,11 +228,7 @@ impl<'a> Lifecycle<'a> {
         if files.is_empty() {
             return Ok(out);
         }
-        let tenants: BTreeSet<String> = self
-            .primary()
-            .tenant_names()?
-            .into_iter()
-            .collect();
+        let tenants: BTreeSet<String> = self.primary().tenant_names()?.into_iter().collect();
         for file in files {
             let name = file
                 .file_name()
@@ -287,7 +285,12 @@ impl<'a> Lifecycle<'a> {
         let keep = |t: &str| only.is_none_or(|o| o == t);
         let mut report = ApplyReport {
             dry_run,
-            due: plan.due.iter().filter(|e| keep(&e.tenant)).cloned().collect(),
+            due: plan
+                .due
+                .iter()
+                .filter(|e| keep(&e.tenant))
+                .cloned()
+                .collect(),
             held: plan
                 .held
                 .iter()
@@ -322,7 +325,8 @@ impl<'a> Lifecycle<'a> {
 
         for tenant in &touched {
             let due: Vec<&PlanEntry> = report.due.iter().filter(|e| &e.tenant == tenant).collect();
-            let result = self.apply_tenant(tenant, &due, &world, &mut checked, &mut report.failures)?;
+            let result =
+                self.apply_tenant(tenant, &due, &world, &mut checked, &mut report.failures)?;
             report.tenants.push(result);
         }
 
@@ -336,16 +340,14 @@ impl<'a> Lifecycle<'a> {
                     continue;
                 }
                 match self.destroy_key(tenant, &world) {
-                    Ok(()) => {
-                        match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
-                            Some(t) => t.key_destroyed = true,
-                            None => report.tenants.push(TenantResult {
-                                tenant: tenant.clone(),
-                                key_destroyed: true,
-                                ..Default::default()
-                            }),
-                        }
-                    }
+                    Ok(()) => match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
+                        Some(t) => t.key_destroyed = true,
+                        None => report.tenants.push(TenantResult {
+                            tenant: tenant.clone(),
+                            key_destroyed: true,
+                            ..Default::default()
+                        }),
+                    },
                     Err(e) => report.failures.push(Failure {
                         tenant: Some(tenant.clone()),
                         target: String::new(),
@@ -392,15 +394,18 @@ impl<'a> Lifecycle<'a> {
             tenant: tenant.to_string(),
             ..Default::default()
         };
-        let mut groups: BTreeMap<(Reason, String, String), (BTreeSet<String>, BTreeMap<String, (u64, u64)>)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(Reason, String, String), DeletedGroup> = BTreeMap::new();
         let mut pruned: Vec<TargetCounts> = Vec::new();
         let mut layout: Option<PrimaryLayout> = None;
         let mut all_ok = true;
         for (i, repo) in self.repos.iter().enumerate() {
             let target = repo.store.name().to_string();
-            let here: Vec<&PlanEntry> = due.iter().copied().filter(|e| e.target == target).collect();
-            let present = world.tenants.get(&target).is_some_and(|t| t.contains(tenant));
+            let here: Vec<&PlanEntry> =
+                due.iter().copied().filter(|e| e.target == target).collect();
+            let present = world
+                .tenants
+                .get(&target)
+                .is_some_and(|t| t.contains(tenant));
             if !present {
                 continue;
             }
@@ -424,7 +429,8 @@ impl<'a> Lifecycle<'a> {
                         target: target.clone(),
                         snapshots_deleted: deleted.len() as u64,
                         objects_deleted: deleted.len() as u64 + prune.objects_deleted(),
-                        bytes_deleted: deleted.iter().map(|(_, s)| s).sum::<u64>() + prune.bytes_deleted,
+                        bytes_deleted: deleted.iter().map(|(_, s)| s).sum::<u64>()
+                            + prune.bytes_deleted,
                         objects_written: prune.packs_written + prune.index_written,
                         bytes_written: prune.bytes_written,
                     };
@@ -432,8 +438,8 @@ impl<'a> Lifecycle<'a> {
                         let g = groups
                             .entry((entry.reason, entry.rule.clone(), entry.legal_basis.clone()))
                             .or_default();
-                        g.0.insert(entry.snapshot.clone());
-                        let c = g.1.entry(target.clone()).or_default();
+                        g.snapshots.insert(entry.snapshot.clone());
+                        let c = g.per_target.entry(target.clone()).or_default();
                         c.0 += 1;
                         c.1 += size;
                     }
@@ -460,12 +466,17 @@ impl<'a> Lifecycle<'a> {
                 }
             }
         }
-        for ((reason, rule, basis), (snapshots, per_target)) in groups {
+        for ((reason, rule, basis), group) in groups {
             let mut entry = Entry::new(Action::Delete, Some(tenant));
-            entry.snapshots = snapshots.into_iter().collect();
-            entry.targets = per_target
+            entry.snapshots = group.snapshots.into_iter().collect();
+            entry.targets = group
+                .per_target
                 .into_iter()
-                .map(|(target, (objects, bytes))| TargetCounts { target, objects, bytes })
+                .map(|(target, (objects, bytes))| TargetCounts {
+                    target,
+                    objects,
+                    bytes,
+                })
                 .collect();
             entry.rule = Some(rule);
             entry.legal_basis = Some(basis);
@@ -495,7 +506,12 @@ impl<'a> Lifecycle<'a> {
         primary: Option<&PrimaryLayout>,
     ) -> Result<(Vec<(String, u64)>, PruneReport)> {
         let t = repo.tenant(tenant, false)?;
-        let lock = lock::acquire(&repo.store, tenant, LockKind::Exclusive, &self.holder("lifecycle apply"))?;
+        let lock = lock::acquire(
+            &repo.store,
+            tenant,
+            LockKind::Exclusive,
+            &self.holder("lifecycle apply"),
+        )?;
         let prefix = repo::tenant_prefix(tenant);
         let sizes: HashMap<String, u64> = repo
             .store
@@ -523,12 +539,24 @@ impl<'a> Lifecycle<'a> {
         let mut counts = Vec::new();
         for repo in self.repos.iter() {
             let target = repo.store.name().to_string();
-            if !world.tenants.get(&target).is_some_and(|t| t.contains(tenant)) {
+            if !world
+                .tenants
+                .get(&target)
+                .is_some_and(|t| t.contains(tenant))
+            {
                 continue;
             }
-            let lock = lock::acquire(&repo.store, tenant, LockKind::Exclusive, &self.holder("lifecycle key destruction"))?;
+            let lock = lock::acquire(
+                &repo.store,
+                tenant,
+                LockKind::Exclusive,
+                &self.holder("lifecycle key destruction"),
+            )?;
             let listed = repo.store.list(&prefix)?;
-            if listed.iter().any(|o| o.path.starts_with(&format!("{prefix}/snapshots/"))) {
+            if listed
+                .iter()
+                .any(|o| o.path.starts_with(&format!("{prefix}/snapshots/")))
+            {
                 return Err(Error::Refused(format!(
                     "tenant {tenant}: a new snapshot appeared on target {target}; its key is kept"
                 )));
@@ -549,7 +577,11 @@ impl<'a> Lifecycle<'a> {
                 gone.push((o.path.clone(), o.size));
             }
             prune::verify_gone(repo, &prefix, &gone)?;
-            counts.push(TargetCounts { target, objects, bytes });
+            counts.push(TargetCounts {
+                target,
+                objects,
+                bytes,
+            });
             drop(lock);
         }
         let mut entry = Entry::new(Action::KeyDestroyed, Some(tenant));
@@ -594,6 +626,14 @@ impl<'a> Lifecycle<'a> {
         }
         Ok(())
     }
+}
+
+/// Snapshots deleted for one reason under one rule: their ids, and the
+/// objects and bytes per target.
+#[derive(Default)]
+struct DeletedGroup {
+    snapshots: BTreeSet<String>,
+    per_target: BTreeMap<String, (u64, u64)>,
 }
 
 fn pending_dir(state_dir: &Path) -> PathBuf {

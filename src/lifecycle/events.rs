@@ -101,10 +101,7 @@ impl Event {
             ));
         }
         crate::config::validate_tenant(&self.tenant)?;
-        let needs_reason = matches!(
-            self.kind,
-            EventType::ErasureRequested | EventType::HoldSet
-        );
+        let needs_reason = matches!(self.kind, EventType::ErasureRequested | EventType::HoldSet);
         if needs_reason && self.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
             return Err(format!("{} needs a \"reason\"", self.kind.as_str()));
         }
@@ -206,8 +203,10 @@ mod tests {
 
     #[test]
     fn the_design_example_parses() {
-        let e = Event::parse(br#"{"id": "crm-2026-000123", "type": "contract_ended", "tenant": "acme",
- "effective": "2026-10-31", "ref": "CRM 4711", "time": "2026-10-02T09:14:00Z"}"#)
+        let e = Event::parse(
+            br#"{"id": "crm-2026-000123", "type": "contract_ended", "tenant": "acme",
+ "effective": "2026-10-31", "ref": "CRM 4711", "time": "2026-10-02T09:14:00Z"}"#,
+        )
         .unwrap();
         assert_eq!(e.kind, EventType::ContractEnded);
         assert_eq!(e.effective, Some(jiff::civil::date(2026, 10, 31)));
@@ -217,13 +216,31 @@ mod tests {
     #[test]
     fn bad_events_say_why() {
         for (json, needle) in [
-            (r#"{"id":"a","type":"contract_ended","tenant":"acme"}"#, "effective"),
+            (
+                r#"{"id":"a","type":"contract_ended","tenant":"acme"}"#,
+                "effective",
+            ),
             (r#"{"id":"a","type":"hold_set","tenant":"acme"}"#, "reason"),
-            (r#"{"id":"a/b","type":"hold_released","tenant":"acme"}"#, "id"),
-            (r#"{"id":"a","type":"hold_released","tenant":"../x"}"#, "tenant"),
-            (r#"{"id":"a","type":"hold_released","tenant":"acme","efective":"x"}"#, "efective"),
-            (r#"{"id":"a","type":"contract_paused","tenant":"acme"}"#, "contract_paused"),
-            (r#"{"id":"a","type":"hold_released","tenant":"acme","effective":"2026-01-01"}"#, "takes no"),
+            (
+                r#"{"id":"a/b","type":"hold_released","tenant":"acme"}"#,
+                "id",
+            ),
+            (
+                r#"{"id":"a","type":"hold_released","tenant":"../x"}"#,
+                "tenant",
+            ),
+            (
+                r#"{"id":"a","type":"hold_released","tenant":"acme","efective":"x"}"#,
+                "efective",
+            ),
+            (
+                r#"{"id":"a","type":"contract_paused","tenant":"acme"}"#,
+                "contract_paused",
+            ),
+            (
+                r#"{"id":"a","type":"hold_released","tenant":"acme","effective":"2026-01-01"}"#,
+                "takes no",
+            ),
             ("{not json", "not a lifecycle event"),
         ] {
             let e = Event::parse(json.as_bytes()).unwrap_err();
@@ -234,14 +251,29 @@ mod tests {
     #[test]
     fn fold_follows_time_order() {
         let states = fold(&[
-            stored(r#"{"id":"3","type":"contract_reinstated","tenant":"acme","time":"2026-10-03T00:00:00Z"}"#),
-            stored(r#"{"id":"1","type":"contract_ended","tenant":"acme","effective":"2026-10-31","time":"2026-10-01T00:00:00Z"}"#),
-            stored(r#"{"id":"2","type":"hold_set","tenant":"beta","reason":"court order","time":"2026-10-02T00:00:00Z"}"#),
-            stored(r#"{"id":"4","type":"erasure_requested","tenant":"beta","reason":"GDPR art. 17"}"#),
+            stored(
+                r#"{"id":"3","type":"contract_reinstated","tenant":"acme","time":"2026-10-03T00:00:00Z"}"#,
+            ),
+            stored(
+                r#"{"id":"1","type":"contract_ended","tenant":"acme","effective":"2026-10-31","time":"2026-10-01T00:00:00Z"}"#,
+            ),
+            stored(
+                r#"{"id":"2","type":"hold_set","tenant":"beta","reason":"court order","time":"2026-10-02T00:00:00Z"}"#,
+            ),
+            stored(
+                r#"{"id":"4","type":"erasure_requested","tenant":"beta","reason":"GDPR art. 17"}"#,
+            ),
         ]);
-        assert_eq!(states["acme"].contract_end, None, "reinstated after it ended");
+        assert_eq!(
+            states["acme"].contract_end, None,
+            "reinstated after it ended"
+        );
         assert_eq!(states["beta"].hold.as_ref().unwrap().reason, "court order");
         let erasure = &states["beta"].erasures[0];
-        assert_eq!(erasure.at, "2026-11-01T00:00:00Z".parse().unwrap(), "received time");
+        assert_eq!(
+            erasure.at,
+            "2026-11-01T00:00:00Z".parse().unwrap(),
+            "received time"
+        );
     }
 }

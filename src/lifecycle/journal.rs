@@ -77,7 +77,11 @@ pub fn record_event(repos: &[&Repository], stored: &StoredEvent) -> Result<Recor
     }
     for repo in &repos[1..] {
         if let Err(e) = repo.store.put_new(&path, seal(repo)) {
-            tracing::warn!("event {} not yet on target {}: {e}; the next ship copies it", stored.event.id, repo.store.name());
+            tracing::warn!(
+                "event {} not yet on target {}: {e}; the next ship copies it",
+                stored.event.id,
+                repo.store.name()
+            );
         }
     }
     Ok(Recorded::New)
@@ -113,7 +117,10 @@ pub fn pending(inbox: &Path) -> Result<Vec<PathBuf>> {
     };
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(inbox, e))?;
-        let is_file = entry.file_type().map_err(|e| Error::io(inbox, e))?.is_file();
+        let is_file = entry
+            .file_type()
+            .map_err(|e| Error::io(inbox, e))?
+            .is_file();
         let name = entry.file_name();
         if is_file && !name.to_string_lossy().starts_with('.') {
             out.push(entry.path());
@@ -128,7 +135,11 @@ pub fn move_to(file: &Path, folder: &str) -> Result<PathBuf> {
     let inbox = file.parent().expect("inbox files have a folder");
     let dir = inbox.join(folder);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let name = file.file_name().expect("a file name").to_string_lossy().to_string();
+    let name = file
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .to_string();
     let mut to = dir.join(&name);
     let mut n = 1;
     while to.exists() {
@@ -148,7 +159,10 @@ pub fn reject(file: &Path, reason: &str) -> Result<()> {
 }
 
 /// Reads one inbox file: the event, or why it is rejected.
-pub fn read_inbox_file(file: &Path, tenants: &BTreeSet<String>) -> std::result::Result<Event, String> {
+pub fn read_inbox_file(
+    file: &Path,
+    tenants: &BTreeSet<String>,
+) -> std::result::Result<Event, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot be read: {e}"))?;
     let event = Event::parse(&bytes)?;
     if !tenants.contains(&event.tenant) {

@@ -235,7 +235,14 @@ pub fn plan(
             copies,
         })
         .collect();
-    let order = |e: &PlanEntry| (e.tenant.clone(), e.expires, e.snapshot.clone(), e.target.clone());
+    let order = |e: &PlanEntry| {
+        (
+            e.tenant.clone(),
+            e.expires,
+            e.snapshot.clone(),
+            e.target.clone(),
+        )
+    };
     out.due.sort_by_key(order);
     out.held.sort_by_key(|h| order(&h.entry));
     out.legal_kept.sort_by_key(order);
@@ -299,7 +306,13 @@ mod tests {
             .unwrap()
     }
 
-    fn snap(tenant: &str, n: u8, target: &str, created: Timestamp, category: &str) -> SnapshotFacts {
+    fn snap(
+        tenant: &str,
+        n: u8,
+        target: &str,
+        created: Timestamp,
+        category: &str,
+    ) -> SnapshotFacts {
         SnapshotFacts {
             tenant: tenant.into(),
             id: Id([n; 32]),
@@ -312,11 +325,20 @@ mod tests {
     #[test]
     fn month_end_clamp_across_summer_time() {
         let p = stockholm();
-        let s = snap("a", 1, "offsite", ts("2026-05-31T12:00:00+02:00[Europe/Stockholm]"), "site");
+        let s = snap(
+            "a",
+            1,
+            "offsite",
+            ts("2026-05-31T12:00:00+02:00[Europe/Stockholm]"),
+            "site",
+        );
         let e = expiry(&p, None, &s);
         assert_eq!(e.at, ts("2026-11-30T12:00:00+01:00[Europe/Stockholm]"));
         assert_eq!((e.reason, e.rule.as_str()), (Reason::Retention, "default"));
-        let local = SnapshotFacts { target: "local".into(), ..s };
+        let local = SnapshotFacts {
+            target: "local".into(),
+            ..s
+        };
         let e = expiry(&p, None, &local);
         assert_eq!(e.at, ts("2026-06-30T12:00:00+02:00[Europe/Stockholm]"));
         assert_eq!(e.rule, "target.local");
@@ -340,7 +362,10 @@ mod tests {
         let b = snap("a", 2, "offsite", ts("2026-10-20T02:00:00Z"), "bookkeeping");
         let e = expiry(&p, Some(&state), &b);
         assert_eq!(e.at, ts("2033-10-20T02:00:00Z"));
-        assert_eq!((e.reason, e.rule.as_str()), (Reason::Retention, "category.bookkeeping"));
+        assert_eq!(
+            (e.reason, e.rule.as_str()),
+            (Reason::Retention, "category.bookkeeping")
+        );
         let b = snap("a", 2, "offsite", ts("2026-10-31T23:30:00Z"), "bookkeeping");
         let e = expiry(&p, Some(&state), &b);
         assert_eq!(e.at, ts("2033-11-01T00:00:00+01:00[Europe/Stockholm]"));
@@ -363,14 +388,24 @@ mod tests {
         let site = snap("a", 1, "offsite", ts("2026-11-01T00:00:00Z"), "site");
         let books = snap("a", 2, "offsite", ts("2026-11-01T00:00:00Z"), "bookkeeping");
         let later = snap("a", 3, "offsite", ts("2026-11-21T00:00:00Z"), "site");
-        let p1 = plan(&p, &BTreeMap::from([("a".into(), state.clone())]), &[site.clone(), books.clone(), later.clone()], ts("2026-11-22T00:00:00Z"));
+        let p1 = plan(
+            &p,
+            &BTreeMap::from([("a".into(), state.clone())]),
+            &[site.clone(), books.clone(), later.clone()],
+            ts("2026-11-22T00:00:00Z"),
+        );
         assert_eq!(p1.due.len(), 1);
         assert_eq!(p1.due[0].reason, Reason::Erasure);
         assert_eq!(p1.due[0].snapshot, site.id.to_hex());
         assert_eq!(p1.legal_kept.len(), 1);
         assert_eq!(p1.legal_kept[0].snapshot, books.id.to_hex());
         state.erasures[0].include_legal = true;
-        let p2 = plan(&p, &BTreeMap::from([("a".into(), state)]), &[site, books, later], ts("2026-11-22T00:00:00Z"));
+        let p2 = plan(
+            &p,
+            &BTreeMap::from([("a".into(), state)]),
+            &[site, books, later],
+            ts("2026-11-22T00:00:00Z"),
+        );
         assert_eq!(p2.due.len(), 2);
         assert!(p2.legal_kept.is_empty());
     }
@@ -408,12 +443,19 @@ mod tests {
             })
     }
 
-    fn arb_world() -> impl Strategy<Value = (BTreeMap<String, TenantState>, Vec<SnapshotFacts>, Timestamp)> {
+    fn arb_world()
+    -> impl Strategy<Value = (BTreeMap<String, TenantState>, Vec<SnapshotFacts>, Timestamp)> {
         let base = 1_790_000_000i64; // autumn 2026
         (
             proptest::collection::btree_map("[ab]", arb_state(base), 0..3),
             proptest::collection::vec(
-                ("[abc]", any::<u8>(), prop_oneof!["local", "offsite"], -1200i64..60, prop_oneof!["site", "bookkeeping", "mail"]),
+                (
+                    "[abc]",
+                    any::<u8>(),
+                    prop_oneof!["local", "offsite"],
+                    -1200i64..60,
+                    prop_oneof!["site", "bookkeeping", "mail"],
+                ),
                 0..24,
             ),
             -300i64..900,
@@ -423,12 +465,23 @@ mod tests {
                 let snaps: BTreeMap<(String, u8, String), SnapshotFacts> = snaps
                     .into_iter()
                     .map(|(t, n, target, days, cat)| {
-                        let s = snap(&t, n, &target, Timestamp::from_second(base + days * 86_400 + i64::from(n) * 97).unwrap(), &cat);
+                        let s = snap(
+                            &t,
+                            n,
+                            &target,
+                            Timestamp::from_second(base + days * 86_400 + i64::from(n) * 97)
+                                .unwrap(),
+                            &cat,
+                        );
                         ((t, n, target), s)
                     })
                     .collect();
                 let snaps = snaps.into_values().collect();
-                (states, snaps, Timestamp::from_second(base + now * 86_400).unwrap())
+                (
+                    states,
+                    snaps,
+                    Timestamp::from_second(base + now * 86_400).unwrap(),
+                )
             })
     }
 

@@ -92,8 +92,7 @@ pub fn prune_tenant(
         if id_of_path(&o.path) != Some(Id::of_bytes(&bytes)) {
             return Err(refuse(&o.path, "content does not match its name"));
         }
-        let body =
-            crate::format::index::open(&bytes, &tenant.cipher, &tenant.context, &o.path)?;
+        let body = crate::format::index::open(&bytes, &tenant.cipher, &tenant.context, &o.path)?;
         bodies.push((o.path, o.size, body));
     }
     let shared = |path: &str| primary.is_some_and(|p| p.index.contains(path));
@@ -115,13 +114,18 @@ pub fn prune_tenant(
     let live = live_blobs(repo, tenant, &index)?;
     let mut live_in: HashMap<Id, Vec<PackEntry>> = HashMap::new();
     for blob in &live {
-        let loc = index.get(blob).expect("live_blobs checks every blob is indexed");
-        live_in.entry(index.pack_id(loc)).or_default().push(PackEntry {
-            kind: loc.kind as u8,
-            id: *blob,
-            offset: loc.offset,
-            length: loc.length,
-        });
+        let loc = index
+            .get(blob)
+            .expect("live_blobs checks every blob is indexed");
+        live_in
+            .entry(index.pack_id(loc))
+            .or_default()
+            .push(PackEntry {
+                kind: loc.kind as u8,
+                id: *blob,
+                offset: loc.offset,
+                length: loc.length,
+            });
     }
     let mut delete: Vec<Id> = Vec::new();
     let mut repack: Vec<Id> = Vec::new();
@@ -134,8 +138,7 @@ pub fn prune_tenant(
             keep.push(id);
         } else if live_bytes == 0 {
             delete.push(id);
-        } else if primary.is_none() && (live_bytes as f64) < REPACK_BELOW_LIVE_SHARE * size as f64
-        {
+        } else if primary.is_none() && (live_bytes as f64) < REPACK_BELOW_LIVE_SHARE * size as f64 {
             repack.push(id);
         } else {
             keep.push(id);
@@ -312,7 +315,9 @@ fn live_blobs(repo: &Repository, tenant: &Tenant, index: &Index) -> Result<HashS
 fn refuse(object: &str, why: &str) -> Error {
     Error::corrupt(
         object,
-        format!("{why}; prune refuses to delete anything of this tenant until `gallra check` is clean"),
+        format!(
+            "{why}; prune refuses to delete anything of this tenant until `gallra check` is clean"
+        ),
     )
 }
 

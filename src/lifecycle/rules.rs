@@ -211,7 +211,12 @@ mod tests {
         let mut r = Retention::default();
         r.category.insert(
             "bookkeeping".into(),
-            rule(Some("7 years"), Some("7 years"), Some("Bokföringslagen"), true),
+            rule(
+                Some("7 years"),
+                Some("7 years"),
+                Some("Bokföringslagen"),
+                true,
+            ),
         );
         r.category
             .insert("mail".into(), rule(Some("2 years"), None, None, false));
@@ -240,7 +245,11 @@ mod tests {
         assert_eq!(d.legal_basis, "contract");
         let m = p.rule_for("beta", "mail");
         assert_eq!((m.name.as_str(), m.keep.get_years()), ("category.mail", 2));
-        assert_eq!(m.after_contract.get_months(), 1, "inherited from the default");
+        assert_eq!(
+            m.after_contract.get_months(),
+            1,
+            "inherited from the default"
+        );
         let a = p.rule_for("acme", "mail");
         assert_eq!((a.name.as_str(), a.keep.get_months()), ("tenant.acme", 12));
         assert_eq!(a.legal_basis, "agreement 2026-04");
@@ -259,10 +268,16 @@ mod tests {
         r.category
             .insert("mail".into(), rule(Some("2 yeras"), None, None, false));
         let e = Policy::new(&r, &[], jiff::tz::TimeZone::UTC).unwrap_err();
-        assert!(e.contains("[retention.category.mail] keep") && e.contains("2 yeras"), "{e}");
+        assert!(
+            e.contains("[retention.category.mail] keep") && e.contains("2 yeras"),
+            "{e}"
+        );
         let e = parse_period("0 days").unwrap_err();
         assert!(e.contains("longer than zero"), "{e}");
-        let t = [("local".to_string(), Some(rule(None, Some("1 day"), None, false)))];
+        let t = [(
+            "local".to_string(),
+            Some(rule(None, Some("1 day"), None, false)),
+        )];
         let e = Policy::new(&Retention::default(), &t, jiff::tz::TimeZone::UTC).unwrap_err();
         assert!(e.contains("local") && e.contains("only shorten"), "{e}");
     }
