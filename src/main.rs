@@ -622,15 +622,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let mut entry =
                     gallra::audit::Entry::new(gallra::audit::Action::Backup, Some(&snap.tenant));
                 entry.snapshots = vec![s.id.to_hex()];
-                entry.time = Some(snap.timestamp());
                 entry.targets = vec![gallra::audit::TargetCounts {
                     target: config.primary().name.clone(),
                     objects: 0,
                     bytes: snap.bytes_stored,
                 }];
                 entry.detail = Some(format!(
-                    "source {}, category {}, {} files, {} bytes",
-                    snap.source, snap.category, snap.files, snap.bytes
+                    "taken {}, source {}, category {}, {} files, {} bytes",
+                    jiff::Timestamp::from_second(snap.time_secs)
+                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                    snap.source,
+                    snap.category,
+                    snap.files,
+                    snap.bytes
                 ));
                 let (_, failed) = audit.append(entry, &[&repo])?;
                 for (target, e) in failed {

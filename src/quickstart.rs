@@ -105,6 +105,11 @@ category = "database"
 tenant = "acme"
 command = ["sh", "-c", "echo '-- dump of acme'; i=0; while [ $i -lt 3000 ]; do echo \"INSERT INTO orders VALUES ($i, 'kund$i', 'order för kund $i');\"; i=$((i+1)); done"]
 stdout_file = "acme.sql"
+
+[retention.default]
+keep = "6 months"
+after_contract = "1 month"
+legal_basis = "agreement: backups kept at most six months"
 "#
     )
 }
@@ -173,10 +178,22 @@ pub fn run(dir: &Path, exe: &Path) -> Result<()> {
         shown: shown.clone(),
         config: config.clone(),
     };
-    if dir.join("repo-local/config").exists() {
-        println!("repository exists already; taking another backup");
-    } else {
+    let first_run = !dir.join("repo-local/config").exists();
+    if first_run {
         r.run(&["init"])?;
+        // A backup dated seven months back, so that the lifecycle below has
+        // something past the six-month rule to delete.
+        let old = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .checked_sub(jiff::Span::new().months(7))
+            .map_err(|e| Error::Usage(format!("date arithmetic: {e}")))?
+            .timestamp()
+            .to_string();
+        r.run(&[
+            "backup", "--tenant", "bravo", "--time", &old, "--tag", "run=old",
+        ])?;
+    } else {
+        println!("repository exists already; taking another backup");
     }
     r.run(&["backup", "--tag", "run=quickstart"])?;
     // Change one page, then back up again: only that file is read.
@@ -213,11 +230,18 @@ pub fn run(dir: &Path, exe: &Path) -> Result<()> {
         &to.to_string_lossy(),
         "--verify",
     ])?;
+    // The lifecycle: what is due, then deleting it on both targets, with
+    // the audit trail as evidence.
+    r.run(&["lifecycle", "plan"])?;
+    r.run(&["lifecycle", "apply"])?;
+    r.run(&["snapshots", "--tenant", "bravo"])?;
+    r.run(&["audit", "list", "--tenant", "bravo"])?;
+    r.run(&["audit", "verify"])?;
     r.run(&["check", "--read-data"])?;
     r.run(&["check", "--target", "offsite"])?;
     let c = format!("{shown} --config {}", config.display());
     println!(
-        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} status\n  {c} backup --json",
+        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} status\n  {c} backup --json\n  {c} lifecycle plan --at 2027-06-01\n  {c} audit export --tenant bravo",
         to.display(),
         dir.display(),
         short = &latest[..8],
