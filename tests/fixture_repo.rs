@@ -84,6 +84,10 @@ fn fixture_objects_carry_version_1_envelopes() {
     assert_eq!(&snap[..6], b"GLRA\x01\x06");
     let key = std::fs::read(repo.join("tenants/acme/key")).unwrap();
     assert_eq!(&key[..6], b"GLRA\x01\x03");
+    let event = std::fs::read(repo.join("lifecycle/events/cli-20261123T152400Z-7c8ad7a1")).unwrap();
+    assert_eq!(&event[..6], b"GLRA\x01\x09");
+    let record = std::fs::read(repo.join("audit/fixture/000000000001-47f0f46e90739979")).unwrap();
+    assert_eq!(&record[..6], b"GLRA\x01\x0a");
 }
 
 #[test]
@@ -175,4 +179,54 @@ fn fixture_restores_byte_for_byte_and_checks_clean() {
     assert_eq!(check["ok"], true, "{check}");
     assert_eq!(check["snapshots"], 3);
     assert!(check["errors"].as_array().unwrap().is_empty());
+}
+
+/// Kind 9 (lifecycle events) and kind 10 (audit records): a contract end of
+/// bravo (last day 2026-10-31) and a legal hold on acme, with the agent's
+/// local copy of the audit trail.
+#[test]
+fn fixture_lifecycle_events_and_audit_records_read_as_recorded() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.root.join("state")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1.audit.jsonl"),
+        f.root.join("state/audit.jsonl"),
+    )
+    .unwrap();
+
+    // The snapshots of 2026-01-01 00:00 UTC expire after six months in
+    // Stockholm's time: 1 July 01:00 CEST. The hold keeps acme's.
+    let due = f.json(&["lifecycle", "plan", "--at", "2026-07-02", "--json"]);
+    let due = due.as_array().unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0]["tenant"], "bravo");
+    assert_eq!(due[0]["snapshot"], BRAVO_WWW);
+    assert_eq!(due[0]["expires"], "2026-06-30T23:00:00Z");
+    assert_eq!(due[0]["reason"], "retention");
+    let held = f.gallra(&["lifecycle", "plan", "--at", "2026-07-02"]);
+    let text = String::from_utf8_lossy(&held.stdout);
+    assert!(
+        text.contains("tenant acme") && text.contains("fixture hold"),
+        "{text}"
+    );
+
+    let records = f.json(&["audit", "list", "--json"]);
+    let hashes: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["hash"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hashes,
+        [
+            "47f0f46e9073997994474f742bf050679e43282e1f16b8e1b5ab2cc9f512ace5",
+            "95b7a376c0f537831d721efca6f10bfc4693511fdf185746afaaec98ad93ad66"
+        ]
+    );
+    assert_eq!(records[0]["action"], "contract-ended");
+    assert_eq!(records[1]["action"], "hold-set");
+    let verify = f.json(&["audit", "verify", "--json"]);
+    assert_eq!(verify["problems"], serde_json::json!([]), "{verify}");
+    assert_eq!(verify["targets"][0]["records"], 2);
 }
