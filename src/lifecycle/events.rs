@@ -248,6 +248,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Inbox files come from other systems: any bytes are an event or a
+        /// reason to reject, never a panic.
+        #[test]
+        fn inbox_decoder_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = Event::parse(&bytes);
+        }
+    }
+
     #[test]
     fn fold_follows_time_order() {
         let states = fold(&[

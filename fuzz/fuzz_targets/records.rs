@@ -1,0 +1,25 @@
+//! Lifecycle events as the inbox reads them (untrusted files from other
+//! systems), and audit records as `audit verify` reads a local line or a
+//! record's body. The first byte picks the decoder.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => {
+            let _ = gallra::lifecycle::Event::parse(body);
+        }
+        1 => {
+            let _ = serde_json::from_slice::<gallra::lifecycle::StoredEvent>(body);
+        }
+        _ => {
+            if let Ok(r) = serde_json::from_slice::<gallra::audit::Record>(body) {
+                let _ = r.compute_hash();
+                let _ = r.object_path();
+            }
+        }
+    }
+});
