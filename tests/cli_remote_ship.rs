@@ -470,3 +470,102 @@ fn s3_restore_names_a_damaged_pack_and_restores_the_rest() {
     }
     assert!((20..40).contains(&good), "{good} of 40 files restored");
 }
+
+/// The lifecycle on a real offsite server: an expired snapshot and a tenant
+/// whose contract ended go from the local target and from the server, the
+/// server's listing proves it, the survivors restore from there, and the
+/// audit trail on the server verifies.
+fn lifecycle_deletes_on_the_server(remote: Remote) {
+    let env = Env::new();
+    let prefix = unique_prefix("lifecycle");
+    let mut rng = Rng::new(11);
+    for tenant in ["acme", "beta"] {
+        write_file(
+            &env.path(&format!("src/{tenant}/data.bin")),
+            &rng.bytes(300_000),
+        );
+    }
+    env.set_extra_targets(&remote.target_table("offsite", &prefix, ""));
+    env.write_config(
+        "1 MiB",
+        &paths_source(
+            "www",
+            "site",
+            &[&format!("{}/{{tenant}}", s(&env.path("src")))],
+            &[],
+        ),
+    );
+    env.init();
+    let now = jiff::Zoned::now();
+    let ago = |span: jiff::Span| now.checked_sub(span).unwrap().timestamp().to_string();
+    let old = env.backup(&[
+        "--tenant",
+        "acme",
+        "--time",
+        &ago(jiff::Span::new().months(7)),
+    ]);
+    let old_id = backup_snapshot_id(&old, "acme", "www");
+    write_file(&env.path("src/acme/more.bin"), &rng.bytes(200_000));
+    let fresh = env.backup(&[]);
+    let kept_id = backup_snapshot_id(&fresh, "acme", "www");
+    let last_day = now.date().checked_sub(jiff::Span::new().days(40)).unwrap();
+    env.ok(&[
+        "contract",
+        "end",
+        "beta",
+        "--effective",
+        &last_day.to_string(),
+    ]);
+
+    let store = remote.store(&prefix);
+    let beta_before = store.list("tenants/beta").unwrap();
+    assert!(!beta_before.is_empty());
+    let report = env.json(&["lifecycle", "apply"]);
+    assert!(array_field(&report, "failures").is_empty(), "{report}");
+    let offsite = array_field(&report, "tenants")
+        .iter()
+        .flat_map(|t| array_field(t, "targets"))
+        .filter(|t| t["target"] == "offsite")
+        .map(|t| u64_field(t, "snapshots_deleted"))
+        .sum::<u64>();
+    assert_eq!(
+        offsite, 2,
+        "acme's old and beta's snapshot on the server: {report}"
+    );
+
+    let left: Vec<String> = store
+        .list("tenants")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
+    assert!(
+        !left.iter().any(|p| p.starts_with("tenants/beta/")),
+        "beta is gone from the server, key included: {left:?}"
+    );
+    assert!(!left.iter().any(|p| p.ends_with(&old_id)), "{left:?}");
+    assert!(left.iter().any(|p| p.ends_with(&kept_id)), "{left:?}");
+    env.ok(&["check", "--target", "offsite", "--read-data"]);
+    let to = env.path("restored");
+    env.ok(&restore_from_offsite(&kept_id, &to));
+    assert_eq!(
+        fs::read(restored_path(&to, &env.path("src/acme/more.bin"))).unwrap(),
+        fs::read(env.path("src/acme/more.bin")).unwrap()
+    );
+    env.ok(&["audit", "verify"]);
+    assert!(!store.list("audit").unwrap().is_empty());
+}
+
+#[test]
+fn s3_lifecycle_deletes_on_the_server() {
+    if let Some(remote) = Remote::s3() {
+        lifecycle_deletes_on_the_server(remote);
+    }
+}
+
+#[test]
+fn azure_lifecycle_deletes_on_the_server() {
+    if let Some(remote) = Remote::azure() {
+        lifecycle_deletes_on_the_server(remote);
+    }
+}
