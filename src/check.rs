@@ -90,6 +90,25 @@ pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckRe
             {
                 continue;
             }
+            Err(Error::NotFound { object, .. }) => {
+                // Data without its key: an erased tenant's leftover (a copy
+                // put back), or a lost key. Either way nothing can read it;
+                // each object is named so it can be found and removed.
+                report.error(
+                    object,
+                    "missing: the tenant's other objects cannot be read by any key",
+                );
+                let prefix = repo::tenant_prefix(&name);
+                for o in repo.store.list(&prefix)? {
+                    if !o.path[prefix.len()..].starts_with("/locks/") {
+                        report.unreferenced.push(Finding {
+                            object: o.path,
+                            message: "unreadable: its tenant has no key (left after an erasure, or the key was lost)".into(),
+                        });
+                    }
+                }
+                continue;
+            }
             Err(e) => {
                 report.error_from(e);
                 continue;

@@ -391,7 +391,9 @@ fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failur
         );
     }
     if !plan.legal_kept.is_empty() {
-        println!("kept under a legal obligation despite an erasure request:");
+        println!(
+            "snapshots kept under a legal obligation despite an erasure request (one line each):"
+        );
         print_entries(config, &plan.legal_kept.iter().collect::<Vec<_>>());
     }
     for u in &plan.upcoming {
@@ -427,7 +429,7 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
                     crate::human_bytes(r.bytes_deleted),
                     if r.objects_written > 0 {
                         format!(
-                            ", {} objects / {} written (new index, repacked blobs)",
+                            ", {} objects / {} written (new index, repacked packs, or shipped from the primary)",
                             r.objects_written,
                             crate::human_bytes(r.bytes_written)
                         )
@@ -465,7 +467,7 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
                 .filter(|e| e.tenant == tenant)
                 .count();
             println!(
-                "tenant {tenant}: {n} snapshot copies kept under a legal obligation (see `gallra lifecycle plan`); the key goes with the last of them"
+                "tenant {tenant}: {n} snapshot(s) kept under a legal obligation (see `gallra lifecycle plan`); the key goes with the last of them"
             );
         }
         if !report.dry_run && report.tenants.is_empty() && report.ok() {

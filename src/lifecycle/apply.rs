@@ -46,6 +46,9 @@ pub struct World {
     pub snapshots: Vec<SnapshotFacts>,
     /// Tenants with a folder (a key) on each target.
     pub tenants: BTreeMap<String, BTreeSet<String>>,
+    /// Per target, tenant folders that hold nothing but locks: what a
+    /// key destruction killed before it released its lock leaves.
+    pub lock_only: BTreeMap<String, BTreeSet<String>>,
     /// Targets that could not be read: no key is destroyed while one is
     /// unknown.
     pub failures: Vec<Failure>,
@@ -109,14 +112,16 @@ impl<'a> Lifecycle<'a> {
             states,
             snapshots: Vec::new(),
             tenants: BTreeMap::new(),
+            lock_only: BTreeMap::new(),
             failures: self.unopened.clone(),
         };
         for (i, repo) in self.repos.iter().enumerate() {
             let target = repo.store.name().to_string();
             match self.facts_of(repo, &mut known) {
-                Ok((facts, tenants)) => {
+                Ok((facts, tenants, lock_only)) => {
                     world.snapshots.extend(facts);
-                    world.tenants.insert(target, tenants);
+                    world.tenants.insert(target.clone(), tenants);
+                    world.lock_only.insert(target, lock_only);
                 }
                 Err(e) if i == 0 => return Err(e),
                 Err(e) => world.failures.push(Failure {
@@ -133,13 +138,15 @@ impl<'a> Lifecycle<'a> {
         &self,
         repo: &Repository,
         known: &mut HashMap<(String, Id), (Timestamp, String)>,
-    ) -> Result<(Vec<SnapshotFacts>, BTreeSet<String>)> {
+    ) -> Result<(Vec<SnapshotFacts>, BTreeSet<String>, BTreeSet<String>)> {
         let mut facts = Vec::new();
         let mut tenants = BTreeSet::new();
+        let mut lock_only = BTreeSet::new();
         for name in repo.tenant_names()? {
             let prefix = repo::tenant_prefix(&name);
             let listed = repo.store.list(&format!("{prefix}/snapshots"))?;
             if !crate::ship::has_content(&repo.store, &prefix)? {
+                lock_only.insert(name);
                 continue;
             }
             tenants.insert(name.clone());
@@ -163,7 +170,7 @@ impl<'a> Lifecycle<'a> {
                 });
             }
         }
-        Ok((facts, tenants))
+        Ok((facts, tenants, lock_only))
     }
 
     pub fn plan(&self, now: Timestamp) -> Result<(Plan, World)> {
@@ -330,6 +337,21 @@ impl<'a> Lifecycle<'a> {
             report.tenants.push(result);
         }
 
+        // A key destruction killed before releasing its lock left only the
+        // lock; a dead process's lock of this host goes, and the folder
+        // with it.
+        for repo in self.repos.iter() {
+            let target = repo.store.name();
+            for tenant in world.lock_only.get(target).into_iter().flatten() {
+                let left = remaining.get(tenant.as_str()).copied().unwrap_or(0);
+                if keep(tenant)
+                    && plan::key_destruction_due(self.policy, world.states.get(tenant), left, now)
+                {
+                    lock::unlock(&repo.store, tenant, &self.host)?;
+                }
+            }
+        }
+
         // Keys go when nothing of the tenant is left anywhere; only when
         // every target could be read.
         if world.failures.is_empty() {
@@ -420,6 +442,30 @@ impl<'a> Lifecycle<'a> {
                 });
                 continue;
             }
+            let mut shipped = (0u64, 0u64);
+            if i > 0 {
+                // The primary's new index and packs first, so the secondary
+                // prunes to the same layout instead of writing its own.
+                let ship = crate::ship::ship(
+                    &self.primary().store,
+                    &repo.store,
+                    &crate::ship::ShipOptions {
+                        tenants: vec![tenant.to_string()],
+                        host: self.host.clone(),
+                        ..Default::default()
+                    },
+                );
+                match ship {
+                    Ok(r) if r.ok() => shipped = (r.copied as u64, r.copied_bytes),
+                    Ok(r) => tracing::warn!(
+                        "tenant {tenant}: ship to {target} before pruning failed: {:?}",
+                        r.failed
+                    ),
+                    Err(e) => tracing::warn!(
+                        "tenant {tenant}: ship to {target} before pruning failed: {e}"
+                    ),
+                }
+            }
             let outcome = self
                 .may_delete_on(repo, checked)
                 .and_then(|()| self.delete_and_prune(repo, tenant, &here, layout.as_ref()));
@@ -431,8 +477,8 @@ impl<'a> Lifecycle<'a> {
                         objects_deleted: deleted.len() as u64 + prune.objects_deleted(),
                         bytes_deleted: deleted.iter().map(|(_, s)| s).sum::<u64>()
                             + prune.bytes_deleted,
-                        objects_written: prune.packs_written + prune.index_written,
-                        bytes_written: prune.bytes_written,
+                        objects_written: prune.packs_written + prune.index_written + shipped.0,
+                        bytes_written: prune.bytes_written + shipped.1,
                     };
                     for (entry, size) in here.iter().zip(deleted.iter().map(|(_, s)| *s)) {
                         let g = groups
