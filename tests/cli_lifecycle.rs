@@ -202,6 +202,18 @@ fn snapshots_on(env: &Env, target: &str) -> BTreeMap<String, Value> {
     }
 }
 
+/// The one line of the human `lifecycle plan` that says `tenant` is held,
+/// and the whole plan (for messages).
+fn held_line(env: &Env, tenant: &str) -> (String, String) {
+    let text = stdout(&env.ok(&["lifecycle", "plan"]));
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("held") && l.contains(&format!("tenant {tenant}:")))
+        .collect();
+    assert_eq!(lines.len(), 1, "the plan says {tenant} is held:\n{text}");
+    (lines[0].to_string(), text)
+}
+
 fn ids_on(env: &Env, target: &str) -> BTreeSet<String> {
     snapshots_on(env, target).into_keys().collect()
 }
@@ -359,13 +371,8 @@ fn scenario_with_real_dates() {
 
     // The human plan: d is held; c's snapshots go a month after the day
     // after its last day, at 00:00 in Stockholm.
-    let text = stdout(&env.ok(&["lifecycle", "plan"]));
-    let held: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("held") && l.contains("tenant d"))
-        .collect();
-    assert_eq!(held.len(), 1, "the plan says d is held:\n{text}");
-    assert!(held[0].contains("court order"), "{text}");
+    let (held, text) = held_line(env, "d");
+    assert!(held.contains("court order"), "{text}");
     let c_goes = days_ago(10)
         .tomorrow()
         .unwrap()
@@ -934,14 +941,9 @@ fn inbox_takes_good_duplicate_malformed_and_unknown() {
     assert_eq!(str_field(&items[0], "outcome"), "accepted", "{items:?}");
     assert_eq!(str_field(&items[0], "tenant"), "beta");
 
-    let text = stdout(&env.ok(&["lifecycle", "plan"]));
-    let beta_line: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("held") && l.contains("tenant beta"))
-        .collect();
-    assert_eq!(beta_line.len(), 1, "{text}");
-    assert!(beta_line[0].contains("deferred"), "{text}");
-    assert!(beta_line[0].contains("court order"), "{text}");
+    let (beta_line, text) = held_line(env, "beta");
+    assert!(beta_line.contains("deferred"), "{text}");
+    assert!(beta_line.contains("court order"), "{text}");
 
     let beta_before: Vec<_> = TARGETS
         .iter()
