@@ -429,6 +429,12 @@ impl<'a> Lifecycle<'a> {
                 .get(&target)
                 .is_some_and(|t| t.contains(tenant));
             if !present {
+                if i == 0 {
+                    // Nothing of the tenant on the primary (it keeps less,
+                    // or lost it): nothing a ship could bring back, and no
+                    // pack of its to keep.
+                    layout = Some(PrimaryLayout::default());
+                }
                 continue;
             }
             if i > 0 && layout.is_none() {
@@ -443,7 +449,11 @@ impl<'a> Lifecycle<'a> {
                 continue;
             }
             let mut shipped = (0u64, 0u64);
-            if i > 0 {
+            let on_primary = world
+                .tenants
+                .get(self.primary().store.name())
+                .is_some_and(|t| t.contains(tenant));
+            if i > 0 && on_primary {
                 // The primary's new index and packs first, so the secondary
                 // prunes to the same layout instead of writing its own.
                 let ship = crate::ship::ship(
