@@ -32,7 +32,6 @@ pub enum Action {
     Backup,
     Delete,
     Prune,
-    Erase,
     KeyDestroyed,
     LegalKept,
     ContractEnded,
@@ -49,7 +48,6 @@ impl Action {
             Action::Backup => "backup",
             Action::Delete => "delete",
             Action::Prune => "prune",
-            Action::Erase => "erase",
             Action::KeyDestroyed => "key-destroyed",
             Action::LegalKept => "legal-kept",
             Action::ContractEnded => "contract-ended",
@@ -615,7 +613,11 @@ mod tests {
         for bad_host in ["", "..", "a/b", "web 01"] {
             assert!(AuditLog::open(dir.path(), bad_host).is_err());
         }
-        for (n, action) in [(1, Action::Backup), (2, Action::Delete), (3, Action::Erase)] {
+        for (n, action) in [
+            (1, Action::Backup),
+            (2, Action::Delete),
+            (3, Action::KeyDestroyed),
+        ] {
             assert!(log.append(entry(action, n), &[&repo]).unwrap().1.is_empty());
         }
         use std::os::unix::fs::PermissionsExt;
@@ -703,7 +705,7 @@ mod tests {
     fn export_names_the_tenant_and_the_key_destruction() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(dir.path(), "web01").unwrap();
-        let mut e = entry(Action::Erase, 12);
+        let mut e = entry(Action::ErasureRequested, 12);
         e.reason = Some("Art. 17 request | ticket 4".into());
         e.time = Some("2026-11-23T10:00:00Z".parse().unwrap());
         log.append(e, &[]).unwrap();
@@ -711,7 +713,7 @@ mod tests {
         log.append(other, &[]).unwrap();
         let md = export_markdown(&log.records().unwrap(), "acme");
         assert!(md.starts_with("# Audit trail for tenant acme\n"), "{md}");
-        let row = "| 2026-11-23T10:00:00Z | erase | 1a2b3c4d5e6f | mem 12 objects / 36.0 MiB |";
+        let row = "| 2026-11-23T10:00:00Z | erasure-requested | 1a2b3c4d5e6f | mem 12 objects / 36.0 MiB |";
         has(&md, row);
         has(
             &md,

@@ -163,7 +163,7 @@ fn new_event(kind: EventType, tenant: &str) -> Event {
 
 fn with<R>(
     config: &Config,
-    work: impl FnOnce(&Lifecycle, &Opened) -> anyhow::Result<R>,
+    work: impl FnOnce(&Lifecycle) -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
     let opened = open_all(config)?;
     let audit = audit_log(config)?;
@@ -176,12 +176,12 @@ fn with<R>(
         pack_size: config.repository.pack_size,
         audit: &audit,
     };
-    work(&lc, &opened)
+    work(&lc)
 }
 
 /// contract end/reinstate, hold set/release: one event, taken in.
 pub fn record(config: &Config, json_out: bool, event: Event) -> anyhow::Result<i32> {
-    with(config, |lc, _| {
+    with(config, |lc| {
         let known = lc.repos[0].tenant_names()?;
         if !known.contains(&event.tenant) {
             anyhow::bail!(Error::Usage(format!(
@@ -260,7 +260,7 @@ pub fn erase(
             "erase deletes every copy of tenant {tenant}'s data on every target and destroys its key; nothing can bring it back. Add --yes to do it"
         )));
     }
-    with(config, |lc, _| {
+    with(config, |lc| {
         let (_, world) = lc.plan(Timestamp::now())?;
         if !world.tenants.values().any(|t| t.contains(tenant)) {
             anyhow::bail!(Error::Usage(format!(
@@ -284,7 +284,7 @@ pub fn erase(
 }
 
 pub fn inbox(config: &Config, json_out: bool, _cmd: InboxCommand) -> anyhow::Result<i32> {
-    with(config, |lc, _| {
+    with(config, |lc| {
         let items = lc.process_inbox(Timestamp::now())?;
         let failed = items.iter().any(|i| i.outcome == "failed");
         if json_out {
@@ -325,7 +325,7 @@ pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyh
                 Some(d) => at_date(config, d)?,
                 None => Timestamp::now(),
             };
-            with(config, |lc, _| {
+            with(config, |lc| {
                 let (plan, world) = lc.plan(now)?;
                 if json_out {
                     crate::print_json(&serde_json::to_value(&plan.due)?)?;
@@ -335,7 +335,7 @@ pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyh
                 Ok(0)
             })
         }
-        LifecycleCommand::Apply { dry_run } => with(config, |lc, _| {
+        LifecycleCommand::Apply { dry_run } => with(config, |lc| {
             let report = lc.apply(Timestamp::now(), dry_run, None)?;
             print_apply(config, json_out, &report)
         }),

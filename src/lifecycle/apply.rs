@@ -46,9 +46,10 @@ pub struct World {
     pub snapshots: Vec<SnapshotFacts>,
     /// Tenants with a folder (a key) on each target.
     pub tenants: BTreeMap<String, BTreeSet<String>>,
-    /// Per target, tenant folders that hold nothing but locks: what a
-    /// key destruction killed before it released its lock leaves.
-    pub lock_only: BTreeMap<String, BTreeSet<String>>,
+    /// Per target, tenant folders without a key: what a key destruction
+    /// killed before it released its lock leaves (or a first backup that
+    /// has only taken its lock).
+    pub keyless: BTreeMap<String, BTreeSet<String>>,
     /// Targets that could not be read: no key is destroyed while one is
     /// unknown.
     pub failures: Vec<Failure>,
@@ -112,16 +113,16 @@ impl<'a> Lifecycle<'a> {
             states,
             snapshots: Vec::new(),
             tenants: BTreeMap::new(),
-            lock_only: BTreeMap::new(),
+            keyless: BTreeMap::new(),
             failures: self.unopened.clone(),
         };
         for (i, repo) in self.repos.iter().enumerate() {
             let target = repo.store.name().to_string();
             match self.facts_of(repo, &mut known) {
-                Ok((facts, tenants, lock_only)) => {
+                Ok((facts, tenants, keyless)) => {
                     world.snapshots.extend(facts);
                     world.tenants.insert(target.clone(), tenants);
-                    world.lock_only.insert(target, lock_only);
+                    world.keyless.insert(target, keyless);
                 }
                 Err(e) if i == 0 => return Err(e),
                 Err(e) => world.failures.push(Failure {
@@ -141,14 +142,16 @@ impl<'a> Lifecycle<'a> {
     ) -> Result<(Vec<SnapshotFacts>, BTreeSet<String>, BTreeSet<String>)> {
         let mut facts = Vec::new();
         let mut tenants = BTreeSet::new();
-        let mut lock_only = BTreeSet::new();
+        let mut keyless = BTreeSet::new();
         for name in repo.tenant_names()? {
             let prefix = repo::tenant_prefix(&name);
-            let listed = repo.store.list(&format!("{prefix}/snapshots"))?;
-            if !crate::ship::has_content(&repo.store, &prefix)? {
-                lock_only.insert(name);
+            // One request, where a listing of the whole folder would name
+            // every pack.
+            if repo.store.size_of(&format!("{prefix}/key"))?.is_none() {
+                keyless.insert(name);
                 continue;
             }
+            let listed = repo.store.list(&format!("{prefix}/snapshots"))?;
             tenants.insert(name.clone());
             for o in listed {
                 let Some(id) = id_of_path(&o.path) else {
@@ -170,7 +173,7 @@ impl<'a> Lifecycle<'a> {
                 });
             }
         }
-        Ok((facts, tenants, lock_only))
+        Ok((facts, tenants, keyless))
     }
 
     pub fn plan(&self, now: Timestamp) -> Result<(Plan, World)> {
@@ -342,7 +345,7 @@ impl<'a> Lifecycle<'a> {
         // with it.
         for repo in self.repos.iter() {
             let target = repo.store.name();
-            for tenant in world.lock_only.get(target).into_iter().flatten() {
+            for tenant in world.keyless.get(target).into_iter().flatten() {
                 let left = remaining.get(tenant.as_str()).copied().unwrap_or(0);
                 if keep(tenant)
                     && plan::key_destruction_due(self.policy, world.states.get(tenant), left, now)
@@ -481,7 +484,7 @@ impl<'a> Lifecycle<'a> {
                 .and_then(|()| self.delete_and_prune(repo, tenant, &here, layout.as_ref()));
             match outcome {
                 Ok((deleted, prune)) => {
-                    let mut tr = TargetResult {
+                    let tr = TargetResult {
                         target: target.clone(),
                         snapshots_deleted: deleted.len() as u64,
                         objects_deleted: deleted.len() as u64 + prune.objects_deleted(),
@@ -507,9 +510,8 @@ impl<'a> Lifecycle<'a> {
                         });
                     }
                     if i == 0 {
-                        layout = Some(prune::layout(repo, tenant)?);
+                        layout = Some(prune.after);
                     }
-                    tr.target = target;
                     result.targets.push(tr);
                 }
                 Err(e) => {
@@ -584,8 +586,8 @@ impl<'a> Lifecycle<'a> {
             deleted.push((path.clone(), sizes.get(&path).copied().unwrap_or(0)));
         }
         prune::verify_gone(repo, &format!("{prefix}/snapshots"), &deleted)?;
-        let report = prune::prune_tenant(repo, &t, primary, self.pack_size, &lock)?;
-        Ok((deleted, report))
+        let pruned = prune::prune_tenant(repo, &t, primary, self.pack_size, &lock)?;
+        Ok((deleted, pruned))
     }
 
     /// Crypto-shredding: deletes every object of the tenant on every target,
@@ -638,7 +640,6 @@ impl<'a> Lifecycle<'a> {
                 objects,
                 bytes,
             });
-            drop(lock);
         }
         let mut entry = Entry::new(Action::KeyDestroyed, Some(tenant));
         entry.targets = counts;

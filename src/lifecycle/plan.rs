@@ -174,15 +174,6 @@ pub struct Plan {
     pub upcoming: Vec<Upcoming>,
 }
 
-impl Plan {
-    /// Tenants with something due.
-    pub fn tenants(&self) -> Vec<String> {
-        let set: std::collections::BTreeSet<&str> =
-            self.due.iter().map(|e| e.tenant.as_str()).collect();
-        set.into_iter().map(String::from).collect()
-    }
-}
-
 pub fn plan(
     policy: &Policy,
     states: &BTreeMap<String, TenantState>,

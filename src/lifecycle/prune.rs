@@ -29,7 +29,7 @@ use crate::repo::{self, Index, Repository, Tenant, id_of_path};
 const REPACK_BELOW_LIVE_SHARE: f64 = 0.5;
 
 /// What the primary holds of a tenant, for pruning a secondary.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PrimaryLayout {
     pub packs: HashSet<Id>,
     /// Paths of index objects.
@@ -45,6 +45,9 @@ pub struct PruneReport {
     pub index_written: u64,
     pub bytes_written: u64,
     pub blobs_repacked: u64,
+    /// The tenant's packs and index objects afterwards.
+    #[serde(skip)]
+    pub after: PrimaryLayout,
 }
 
 impl PruneReport {
@@ -53,23 +56,9 @@ impl PruneReport {
     }
 }
 
-/// The primary's packs and index objects of a tenant.
-pub fn layout(repo: &Repository, tenant: &str) -> Result<PrimaryLayout> {
-    let prefix = repo::tenant_prefix(tenant);
-    let mut out = PrimaryLayout::default();
-    for o in repo.store.list(&format!("{prefix}/packs"))? {
-        if let Some(id) = id_of_path(&o.path) {
-            out.packs.insert(id);
-        }
-    }
-    for o in repo.store.list(&format!("{prefix}/index"))? {
-        out.index.insert(o.path);
-    }
-    Ok(out)
-}
-
 /// Prunes one tenant on one target. `primary` is `None` when pruning the
-/// primary itself (which repacks), else the primary's layout.
+/// primary itself (which repacks), else the primary's layout. Returns what
+/// was done.
 pub fn prune_tenant(
     repo: &Repository,
     tenant: &Arc<Tenant>,
@@ -173,6 +162,10 @@ pub fn prune_tenant(
     });
     let mut report = PruneReport::default();
     if delete.is_empty() && repack.is_empty() && !stale && own_index.len() <= 1 {
+        report.after = PrimaryLayout {
+            packs: pack_sizes.into_keys().collect(),
+            index: bodies.into_iter().map(|(path, _, _)| path).collect(),
+        };
         return Ok(report);
     }
 
@@ -246,6 +239,7 @@ pub fn prune_tenant(
             blobs,
         });
     }
+    let new_pack_ids: Vec<Id> = new_packs.iter().map(|p| p.id).collect();
     body.packs.extend(new_packs);
     lock.check()?;
     let mut written = None;
@@ -274,6 +268,15 @@ pub fn prune_tenant(
         gone.push((path, pack_sizes[id]));
     }
     verify_gone(repo, &prefix, &gone)?;
+    report.after = PrimaryLayout {
+        packs: keep.into_iter().chain(new_pack_ids).collect(),
+        index: bodies
+            .iter()
+            .map(|(path, _, _)| path.clone())
+            .filter(|path| shared(path))
+            .chain(written)
+            .collect(),
+    };
     Ok(report)
 }
 

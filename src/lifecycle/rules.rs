@@ -134,11 +134,6 @@ impl Policy {
         })
     }
 
-    /// The built-in rules only, in `time_zone`.
-    pub fn builtin(time_zone: jiff::tz::TimeZone) -> Policy {
-        Policy::new(&Retention::default(), &[], time_zone).expect("built-in rules parse")
-    }
-
     /// The rule for a snapshot of `tenant` from a source of `category`.
     pub fn rule_for(&self, tenant: &str, category: &str) -> ResolvedRule {
         let mut rule = ResolvedRule {
@@ -179,18 +174,6 @@ impl Policy {
     /// A target's shorter keep period, if it has one.
     pub fn target_rule(&self, target: &str) -> Option<&TargetRule> {
         self.target.get(target)
-    }
-
-    /// Rule names and their resolved keys, for `config check` and the docs.
-    pub fn describe(&self) -> Vec<ResolvedRule> {
-        let mut out = vec![self.rule_for("", "")];
-        for c in self.category.keys() {
-            out.push(self.rule_for("", c));
-        }
-        for t in self.tenant.keys() {
-            out.push(self.rule_for(t, ""));
-        }
-        out
     }
 }
 
