@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::format::{Kind, record};
 use crate::repo::Repository;
+use crate::text::{human_bytes, md_cell as cell};
 
 const FILE_NAME: &str = "audit.jsonl";
 const LOCK_NAME: &str = "audit.lock";
@@ -547,24 +548,6 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
         None => "\nThe tenant key has not been destroyed.\n".into(),
     };
     out
-}
-
-/// Text made safe for one Markdown table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
-fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut v, mut u) = (n as f64, 0);
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    match u {
-        0 => format!("{n} B"),
-        _ => format!("{v:.1} {}", units[u]),
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,27 @@ pub struct Config {
     pub retention: Retention,
     /// The retention rules, parsed; in `agent.time_zone`.
     pub policy: crate::lifecycle::Policy,
+    pub drill: DrillSettings,
 }
+
+/// `[drill]`: what a restore drill does when the command line does not say.
+#[derive(Debug, Clone)]
+pub struct DrillSettings {
+    /// The target drills restore from: by default the first secondary (the
+    /// copy a disaster leaves), or the primary if there is no other.
+    pub target: String,
+    /// How many tenants a drill without `--tenant` or `--snapshot` samples.
+    pub sample: usize,
+    /// The latest snapshot of every drilled source must be younger than this.
+    pub max_age: jiff::Span,
+    /// As written, for messages.
+    pub max_age_text: String,
+    /// Where drills restore to; its contents are removed afterwards.
+    pub scratch: PathBuf,
+}
+
+pub const DEFAULT_DRILL_MAX_AGE: &str = "26h";
+pub const DEFAULT_DRILL_SAMPLE: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -205,6 +225,17 @@ struct RawConfig {
     source: Vec<RawSource>,
     #[serde(default)]
     retention: Retention,
+    #[serde(default)]
+    drill: RawDrill,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrill {
+    target: Option<String>,
+    sample: Option<usize>,
+    max_age: Option<String>,
+    scratch: Option<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]
@@ -514,6 +545,42 @@ impl Config {
             });
         }
 
+        let drill = {
+            let d = raw.drill;
+            let target = match d.target {
+                Some(name) if targets.iter().any(|t| t.name == name) => name,
+                Some(name) => {
+                    return Err(err(format!("[drill] target: no [[target]] named {name:?}")));
+                }
+                None => targets
+                    .iter()
+                    .find(|t| !t.primary)
+                    .unwrap_or(&targets[0])
+                    .name
+                    .clone(),
+            };
+            let sample = d.sample.unwrap_or(DEFAULT_DRILL_SAMPLE);
+            if sample == 0 {
+                return Err(err("[drill] sample: must be at least 1".into()));
+            }
+            let max_age_text = d
+                .max_age
+                .unwrap_or_else(|| DEFAULT_DRILL_MAX_AGE.to_string());
+            let max_age = crate::lifecycle::rules::parse_period(&max_age_text)
+                .map_err(|m| err(format!("[drill] max_age: {m}")))?;
+            let scratch = d
+                .scratch
+                .map(&resolve)
+                .unwrap_or_else(|| agent.state_dir.join("drill"));
+            DrillSettings {
+                target,
+                sample,
+                max_age,
+                max_age_text,
+                scratch,
+            }
+        };
+
         Ok(Config {
             path: path.to_path_buf(),
             agent,
@@ -527,6 +594,7 @@ impl Config {
             sources,
             retention: raw.retention,
             policy,
+            drill,
         })
     }
 

@@ -109,6 +109,16 @@ impl Error {
         }
     }
 
+    /// The store object a store, not-found or corruption error names.
+    pub fn object(&self) -> Option<&str> {
+        match self {
+            Error::NotFound { object, .. }
+            | Error::Corrupt { object, .. }
+            | Error::Store { object, .. } => Some(object),
+            _ => None,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -9,6 +9,7 @@ pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
+pub mod drill;
 pub mod error;
 pub mod format;
 pub mod lifecycle;
@@ -19,5 +20,6 @@ pub mod repo;
 pub mod restore;
 pub mod ship;
 pub mod store;
+pub mod text;
 
 pub use error::{Error, Result};

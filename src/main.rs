@@ -18,6 +18,7 @@ use gallra::repo::Repository;
 use gallra::restore::{self, OpenSnapshot, RestoreOptions};
 use gallra::ship::{self, ShipOptions, ShipReport};
 use gallra::store::Store;
+use gallra::text::human_bytes;
 
 mod cli;
 use cli::lifecycle::{AuditCommand, ContractCommand, HoldCommand, InboxCommand, LifecycleCommand};
@@ -164,6 +165,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Restore drill: restore snapshots into scratch space, verify every byte, time it, record it
+    Drill(cli::drill::DrillArgs),
     /// Create ./gallra-quickstart/ and run the whole job on it
     Quickstart {
         #[arg(long, default_value = "gallra-quickstart")]
@@ -405,21 +408,6 @@ fn snapshot_json(id: &gallra::format::Id, s: &Snapshot) -> Value {
         "paths": s.paths,
         "parent": s.parent.map(|p| p.to_hex()),
     })
-}
-
-fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -961,6 +949,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inbox { command } => cli::lifecycle::inbox(&load()?, json_out, command),
         Command::Lifecycle { command } => cli::lifecycle::lifecycle(&load()?, json_out, command),
         Command::Audit { command } => cli::lifecycle::audit(&load()?, json_out, command),
+        Command::Drill(args) => cli::drill::drill(&load()?, json_out, args),
         Command::Snapshots { tenant, target } => {
             let config = load()?;
             let repo = open_repo(&config, &target)?;
@@ -1115,7 +1104,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 print_json(&json!({
                     "snapshot": snap.id.to_hex(), "files": report.files, "dirs": report.dirs,
                     "symlinks": report.symlinks, "bytes": report.bytes, "verified": report.verified,
-                    "errors": report.errors, "seconds": report.seconds,
+                    "errors": report.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                    "seconds": report.seconds,
                 }))?;
             } else {
                 println!(

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -77,21 +77,28 @@ impl<'a> OpenSnapshot<'a> {
         out: &mut dyn Write,
         hash: bool,
     ) -> Result<Option<[u8; 32]>> {
-        self.write_content_from(node, out, hash, &HashMap::new())
+        self.write_content_from(node, out, hash, &HashMap::new(), None)
     }
 
-    /// As `write_content`, taking blobs from `prefetched` where it has them.
+    /// As `write_content`, taking blobs from `prefetched` where it has them;
+    /// `first_byte` is set when the first content byte is written.
     fn write_content_from(
         &self,
         node: &Node,
         out: &mut dyn Write,
         hash: bool,
         prefetched: &HashMap<Id, Vec<u8>>,
+        first_byte: Option<&OnceLock<Instant>>,
     ) -> Result<Option<[u8; 32]>> {
         let mut sha = hash.then(Sha256::new);
         let mut emit = |data: &[u8]| -> Result<()> {
             if let Some(sha) = &mut sha {
                 sha.update(data);
+            }
+            if let Some(at) = first_byte
+                && !data.is_empty()
+            {
+                at.get_or_init(Instant::now);
             }
             out.write_all(data)
                 .map_err(|e| Error::io(node.name_lossy(), e))
@@ -258,14 +265,60 @@ pub struct RestoreReport {
     pub symlinks: u64,
     pub bytes: u64,
     pub verified: u64,
-    /// One message per file or entry that could not be restored.
-    pub errors: Vec<String>,
+    /// One per file or entry that could not be restored.
+    pub errors: Vec<RestoreFailure>,
     pub seconds: f64,
+    /// Seconds from the start until the first byte of file content was
+    /// written; `None` if no file had content.
+    pub first_byte: Option<f64>,
 }
 
-struct Planned {
-    path: PathBuf,
-    node: Node,
+/// An entry that could not be restored, set or verified.
+#[derive(Debug, Clone)]
+pub struct RestoreFailure {
+    /// Where it was to be restored.
+    pub path: PathBuf,
+    /// The store object (a pack, the index) whose read failed, if that was
+    /// the cause.
+    pub object: Option<String>,
+    /// What went wrong; names the object, never the path again.
+    pub message: String,
+}
+
+impl RestoreFailure {
+    fn new(path: &Path, e: Error) -> Self {
+        let object = e.object().map(str::to_string);
+        let message = match e {
+            Error::Io { path: p, source } if p == path => source.to_string(),
+            Error::Restore(m) => m,
+            e => e.to_string(),
+        };
+        RestoreFailure {
+            path: path.to_path_buf(),
+            object,
+            message,
+        }
+    }
+
+    fn io(path: &Path, e: impl std::fmt::Display) -> Self {
+        RestoreFailure {
+            path: path.to_path_buf(),
+            object: None,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for RestoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+/// One entry of a snapshot and the path it is restored to.
+pub struct Planned {
+    pub path: PathBuf,
+    pub node: Node,
 }
 
 /// Collects what to restore, depth first, directories before their content.
@@ -319,6 +372,7 @@ fn write_file(
     p: &Planned,
     verify: bool,
     prefetched: &HashMap<Id, Vec<u8>>,
+    first_byte: &OnceLock<Instant>,
 ) -> Result<bool> {
     use std::os::unix::fs::OpenOptionsExt;
     clear_non_dir(&p.path).map_err(|e| Error::io(&p.path, e))?;
@@ -330,7 +384,7 @@ fn write_file(
         .open(&p.path)
         .map_err(|e| Error::io(&p.path, e))?;
     let mut out = io::BufWriter::with_capacity(1 << 20, file);
-    let written = snap.write_content_from(&p.node, &mut out, verify, prefetched);
+    let written = snap.write_content_from(&p.node, &mut out, verify, prefetched, Some(first_byte));
     let flushed = out
         .into_inner()
         .map_err(|e| Error::io(&p.path, e.into_error()));
@@ -347,12 +401,11 @@ fn write_file(
     let expected = p
         .node
         .sha256
-        .ok_or_else(|| Error::Restore(format!("{}: no checksum recorded", p.path.display())))?;
+        .ok_or_else(|| Error::Restore("no checksum recorded".into()))?;
     if sha != expected {
-        return Err(Error::Restore(format!(
-            "{}: content does not match the recorded SHA-256",
-            p.path.display()
-        )));
+        return Err(Error::Restore(
+            "content does not match the recorded SHA-256".into(),
+        ));
     }
     // Read back what landed on disk, not what we meant to write.
     let mut f = std::fs::File::open(&p.path).map_err(|e| Error::io(&p.path, e))?;
@@ -366,10 +419,9 @@ fn write_file(
         h.update(&buf[..n]);
     }
     if <[u8; 32]>::from(h.finalize()) != expected {
-        return Err(Error::Restore(format!(
-            "{}: file on disk does not match the recorded SHA-256",
-            p.path.display()
-        )));
+        return Err(Error::Restore(
+            "file on disk does not match the recorded SHA-256".into(),
+        ));
     }
     Ok(true)
 }
@@ -388,7 +440,14 @@ fn set_owner_and_mode(path: &Path, node: &Node, is_root: bool) -> io::Result<()>
 
 pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<RestoreReport> {
     let started = Instant::now();
-    let mut report = RestoreReport::default();
+    let planned = plan_restore(snap, opts)?;
+    Ok(restore_planned(snap, opts, &planned, started))
+}
+
+/// Creates `opts.to` and lists what to restore into it, directories before
+/// their content. Reads every tree on the way: a tree that cannot be read
+/// fails the whole restore, naming it.
+pub fn plan_restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Vec<Planned>> {
     std::fs::create_dir_all(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
     let mut planned = Vec::new();
     match opts
@@ -428,6 +487,18 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
         }
     }
 
+    Ok(planned)
+}
+
+/// Restores what `plan_restore` listed; `started` is when the restore
+/// began, for the times in the report.
+pub fn restore_planned(
+    snap: &OpenSnapshot<'_>,
+    opts: &RestoreOptions,
+    planned: &[Planned],
+    started: Instant,
+) -> RestoreReport {
+    let mut report = RestoreReport::default();
     // Directories first, in order, so each parent exists and is checked.
     let mut failed_dirs: Vec<PathBuf> = Vec::new();
     for p in planned.iter().filter(|p| p.node.kind == NodeKind::Dir) {
@@ -437,7 +508,7 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
         match ensure_dir(&p.path) {
             Ok(()) => report.dirs += 1,
             Err(e) => {
-                report.errors.push(format!("{}: {e}", p.path.display()));
+                report.errors.push(RestoreFailure::io(&p.path, e));
                 failed_dirs.push(p.path.clone());
             }
         }
@@ -466,9 +537,10 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
     // SAFETY: geteuid has no preconditions.
     let is_root = unsafe { libc::geteuid() } == 0;
     let errors = Mutex::new(Vec::new());
+    let first_byte = OnceLock::new();
     // A file's own metadata is set by the worker that wrote it; only
     // directories (whose mtimes the writes change) wait for the end.
-    let jobs = restore_jobs(snap, &planned, files);
+    let jobs = restore_jobs(snap, planned, files);
     let restore_job = |job: &Vec<usize>| -> Option<Vec<(usize, bool)>> {
         // The blobs of a group of small files, in as few requests as their
         // places in the packs allow.
@@ -490,15 +562,18 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
         let mut done = Vec::new();
         for &i in job {
             let p = &planned[i];
-            let res = write_file(snap, p, opts.verify, &prefetched).and_then(|verified| {
-                set_owner_and_mode(&p.path, &p.node, is_root).map_err(|e| {
-                    Error::Restore(format!("{}: setting metadata: {e}", p.path.display()))
-                })?;
-                Ok(verified)
-            });
+            let res =
+                write_file(snap, p, opts.verify, &prefetched, &first_byte).and_then(|verified| {
+                    set_owner_and_mode(&p.path, &p.node, is_root)
+                        .map_err(|e| Error::Restore(format!("setting metadata: {e}")))?;
+                    Ok(verified)
+                });
             match res {
                 Ok(verified) => done.push((i, verified)),
-                Err(e) => errors.lock().expect("not poisoned").push(e.to_string()),
+                Err(e) => errors
+                    .lock()
+                    .expect("not poisoned")
+                    .push(RestoreFailure::new(&p.path, e)),
             }
         }
         Some(done)
@@ -525,11 +600,10 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
     }
     for (first, i) in links {
         if !restored[first] {
-            report.errors.push(format!(
-                "{}: not linked, since {} failed",
-                planned[i].path.display(),
-                planned[first].path.display()
-            ));
+            let why = format!("not linked, since {} failed", planned[first].path.display());
+            report
+                .errors
+                .push(RestoreFailure::io(&planned[i].path, why));
             continue;
         }
         let res = clear_non_dir(&planned[i].path)
@@ -539,9 +613,7 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
                 restored[i] = true;
                 report.files += 1;
             }
-            Err(e) => report
-                .errors
-                .push(format!("{}: {e}", planned[i].path.display())),
+            Err(e) => report.errors.push(RestoreFailure::io(&planned[i].path, e)),
         }
     }
     for (i, p) in planned.iter().enumerate() {
@@ -554,7 +626,7 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
                 restored[i] = true;
                 report.symlinks += 1;
             }
-            Err(e) => report.errors.push(format!("{}: {e}", p.path.display())),
+            Err(e) => report.errors.push(RestoreFailure::io(&p.path, e)),
         }
     }
 
@@ -570,11 +642,13 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
             continue;
         }
         if let Err(e) = set_owner_and_mode(&p.path, &p.node, is_root) {
-            report
-                .errors
-                .push(format!("{}: setting metadata: {e}", p.path.display()));
+            let why = format!("setting metadata: {e}");
+            report.errors.push(RestoreFailure::io(&p.path, why));
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    report.first_byte = first_byte
+        .get()
+        .map(|at| at.duration_since(started).as_secs_f64());
+    report
 }

@@ -1,4 +1,5 @@
 //! Command implementations that live in the binary: argument shapes and
 //! printing. The work is the library's.
 
+pub mod drill;
 pub mod lifecycle;

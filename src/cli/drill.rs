@@ -1,0 +1,266 @@
+//! `gallra drill` and `gallra drill history`.
+
+use clap::{Args, Subcommand};
+use jiff::Timestamp;
+use std::path::PathBuf;
+
+use gallra::audit::AuditLog;
+use gallra::config::Config;
+use gallra::drill::{self, DrillOptions, DrillResult, ReportFormat, ReportHeader, Selection};
+use gallra::error::Error;
+use gallra::repo::Repository;
+use gallra::store::Store;
+use gallra::text::human_age;
+
+use crate::{human_bytes, print_json};
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DrillArgs {
+    #[command(subcommand)]
+    pub command: Option<DrillCommand>,
+    /// Drill the latest snapshot of each source of this tenant (repeatable)
+    #[arg(long, conflicts_with_all = ["snapshot", "sample", "seed"])]
+    pub tenant: Vec<String>,
+    /// Drill this snapshot (id or unique prefix)
+    #[arg(long, value_name = "ID", conflicts_with_all = ["sample", "seed"])]
+    pub snapshot: Option<String>,
+    /// Drill this many tenants chosen at random (default: [drill] sample)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub sample: Option<u32>,
+    /// Seed of the random choice, to repeat an earlier drill
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Restore from this target (default: [drill] target, else the first secondary)
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Restore into this folder; what the drill puts there is removed afterwards
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// The latest snapshot of each drilled source must be younger than this (e.g. 26h, 2 days)
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// Write a report for an auditor: HTML if FILE ends in .html, else Markdown
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum DrillCommand {
+    /// List past drills from the audit trail
+    History {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result<i32> {
+    if let Some(DrillCommand::History { tenant }) = args.command {
+        return history(config, json_out, tenant.as_deref());
+    }
+    let target_name = args.target.as_deref().unwrap_or(&config.drill.target);
+    let target = config.target(target_name)?;
+    let (max_age, max_age_text) = match &args.max_age {
+        Some(text) => {
+            let span = gallra::lifecycle::rules::parse_period(text)
+                .map_err(|m| Error::Usage(format!("--max-age: {m}")))?;
+            (span, text.clone())
+        }
+        None => (config.drill.max_age, config.drill.max_age_text.clone()),
+    };
+    let selection = if let Some(id) = &args.snapshot {
+        Selection::Snapshot(id.clone())
+    } else if !args.tenant.is_empty() {
+        Selection::Tenants(args.tenant.clone())
+    } else {
+        Selection::Sample {
+            count: args.sample.map_or(config.drill.sample, |n| n as usize),
+            seed: args
+                .seed
+                .unwrap_or_else(|| u64::from_le_bytes(gallra::crypto::random_bytes::<8>())),
+        }
+    };
+
+    let repo = Repository::open(Store::open(target, false)?, &config.key)?;
+    let now = Timestamp::now();
+    let tz = &config.policy.time_zone;
+    let not_expected_fresh = match drill::not_expected_fresh(&repo, now, tz) {
+        Ok(map) => map,
+        Err(e) => {
+            eprintln!("warning: lifecycle events not read, every tenant must be fresh: {e}");
+            Default::default()
+        }
+    };
+    let chosen = drill::choose(&repo, &selection)?;
+    let described = selection.describe();
+    if let Selection::Sample { count, seed } = &selection {
+        let line = format!(
+            "drilling {} of the tenants on target {} ({count} asked), chosen with seed {seed}: repeat with --seed {seed}",
+            chosen.tenants.len(),
+            target.name
+        );
+        if json_out {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    let opts = DrillOptions {
+        scratch: args.scratch.clone().unwrap_or(config.drill.scratch.clone()),
+        max_age,
+        max_age_text: max_age_text.clone(),
+        time_zone: tz.clone(),
+        not_expected_fresh,
+        host: config.agent.host.clone(),
+        now,
+    };
+    let results = drill::run(&repo, &chosen, &opts)?;
+
+    // Evidence on every target that takes it, the drilled one first (a
+    // fresh machine continues the chain it holds).
+    let mut audit_targets = vec![repo];
+    for t in config.targets.iter().filter(|t| t.name != target.name) {
+        match Store::open(t, false).and_then(|s| Repository::open(s, &config.key)) {
+            Ok(r) => audit_targets.push(r),
+            Err(e) => eprintln!(
+                "warning: audit records not written to target {}: {e}",
+                t.name
+            ),
+        }
+    }
+    let refs: Vec<&Repository> = audit_targets.iter().collect();
+    let audit = AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
+    let mut records = Vec::new();
+    for r in &results {
+        let (record, failed) = audit.append(r.audit_entry(&described), &refs)?;
+        for (t, e) in failed {
+            eprintln!(
+                "warning: audit record #{} not written to target {t} (the next ship copies it): {e}",
+                record.seq
+            );
+        }
+        records.push(Some(record));
+    }
+
+    if let Some(file) = &args.report {
+        let head = ReportHeader {
+            host: &config.agent.host,
+            target: &target.name,
+            time: now,
+            time_zone: tz,
+            selection: &described,
+            max_age: &max_age_text,
+            records: &records,
+        };
+        let text = drill::report(&results, &head, ReportFormat::for_path(file));
+        std::fs::write(file, text).map_err(|e| Error::io(file, e))?;
+    }
+
+    for r in &results {
+        for p in &r.problems {
+            eprintln!("error: drill of {} {}: {p}", r.tenant, short(&r.snapshot));
+        }
+    }
+    if json_out {
+        print_json(&serde_json::to_value(&results)?)?;
+    } else {
+        print_table(&results, now);
+        if let Some(file) = &args.report {
+            println!("report written to {}", file.display());
+        }
+    }
+    let failed = results.iter().filter(|r| !r.ok).count();
+    if results.is_empty() {
+        eprintln!(
+            "error: nothing drilled: target {} holds no snapshot to restore",
+            target.name
+        );
+        return Ok(1);
+    }
+    if !json_out {
+        match failed {
+            0 => println!("all {} drills passed", results.len()),
+            n => println!("{n} of {} drills FAILED", results.len()),
+        }
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(12)]
+}
+
+fn print_table(results: &[DrillResult], now: Timestamp) {
+    println!(
+        "{:<16} {:<10} {:<12} {:>8} {:>7} {:>10} {:>8} {:>8}  result",
+        "tenant", "source", "snapshot", "age", "files", "bytes", "seconds", "MB/s"
+    );
+    for r in results {
+        let age = r
+            .taken
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map_or("-".into(), |t| human_age(now.duration_since(t)));
+        let result = if r.ok {
+            "ok".to_string()
+        } else if r.fresh == Some(false) && r.problems.len() == 1 {
+            "FAILED (stale)".to_string()
+        } else {
+            format!("FAILED ({} problems)", r.problems.len())
+        };
+        println!(
+            "{:<16} {:<10} {:<12} {:>8} {:>7} {:>10} {:>8.2} {:>8.1}  {result}",
+            r.tenant,
+            if r.source.is_empty() { "-" } else { &r.source },
+            if r.snapshot.is_empty() {
+                "-"
+            } else {
+                short(&r.snapshot)
+            },
+            age,
+            r.files,
+            human_bytes(r.bytes),
+            r.seconds,
+            r.mb_per_s
+        );
+    }
+}
+
+fn history(config: &Config, json_out: bool, tenant: Option<&str>) -> anyhow::Result<i32> {
+    let audit = AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
+    let past = drill::history(&audit.records()?, tenant);
+    if json_out {
+        print_json(&serde_json::to_value(&past)?)?;
+        return Ok(0);
+    }
+    if past.is_empty() {
+        println!(
+            "no drills in the audit trail{}",
+            tenant.map_or(String::new(), |t| format!(" for tenant {t}"))
+        );
+        return Ok(0);
+    }
+    println!(
+        "{:<21} {:<16} {:<10} {:<12} {:<10} {:>7} {:>10} {:>8}  result",
+        "time", "tenant", "source", "snapshot", "target", "files", "bytes", "seconds"
+    );
+    for d in &past {
+        println!(
+            "{:<21} {:<16} {:<10} {:<12} {:<10} {:>7} {:>10} {:>8}  {}",
+            d.time,
+            d.tenant,
+            d.source,
+            short(&d.snapshot),
+            d.target,
+            d.files,
+            human_bytes(d.bytes),
+            d.seconds.map_or("-".into(), |s| format!("{s:.2}")),
+            match (&d.ok, &d.error) {
+                (true, _) => "ok".to_string(),
+                (false, Some(e)) => format!("FAILED: {e}"),
+                (false, None) => "FAILED".to_string(),
+            }
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,73 @@
+//! Numbers and text as people read them, in tables, reports and messages.
+
+/// "512 B", "1.5 MiB", "2.0 GiB".
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    match u {
+        0 => format!("{n} B"),
+        _ => format!("{v:.1} {}", units[u]),
+    }
+}
+
+/// "45s", "12m 5s", "3h 20m", "2d 4h": an age read at a glance.
+pub fn human_age(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().max(0);
+    let (days, hours, mins) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {mins}m")
+    } else if mins > 0 {
+        format!("{mins}m {}s", s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Text made safe for one Markdown table cell.
+pub fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// Text made safe inside HTML elements and attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_ages_and_escapes_read_as_meant() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 19), "1.5 MiB");
+        let age = |s| human_age(jiff::SignedDuration::from_secs(s));
+        assert_eq!(age(45), "45s");
+        assert_eq!(age(12 * 60 + 5), "12m 5s");
+        assert_eq!(age(3 * 3600 + 20 * 60), "3h 20m");
+        assert_eq!(age(2 * 86_400 + 4 * 3600), "2d 4h");
+        assert_eq!(age(-5), "0s");
+        assert_eq!(md_cell("a|b\nc"), "a\\|b c");
+        assert_eq!(
+            html_escape("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}
