@@ -72,7 +72,8 @@ pub struct DrillOptions {
 /// One thing that failed, named down to the file, blob and pack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// The file's path in the snapshot; `None` for the snapshot as a whole.
+    /// The file's path in the snapshot (a directory's, when its tree could
+    /// not be read); `None` for the snapshot as a whole.
     pub file: Option<String>,
     /// The blob whose read failed, when that was the cause.
     pub blob: Option<String>,
@@ -85,7 +86,7 @@ pub struct Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(file) = &self.file {
-            write!(f, "file {file}: ")?;
+            write!(f, "{file}: ")?;
         }
         if let Some(blob) = &self.blob {
             write!(f, "blob {}: ", short(blob))?;
@@ -102,11 +103,20 @@ impl std::fmt::Display for Problem {
 
 impl Problem {
     fn whole(e: Error) -> Problem {
-        Problem {
-            file: None,
-            blob: None,
-            object: e.object().map(str::to_string),
-            message: e.to_string(),
+        let object = e.object().map(str::to_string);
+        match e {
+            Error::Tree { dir, tree, source } => Problem {
+                file: Some(dir),
+                blob: Some(tree),
+                object,
+                message: source.to_string(),
+            },
+            e => Problem {
+                file: None,
+                blob: None,
+                object,
+                message: e.to_string(),
+            },
         }
     }
 

@@ -94,6 +94,15 @@ pub enum Error {
     #[error("restore: {0}")]
     Restore(String),
 
+    /// A directory's tree blob could not be read; `dir` is its path in the
+    /// snapshot.
+    #[error("directory {dir} (tree {}): {source}", &tree[..16])]
+    Tree {
+        dir: String,
+        tree: String,
+        source: Box<Error>,
+    },
+
     /// An action the lifecycle refuses, such as erasing a tenant under a
     /// legal hold.
     #[error("{0}")]
@@ -115,6 +124,7 @@ impl Error {
             Error::NotFound { object, .. }
             | Error::Corrupt { object, .. }
             | Error::Store { object, .. } => Some(object),
+            Error::Tree { source, .. } => source.object(),
             _ => None,
         }
     }

@@ -322,8 +322,21 @@ pub struct Planned {
 }
 
 /// Collects what to restore, depth first, directories before their content.
-fn plan(snap: &OpenSnapshot<'_>, tree: &Id, dir: &Path, out: &mut Vec<Planned>) -> Result<()> {
-    for node in snap.tree(tree)?.nodes {
+/// Collects what to restore, depth first, directories before their content;
+/// a tree that cannot be read is named with its directory (below `to`).
+fn plan(
+    snap: &OpenSnapshot<'_>,
+    tree: &Id,
+    to: &Path,
+    dir: &Path,
+    out: &mut Vec<Planned>,
+) -> Result<()> {
+    let nodes = snap.tree(tree).map_err(|e| Error::Tree {
+        dir: format!("/{}", dir.strip_prefix(to).unwrap_or(dir).display()),
+        tree: tree.to_hex(),
+        source: Box::new(e),
+    })?;
+    for node in nodes.nodes {
         let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
         let sub = node.subtree;
         out.push(Planned {
@@ -331,7 +344,7 @@ fn plan(snap: &OpenSnapshot<'_>, tree: &Id, dir: &Path, out: &mut Vec<Planned>) 
             node,
         });
         if let Some(sub) = sub {
-            plan(snap, &sub, &path, out)?;
+            plan(snap, &sub, to, &path, out)?;
         }
     }
     Ok(())
@@ -456,7 +469,7 @@ pub fn plan_restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Ve
         .map(|p| p.trim_end_matches('/'))
         .filter(|p| !p.is_empty())
     {
-        None => plan(snap, &snap.snapshot.root, &opts.to, &mut planned)?,
+        None => plan(snap, &snap.snapshot.root, &opts.to, &opts.to, &mut planned)?,
         Some(sub) => {
             // Create the directories above the requested path, then it.
             let comps: Vec<&str> = sub.split('/').filter(|c| !c.is_empty()).collect();
@@ -474,7 +487,7 @@ pub fn plan_restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Ve
                 });
                 match sub_id {
                     Some(id) if i + 1 < comps.len() => tree = snap.tree(&id)?,
-                    Some(id) => plan(snap, &id, &dir, &mut planned)?,
+                    Some(id) => plan(snap, &id, &opts.to, &dir, &mut planned)?,
                     None if i + 1 < comps.len() => {
                         return Err(Error::Usage(format!(
                             "{sub}: not in snapshot {}",

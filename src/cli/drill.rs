@@ -201,12 +201,11 @@ fn print_table(results: &[DrillResult], now: Timestamp) {
             .as_deref()
             .and_then(|t| t.parse::<Timestamp>().ok())
             .map_or("-".into(), |t| human_age(now.duration_since(t)));
-        let result = if r.ok {
-            "ok".to_string()
-        } else if r.fresh == Some(false) && r.problems.len() == 1 {
-            "FAILED (stale)".to_string()
-        } else {
-            format!("FAILED ({} problems)", r.problems.len())
+        let result = match (r.ok, r.problems.len()) {
+            (true, _) => "ok".to_string(),
+            (false, 1) if r.fresh == Some(false) => "FAILED (stale)".to_string(),
+            (false, 1) => "FAILED".to_string(),
+            (false, n) => format!("FAILED ({n} problems)"),
         };
         println!(
             "{:<16} {:<10} {:<12} {:>8} {:>7} {:>10} {:>8.2} {:>8.1}  {result}",
