@@ -10,7 +10,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use gallra::config::Config;
+use gallra::format::Kind;
+use gallra::repo::Repository;
+use gallra::store::Store;
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 const TENANTS: [&str; 3] = ["acme", "bravo", "cirrus"];
 const BIG_FILES: usize = 4;
@@ -99,13 +104,31 @@ fn contents(dir: &Path) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// The pack of acme's on `offsite` that surely holds file data: the largest.
-fn largest_offsite_pack(d: &Drill) -> (PathBuf, String) {
+/// The largest pack of acme's on `offsite` that holds file data and no
+/// tree (a lost tree fails the restore of its whole directory, which is
+/// named instead of a file): found through the index, as `check` would.
+fn largest_offsite_data_pack(d: &Drill) -> (PathBuf, String) {
+    offsite_packs(d, false)
+}
+
+/// acme's largest pack on `offsite` holding a tree (`trees`) or none.
+fn offsite_packs(d: &Drill, trees: bool) -> (PathBuf, String) {
+    let config = Config::load(&d.env.config).unwrap();
+    let store = Store::open(config.target("offsite").unwrap(), false).unwrap();
+    let repo = Repository::open(store, &config.key).unwrap();
+    let tenant = repo.tenant("acme", false).unwrap();
+    let index = repo.load_index(&tenant).unwrap();
+    let with_trees: BTreeSet<String> = index
+        .blobs()
+        .filter(|(_, loc)| loc.kind == Kind::TreeBlob)
+        .map(|(_, loc)| index.pack_id(loc).to_hex())
+        .collect();
     let pack = pack_files(&d.offsite)
         .into_iter()
         .filter(|p| p.to_string_lossy().contains("/tenants/acme/"))
+        .filter(|p| with_trees.contains(file_name(p)) == trees)
         .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .expect("acme has packs on offsite");
+        .expect("acme has such a pack on offsite");
     let rel = pack.strip_prefix(&d.offsite).unwrap();
     (pack.clone(), rel.to_string_lossy().into_owned())
 }
@@ -257,7 +280,7 @@ fn assert_names_file_blob_pack(r: &Value, out: &std::process::Output, pack: &str
 #[test]
 fn a_corrupted_pack_fails_the_drill_naming_file_blob_and_pack() {
     let d = setup();
-    let (pack, rel) = largest_offsite_pack(&d);
+    let (pack, rel) = largest_offsite_data_pack(&d);
     let mut data = fs::read(&pack).unwrap();
     let mid = data.len() / 2;
     data[mid] ^= 0x55;
@@ -289,7 +312,7 @@ fn a_corrupted_pack_fails_the_drill_naming_file_blob_and_pack() {
 #[test]
 fn a_missing_pack_fails_the_drill_naming_file_blob_and_pack() {
     let d = setup();
-    let (pack, rel) = largest_offsite_pack(&d);
+    let (pack, rel) = largest_offsite_data_pack(&d);
     fs::remove_file(&pack).unwrap();
     let (r, out) = failing_drill(&d, &d.env.state.join("drill"));
     assert_names_file_blob_pack(&r, &out, &rel, &d.src);
