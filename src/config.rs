@@ -655,6 +655,28 @@ paths = ["/var/www/{tenant}"]
         assert_eq!(c.primary().name, "local");
         assert_eq!(c.sources.len(), 3);
         assert!(c.retention.category["bookkeeping"].legal_obligation);
+        assert_eq!((c.drill.target.as_str(), c.drill.sample), ("offsite", 2));
+    }
+
+    #[test]
+    fn drill_settings_default_to_the_offsite_copy_and_are_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.drill.target, c.primary().name, "the only target");
+        assert_eq!((c.drill.sample, c.drill.max_age_text.as_str()), (2, "26h"));
+        assert_eq!(c.drill.scratch, c.agent.state_dir.join("drill"));
+        let two = MINIMAL.to_string()
+            + "[[target]]\nname = \"offsite\"\nurl = \"file:///srv/offsite\"\n";
+        let two = two.replacen("[[target]]", "[[target]]\nprimary = true", 1);
+        assert_eq!(parse(&two).unwrap().drill.target, "offsite");
+        for (table, names) in [
+            ("[drill]\ntarget = \"elsewhere\"\n", ["[drill] target", "elsewhere"]),
+            ("[drill]\nmax_age = \"soon\"\n", ["[drill] max_age", "soon"]),
+            ("[drill]\nsample = 0\n", ["[drill] sample", "at least 1"]),
+            ("[drill]\nschedul = \"daily\"\n", ["line", "schedul"]),
+        ] {
+            let msg = parse(&format!("{MINIMAL}\n{table}")).unwrap_err().to_string();
+            assert!(names.iter().all(|n| msg.contains(n)), "{msg}");
+        }
     }
 
     #[test]

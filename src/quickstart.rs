@@ -235,13 +235,17 @@ pub fn run(dir: &Path, exe: &Path) -> Result<()> {
     r.run(&["lifecycle", "plan"])?;
     r.run(&["lifecycle", "apply"])?;
     r.run(&["snapshots", "--tenant", "bravo"])?;
+    // A restore drill of two tenants drawn at random, from the offsite copy
+    // as after a disaster, with a report for an auditor.
+    let report = dir.join("drill-report.md");
+    r.run(&["drill", "--report", &report.to_string_lossy()])?;
     r.run(&["audit", "list", "--tenant", "bravo"])?;
     r.run(&["audit", "verify"])?;
     r.run(&["check", "--read-data"])?;
     r.run(&["check", "--target", "offsite"])?;
     let c = format!("{shown} --config {}", config.display());
     println!(
-        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} status\n  {c} backup --json\n  {c} lifecycle plan --at 2027-06-01\n  {c} audit export --tenant bravo",
+        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} status\n  {c} backup --json\n  {c} lifecycle plan --at 2027-06-01\n  {c} audit export --tenant bravo\n  {c} drill --tenant acme --target local --report drill.html\n  {c} drill history",
         to.display(),
         dir.display(),
         short = &latest[..8],
