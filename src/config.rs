@@ -664,17 +664,22 @@ paths = ["/var/www/{tenant}"]
         assert_eq!(c.drill.target, c.primary().name, "the only target");
         assert_eq!((c.drill.sample, c.drill.max_age_text.as_str()), (2, "26h"));
         assert_eq!(c.drill.scratch, c.agent.state_dir.join("drill"));
-        let two = MINIMAL.to_string()
-            + "[[target]]\nname = \"offsite\"\nurl = \"file:///srv/offsite\"\n";
+        let two =
+            MINIMAL.to_string() + "[[target]]\nname = \"offsite\"\nurl = \"file:///srv/offsite\"\n";
         let two = two.replacen("[[target]]", "[[target]]\nprimary = true", 1);
         assert_eq!(parse(&two).unwrap().drill.target, "offsite");
         for (table, names) in [
-            ("[drill]\ntarget = \"elsewhere\"\n", ["[drill] target", "elsewhere"]),
+            (
+                "[drill]\ntarget = \"elsewhere\"\n",
+                ["[drill] target", "elsewhere"],
+            ),
             ("[drill]\nmax_age = \"soon\"\n", ["[drill] max_age", "soon"]),
             ("[drill]\nsample = 0\n", ["[drill] sample", "at least 1"]),
             ("[drill]\nschedul = \"daily\"\n", ["line", "schedul"]),
         ] {
-            let msg = parse(&format!("{MINIMAL}\n{table}")).unwrap_err().to_string();
+            let msg = parse(&format!("{MINIMAL}\n{table}"))
+                .unwrap_err()
+                .to_string();
             assert!(names.iter().all(|n| msg.contains(n)), "{msg}");
         }
     }

@@ -236,9 +236,9 @@ impl DrillResult {
         let mut detail = format!(
             "source={} seconds={:.3} first_byte={} fresh={} result={}",
             if self.source.is_empty() {
-                "-"
+                "-".to_string()
             } else {
-                &self.source
+                escape_value(&self.source)
             },
             self.seconds,
             self.first_byte_seconds
@@ -307,7 +307,7 @@ pub fn history(records: &[Record], tenant: Option<&str>) -> Vec<PastDrill> {
                 host: r.host.clone(),
                 tenant: r.tenant.clone().unwrap_or_default(),
                 snapshot: r.snapshots.first().cloned().unwrap_or_default(),
-                source: kv.get("source").unwrap_or(&"-").to_string(),
+                source: kv.get("source").map_or("-".into(), |v| unescape_value(v)),
                 target: counts.target,
                 files: counts.objects,
                 bytes: counts.bytes,
@@ -324,6 +324,16 @@ pub fn history(records: &[Record], tenant: Option<&str>) -> Vec<PastDrill> {
             }
         })
         .collect()
+}
+
+/// A value of the audit detail's `key=value` fields, which spaces separate:
+/// `%` and space as `%25` and `%20`.
+fn escape_value(v: &str) -> String {
+    v.replace('%', "%25").replace(' ', "%20")
+}
+
+fn unescape_value(v: &str) -> String {
+    v.replace("%20", " ").replace("%25", "%")
 }
 
 /// The tenants a drill visits, each with the snapshot named (if one was).
@@ -1095,5 +1105,493 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
             out += "</ul>\n</body>\n</html>\n";
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditLog;
+    use crate::format::tree::Node;
+    use filetime::FileTime;
+
+    /// The modification time every fixture is given, and nodes record.
+    const MTIME: (i64, u32) = (1_700_000_000, 123_456_789);
+    const BLOB: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const PACK: &str =
+        "tenants/acme/packs/ab/abababababababababababababababababababababababababababababababab";
+    const SECRET: &str = "/var/www/acme/secret-ledger.txt";
+
+    fn node(kind: NodeKind, mode: u32, size: u64) -> Node {
+        Node {
+            name: b"x".to_vec(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime_secs: MTIME.0,
+            mtime_nanos: MTIME.1,
+            ctime_secs: 0,
+            ctime_nanos: 0,
+            dev: 0,
+            ino: 0,
+            nlink: 1,
+            size,
+            content: vec![],
+            sha256: None,
+            subtree: (kind == NodeKind::Dir).then_some(Id([1; 32])),
+            link_target: vec![],
+            changed_while_read: false,
+        }
+    }
+
+    fn mtime() -> FileTime {
+        FileTime::from_unix_time(MTIME.0, MTIME.1)
+    }
+
+    /// A file as a restore leaves it: content, mode, then mtime.
+    fn file(dir: &Path, name: &str, content: &[u8], mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        filetime::set_file_mtime(&path, mtime()).unwrap();
+        path
+    }
+
+    fn check(path: &Path, node: Node) -> std::result::Result<(), String> {
+        let p = Planned {
+            path: path.to_path_buf(),
+            node,
+        };
+        check_entry(&p, false, &mut HashMap::new())
+    }
+
+    fn refused(path: &Path, node: Node, needle: &str) {
+        match check(path, node) {
+            Ok(()) => panic!("{} passed, expected {needle:?}", path.display()),
+            Err(e) => assert!(e.contains(needle), "{needle:?} not in {e:?}"),
+        }
+    }
+
+    #[test]
+    fn check_entry_passes_a_faithful_restore() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = file(tmp.path(), "f", b"hello", 0o640);
+        assert_eq!(check(&f, node(NodeKind::File, 0o640, 5)), Ok(()));
+
+        let d = tmp.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o750)).unwrap();
+        filetime::set_file_mtime(&d, mtime()).unwrap();
+        assert_eq!(check(&d, node(NodeKind::Dir, 0o750, 0)), Ok(()));
+
+        // A symlink's own mode is not compared (Linux gives them all 0777).
+        let l = tmp.path().join("l");
+        std::os::unix::fs::symlink("../target", &l).unwrap();
+        filetime::set_symlink_file_times(&l, mtime(), mtime()).unwrap();
+        let link = Node {
+            link_target: b"../target".to_vec(),
+            ..node(NodeKind::Symlink, 0o644, 0)
+        };
+        assert_eq!(check(&l, link), Ok(()));
+
+        // Owner is compared only as root, whoever runs the test.
+        let meta = std::fs::metadata(&f).unwrap();
+        let other = Node {
+            uid: meta.uid() + 1,
+            ..node(NodeKind::File, 0o640, 5)
+        };
+        assert_eq!(check(&f, other.clone()), Ok(()));
+        let p = Planned {
+            path: f,
+            node: other,
+        };
+        let e = check_entry(&p, true, &mut HashMap::new()).unwrap_err();
+        assert!(e.contains(&format!("where {}:", meta.uid() + 1)), "{e}");
+    }
+
+    #[test]
+    fn check_entry_names_what_differs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+
+        let f = file(dir, "mode", b"hello", 0o640);
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        refused(
+            &f,
+            node(NodeKind::File, 0o640, 5),
+            "mode 0600 where 0640 was recorded",
+        );
+
+        let f = file(dir, "mtime", b"hello", 0o640);
+        filetime::set_file_mtime(&f, FileTime::from_unix_time(MTIME.0 + 60, 0)).unwrap();
+        let want = "modification time 1700000060.000000000 where 1700000000.123456789 was recorded";
+        refused(&f, node(NodeKind::File, 0o640, 5), want);
+        // Restore sets nanoseconds too, so a drill must notice them differ.
+        filetime::set_file_mtime(&f, FileTime::from_unix_time(MTIME.0, MTIME.1 + 1)).unwrap();
+        let want = "1700000000.123456790 where 1700000000.123456789";
+        refused(&f, node(NodeKind::File, 0o640, 5), want);
+
+        let f = file(dir, "size", b"hello", 0o640);
+        refused(
+            &f,
+            node(NodeKind::File, 0o640, 6),
+            "size 5 where 6 was recorded",
+        );
+
+        let l = dir.join("link");
+        std::os::unix::fs::symlink("/etc/passwd", &l).unwrap();
+        filetime::set_symlink_file_times(&l, mtime(), mtime()).unwrap();
+        let link = Node {
+            link_target: b"/etc/hostname".to_vec(),
+            ..node(NodeKind::Symlink, 0o777, 0)
+        };
+        refused(&l, link, "symlink target differs");
+
+        let f = file(dir, "kind", b"", 0o755);
+        refused(
+            &f,
+            node(NodeKind::Dir, 0o755, 0),
+            "another kind than the Dir recorded",
+        );
+
+        refused(
+            &dir.join("absent"),
+            node(NodeKind::File, 0o640, 0),
+            "not restored",
+        );
+    }
+
+    #[test]
+    fn check_entry_tells_hard_links_from_copies() {
+        let tmp = tempfile::tempdir().unwrap();
+        let linked = Node {
+            dev: 7,
+            ino: 42,
+            nlink: 2,
+            ..node(NodeKind::File, 0o640, 5)
+        };
+        let run = |a: &Path, b: &Path| {
+            // One map for the whole drill: the second name is judged against the first.
+            let mut seen = HashMap::new();
+            let mut one = |path: &Path| {
+                let p = Planned {
+                    path: path.to_path_buf(),
+                    node: linked.clone(),
+                };
+                check_entry(&p, false, &mut seen)
+            };
+            (one(a), one(b))
+        };
+
+        let a = file(tmp.path(), "a", b"hello", 0o640);
+        let b = tmp.path().join("b");
+        std::fs::hard_link(&a, &b).unwrap();
+        assert_eq!(run(&a, &b), (Ok(()), Ok(())));
+
+        let c = file(tmp.path(), "c", b"hello", 0o640);
+        let d = file(tmp.path(), "d", b"hello", 0o640);
+        let (first, second) = run(&c, &d);
+        assert_eq!(first, Ok(()));
+        let e = second.unwrap_err();
+        assert!(e.contains("not a hard link of the other names"), "{e}");
+    }
+
+    fn passing() -> DrillResult {
+        let mut r = DrillResult::new("beta", "offsite");
+        r.snapshot = "5e".repeat(32);
+        r.source = "www".into();
+        r.files = 3;
+        r.bytes = 4096;
+        r.seconds = 1.25;
+        r.first_byte_seconds = Some(0.5);
+        r.fresh = Some(true);
+        r.freshness = "latest 2h 0m old, under 2 days".into();
+        r.finish()
+    }
+
+    fn failing() -> DrillResult {
+        let mut r = DrillResult::new("acme", "offsite");
+        r.snapshot = "c0".repeat(32);
+        r.source = "www".into();
+        r.files = 1;
+        r.bytes = 10;
+        r.seconds = 2.5;
+        r.fresh = Some(false);
+        r.problems.push(Problem {
+            file: Some(SECRET.into()),
+            blob: Some(BLOB.into()),
+            object: Some(PACK.into()),
+            message: "authentication failed".into(),
+        });
+        r.problems.push(Problem::of_snapshot("stale".into()));
+        r.finish()
+    }
+
+    #[test]
+    fn drills_round_trip_through_the_audit_trail_without_file_names() {
+        let (pass, fail) = (passing(), failing());
+        assert!(pass.ok && pass.error.is_none());
+        assert!(!fail.ok);
+        // The report's error names the file; the audit trail's must not.
+        assert!(fail.error.as_deref().unwrap().starts_with(SECRET));
+
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), "web01").unwrap();
+        let selection = Selection::Tenants(vec!["acme".into(), "beta".into()]).describe();
+        log.append(pass.audit_entry(&selection), &[]).unwrap();
+        log.append(Entry::new(Action::Backup, Some("acme")), &[])
+            .unwrap();
+        log.append(fail.audit_entry(&selection), &[]).unwrap();
+        let records = log.records().unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(!text.contains("secret-ledger"), "{text}");
+
+        let all = history(&records, None);
+        assert_eq!(all.len(), 2, "the backup record is no drill");
+        let p = &all[0];
+        assert_eq!((p.seq, p.host.as_str()), (1, "web01"));
+        assert_eq!(
+            (p.tenant.as_str(), p.snapshot.as_str()),
+            ("beta", &*pass.snapshot)
+        );
+        assert_eq!((p.source.as_str(), p.target.as_str()), ("www", "offsite"));
+        assert_eq!((p.files, p.bytes), (3, 4096));
+        assert_eq!((p.seconds, p.first_byte_seconds), (Some(1.25), Some(0.5)));
+        assert_eq!(
+            (p.fresh, p.ok, p.error.as_deref()),
+            (Some(true), true, None)
+        );
+        assert_eq!(p.selection.as_deref(), Some("tenants acme, beta"));
+
+        let acme = history(&records, Some("acme"));
+        assert_eq!(acme.len(), 1);
+        let f = &acme[0];
+        assert_eq!((f.seq, f.tenant.as_str()), (3, "acme"));
+        assert_eq!(f.snapshot, fail.snapshot);
+        assert_eq!((f.target.as_str(), f.files, f.bytes), ("offsite", 1, 10));
+        assert_eq!((f.seconds, f.first_byte_seconds), (Some(2.5), None));
+        assert_eq!((f.fresh, f.ok), (Some(false), false));
+        let error = f.error.as_deref().unwrap();
+        let want =
+            format!("a file: blob 0123456789abcdef: {PACK}: authentication failed (and 1 more)");
+        assert_eq!(error, want);
+        assert_eq!(f.selection.as_deref(), Some("tenants acme, beta"));
+        assert!(history(&records, Some("gamma")).is_empty());
+    }
+
+    #[test]
+    fn history_keeps_a_source_name_with_a_space() {
+        let mut r = passing();
+        r.source = "mail archive".into();
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), "web01").unwrap();
+        log.append(r.audit_entry("x"), &[]).unwrap();
+        let past = history(&log.records().unwrap(), None);
+        assert_eq!(past[0].source, "mail archive");
+    }
+
+    #[test]
+    fn problem_names_file_blob_and_object_once() {
+        let p = Problem {
+            file: Some(SECRET.into()),
+            blob: Some(BLOB.into()),
+            object: Some(PACK.into()),
+            message: "authentication failed".into(),
+        };
+        let want = format!("{SECRET}: blob 0123456789abcdef: {PACK}: authentication failed");
+        assert_eq!(p.to_string(), want);
+        let without = p.without_file();
+        assert_eq!(
+            without,
+            format!("a file: blob 0123456789abcdef: {PACK}: authentication failed")
+        );
+        assert!(!without.contains("/var/www"));
+
+        let inside = Problem {
+            message: format!("reading {PACK}: not found"),
+            ..p.clone()
+        };
+        let shown = inside.to_string();
+        assert_eq!(shown.matches(PACK).count(), 1, "{shown}");
+        assert!(shown.ends_with(&format!("blob 0123456789abcdef: reading {PACK}: not found")));
+
+        let whole = Problem::of_snapshot("stale".into());
+        assert_eq!(
+            (whole.to_string(), whole.without_file()),
+            ("stale".into(), "stale".into())
+        );
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A restored tree whose recorded modes forbid removing its entries.
+    fn locked_tree(root: &Path) {
+        let (ro, none) = (root.join("ro"), root.join("none"));
+        std::fs::create_dir_all(none.join("deeper")).unwrap();
+        std::fs::create_dir_all(&ro).unwrap();
+        std::fs::write(ro.join("a"), b"a").unwrap();
+        std::fs::write(none.join("b"), b"b").unwrap();
+        std::fs::write(none.join("deeper/c"), b"c").unwrap();
+        chmod(&none.join("deeper"), 0o000);
+        chmod(&ro, 0o555);
+        chmod(&none, 0o000);
+    }
+
+    #[test]
+    fn remove_tree_opens_up_locked_dirs_and_never_follows_symlinks() {
+        // As root the modes stop nothing; as another user they would.
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"keep").unwrap();
+        chmod(&outside, 0o555);
+
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        locked_tree(&tree);
+        std::os::unix::fs::symlink(&outside, tree.join("out")).unwrap();
+        remove_tree(&tree).unwrap();
+
+        assert!(!tree.exists());
+        assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
+        let mode = std::fs::metadata(&outside).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o555, "the symlink's target was chmodded");
+
+        // Given a symlink itself, it removes the link and not what it names.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        remove_tree(&link).unwrap();
+        assert!(std::fs::symlink_metadata(&link).is_err() && outside.join("keep").exists());
+        assert!(remove_tree(&tmp.path().join("absent")).is_ok());
+        chmod(&outside, 0o755);
+    }
+
+    #[test]
+    fn scratch_removes_only_what_killed_drills_left() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let left = root.join(format!("drill-{dead}-0"));
+        std::fs::create_dir(&left).unwrap();
+        locked_tree(&left);
+        let ours = root.join(format!("drill-{}-7", std::process::id()));
+        std::fs::create_dir(&ours).unwrap();
+        std::fs::write(root.join("notes.txt"), b"mine").unwrap();
+
+        let scratch = Scratch::open(root).unwrap();
+        assert!(!left.exists(), "a dead drill's folder survived");
+        assert!(ours.is_dir(), "a running drill's folder was removed");
+        assert_eq!(std::fs::read(root.join("notes.txt")).unwrap(), b"mine");
+        scratch.close();
+        assert!(
+            root.is_dir(),
+            "a folder the drill did not create was removed"
+        );
+
+        let not_a_dir = root.join("notes.txt");
+        assert!(Scratch::open(&not_a_dir).is_err());
+    }
+
+    #[test]
+    fn scratch_it_creates_is_private_and_removed_when_left_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("scratch");
+        let scratch = Scratch::open(&root).unwrap();
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let dir = scratch.make_dir().unwrap();
+        let name = format!("drill-{}-0", std::process::id());
+        assert_eq!(dir.path(), root.join(name));
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        locked_tree(dir.path());
+        dir.remove().unwrap();
+        scratch.close();
+        assert!(!root.exists());
+
+        // A folder that was there before stays, even empty.
+        std::fs::create_dir(&root).unwrap();
+        Scratch::open(&root).unwrap().close();
+        assert!(
+            root.is_dir(),
+            "a folder the drill did not create was removed"
+        );
+        std::fs::remove_dir(&root).unwrap();
+
+        // Someone else's file in it keeps it.
+        let scratch = Scratch::open(&root).unwrap();
+        std::fs::write(root.join("theirs"), b"x").unwrap();
+        scratch.close();
+        assert!(root.join("theirs").exists());
+    }
+
+    fn head<'a>(records: &'a [Option<Record>], tz: &'a TimeZone) -> ReportHeader<'a> {
+        ReportHeader {
+            host: "web01",
+            target: "offsite",
+            time: "2026-03-01T12:00:00Z".parse().unwrap(),
+            time_zone: tz,
+            selection: "tenants acme, <b>|x",
+            max_age: "2 days",
+            records,
+        }
+    }
+
+    #[test]
+    fn report_escapes_names_and_gives_the_verdict() {
+        let mut odd = passing();
+        odd.tenant = "<b>|x".into();
+        let results = [odd, failing()];
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), "web01").unwrap();
+        let (rec, _) = log.append(results[0].audit_entry("x"), &[]).unwrap();
+        let records = [Some(rec.clone()), None];
+        let tz = TimeZone::UTC;
+        let head = head(&records, &tz);
+
+        let md = report(&results, &head, ReportFormat::Markdown);
+        assert!(md.contains("- **Result:** 1 of 2 drills FAILED.\n"), "{md}");
+        assert!(
+            md.contains("\n| <b>\\|x | www | 5e5e5e5e5e5e5e5e |"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("<b>|x"),
+            "an unescaped | splits the table: {md}"
+        );
+        assert!(
+            md.contains(&format!("| web01 #1 ({}) |", &rec.hash[..16])),
+            "{md}"
+        );
+        assert!(
+            md.contains(&format!("- acme c0c0c0c0c0c0c0c0: {SECRET}: blob")),
+            "{md}"
+        );
+
+        let html = report(&results, &head, ReportFormat::Html);
+        assert!(html.contains("<dd>1 of 2 drills FAILED.</dd>"), "{html}");
+        assert!(html.contains("<tr><td>&lt;b&gt;|x</td>"), "{html}");
+        assert!(!html.contains("<b>"), "markup from a name: {html}");
+        assert!(html.contains("<td class=\"failed\">FAILED</td>"), "{html}");
+
+        let verdict = |r: &[DrillResult]| report(r, &head, ReportFormat::Markdown);
+        assert!(verdict(&[passing()]).contains("All 1 drills passed."));
+        assert!(verdict(&[]).contains("No snapshot was drilled."));
+    }
+
+    #[test]
+    fn report_format_follows_the_extension() {
+        let of = |p: &str| ReportFormat::for_path(Path::new(p));
+        assert_eq!(of("r.HTML"), ReportFormat::Html);
+        assert_eq!(of("r.htm"), ReportFormat::Html);
+        assert_eq!(of("r.md"), ReportFormat::Markdown);
+        assert_eq!(of("html"), ReportFormat::Markdown);
+        assert_eq!(of("r.html.txt"), ReportFormat::Markdown);
     }
 }

@@ -613,7 +613,8 @@ pub fn restore_planned(
     }
     for (first, i) in links {
         if !restored[first] {
-            let why = format!("not linked, since {} failed", planned[first].path.display());
+            // The first name's own failure is reported with its path.
+            let why = "not linked: the first name of its inode could not be restored";
             report
                 .errors
                 .push(RestoreFailure::io(&planned[i].path, why));
