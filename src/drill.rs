@@ -10,7 +10,7 @@
 //! the drill ends, failed or not; what a killed drill left is removed by the
 //! next one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -600,12 +600,14 @@ fn examine(
             message: f.message.clone(),
         });
     }
-    let failed: Vec<&Path> = report.errors.iter().map(|f| f.path.as_path()).collect();
+    // A set, and each entry's ancestors looked up in it: a badly damaged
+    // tenant has as many failures as files.
+    let failed: HashSet<&Path> = report.errors.iter().map(|f| f.path.as_path()).collect();
     // SAFETY: geteuid and getegid have no preconditions.
     let (uid, gid, is_root) = unsafe { (libc::geteuid(), libc::getegid(), libc::geteuid() == 0) };
     let mut first_of_inode: HashMap<(u64, u64), u64> = HashMap::new();
     for p in planned {
-        if failed.iter().any(|f| p.path.starts_with(f)) {
+        if p.path.ancestors().any(|a| failed.contains(a)) {
             continue;
         }
         let node = &p.node;
