@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::format::{Kind, record};
 use crate::repo::Repository;
-use crate::text::{human_bytes, md_cell as cell};
+use crate::text::{human_bytes, md_cell as cell, short_hex as short};
 
 const FILE_NAME: &str = "audit.jsonl";
 const LOCK_NAME: &str = "audit.lock";
@@ -505,10 +505,6 @@ fn seq_range(from: u64, to: u64) -> String {
         true => format!("record seq {from} is"),
         false => format!("records seq {from} to {to} are"),
     }
-}
-
-fn short(hex: &str, digits: usize) -> &str {
-    hex.get(..digits).unwrap_or(hex)
 }
 
 /// Evidence for one tenant, for an auditor: every record about it, in order.

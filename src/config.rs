@@ -34,8 +34,6 @@ pub struct DrillSettings {
     pub sample: usize,
     /// The latest snapshot of every drilled source must be younger than this.
     pub max_age: jiff::Span,
-    /// As written, for messages.
-    pub max_age_text: String,
     /// Where drills restore to; its contents are removed afterwards.
     pub scratch: PathBuf,
 }
@@ -563,10 +561,8 @@ impl Config {
             if sample == 0 {
                 return Err(err("[drill] sample: must be at least 1".into()));
             }
-            let max_age_text = d
-                .max_age
-                .unwrap_or_else(|| DEFAULT_DRILL_MAX_AGE.to_string());
-            let max_age = crate::lifecycle::rules::parse_period(&max_age_text)
+            let max_age = d.max_age.as_deref().unwrap_or(DEFAULT_DRILL_MAX_AGE);
+            let max_age = crate::lifecycle::rules::parse_period(max_age)
                 .map_err(|m| err(format!("[drill] max_age: {m}")))?;
             let scratch = d
                 .scratch
@@ -576,7 +572,6 @@ impl Config {
                 target,
                 sample,
                 max_age,
-                max_age_text,
                 scratch,
             }
         };
@@ -662,7 +657,10 @@ paths = ["/var/www/{tenant}"]
     fn drill_settings_default_to_the_offsite_copy_and_are_checked() {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.drill.target, c.primary().name, "the only target");
-        assert_eq!((c.drill.sample, c.drill.max_age_text.as_str()), (2, "26h"));
+        assert_eq!(
+            (c.drill.sample, format!("{:#}", c.drill.max_age)),
+            (2, "26h".into())
+        );
         assert_eq!(c.drill.scratch, c.agent.state_dir.join("drill"));
         let two =
             MINIMAL.to_string() + "[[target]]\nname = \"offsite\"\nurl = \"file:///srv/offsite\"\n";

@@ -26,7 +26,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::NodeKind;
 use crate::repo::{Repository, Tenant};
 use crate::restore::{OpenSnapshot, Planned, RestoreOptions, RestoreReport};
-use crate::text::{html_escape, human_age, md_cell};
+use crate::text::{html_escape, human_age, md_cell, short_hex};
 
 /// What to drill.
 #[derive(Debug, Clone)]
@@ -58,8 +58,6 @@ pub struct DrillOptions {
     pub scratch: PathBuf,
     /// The latest snapshot of each drilled source must be younger than this.
     pub max_age: Span,
-    /// `max_age` as written, for messages.
-    pub max_age_text: String,
     pub time_zone: TimeZone,
     /// Tenants whose freshness is not expected, with why (a contract that
     /// has ended stops its backups).
@@ -89,7 +87,7 @@ impl std::fmt::Display for Problem {
             write!(f, "{file}: ")?;
         }
         if let Some(blob) = &self.blob {
-            write!(f, "blob {}: ", short(blob))?;
+            write!(f, "blob {}: ", short_hex(blob, 16))?;
         }
         // Store errors name their object already; the others get it here.
         if let Some(object) = &self.object
@@ -557,16 +555,16 @@ fn freshness(result: &mut DrillResult, newest: &Snapshot, opts: &DrillOptions) {
     let age = human_age(opts.now.duration_since(taken));
     if opts.now < limit {
         result.fresh = Some(true);
-        result.freshness = format!("latest {age} old, under {}", opts.max_age_text);
+        result.freshness = format!("latest {age} old, under {:#}", opts.max_age);
     } else {
         result.fresh = Some(false);
-        result.freshness = format!("latest {age} old, over {}", opts.max_age_text);
+        result.freshness = format!("latest {age} old, over {:#}", opts.max_age);
         result.problems.push(Problem::of_snapshot(format!(
-            "stale: the latest snapshot of {}/{} was taken {} ({age} ago), longer ago than the maximum age {}",
+            "stale: the latest snapshot of {}/{} was taken {} ({age} ago), longer ago than the maximum age {:#}",
             result.tenant,
             newest.source,
             taken.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            opts.max_age_text
+            opts.max_age
         )));
     }
 }
@@ -584,8 +582,12 @@ fn examine(
         let rel = path.strip_prefix(root).unwrap_or(path);
         format!("/{}", rel.display())
     };
+    // A set, and each entry's ancestors looked up in it: a badly damaged
+    // tenant has as many failures as files.
+    let failed: HashSet<&Path> = report.errors.iter().map(|f| f.path.as_path()).collect();
     let nodes: HashMap<&Path, &crate::format::tree::Node> = planned
         .iter()
+        .filter(|p| failed.contains(p.path.as_path()))
         .map(|p| (p.path.as_path(), &p.node))
         .collect();
     for f in &report.errors {
@@ -600,9 +602,6 @@ fn examine(
             message: f.message.clone(),
         });
     }
-    // A set, and each entry's ancestors looked up in it: a badly damaged
-    // tenant has as many failures as files.
-    let failed: HashSet<&Path> = report.errors.iter().map(|f| f.path.as_path()).collect();
     // SAFETY: geteuid and getegid have no preconditions.
     let (uid, gid, is_root) = unsafe { (libc::geteuid(), libc::getegid(), libc::geteuid() == 0) };
     let mut first_of_inode: HashMap<(u64, u64), u64> = HashMap::new();
@@ -729,7 +728,7 @@ fn check_entry(
 struct Scratch {
     root: PathBuf,
     created: bool,
-    next: std::sync::atomic::AtomicU64,
+    next: std::cell::Cell<u64>,
 }
 
 const DIR_PREFIX: &str = "drill-";
@@ -752,7 +751,7 @@ impl Scratch {
         let scratch = Scratch {
             root: root.to_path_buf(),
             created,
-            next: 0.into(),
+            next: std::cell::Cell::new(0),
         };
         scratch.remove_leftovers();
         Ok(scratch)
@@ -806,7 +805,8 @@ impl Scratch {
     }
 
     fn make_dir(&self) -> Result<ScratchDir> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.next.get();
+        self.next.set(n + 1);
         let path = self
             .root
             .join(format!("{DIR_PREFIX}{}-{n}", std::process::id()));
@@ -893,10 +893,6 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(16)]
-}
-
 /// Tenants whose backups are not expected to be fresh, with why: a
 /// contract whose last day has passed, or an erasure requested. Read from
 /// the lifecycle events on `repo`.
@@ -928,7 +924,7 @@ pub struct ReportHeader<'a> {
     pub time: Timestamp,
     pub time_zone: &'a TimeZone,
     pub selection: &'a str,
-    pub max_age: &'a str,
+    pub max_age: Span,
     /// The audit record written for each result, in the same order.
     pub records: &'a [Option<Record>],
 }
@@ -973,7 +969,10 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
             format!("{} ({})", local.strftime("%Y-%m-%d %H:%M:%S %Z"), head.time),
         ),
         ("Chosen", head.selection.to_string()),
-        ("Maximum age of the latest backup", head.max_age.to_string()),
+        (
+            "Maximum age of the latest backup",
+            format!("{:#}", head.max_age),
+        ),
         ("Program", format!("gallra {}", env!("CARGO_PKG_VERSION"))),
     ];
     let columns = [
@@ -997,7 +996,7 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
             vec![
                 r.tenant.clone(),
                 r.source.clone(),
-                short(&r.snapshot).to_string(),
+                short_hex(&r.snapshot, 16).to_string(),
                 r.taken.clone().unwrap_or_default(),
                 format!("{} of {}", r.files, r.expected_files),
                 format!("{} of {}", r.bytes, r.expected_bytes),
@@ -1008,7 +1007,7 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
                 r.freshness.clone(),
                 if r.ok { "passed" } else { "FAILED" }.to_string(),
                 rec.and_then(|r| r.as_ref()).map_or(String::new(), |r| {
-                    format!("{} #{} ({})", r.host, r.seq, short(&r.hash))
+                    format!("{} #{} ({})", r.host, r.seq, short_hex(&r.hash, 16))
                 }),
             ]
         })
@@ -1051,7 +1050,7 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
                     out += &format!(
                         "- {} {}: {}\n",
                         md_cell(&r.tenant),
-                        short(&r.snapshot),
+                        short_hex(&r.snapshot, 16),
                         md_cell(&p.to_string())
                     );
                 }
@@ -1094,7 +1093,7 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
                     out += &format!(
                         "<li>{} {}: {}</li>\n",
                         e(&r.tenant),
-                        short(&r.snapshot),
+                        short_hex(&r.snapshot, 16),
                         e(&p.to_string())
                     );
                 }
@@ -1540,7 +1539,7 @@ mod tests {
             time: "2026-03-01T12:00:00Z".parse().unwrap(),
             time_zone: tz,
             selection: "tenants acme, <b>|x",
-            max_age: "2 days",
+            max_age: jiff::Span::new().days(2),
             records,
         }
     }

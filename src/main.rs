@@ -290,8 +290,12 @@ fn open_repo(config: &Config, target: &TargetArg) -> anyhow::Result<Repository> 
         Some(name) => config.target(name)?,
         None => config.primary(),
     };
-    let store = Store::open(t, false)?;
-    Ok(Repository::open(store, &config.key)?)
+    Ok(open_target(config, t)?)
+}
+
+/// The repository on one target, opened with the configured key.
+fn open_target(config: &Config, target: &Target) -> gallra::Result<Repository> {
+    Repository::open(Store::open(target, false)?, &config.key)
 }
 
 fn ship_report_json(r: &ShipReport) -> Value {

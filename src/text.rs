@@ -29,6 +29,11 @@ pub fn human_age(d: jiff::SignedDuration) -> String {
     }
 }
 
+/// The first `digits` characters of a hex id (all of it if shorter).
+pub fn short_hex(hex: &str, digits: usize) -> &str {
+    hex.get(..digits).unwrap_or(hex)
+}
+
 /// Text made safe for one Markdown table cell.
 pub fn md_cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")

@@ -9,10 +9,9 @@ use gallra::config::Config;
 use gallra::drill::{self, DrillOptions, DrillResult, ReportFormat, ReportHeader, Selection};
 use gallra::error::Error;
 use gallra::repo::Repository;
-use gallra::store::Store;
-use gallra::text::human_age;
+use gallra::text::{human_age, short_hex};
 
-use crate::{human_bytes, print_json};
+use crate::{human_bytes, open_target, print_json};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -60,13 +59,10 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
     }
     let target_name = args.target.as_deref().unwrap_or(&config.drill.target);
     let target = config.target(target_name)?;
-    let (max_age, max_age_text) = match &args.max_age {
-        Some(text) => {
-            let span = gallra::lifecycle::rules::parse_period(text)
-                .map_err(|m| Error::Usage(format!("--max-age: {m}")))?;
-            (span, text.clone())
-        }
-        None => (config.drill.max_age, config.drill.max_age_text.clone()),
+    let max_age = match &args.max_age {
+        Some(text) => gallra::lifecycle::rules::parse_period(text)
+            .map_err(|m| Error::Usage(format!("--max-age: {m}")))?,
+        None => config.drill.max_age,
     };
     let selection = if let Some(id) = &args.snapshot {
         Selection::Snapshot(id.clone())
@@ -81,7 +77,7 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
         }
     };
 
-    let repo = Repository::open(Store::open(target, false)?, &config.key)?;
+    let repo = open_target(config, target)?;
     let now = Timestamp::now();
     let tz = &config.policy.time_zone;
     let not_expected_fresh = match drill::not_expected_fresh(&repo, now, tz) {
@@ -108,7 +104,6 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
     let opts = DrillOptions {
         scratch: args.scratch.clone().unwrap_or(config.drill.scratch.clone()),
         max_age,
-        max_age_text: max_age_text.clone(),
         time_zone: tz.clone(),
         not_expected_fresh,
         host: config.agent.host.clone(),
@@ -120,7 +115,7 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
     // fresh machine continues the chain it holds).
     let mut audit_targets = vec![repo];
     for t in config.targets.iter().filter(|t| t.name != target.name) {
-        match Store::open(t, false).and_then(|s| Repository::open(s, &config.key)) {
+        match open_target(config, t) {
             Ok(r) => audit_targets.push(r),
             Err(e) => eprintln!(
                 "warning: audit records not written to target {}: {e}",
@@ -149,7 +144,7 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
             time: now,
             time_zone: tz,
             selection: &described,
-            max_age: &max_age_text,
+            max_age,
             records: &records,
         };
         let text = drill::report(&results, &head, ReportFormat::for_path(file));
@@ -158,7 +153,11 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
 
     for r in &results {
         for p in &r.problems {
-            eprintln!("error: drill of {} {}: {p}", r.tenant, short(&r.snapshot));
+            eprintln!(
+                "error: drill of {} {}: {p}",
+                r.tenant,
+                short_hex(&r.snapshot, 12)
+            );
         }
     }
     if json_out {
@@ -186,10 +185,6 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
-fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
-}
-
 fn print_table(results: &[DrillResult], now: Timestamp) {
     println!(
         "{:<16} {:<10} {:<12} {:>8} {:>7} {:>10} {:>8} {:>8}  result",
@@ -214,7 +209,7 @@ fn print_table(results: &[DrillResult], now: Timestamp) {
             if r.snapshot.is_empty() {
                 "-"
             } else {
-                short(&r.snapshot)
+                short_hex(&r.snapshot, 12)
             },
             age,
             r.files,
@@ -249,7 +244,7 @@ fn history(config: &Config, json_out: bool, tenant: Option<&str>) -> anyhow::Res
             d.time,
             d.tenant,
             d.source,
-            short(&d.snapshot),
+            short_hex(&d.snapshot, 12),
             d.target,
             d.files,
             human_bytes(d.bytes),

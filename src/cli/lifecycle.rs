@@ -6,13 +6,13 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use serde_json::{Value, json};
 
+use crate::open_target;
 use gallra::audit::{Action, AuditLog, Record};
 use gallra::config::Config;
 use gallra::error::Error;
 use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle};
 use gallra::lifecycle::{Event, EventType, Plan};
 use gallra::repo::Repository;
-use gallra::store::Store;
 
 #[derive(Subcommand)]
 pub enum ContractCommand {
@@ -94,13 +94,13 @@ pub struct Opened {
 }
 
 pub fn open_all(config: &Config) -> anyhow::Result<Opened> {
-    let primary = Repository::open(Store::open(config.primary(), false)?, &config.key)?;
+    let primary = open_target(config, config.primary())?;
     let mut out = Opened {
         repos: vec![primary],
         failures: Vec::new(),
     };
     for t in config.secondaries() {
-        match Store::open(t, false).and_then(|s| Repository::open(s, &config.key)) {
+        match open_target(config, t) {
             Ok(r) => out.repos.push(r),
             Err(e) => {
                 eprintln!("warning: target {}: {e}", t.name);
