@@ -10,37 +10,9 @@
 # Prints one line per step: tool, step, seconds, peak RSS.
 set -euo pipefail
 data=${1:?usage: $0 DATASET}
-root=$(cd "$(dirname "$0")/.." && pwd)
-gallra=${BENCH_GALLRA:-$root/target/release/gallra}
-work=$(mktemp -d /tmp/gallra-drill-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-timed() { # timed TOOL STEP CMD...
-    local tool=$1 step=$2; shift 2
-    sync
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    read -r secs kb <"$work/time"
-    printf '%-7s %-28s %8.2f s %8.1f MiB\n' "$tool" "$step" "$secs" "$(echo "$kb / 1024" | bc -l)"
-}
-
-find "$data" -type f -print0 | xargs -0 cat >/dev/null
-"$gallra" key generate "$work/key" >/dev/null
-cat >"$work/agent.toml" <<TOML
-[agent]
-host = "bench"
-state_dir = "$work/state"
-[key]
-file = "$work/key"
-[[target]]
-name = "local"
-url = "file://$work/g-local"
-primary = true
-[[source]]
-name = "www"
-category = "site"
-paths = ["$data/{tenant}"]
-TOML
+. "$(dirname "$0")/lib.sh"
+gallra_setup
 g() { "$gallra" --config "$work/agent.toml" "$@"; }
-g init >/dev/null
 g backup >/dev/null
 tenants=()
 for t in "$data"/*/; do tenants+=(--tenant "$(basename "$t")"); done

@@ -9,47 +9,17 @@
 set -euo pipefail
 data=${1:?usage: $0 DATASET}
 : "${GALLRA_TEST_S3_ENDPOINT:?source the env file tests/servers/start.sh wrote}"
-root=$(cd "$(dirname "$0")/.." && pwd)
-gallra=${BENCH_GALLRA:-$root/target/release/gallra}
-work=$(mktemp -d /tmp/gallra-ship-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib.sh"
 run=$$
 export AWS_ACCESS_KEY_ID=$GALLRA_TEST_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$GALLRA_TEST_S3_SECRET_KEY
-timed() { # timed TOOL STEP CMD...
-    local tool=$1 step=$2; shift 2
-    sync
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    read -r secs kb <"$work/time"
-    printf '%-7s %-28s %8.2f s %8.1f MiB\n' "$tool" "$step" "$secs" "$(echo "$kb / 1024" | bc -l)"
-}
-
-# Warm the page cache, so that the first backup does not pay for the disk.
-find "$data" -type f -print0 | xargs -0 cat >/dev/null
-"$gallra" key generate "$work/key" >/dev/null
-cat >"$work/agent.toml" <<TOML
-[agent]
-host = "bench"
-state_dir = "$work/state"
-[key]
-file = "$work/key"
+gallra_setup "[[target]]
+name = \"copy\"
+url = \"file://$work/g-copy\"
 [[target]]
-name = "local"
-url = "file://$work/g-local"
-primary = true
-[[target]]
-name = "copy"
-url = "file://$work/g-copy"
-[[target]]
-name = "s3"
-url = "s3://$GALLRA_TEST_S3_BUCKET/bench-$run/gallra"
-options = { endpoint = "$GALLRA_TEST_S3_ENDPOINT", region = "us-east-1", allow_http = "true" }
-[[source]]
-name = "www"
-category = "site"
-paths = ["$data/{tenant}"]
-TOML
+name = \"s3\"
+url = \"s3://$GALLRA_TEST_S3_BUCKET/bench-$run/gallra\"
+options = { endpoint = \"$GALLRA_TEST_S3_ENDPOINT\", region = \"us-east-1\", allow_http = \"true\" }"
 g() { "$gallra" --config "$work/agent.toml" "$@"; }
-g init >/dev/null
 timed gallra "backup (local, no ship)" "$gallra" --config "$work/agent.toml" backup --no-ship
 timed gallra "ship to local folder" "$gallra" --config "$work/agent.toml" ship --target copy
 timed gallra "ship to S3" "$gallra" --config "$work/agent.toml" ship --target s3
