@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::cancel::Cancel;
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::config::{Config, Source, SourceKind, validate_tenant};
 use crate::error::{Error, Result};
@@ -28,9 +29,11 @@ use crate::format::pack::seal_blob;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::format::{Id, Kind};
+use crate::pace::Pacer;
 use crate::repo::packer::{Packer, SealedBlob};
 use crate::repo::{Index, Repository, Tenant};
 
+#[derive(Default)]
 pub struct BackupOptions {
     /// Only these tenants (all when empty).
     pub tenants: Vec<String>,
@@ -39,6 +42,13 @@ pub struct BackupOptions {
     pub progress: bool,
     pub compression: i32,
     pub pack_size: u64,
+    /// Only these sources (all when empty).
+    pub sources: Vec<String>,
+    /// Stops the backup between files; nothing of it is committed.
+    pub cancel: Cancel,
+    /// Caps the rate at which files are read, so that customers' sites on
+    /// the same disks stay fast.
+    pub read_rate: Option<Arc<Pacer>>,
 }
 
 #[derive(Debug, Clone)]
@@ -171,7 +181,11 @@ struct TenantState {
 /// Runs every job; a failing job is reported and the others go on.
 pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<BackupReport> {
     let started = Instant::now();
-    let (jobs, mut failed) = plan_jobs(config, &opts.tenants);
+    let (mut jobs, mut failed) = plan_jobs(config, &opts.tenants);
+    if !opts.sources.is_empty() {
+        jobs.retain(|j| opts.sources.contains(&j.source.name));
+        failed.retain(|f| opts.sources.contains(&f.source));
+    }
     for t in &opts.tenants {
         if !config
             .sources
@@ -189,6 +203,9 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
     let mut report = BackupReport::default();
     let mut current: Option<TenantState> = None;
     for job in &jobs {
+        if opts.cancel.is_cancelled() {
+            break;
+        }
         let fail = |e: Error| Failure {
             tenant: job.tenant.clone(),
             source: job.source.name.clone(),
@@ -247,6 +264,39 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
     Ok(report)
 }
 
+/// Records each snapshot taken in the audit trail, locally and on the
+/// primary: evidence an auditor may ask for after the snapshot itself is
+/// long deleted. Returns the targets a record could not be written to.
+pub fn audit_snapshots(
+    config: &Config,
+    repo: &Repository,
+    report: &BackupReport,
+) -> Result<Vec<(String, Error)>> {
+    use crate::audit::{Action, AuditLog, Entry, TargetCounts};
+    let audit = AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
+    let mut failed = Vec::new();
+    for s in &report.snapshots {
+        let snap = &s.snapshot;
+        let mut entry = Entry::new(Action::Backup, Some(&snap.tenant));
+        entry.snapshots = vec![s.id.to_hex()];
+        entry.targets = vec![TargetCounts {
+            target: config.primary().name.clone(),
+            objects: 0,
+            bytes: snap.bytes_stored,
+        }];
+        entry.detail = Some(format!(
+            "taken {}, source {}, category {}, {} files, {} bytes",
+            jiff::Timestamp::from_second(snap.time_secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            snap.source,
+            snap.category,
+            snap.files,
+            snap.bytes
+        ));
+        failed.extend(audit.append(entry, &[repo])?.1);
+    }
+    Ok(failed)
+}
+
 /// What the pipeline shares between its workers for one snapshot.
 struct Pipeline<'a> {
     tenant: &'a Tenant,
@@ -259,11 +309,14 @@ struct Pipeline<'a> {
     compression: i32,
     progress: ProgressBar,
     warnings: Mutex<Vec<String>>,
+    cancel: &'a Cancel,
+    read_rate: Option<&'a Pacer>,
 }
 
 enum SinkError {
     Io(io::Error),
     PackerGone,
+    Cancelled,
 }
 
 impl From<io::Error> for SinkError {
@@ -347,6 +400,12 @@ impl Pipeline<'_> {
             let mut sha = Sha256::new();
             let mut content = Vec::new();
             let n = chunker.chunk(reader, |chunk: &[u8]| {
+                if self.cancel.is_cancelled() {
+                    return Err(SinkError::Cancelled);
+                }
+                if let Some(pacer) = self.read_rate {
+                    pacer.wait_blocking(chunk.len() as u64);
+                }
                 sha.update(chunk);
                 let id = self.tenant.blob_id(Kind::DataBlob, chunk);
                 self.add_blob(Kind::DataBlob, id, chunk, compressor)?;
@@ -549,6 +608,9 @@ impl Walker<'_> {
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let mut out = Vec::with_capacity(names.len());
         for name in names {
+            if self.pipe.cancel.is_cancelled() {
+                break;
+            }
             let path = dir.join(&name);
             if self.excludes.is_match(&path) {
                 continue;
@@ -680,6 +742,9 @@ fn build_tree(
 
 fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
     use std::os::unix::fs::OpenOptionsExt;
+    if pipe.cancel.is_cancelled() {
+        return None;
+    }
     let open = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -726,7 +791,7 @@ fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
             pipe.warn(format!("{}: read failed: {e}", job.path.display()));
             None
         }
-        Err(SinkError::PackerGone) => None,
+        Err(SinkError::PackerGone | SinkError::Cancelled) => None,
     }
 }
 
@@ -782,6 +847,8 @@ fn snapshot_job(
         compression: opts.compression,
         progress: ProgressBar::hidden(),
         warnings: Mutex::default(),
+        cancel: &opts.cancel,
+        read_rate: opts.read_rate.as_deref(),
     };
     let mut counts = Counts::default();
     let (root, paths, bytes_read) = match &job.source.kind {
@@ -846,6 +913,9 @@ fn snapshot_job(
     drop(pipe);
     tracing::debug!(elapsed = ?started.elapsed(), "trees built");
     let (packs, stats) = packer.finish()?;
+    // The packs uploaded stay unreferenced (check reports them as
+    // information); no index or snapshot names a part-read source.
+    opts.cancel.check()?;
     tracing::debug!(elapsed = ?started.elapsed(), "packs written");
     if !packs.is_empty() {
         repo.write_index(
@@ -916,6 +986,7 @@ fn run_command(
         Ok(v) => v,
         Err(SinkError::Io(e)) => return Err(format!("reading the command's output: {e}")),
         Err(SinkError::PackerGone) => return Err("packer stopped".into()),
+        Err(SinkError::Cancelled) => return Err("stopped: the agent is shutting down".into()),
     };
     if !status.success() {
         let text = String::from_utf8_lossy(&err_text);

@@ -4,9 +4,12 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use crate::chunker::ChunkerParams;
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
+use crate::schedule::Schedule;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gallra/agent.toml";
 
@@ -36,6 +39,8 @@ pub struct DrillSettings {
     pub max_age: jiff::Span,
     /// Where drills restore to; its contents are removed afterwards.
     pub scratch: PathBuf,
+    /// When the agent runs a drill; `None` when set to "off".
+    pub schedule: Option<Schedule>,
 }
 
 pub const DEFAULT_DRILL_MAX_AGE: &str = "26h";
@@ -46,7 +51,52 @@ pub struct Agent {
     pub host: String,
     pub state_dir: PathBuf,
     pub time_zone: String,
-    pub metrics: Option<String>,
+    /// Where `gallra agent` serves Prometheus text at /metrics.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// A node_exporter textfile the agent rewrites after each job.
+    pub metrics_textfile: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// The backup schedule of a source that names none.
+    pub schedule: Schedule,
+    /// Most a scheduled run is delayed at random, so that a fleet does not
+    /// hit the store at the same second; never more than a tenth of the
+    /// schedule's interval.
+    pub splay: Duration,
+    /// Tenant backups the agent runs at once.
+    pub max_concurrent_tenants: usize,
+    /// CPU niceness of the agent (0..=19).
+    pub nice: i32,
+    pub io_class: IoClass,
+    /// Bytes per second backups may read, if capped.
+    pub max_read: Option<u64>,
+    /// When the agent applies the lifecycle (besides at start, after an
+    /// event, and when a snapshot expires).
+    pub lifecycle: Schedule,
+    /// The first wait before a failed ship is tried again; it doubles up
+    /// to an hour.
+    pub ship_retry: Duration,
+    /// How often the agent looks into its inbox.
+    pub inbox_poll: Duration,
+}
+
+pub const DEFAULT_SCHEDULE: &str = "daily 02:00";
+pub const DEFAULT_LIFECYCLE_SCHEDULE: &str = "daily 03:00";
+pub const DEFAULT_DRILL_SCHEDULE: &str = "cron 30 4 * * 0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The I/O scheduling class of the agent's reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoClass {
+    /// Only when no one else uses the disk.
+    Idle,
+    /// Best effort at a level 0 (first) ..= 7 (last).
+    BestEffort(u8),
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +234,8 @@ pub struct Source {
     pub kind: SourceKind,
     pub exclude: Vec<String>,
     pub one_file_system: bool,
-    pub schedule: Option<String>,
+    /// When the agent backs this source up.
+    pub schedule: Schedule,
 }
 
 /// A retention rule as written in agent.toml. Interpreted by the lifecycle.
@@ -234,6 +285,7 @@ struct RawDrill {
     sample: Option<usize>,
     max_age: Option<String>,
     scratch: Option<PathBuf>,
+    schedule: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -243,6 +295,17 @@ struct RawAgent {
     state_dir: Option<PathBuf>,
     time_zone: Option<String>,
     metrics: Option<String>,
+    metrics_textfile: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    schedule: Option<String>,
+    splay: Option<String>,
+    max_concurrent_tenants: Option<usize>,
+    nice: Option<i32>,
+    io_class: Option<String>,
+    max_read: Option<String>,
+    lifecycle: Option<String>,
+    ship_retry: Option<String>,
+    inbox_poll: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +313,7 @@ struct RawAgent {
 struct RawKey {
     file: Option<PathBuf>,
     passphrase_env: Option<String>,
+    credential: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -344,7 +408,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
-        let host = match raw.agent.host {
+        let host = match raw.agent.host.clone() {
             Some(h) => h,
             None => hostname::get()
                 .ok()
@@ -354,38 +418,143 @@ impl Config {
         let time_zone = raw
             .agent
             .time_zone
+            .clone()
             .unwrap_or_else(|| "Europe/Stockholm".into());
         let tz = jiff::tz::TimeZone::get(&time_zone).map_err(|_| {
             err(format!(
                 "[agent] time_zone: unknown time zone {time_zone:?}"
             ))
         })?;
+        let a = raw.agent;
+        let schedule = |key: &str, text: Option<&str>, default: &str| -> Result<Schedule> {
+            text.unwrap_or(default)
+                .parse::<Schedule>()
+                .map_err(|m| err(format!("{key}: {m}")))
+        };
+        let duration = |key: &str, text: Option<&str>, default: &str| -> Result<Duration> {
+            let text = text.unwrap_or(default);
+            text.trim()
+                .parse::<jiff::SignedDuration>()
+                .ok()
+                .filter(|d| d.is_positive())
+                .map(|d| d.unsigned_abs())
+                .ok_or_else(|| {
+                    err(format!(
+                        "{key}: {text:?} is not a duration like \"30s\" or \"10m\""
+                    ))
+                })
+        };
+        let metrics = a
+            .metrics
+            .map(|m| {
+                m.parse::<std::net::SocketAddr>().map_err(|_| {
+                    err(format!(
+                        "[agent] metrics: {m:?} is not an address like \"127.0.0.1:9477\""
+                    ))
+                })
+            })
+            .transpose()?;
+        let max_concurrent_tenants = a.max_concurrent_tenants.unwrap_or(2);
+        if !(1..=64).contains(&max_concurrent_tenants) {
+            return Err(err(
+                "[agent] max_concurrent_tenants: must be between 1 and 64".into(),
+            ));
+        }
+        let nice = a.nice.unwrap_or(10);
+        if !(0..=19).contains(&nice) {
+            return Err(err("[agent] nice: must be between 0 and 19".into()));
+        }
+        let io_class = match a.io_class.as_deref().map(str::trim) {
+            None => IoClass::BestEffort(7),
+            Some("idle") => IoClass::Idle,
+            Some(t) => match t.strip_prefix("best-effort").map(str::trim) {
+                Some("") => IoClass::BestEffort(4),
+                Some(level) => {
+                    IoClass::BestEffort(level.parse().ok().filter(|l| *l <= 7).ok_or_else(
+                        || err(format!("[agent] io_class: level {level:?} is not 0..=7")),
+                    )?)
+                }
+                None => {
+                    return Err(err(format!(
+                        "[agent] io_class: {t:?}: expected \"idle\" or \"best-effort N\" (N 0..=7)"
+                    )));
+                }
+            },
+        };
+        let max_read = a
+            .max_read
+            .map(|text| {
+                text.trim()
+                    .strip_suffix("/s")
+                    .and_then(parse_size)
+                    .filter(|r| *r >= 1024)
+                    .ok_or_else(|| {
+                        err(format!(
+                            "[agent] max_read {text:?}: expected a rate of at least 1 KiB/s, like \"50 MiB/s\""
+                        ))
+                    })
+            })
+            .transpose()?;
         let agent = Agent {
             host,
             state_dir: resolve(
-                raw.agent
-                    .state_dir
+                a.state_dir
                     .unwrap_or_else(|| PathBuf::from("/var/lib/gallra")),
             ),
             time_zone,
-            metrics: raw.agent.metrics,
+            metrics,
+            metrics_textfile: a.metrics_textfile.map(&resolve),
+            log_format: a.log_format.unwrap_or(LogFormat::Human),
+            schedule: schedule("[agent] schedule", a.schedule.as_deref(), DEFAULT_SCHEDULE)?,
+            splay: duration("[agent] splay", a.splay.as_deref(), "10m")?,
+            max_concurrent_tenants,
+            nice,
+            io_class,
+            max_read,
+            lifecycle: schedule(
+                "[agent] lifecycle",
+                a.lifecycle.as_deref(),
+                DEFAULT_LIFECYCLE_SCHEDULE,
+            )?,
+            ship_retry: duration("[agent] ship_retry", a.ship_retry.as_deref(), "1m")?,
+            inbox_poll: duration("[agent] inbox_poll", a.inbox_poll.as_deref(), "5s")?,
         };
 
         let key = match raw.key {
             Some(RawKey {
                 file: Some(f),
                 passphrase_env: None,
+                credential: None,
             }) => KeySource::File(resolve(f)),
             Some(RawKey {
                 file: None,
                 passphrase_env: Some(v),
+                credential: None,
             }) => KeySource::PassphraseEnv(v),
+            Some(RawKey {
+                file: None,
+                passphrase_env: None,
+                credential: Some(name),
+            }) if crate::format::tree::is_safe_name(name.as_bytes()) => KeySource::Credential(name),
+            Some(RawKey {
+                credential: Some(name),
+                file: None,
+                passphrase_env: None,
+            }) => {
+                return Err(err(format!(
+                    "[key] credential {name:?}: must be a plain file name, as in LoadCredential=NAME:PATH"
+                )));
+            }
             Some(_) => {
                 return Err(err(
-                    "[key]: give exactly one of `file` and `passphrase_env`".into(),
+                    "[key]: give exactly one of `file`, `credential` and `passphrase_env`".into(),
                 ));
             }
-            None => return Err(err("missing [key] section (file or passphrase_env)".into())),
+            None => {
+                return Err(err(
+                    "missing [key] section (file, credential or passphrase_env)".into(),
+                ));
+            }
         };
 
         let size = |key: &str, v: &Option<String>, default: u64| -> Result<u64> {
@@ -532,6 +701,12 @@ impl Config {
             for g in &s.exclude {
                 globset::Glob::new(g).map_err(|e| err(format!("{at}: exclude {g:?}: {e}")))?;
             }
+            let schedule = match &s.schedule {
+                Some(text) => text
+                    .parse::<Schedule>()
+                    .map_err(|m| err(format!("{at}: schedule: {m}")))?,
+                None => agent.schedule.clone(),
+            };
             sources.push(Source {
                 name: s.name,
                 category: s.category,
@@ -539,7 +714,7 @@ impl Config {
                 kind,
                 exclude: s.exclude,
                 one_file_system: s.one_file_system.unwrap_or(true),
-                schedule: s.schedule,
+                schedule,
             });
         }
 
@@ -568,11 +743,16 @@ impl Config {
                 .scratch
                 .map(&resolve)
                 .unwrap_or_else(|| agent.state_dir.join("drill"));
+            let schedule = match d.schedule.as_deref().map(str::trim) {
+                Some("off") => None,
+                text => Some(schedule("[drill] schedule", text, DEFAULT_DRILL_SCHEDULE)?),
+            };
             DrillSettings {
                 target,
                 sample,
                 max_age,
                 scratch,
+                schedule,
             }
         };
 

@@ -164,6 +164,9 @@ impl Argon2Params {
 pub enum KeySource {
     File(PathBuf),
     PassphraseEnv(String),
+    /// A key file handed over by systemd (`LoadCredential=NAME:PATH`), read
+    /// from `$CREDENTIALS_DIRECTORY/NAME`: only the service can read it.
+    Credential(String),
 }
 
 impl KeySource {
@@ -171,6 +174,7 @@ impl KeySource {
         match self {
             KeySource::File(p) => format!("key file {}", p.display()),
             KeySource::PassphraseEnv(v) => format!("the passphrase in ${v}"),
+            KeySource::Credential(name) => format!("systemd credential {name}"),
         }
     }
 }
@@ -185,6 +189,17 @@ impl KeyMaterial {
     pub fn load(source: &KeySource) -> Result<Self> {
         match source {
             KeySource::File(path) => Ok(KeyMaterial::File(read_key_file(path)?)),
+            KeySource::Credential(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) => Ok(KeyMaterial::File(read_key_file(
+                    &PathBuf::from(dir).join(name),
+                )?)),
+                None => Err(Error::KeyFile {
+                    file: PathBuf::from(name),
+                    message: format!(
+                        "[key] credential: $CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential={name}:/etc/gallra/key, or name the key with [key] file"
+                    ),
+                }),
+            },
             KeySource::PassphraseEnv(var) => {
                 let value = std::env::var_os(var).unwrap_or_default();
                 if value.is_empty() {

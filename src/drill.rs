@@ -393,6 +393,83 @@ fn has_snapshots(repo: &Repository, tenant: &str) -> Result<bool> {
     Ok(!repo.store.list(&prefix)?.is_empty())
 }
 
+/// A drill run from the configuration, and its evidence.
+pub struct DrillRun {
+    pub results: Vec<DrillResult>,
+    /// The audit record of each result, in order.
+    pub records: Vec<Option<Record>>,
+    /// How many tenants were chosen.
+    pub tenants: usize,
+    pub now: jiff::Timestamp,
+    /// What went wrong beside the drills themselves (events unread, a
+    /// target the audit record did not reach).
+    pub warnings: Vec<String>,
+}
+
+/// Chooses, drills from `target`, and records one audit record per drilled
+/// snapshot on every target that takes it, the drilled one first (a fresh
+/// machine continues the chain it holds).
+pub fn drill_and_record(
+    config: &crate::config::Config,
+    target: &crate::config::Target,
+    selection: &Selection,
+    scratch: PathBuf,
+    max_age: jiff::Span,
+) -> Result<DrillRun> {
+    let repo = Repository::open_target(config, target)?;
+    let now = jiff::Timestamp::now();
+    let time_zone = config.policy.time_zone.clone();
+    let mut warnings = Vec::new();
+    let not_expected_fresh = not_expected_fresh(&repo, now, &time_zone).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "lifecycle events not read, every tenant must be fresh: {e}"
+        ));
+        Default::default()
+    });
+    let chosen = choose(&repo, selection)?;
+    let opts = DrillOptions {
+        scratch,
+        max_age,
+        time_zone,
+        not_expected_fresh,
+        host: config.agent.host.clone(),
+        now,
+    };
+    let results = run(&repo, &chosen, &opts)?;
+
+    let mut audit_targets = vec![repo];
+    for t in config.targets.iter().filter(|t| t.name != target.name) {
+        match Repository::open_target(config, t) {
+            Ok(r) => audit_targets.push(r),
+            Err(e) => warnings.push(format!(
+                "audit records not written to target {}: {e}",
+                t.name
+            )),
+        }
+    }
+    let refs: Vec<&Repository> = audit_targets.iter().collect();
+    let audit = crate::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
+    let described = selection.describe();
+    let mut records = Vec::new();
+    for r in &results {
+        let (record, failed) = audit.append(r.audit_entry(&described), &refs)?;
+        for (t, e) in failed {
+            warnings.push(format!(
+                "audit record #{} not written to target {t} (the next ship copies it): {e}",
+                record.seq
+            ));
+        }
+        records.push(Some(record));
+    }
+    Ok(DrillRun {
+        results,
+        records,
+        tenants: chosen.tenants.len(),
+        now,
+        warnings,
+    })
+}
+
 /// Runs the drills of `chosen` against `repo`, one tenant at a time.
 pub fn run(repo: &Repository, chosen: &Chosen, opts: &DrillOptions) -> Result<Vec<DrillResult>> {
     let target = repo.store.name().to_string();

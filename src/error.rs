@@ -103,6 +103,10 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// The agent is stopping: the job stopped before committing anything.
+    #[error("stopped before committing: the agent is shutting down")]
+    Cancelled,
+
     /// An action the lifecycle refuses, such as erasing a tenant under a
     /// legal hold.
     #[error("{0}")]

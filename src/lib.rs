@@ -3,8 +3,10 @@
 //! The pure parts (format codecs, chunker, index) know nothing of tokio or the
 //! network; I/O lives in `store` and the command modules.
 
+pub mod agent;
 pub mod audit;
 pub mod backup;
+pub mod cancel;
 pub mod check;
 pub mod chunker;
 pub mod config;
@@ -14,11 +16,15 @@ pub mod error;
 pub mod format;
 pub mod lifecycle;
 pub mod lock;
+pub mod metrics;
+pub mod pace;
 pub mod parallel;
 pub mod quickstart;
 pub mod repo;
 pub mod restore;
+pub mod schedule;
 pub mod ship;
+pub mod status;
 pub mod store;
 pub mod text;
 

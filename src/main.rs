@@ -167,6 +167,17 @@ enum Command {
     },
     /// Restore drill: restore snapshots into scratch space, verify every byte, time it, record it
     Drill(cli::drill::DrillArgs),
+    /// Run the agent: scheduled backups and ships, the event inbox, the lifecycle, drills, metrics
+    Agent(cli::agent::AgentArgs),
+    /// Validate agent.toml without touching stores or keys
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print shell completions for SHELL to stdout
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout
+    Man,
     /// Create ./gallra-quickstart/ and run the whole job on it
     Quickstart {
         #[arg(long, default_value = "gallra-quickstart")]
@@ -188,6 +199,15 @@ struct BackupArgs {
     /// Do not ship to the secondary targets afterwards
     #[arg(long)]
     no_ship: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check every key, URL, store option and schedule; print the effective retention rules
+    Check {
+        /// The file to check (default: --config, $GALLRA_CONFIG, /etc/gallra/agent.toml)
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -228,14 +248,24 @@ fn main() {
             std::process::exit(code);
         }
     };
-    tracing_subscriber::fmt()
+    // The agent logs what it does (info); a command only its warnings.
+    let agent_log = match &cli.command {
+        Command::Agent(_) => Some(cli::agent::log_format(&config_path(&cli))),
+        _ => None,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GALLRA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if agent_log.is_some() { "info" } else { "warn" })
+    });
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GALLRA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter);
+    if agent_log == Some(gallra::config::LogFormat::Json) {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -290,12 +320,7 @@ fn open_repo(config: &Config, target: &TargetArg) -> anyhow::Result<Repository> 
         Some(name) => config.target(name)?,
         None => config.primary(),
     };
-    Ok(open_target(config, t)?)
-}
-
-/// The repository on one target, opened with the configured key.
-fn open_target(config: &Config, target: &Target) -> gallra::Result<Repository> {
-    Repository::open(Store::open(target, false)?, &config.key)
+    Ok(Repository::open_target(config, t)?)
 }
 
 fn ship_report_json(r: &ShipReport) -> Value {
@@ -332,57 +357,6 @@ fn naming_target(target: &str, e: &Error) -> String {
     } else {
         format!("target {target}: {text}")
     }
-}
-
-/// A target a ship could not complete, and why.
-struct ShipFailure {
-    target: String,
-    error: String,
-}
-
-/// Ships from the primary to each of `targets`; every target is tried even
-/// when one fails. Returns the reports and the failures.
-fn ship_to(
-    config: &Config,
-    targets: &[&Target],
-    opts: &ShipOptions,
-) -> anyhow::Result<(Vec<ShipReport>, Vec<ShipFailure>)> {
-    let src = Store::open(config.primary(), false)?;
-    let mut reports = Vec::new();
-    let mut failed = Vec::new();
-    for t in targets {
-        let outcome = Store::open(t, true).and_then(|dst| ship::ship(&src, &dst, opts));
-        match outcome {
-            Ok(r) => {
-                for f in &r.failed {
-                    failed.push(ShipFailure {
-                        target: t.name.clone(),
-                        error: {
-                            let text = f.error.replace('\n', " ");
-                            if text.contains(&format!("tenant {}", f.tenant)) {
-                                text
-                            } else {
-                                format!("tenant {}: {text}", f.tenant)
-                            }
-                        },
-                    });
-                }
-                reports.push(r);
-            }
-            Err(e) => failed.push(ShipFailure {
-                target: t.name.clone(),
-                // Printed after "ship to target NAME failed:".
-                error: {
-                    let text = e.to_string().replace('\n', " ");
-                    match text.strip_prefix(&format!("target {}: ", t.name)) {
-                        Some(rest) => rest.to_string(),
-                        None => text,
-                    }
-                },
-            }),
-        }
-    }
-    Ok((reports, failed))
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
@@ -431,6 +405,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     file.display()
                 );
             }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "gallra",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())?;
             Ok(0)
         }
         Command::Quickstart { ref dir } => {
@@ -598,6 +586,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     progress: !json_out,
                     compression: config.repository.compression,
                     pack_size: config.repository.pack_size,
+                    ..BackupOptions::default()
                 },
             )?;
             for f in &report.failed {
@@ -606,32 +595,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     f.source, f.tenant, f.error
                 );
             }
-            // Every backup taken is evidence an auditor may ask for after
-            // the snapshot itself is long deleted.
-            let audit = gallra::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
-            for s in &report.snapshots {
-                let snap = &s.snapshot;
-                let mut entry =
-                    gallra::audit::Entry::new(gallra::audit::Action::Backup, Some(&snap.tenant));
-                entry.snapshots = vec![s.id.to_hex()];
-                entry.targets = vec![gallra::audit::TargetCounts {
-                    target: config.primary().name.clone(),
-                    objects: 0,
-                    bytes: snap.bytes_stored,
-                }];
-                entry.detail = Some(format!(
-                    "taken {}, source {}, category {}, {} files, {} bytes",
-                    jiff::Timestamp::from_second(snap.time_secs)
-                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-                    snap.source,
-                    snap.category,
-                    snap.files,
-                    snap.bytes
-                ));
-                let (_, failed) = audit.append(entry, &[&repo])?;
-                for (target, e) in failed {
-                    eprintln!("warning: audit record not written to target {target}: {e}");
-                }
+            for (target, e) in backup::audit_snapshots(&config, &repo, &report)? {
+                eprintln!("warning: audit record not written to target {target}: {e}");
             }
             let secondaries: Vec<&Target> = config.secondaries().collect();
             let mut backed_up: Vec<String> = report
@@ -644,7 +609,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let (ships, ship_failed) = if args.no_ship || backed_up.is_empty() {
                 (Vec::new(), Vec::new())
             } else {
-                ship_to(
+                ship::ship_to(
                     &config,
                     &secondaries,
                     &ShipOptions {
@@ -652,7 +617,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         verify: false,
                         progress: !json_out,
                         host: config.agent.host.clone(),
-                        replace_damaged: false,
+                        ..Default::default()
                     },
                 )?
             };
@@ -756,7 +721,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     config.path.display()
                 )));
             }
-            let (reports, failed) = ship_to(
+            let (reports, failed) = ship::ship_to(
                 &config,
                 &targets,
                 &ShipOptions {
@@ -764,7 +729,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     verify,
                     progress: !json_out,
                     host: config.agent.host.clone(),
-                    replace_damaged: false,
+                    ..Default::default()
                 },
             )?;
             for f in &failed {
@@ -821,6 +786,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     progress: !json_out,
                     host: config.agent.host.clone(),
                     replace_damaged: true,
+                    ..Default::default()
                 },
             )?;
             for f in &report.failed {
@@ -869,79 +835,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Status => {
-            let config = load()?;
-            let primary = Store::open(config.primary(), false)?;
-            let mut rows = Vec::new();
-            let mut any_failed = false;
-            for t in &config.targets {
-                let result = Store::open(t, false).and_then(|store| {
-                    let tenants = ship::status(&primary, &store)?;
-                    Ok((tenants, store.size_of(gallra::repo::CONFIG_PATH)?.is_some()))
-                });
-                match result {
-                    Ok((tenants, initialised)) => {
-                        let sum = |f: fn(&ship::TenantStatus) -> u64| -> u64 {
-                            tenants.iter().map(f).sum()
-                        };
-                        rows.push(json!({
-                            "target": t.name, "url": t.url, "primary": t.primary, "ok": true,
-                            "initialised": initialised,
-                            "snapshots": sum(|s| s.snapshots as u64),
-                            "objects": sum(|s| s.objects as u64),
-                            "bytes": sum(|s| s.bytes),
-                            "missing": sum(|s| s.missing as u64),
-                            "missing_bytes": sum(|s| s.missing_bytes),
-                            "tenants": tenants,
-                        }));
-                    }
-                    Err(e) => {
-                        any_failed = true;
-                        rows.push(json!({"target": t.name, "url": t.url, "primary": t.primary, "ok": false, "error": e.to_string()}));
-                    }
-                }
-            }
-            if json_out {
-                print_json(&Value::Array(rows))?;
-            } else {
-                println!(
-                    "{:<12} {:<8} {:>9} {:>9} {:>10} {:>9} {:>10}",
-                    "target", "role", "snapshots", "objects", "size", "lacks", "lacks size"
-                );
-                for r in &rows {
-                    let role = if r["primary"] == true {
-                        "primary"
-                    } else {
-                        "ship"
-                    };
-                    if r["ok"] == true {
-                        println!(
-                            "{:<12} {:<8} {:>9} {:>9} {:>10} {:>9} {:>10}{}",
-                            r["target"].as_str().unwrap_or_default(),
-                            role,
-                            r["snapshots"].as_u64().unwrap_or(0),
-                            r["objects"].as_u64().unwrap_or(0),
-                            human_bytes(r["bytes"].as_u64().unwrap_or(0)),
-                            r["missing"].as_u64().unwrap_or(0),
-                            human_bytes(r["missing_bytes"].as_u64().unwrap_or(0)),
-                            if r["initialised"] == true {
-                                ""
-                            } else {
-                                "  (no repository yet: run gallra ship)"
-                            }
-                        );
-                    } else {
-                        println!(
-                            "{:<12} {:<8} unreachable: {}",
-                            r["target"].as_str().unwrap_or_default(),
-                            role,
-                            r["error"].as_str().unwrap_or_default()
-                        );
-                    }
-                }
-            }
-            Ok(if any_failed { 1 } else { 0 })
-        }
+        Command::Status => cli::agent::status(&load()?, json_out),
+        Command::Agent(_) => cli::agent::agent(load()?),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => cli::agent::config_check(&file.unwrap_or(path.clone()), json_out),
         Command::Contract { command } => cli::lifecycle::contract(&load()?, json_out, command),
         Command::Hold { command } => cli::lifecycle::hold(&load()?, json_out, command),
         Command::Erase {
@@ -982,6 +880,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         target: repo.store.name().to_string(),
                         created: s.timestamp(),
                         category: s.category.clone(),
+                        source: s.source.clone(),
                     },
                 )
             };

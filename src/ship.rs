@@ -38,6 +38,9 @@ pub struct ShipOptions {
     /// Also read every object the destination already holds and copy again
     /// any whose bytes do not match its name (a repair).
     pub replace_damaged: bool,
+    /// Stops between objects: what was copied is whole, and a snapshot is
+    /// copied only after the packs and index it needs.
+    pub cancel: crate::cancel::Cancel,
 }
 
 /// What one tenant lacks on the destination, in the order it must be copied.
@@ -175,6 +178,7 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
         if !opts.tenants.is_empty() && !opts.tenants.contains(&tenant) {
             continue;
         }
+        opts.cancel.check()?;
         // One tenant's trouble (a lock, a damaged pack) does not hold back
         // the others; it is reported and the ship as a whole fails.
         match ship_tenant(src, dst, &tenant, opts, &mut report.verified) {
@@ -193,6 +197,56 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
     report.seconds = started.elapsed().as_secs_f64();
     report.store = dst.stats();
     Ok(report)
+}
+
+/// A target a ship could not complete, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShipFailure {
+    pub target: String,
+    /// The cause, without the "target NAME: " prefix, naming the tenant
+    /// when one tenant failed.
+    pub error: String,
+}
+
+/// Ships from the primary to each of `targets`; every target is tried even
+/// when one fails. Returns the reports and the failures.
+pub fn ship_to(
+    config: &crate::config::Config,
+    targets: &[&crate::config::Target],
+    opts: &ShipOptions,
+) -> Result<(Vec<ShipReport>, Vec<ShipFailure>)> {
+    let src = Store::open(config.primary(), false)?;
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for t in targets {
+        match Store::open(t, true).and_then(|dst| ship(&src, &dst, opts)) {
+            Ok(r) => {
+                for f in &r.failed {
+                    let text = f.error.replace('\n', " ");
+                    failed.push(ShipFailure {
+                        target: t.name.clone(),
+                        error: if text.contains(&format!("tenant {}", f.tenant)) {
+                            text
+                        } else {
+                            format!("tenant {}: {text}", f.tenant)
+                        },
+                    });
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                let text = e.to_string().replace('\n', " ");
+                failed.push(ShipFailure {
+                    target: t.name.clone(),
+                    error: match text.strip_prefix(&format!("target {}: ", t.name)) {
+                        Some(rest) => rest.to_string(),
+                        None => text,
+                    },
+                });
+            }
+        }
+    }
+    Ok((reports, failed))
 }
 
 /// Makes `dst` hold the same repository as `src`: key slots, then config.
@@ -371,7 +425,7 @@ fn ship_tenant(
         if kind == "snapshots" {
             dst_lock.check()?;
         }
-        copy_all(src, dst, group, opts.verify, &bar)?;
+        copy_all(src, dst, group, opts.verify, &opts.cancel, &bar)?;
         // Sizes as the destination lists them, before anything that names
         // these objects is copied.
         let now: HashMap<String, u64> = dst
@@ -446,9 +500,11 @@ fn copy_all(
     dst: &Store,
     objects: &[Listed],
     verify: bool,
+    cancel: &crate::cancel::Cancel,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     each_parallel(objects, |o| {
+        cancel.check()?;
         let bytes = src.get(&o.path)?;
         check_named(src.name(), &o.path, &bytes)?;
         let len = bytes.len() as u64;

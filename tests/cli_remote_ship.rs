@@ -91,7 +91,7 @@ fn ship_and_recover(remote: Remote) {
         vec![first.clone()]
     );
     let status = env.json(&["status"]);
-    let offsite = &status.as_array().unwrap()[1];
+    let offsite = &status["targets"].as_array().unwrap()[1];
     assert_eq!(offsite["missing"], 0, "{status}");
     assert_eq!(offsite["snapshots"], 1, "{status}");
     let check = env.json(&["check", "--target", "offsite", "--read-data"]);
@@ -157,7 +157,7 @@ fn ship_and_recover(remote: Remote) {
     assert_eq!(check["ok"], true, "{check}");
     assert_eq!(ids(&env.json(&["snapshots"])), expected);
     let status = env.json(&["status"]);
-    for t in status.as_array().unwrap() {
+    for t in status["targets"].as_array().unwrap() {
         assert_eq!(t["missing"], 0, "{status}");
     }
 }
@@ -405,7 +405,7 @@ fn s3_server_stopped_mid_ship_then_a_retried_ship_completes() {
     let again = env.json(&["ship"]);
     assert!(again[0]["error"].is_null(), "{again}");
     let status = env.json(&["status"]);
-    assert_eq!(status[1]["missing"], 0, "{status}");
+    assert_eq!(status["targets"][1]["missing"], 0, "{status}");
     let to = env.path("restored");
     env.ok(&restore_from_offsite(&id, &to));
     compare_trees(&src, &restored_path(&to, &src), &[]);

@@ -66,8 +66,10 @@ fn snapshot_ids(env: &Env, target: Option<&str>) -> BTreeSet<String> {
 
 /// The row of `target` in `status --json`.
 fn status_of(env: &Env, target: &str) -> Value {
-    let rows = env.json(&["status"]);
-    let rows = rows.as_array().expect("status --json prints an array");
+    let status = env.json(&["status"]);
+    let rows = status["targets"]
+        .as_array()
+        .expect("status --json holds an array of targets");
     let found: Vec<&Value> = rows
         .iter()
         .filter(|r| r.get("target") == Some(&Value::from(target)))

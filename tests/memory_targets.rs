@@ -145,6 +145,7 @@ fn backup_options() -> BackupOptions {
         progress: false,
         compression: 3,
         pack_size: 1 << 20,
+        ..BackupOptions::default()
     }
 }
 
@@ -154,7 +155,7 @@ fn ship_options() -> ShipOptions {
         verify: true,
         progress: false,
         host: HOST.into(),
-        replace_damaged: false,
+        ..ShipOptions::default()
     }
 }
 

@@ -6,12 +6,11 @@ use std::path::PathBuf;
 
 use gallra::audit::AuditLog;
 use gallra::config::Config;
-use gallra::drill::{self, DrillOptions, DrillResult, ReportFormat, ReportHeader, Selection};
+use gallra::drill::{self, DrillResult, ReportFormat, ReportHeader, Selection};
 use gallra::error::Error;
-use gallra::repo::Repository;
 use gallra::text::{human_age, short_hex};
 
-use crate::{human_bytes, open_target, print_json};
+use crate::{human_bytes, print_json};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -77,64 +76,23 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
         }
     };
 
-    let repo = open_target(config, target)?;
-    let now = Timestamp::now();
-    let tz = &config.policy.time_zone;
-    let not_expected_fresh = match drill::not_expected_fresh(&repo, now, tz) {
-        Ok(map) => map,
-        Err(e) => {
-            eprintln!("warning: lifecycle events not read, every tenant must be fresh: {e}");
-            Default::default()
-        }
-    };
-    let chosen = drill::choose(&repo, &selection)?;
+    let scratch = args.scratch.clone().unwrap_or(config.drill.scratch.clone());
+    let run = drill::drill_and_record(config, target, &selection, scratch, max_age)?;
+    for w in &run.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (results, records, now, tz) = (run.results, run.records, run.now, &config.policy.time_zone);
     let described = selection.describe();
     if let Selection::Sample { count, seed } = &selection {
         let line = format!(
             "drilling {} of the tenants on target {} ({count} asked), chosen with seed {seed}: repeat with --seed {seed}",
-            chosen.tenants.len(),
-            target.name
+            run.tenants, target.name
         );
         if json_out {
             eprintln!("{line}");
         } else {
             println!("{line}");
         }
-    }
-    let opts = DrillOptions {
-        scratch: args.scratch.clone().unwrap_or(config.drill.scratch.clone()),
-        max_age,
-        time_zone: tz.clone(),
-        not_expected_fresh,
-        host: config.agent.host.clone(),
-        now,
-    };
-    let results = drill::run(&repo, &chosen, &opts)?;
-
-    // Evidence on every target that takes it, the drilled one first (a
-    // fresh machine continues the chain it holds).
-    let mut audit_targets = vec![repo];
-    for t in config.targets.iter().filter(|t| t.name != target.name) {
-        match open_target(config, t) {
-            Ok(r) => audit_targets.push(r),
-            Err(e) => eprintln!(
-                "warning: audit records not written to target {}: {e}",
-                t.name
-            ),
-        }
-    }
-    let refs: Vec<&Repository> = audit_targets.iter().collect();
-    let audit = AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
-    let mut records = Vec::new();
-    for r in &results {
-        let (record, failed) = audit.append(r.audit_entry(&described), &refs)?;
-        for (t, e) in failed {
-            eprintln!(
-                "warning: audit record #{} not written to target {t} (the next ship copies it): {e}",
-                record.seq
-            );
-        }
-        records.push(Some(record));
     }
 
     if let Some(file) = &args.report {

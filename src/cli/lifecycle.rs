@@ -6,11 +6,10 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use serde_json::{Value, json};
 
-use crate::open_target;
 use gallra::audit::{Action, AuditLog, Record};
 use gallra::config::Config;
 use gallra::error::Error;
-use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle};
+use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle, Opened};
 use gallra::lifecycle::{Event, EventType, Plan};
 use gallra::repo::Repository;
 
@@ -86,33 +85,13 @@ pub enum AuditCommand {
     },
 }
 
-/// The repositories of every target (primary first) and the targets that
-/// could not be opened.
-pub struct Opened {
-    pub repos: Vec<Repository>,
-    pub failures: Vec<Failure>,
-}
-
+/// Every target's repository; a secondary that does not open is warned.
 pub fn open_all(config: &Config) -> anyhow::Result<Opened> {
-    let primary = open_target(config, config.primary())?;
-    let mut out = Opened {
-        repos: vec![primary],
-        failures: Vec::new(),
-    };
-    for t in config.secondaries() {
-        match open_target(config, t) {
-            Ok(r) => out.repos.push(r),
-            Err(e) => {
-                eprintln!("warning: target {}: {e}", t.name);
-                out.failures.push(Failure {
-                    tenant: None,
-                    target: t.name.clone(),
-                    error: e.to_string(),
-                });
-            }
-        }
+    let opened = Opened::open(config)?;
+    for f in &opened.failures {
+        eprintln!("warning: target {}: {}", f.target, f.error);
     }
-    Ok(out)
+    Ok(opened)
 }
 
 fn audit_log(config: &Config) -> anyhow::Result<AuditLog> {
@@ -167,16 +146,7 @@ fn with<R>(
 ) -> anyhow::Result<R> {
     let opened = open_all(config)?;
     let audit = audit_log(config)?;
-    let lc = Lifecycle {
-        policy: &config.policy,
-        repos: &opened.repos,
-        unopened: opened.failures.clone(),
-        host: config.agent.host.clone(),
-        state_dir: config.agent.state_dir.clone(),
-        pack_size: config.repository.pack_size,
-        audit: &audit,
-    };
-    work(&lc)
+    work(&Lifecycle::new(config, &opened, &audit))
 }
 
 /// contract end/reinstate, hold set/release: one event, taken in.

@@ -33,6 +33,53 @@ pub struct Lifecycle<'a> {
     pub audit: &'a AuditLog,
 }
 
+/// The repositories of every target (primary first) and the targets that
+/// could not be opened.
+pub struct Opened {
+    pub repos: Vec<Repository>,
+    pub failures: Vec<Failure>,
+}
+
+impl Opened {
+    /// Opens every target with the configured key. The primary must open;
+    /// a secondary that does not is a failure the caller reports.
+    pub fn open(config: &crate::config::Config) -> Result<Opened> {
+        let mut out = Opened {
+            repos: vec![Repository::open_target(config, config.primary())?],
+            failures: Vec::new(),
+        };
+        for t in config.secondaries() {
+            match Repository::open_target(config, t) {
+                Ok(r) => out.repos.push(r),
+                Err(e) => out.failures.push(Failure {
+                    tenant: None,
+                    target: t.name.clone(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<'a> Lifecycle<'a> {
+    pub fn new(
+        config: &'a crate::config::Config,
+        opened: &'a Opened,
+        audit: &'a AuditLog,
+    ) -> Lifecycle<'a> {
+        Lifecycle {
+            policy: &config.policy,
+            repos: &opened.repos,
+            unopened: opened.failures.clone(),
+            host: config.agent.host.clone(),
+            state_dir: config.agent.state_dir.clone(),
+            pack_size: config.repository.pack_size,
+            audit,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub tenant: Option<String>,
@@ -108,7 +155,7 @@ impl<'a> Lifecycle<'a> {
     /// id names its content, so one read on the primary serves every copy.
     pub fn world(&self) -> Result<World> {
         let states = fold(&journal::load(self.primary())?);
-        let mut known: HashMap<(String, Id), (Timestamp, String)> = HashMap::new();
+        let mut known: HashMap<(String, Id), (Timestamp, String, String)> = HashMap::new();
         let mut world = World {
             states,
             snapshots: Vec::new(),
@@ -138,7 +185,7 @@ impl<'a> Lifecycle<'a> {
     fn facts_of(
         &self,
         repo: &Repository,
-        known: &mut HashMap<(String, Id), (Timestamp, String)>,
+        known: &mut HashMap<(String, Id), (Timestamp, String, String)>,
     ) -> Result<(Vec<SnapshotFacts>, BTreeSet<String>, BTreeSet<String>)> {
         let mut facts = Vec::new();
         let mut tenants = BTreeSet::new();
@@ -161,15 +208,16 @@ impl<'a> Lifecycle<'a> {
                 if !known.contains_key(&key) {
                     let tenant = repo.tenant(&name, false)?;
                     let snap = repo.read_snapshot(&tenant, &id)?;
-                    known.insert(key.clone(), (snap.timestamp(), snap.category));
+                    known.insert(key.clone(), (snap.timestamp(), snap.category, snap.source));
                 }
-                let (created, category) = known[&key].clone();
+                let (created, category, source) = known[&key].clone();
                 facts.push(SnapshotFacts {
                     tenant: name.clone(),
                     id,
                     target: repo.store.name().to_string(),
                     created,
                     category,
+                    source,
                 });
             }
         }

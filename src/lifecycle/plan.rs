@@ -25,6 +25,8 @@ pub struct SnapshotFacts {
     pub target: String,
     pub created: Timestamp,
     pub category: String,
+    /// The source it was taken from (not read by the planner).
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -310,6 +312,7 @@ mod tests {
             target: target.into(),
             created,
             category: category.into(),
+            source: "www".into(),
         }
     }
 

@@ -78,6 +78,14 @@ pub fn id_of_path(path: &str) -> Option<Id> {
 }
 
 impl Repository {
+    /// The repository on one configured target, opened with the configured key.
+    pub fn open_target(
+        config: &crate::config::Config,
+        target: &crate::config::Target,
+    ) -> Result<Repository> {
+        Repository::open(crate::store::Store::open(target, false)?, &config.key)
+    }
+
     /// Creates a repository: a key slot for `key`, then the config object
     /// with a conditional create, so two agents never make two repositories.
     pub fn init(store: Store, key: &KeySource, chunker: ChunkerParams) -> Result<Repository> {

@@ -14,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
@@ -84,9 +84,8 @@ struct Counters {
 struct Layer {
     limits: StoreLimits,
     permits: tokio::sync::Semaphore,
-    /// When the upload cap next allows a byte to leave: each upload reserves
-    /// its share of time from here, so the cap holds across parallel uploads.
-    upload_clock: Mutex<Option<Instant>>,
+    /// The upload cap, shared by parallel uploads.
+    upload_pacer: Option<crate::pace::Pacer>,
     counters: Counters,
 }
 
@@ -95,24 +94,17 @@ impl Layer {
         Layer {
             limits,
             permits: tokio::sync::Semaphore::new(limits.concurrency),
-            upload_clock: Mutex::new(None),
+            upload_pacer: limits.upload_rate.map(crate::pace::Pacer::new),
             counters: Counters::default(),
         }
     }
 
     /// Waits until `bytes` more may be uploaded under the cap.
     async fn pace_upload(&self, bytes: u64) {
-        let Some(rate) = self.limits.upload_rate else {
-            return;
-        };
-        let start = {
-            let mut clock = self.upload_clock.lock().expect("not poisoned");
-            let now = Instant::now();
-            let start = clock.map_or(now, |c| c.max(now));
-            *clock = Some(start + Duration::from_secs_f64(bytes as f64 / rate as f64));
-            start
-        };
-        tokio::time::sleep_until(start.into()).await;
+        if let Some(pacer) = &self.upload_pacer {
+            let start = pacer.reserve(bytes, Instant::now());
+            tokio::time::sleep_until(start.into()).await;
+        }
     }
 }
 
@@ -241,21 +233,17 @@ impl std::fmt::Debug for Store {
     }
 }
 
-impl Store {
-    /// Opens a target. With `create`, a missing `file://` folder is made.
-    pub fn open(target: &config::Target, create: bool) -> Result<Store> {
-        let err = |message: String| Error::Store {
-            target: target.name.clone(),
-            object: target.url.clone(),
-            message,
-        };
-        let conf_err = |message: String| Error::TargetConfig {
-            target: target.name.clone(),
-            message,
-        };
-        let url = url::Url::parse(&target.url)
-            .map_err(|e| conf_err(format!("url {:?}: {e}", target.url)))?;
-        if matches!(url.scheme(), "file" | "memory") {
+/// Checks a target's URL and options as `Store::open` would, without
+/// reading credentials, creating folders or making a request.
+pub fn check_target(target: &config::Target) -> Result<()> {
+    let conf_err = |message: String| Error::TargetConfig {
+        target: target.name.clone(),
+        message,
+    };
+    let url =
+        url::Url::parse(&target.url).map_err(|e| conf_err(format!("url {:?}: {e}", target.url)))?;
+    match url.scheme() {
+        "file" | "memory" => {
             if let Some(key) = target.options.keys().next() {
                 return Err(conf_err(format!(
                     "option {key:?} is not known for a {}:// target",
@@ -268,7 +256,41 @@ impl Store {
                     url.scheme()
                 )));
             }
+            if url.scheme() == "file" && url.to_file_path().is_err() {
+                return Err(conf_err(format!("url {:?}: not a local path", target.url)));
+            }
+            Ok(())
         }
+        "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(conf_err(format!(
+                    "url {:?}: name the bucket or container, as in s3://bucket/prefix",
+                    target.url
+                )));
+            }
+            remote::check_options(target, url.scheme())
+        }
+        other => Err(conf_err(format!(
+            "scheme {other}:// is not supported (file, memory, s3, az, gs)"
+        ))),
+    }
+}
+
+impl Store {
+    /// Opens a target. With `create`, a missing `file://` folder is made.
+    pub fn open(target: &config::Target, create: bool) -> Result<Store> {
+        let err = |message: String| Error::Store {
+            target: target.name.clone(),
+            object: target.url.clone(),
+            message,
+        };
+        let conf_err = |message: String| Error::TargetConfig {
+            target: target.name.clone(),
+            message,
+        };
+        check_target(target)?;
+        let url = url::Url::parse(&target.url)
+            .map_err(|e| conf_err(format!("url {:?}: {e}", target.url)))?;
         let mut local = None;
         let inner: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {

@@ -94,6 +94,18 @@ fn parse_key<K: FromStr>(target: &str, scheme: &str, key: &str) -> Result<K> {
     })
 }
 
+/// Checks a remote target's option keys, without credentials or network.
+pub(super) fn check_options(target: &config::Target, scheme: &str) -> Result<()> {
+    for k in target.options.keys() {
+        match scheme {
+            "s3" | "s3a" => parse_key::<AmazonS3ConfigKey>(&target.name, scheme, k).map(drop)?,
+            "gs" => parse_key::<GoogleConfigKey>(&target.name, scheme, k).map(drop)?,
+            _ => parse_key::<AzureConfigKey>(&target.name, scheme, k).map(drop)?,
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn build(target: &config::Target, url: &url::Url) -> Result<Arc<dyn ObjectStore>> {
     let name = target.name.as_str();
     let build_err = |e: object_store::Error| Error::TargetConfig {

@@ -1,0 +1,325 @@
+//! `gallra agent`, `gallra status` and `gallra config check`.
+
+use clap::Args;
+use jiff::Timestamp;
+use serde_json::json;
+use std::path::Path;
+
+use gallra::config::{Config, LogFormat};
+use gallra::status::Status;
+use gallra::text::human_age;
+
+use crate::{human_bytes, print_json};
+
+#[derive(Args)]
+pub struct AgentArgs {}
+
+/// The log format the config asks for; human if it cannot be read (the
+/// error is reported when the agent loads it).
+pub fn log_format(path: &Path) -> LogFormat {
+    if std::env::var("GALLRA_LOG_FORMAT").as_deref() == Ok("json") {
+        return LogFormat::Json;
+    }
+    Config::load(path).map_or(LogFormat::Human, |c| c.agent.log_format)
+}
+
+pub fn agent(config: Config) -> anyhow::Result<i32> {
+    gallra::agent::run(config)?;
+    Ok(0)
+}
+
+/// A time as local wall clock and how far from now it is.
+fn when(config: &Config, text: &str, now: Timestamp) -> String {
+    match text.parse::<Timestamp>() {
+        Ok(t) => {
+            let local = t
+                .to_zoned(config.policy.time_zone.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string();
+            if t <= now {
+                format!("{local} ({} ago)", human_age(now.duration_since(t)))
+            } else {
+                format!("{local} (in {})", human_age(t.duration_since(now)))
+            }
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+pub fn status(config: &Config, json_out: bool) -> anyhow::Result<i32> {
+    let now = Timestamp::now();
+    let s = gallra::status::collect(config, now)?;
+    let failed = s.targets.iter().any(|t| !t.ok);
+    if json_out {
+        print_json(&serde_json::to_value(&s)?)?;
+    } else {
+        print_status(config, &s, now);
+    }
+    Ok(i32::from(failed))
+}
+
+fn print_status(config: &Config, s: &Status, now: Timestamp) {
+    let when = |t: &str| when(config, t, now);
+    if s.agent.running {
+        println!(
+            "agent: running (pid {}), since {}",
+            s.agent.pid.unwrap_or_default(),
+            s.agent.started.as_deref().map_or("-".into(), when)
+        );
+    } else {
+        println!("agent: not running");
+    }
+    println!(
+        "{:<12} {:<8} {:>9} {:>9} {:>10} {:>9} {:>10}",
+        "target", "role", "snapshots", "objects", "size", "lacks", "lacks size"
+    );
+    for t in &s.targets {
+        let role = if t.primary { "primary" } else { "ship" };
+        match &t.error {
+            None => println!(
+                "{:<12} {:<8} {:>9} {:>9} {:>10} {:>9} {:>10}",
+                t.target,
+                role,
+                t.snapshots,
+                t.objects,
+                human_bytes(t.bytes),
+                t.missing,
+                human_bytes(t.missing_bytes),
+            ),
+            Some(e) => println!("{:<12} {:<8} unreachable: {e}", t.target, role),
+        }
+    }
+    println!();
+    for t in &s.tenants {
+        let mut notes = Vec::new();
+        if let Some(day) = &t.contract_end {
+            notes.push(format!("contract ended {day}"));
+        }
+        if let Some(reason) = &t.hold {
+            notes.push(format!("legal hold: {reason}"));
+        }
+        if t.erasure_requested {
+            notes.push("erasure requested".into());
+        }
+        println!(
+            "tenant {}{}",
+            t.tenant,
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join("; "))
+            }
+        );
+        for src in &t.sources {
+            println!(
+                "  {:<10} last backup {:<32} next {:<28} snapshots {}{}",
+                src.source,
+                src.last_backup.as_deref().map_or("never".into(), when),
+                src.next_run.as_deref().map_or("-".into(), when),
+                src.snapshots
+                    .iter()
+                    .map(|(t, n)| format!("{t} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                src.last_error
+                    .as_deref()
+                    .map(|e| format!("; last run FAILED: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        let holding = t
+            .targets
+            .iter()
+            .map(|(name, h)| format!("{name} {} snapshots/{}", h.snapshots, human_bytes(h.bytes)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "  held: {}",
+            if holding.is_empty() { "-" } else { &holding }
+        );
+        if let Some(o) = &t.oldest_snapshot {
+            println!(
+                "  oldest snapshot {}, expires {}",
+                when(o),
+                t.oldest_expires.as_deref().map_or("never".into(), when)
+            );
+        }
+        if t.ship_backlog_objects > 0 {
+            println!(
+                "  ship backlog: {} objects / {}",
+                t.ship_backlog_objects,
+                human_bytes(t.ship_backlog_bytes)
+            );
+        }
+        if let Some(d) = &t.last_drill {
+            println!(
+                "  last drill {} from {}: {}",
+                when(&d.time),
+                d.target,
+                if d.ok {
+                    "ok".to_string()
+                } else {
+                    format!("FAILED: {}", d.error.as_deref().unwrap_or("-"))
+                }
+            );
+        }
+        if t.due_now > 0 {
+            println!(
+                "  {} snapshot copies are past their expiry: `gallra lifecycle apply` deletes them",
+                t.due_now
+            );
+        }
+        if let Some(n) = &t.next_deletion {
+            println!(
+                "  next deletion {}: {} copies ({})",
+                when(&n.time),
+                n.copies,
+                n.reason
+            );
+        }
+    }
+    if let Some(l) = &s.lifecycle {
+        println!(
+            "lifecycle: last run {}: {}{}",
+            when(&l.time),
+            if l.ok { "ok" } else { "FAILED" },
+            l.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_else(|| format!(", {}", l.detail))
+        );
+    }
+    if let Some(d) = &s.drill {
+        println!(
+            "drill: last run {}: {}, {}",
+            when(&d.time),
+            if d.ok { "ok" } else { "FAILED" },
+            d.error.as_deref().unwrap_or(&d.detail)
+        );
+    }
+    println!("overdue deletions: {}", s.overdue_deletions);
+}
+
+/// Checks a config without touching a store or a key: every key known,
+/// URLs and store options valid, schedules parsed; prints the effective
+/// retention rule of each category.
+pub fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
+    let config = Config::load(path)?;
+    for t in &config.targets {
+        gallra::store::check_target(t)?;
+    }
+    let mut warnings = Vec::new();
+    for t in &config.targets {
+        if let Some(f) = &t.credentials_file {
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(f) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => warnings.push(format!(
+                    "target {}: credentials_file {} is mode {:04o}; it must be 0600 or the agent refuses it",
+                    t.name,
+                    f.display(),
+                    m.permissions().mode() & 0o777
+                )),
+                Ok(_) => {}
+                Err(e) => warnings.push(format!(
+                    "target {}: credentials_file {}: {e}",
+                    t.name,
+                    f.display()
+                )),
+            }
+        }
+    }
+    let mut categories: Vec<String> = config
+        .sources
+        .iter()
+        .map(|s| s.category.clone())
+        .chain(config.retention.category.keys().cloned())
+        .collect();
+    categories.sort();
+    categories.dedup();
+    // A tenant without an agreement of its own ("") gets the category's rule.
+    let rule_json = |tenant: &str, category: &str| {
+        let r = config.policy.rule_for(tenant, category);
+        let mut v = json!({
+            "category": category,
+            "rule": r.name,
+            "keep": format!("{:#}", r.keep),
+            "after_contract": format!("{:#}", r.after_contract),
+            "legal_obligation": r.legal_obligation,
+            "legal_basis": r.legal_basis,
+        });
+        if !tenant.is_empty() {
+            v["tenant"] = tenant.into();
+        }
+        v
+    };
+    let rules: Vec<serde_json::Value> = categories.iter().map(|c| rule_json("", c)).collect();
+    let tenant_rules: Vec<serde_json::Value> = config
+        .retention
+        .tenant
+        .keys()
+        .flat_map(|tenant| categories.iter().map(|c| rule_json(tenant, c)))
+        .collect();
+    let schedules: Vec<serde_json::Value> = config
+        .sources
+        .iter()
+        .map(|s| json!({"job": format!("backup:{}", s.name), "schedule": s.schedule.to_string()}))
+        .chain([
+            json!({"job": "lifecycle", "schedule": config.agent.lifecycle.to_string()}),
+            json!({"job": "drill", "schedule": config.drill.schedule.as_ref().map_or("off".into(), |s| s.to_string())}),
+        ])
+        .collect();
+    if json_out {
+        print_json(&json!({
+            "file": path,
+            "ok": true,
+            "targets": config.targets.iter().map(|t| json!({"name": t.name, "url": t.url, "primary": t.primary})).collect::<Vec<_>>(),
+            "sources": config.sources.len(),
+            "schedules": schedules,
+            "retention": rules,
+            "tenant_retention": tenant_rules,
+            "warnings": warnings,
+        }))?;
+    } else {
+        println!(
+            "{}: ok ({} targets, {} sources)",
+            path.display(),
+            config.targets.len(),
+            config.sources.len()
+        );
+        for w in &warnings {
+            println!("warning: {w}");
+        }
+        for s in &schedules {
+            println!(
+                "schedule {:<16} {}",
+                s["job"].as_str().unwrap_or_default(),
+                s["schedule"].as_str().unwrap_or_default()
+            );
+        }
+        println!("effective retention rules:");
+        println!(
+            "  {:<16} {:<22} {:<10} {:<14} {:<6} legal basis",
+            "category", "rule", "keep", "after contract", "legal"
+        );
+        for r in rules.iter().chain(&tenant_rules) {
+            let name = match r["tenant"].as_str() {
+                Some(t) => format!("{}@{t}", r["category"].as_str().unwrap_or_default()),
+                None => r["category"].as_str().unwrap_or_default().to_string(),
+            };
+            println!(
+                "  {:<16} {:<22} {:<10} {:<14} {:<6} {}",
+                name,
+                r["rule"].as_str().unwrap_or_default(),
+                r["keep"].as_str().unwrap_or_default(),
+                r["after_contract"].as_str().unwrap_or_default(),
+                if r["legal_obligation"] == true {
+                    "yes"
+                } else {
+                    "no"
+                },
+                r["legal_basis"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(0)
+}

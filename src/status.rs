@@ -1,0 +1,326 @@
+//! `gallra status`: per tenant and source, what the targets hold, what the
+//! agent did last and does next, and what the lifecycle owes. The agent's
+//! metrics are rendered from the same [`Status`], so the two agree.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::agent::state::{AgentState, JobRun, ShipState, Totals};
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::error::Result;
+use crate::lifecycle::apply::{Lifecycle, Opened};
+use crate::lifecycle::plan;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub host: String,
+    pub time: String,
+    pub agent: AgentSummary,
+    pub targets: Vec<TargetStatus>,
+    pub tenants: Vec<TenantStatus>,
+    /// Snapshot copies past their expiry that still exist (not held, not
+    /// kept under a legal obligation): the lifecycle owes these deletions.
+    pub overdue_deletions: u64,
+    pub lifecycle: Option<JobRun>,
+    pub drill: Option<JobRun>,
+    pub ship: BTreeMap<String, ShipState>,
+    pub totals: Totals,
+    pub errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentSummary {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub started: Option<String>,
+    pub next_lifecycle: Option<String>,
+    pub next_drill: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetStatus {
+    pub target: String,
+    pub url: String,
+    pub primary: bool,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub initialised: bool,
+    pub snapshots: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Objects (and their bytes) the primary holds and this target lacks:
+    /// the ship backlog.
+    pub missing: u64,
+    pub missing_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantStatus {
+    pub tenant: String,
+    pub contract_end: Option<String>,
+    pub hold: Option<String>,
+    pub erasure_requested: bool,
+    pub sources: Vec<SourceStatus>,
+    /// Snapshots and bytes on each target.
+    pub targets: BTreeMap<String, TargetHolding>,
+    pub oldest_snapshot: Option<String>,
+    pub oldest_age_seconds: Option<i64>,
+    /// When the oldest snapshot copy goes (on any target).
+    pub oldest_expires: Option<String>,
+    pub ship_backlog_objects: u64,
+    pub ship_backlog_bytes: u64,
+    pub last_drill: Option<LastDrill>,
+    /// Snapshot copies due for deletion now.
+    pub due_now: u64,
+    /// The next deletion the lifecycle will make.
+    pub next_deletion: Option<NextDeletion>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatus {
+    pub source: String,
+    pub category: String,
+    pub last_backup: Option<String>,
+    pub age_seconds: Option<i64>,
+    pub next_run: Option<String>,
+    pub last_duration_seconds: Option<f64>,
+    pub last_error: Option<String>,
+    pub snapshots: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetHolding {
+    pub snapshots: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastDrill {
+    pub time: String,
+    pub ok: bool,
+    pub seconds: Option<f64>,
+    pub target: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NextDeletion {
+    pub time: String,
+    pub copies: u64,
+    pub reason: String,
+}
+
+/// Reads every target, the lifecycle events and the audit trail, and the
+/// agent's state file. Touches nothing.
+pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
+    let state = AgentState::load(&config.agent.state_dir)?;
+    let opened = Opened::open(config)?;
+    let audit = AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
+    let lc = Lifecycle::new(config, &opened, &audit);
+    let (due, world) = lc.plan(now)?;
+
+    let mut tenants: BTreeMap<String, TenantStatus> = BTreeMap::new();
+    fn tenant<'a>(
+        tenants: &'a mut BTreeMap<String, TenantStatus>,
+        name: &str,
+    ) -> &'a mut TenantStatus {
+        tenants
+            .entry(name.to_string())
+            .or_insert_with(|| TenantStatus {
+                tenant: name.to_string(),
+                ..Default::default()
+            })
+    }
+    fn source<'a>(t: &'a mut TenantStatus, name: &str, category: &str) -> &'a mut SourceStatus {
+        match t.sources.iter().position(|s| s.source == name) {
+            Some(i) => &mut t.sources[i],
+            None => {
+                t.sources.push(SourceStatus {
+                    source: name.to_string(),
+                    category: category.to_string(),
+                    ..Default::default()
+                });
+                t.sources.last_mut().expect("pushed")
+            }
+        }
+    }
+
+    // What the configuration expects: every (tenant, source) it would back up.
+    let (jobs, _) = crate::backup::plan_jobs(config, &[]);
+    for j in &jobs {
+        source(
+            tenant(&mut tenants, &j.tenant),
+            &j.source.name,
+            &j.source.category,
+        );
+    }
+
+    // What the targets hold.
+    let mut newest: BTreeMap<(String, String), Timestamp> = BTreeMap::new();
+    let mut oldest: BTreeMap<String, &plan::SnapshotFacts> = BTreeMap::new();
+    for f in &world.snapshots {
+        let t = tenant(&mut tenants, &f.tenant);
+        let s = source(t, &f.source, &f.category);
+        *s.snapshots.entry(f.target.clone()).or_default() += 1;
+        let n = newest
+            .entry((f.tenant.clone(), f.source.clone()))
+            .or_insert(f.created);
+        *n = (*n).max(f.created);
+        let o = oldest.entry(f.tenant.clone()).or_insert(f);
+        if f.created < o.created {
+            *o = f;
+        }
+    }
+    for ((t, s), at) in &newest {
+        let src = source(tenant(&mut tenants, t), s, "");
+        src.last_backup = Some(at.to_string());
+        src.age_seconds = Some(now.as_second() - at.as_second());
+    }
+    for (t, f) in &oldest {
+        let ts = tenant(&mut tenants, t);
+        ts.oldest_snapshot = Some(f.created.to_string());
+        ts.oldest_age_seconds = Some(now.as_second() - f.created.as_second());
+        let e = plan::expiry(&config.policy, world.states.get(t), f);
+        ts.oldest_expires = (e.at != Timestamp::MAX).then(|| e.at.to_string());
+    }
+    for (name, st) in &world.states {
+        let t = tenant(&mut tenants, name);
+        t.contract_end = st.contract_end.as_ref().map(|c| c.last_day.to_string());
+        t.hold = st.hold.as_ref().map(|h| h.reason.clone());
+        t.erasure_requested = !st.erasures.is_empty();
+    }
+    for e in &due.due {
+        tenant(&mut tenants, &e.tenant).due_now += 1;
+    }
+    for u in &due.upcoming {
+        let t = tenant(&mut tenants, &u.tenant);
+        if t.next_deletion
+            .as_ref()
+            .is_none_or(|n| u.expires.to_string() < n.time)
+        {
+            t.next_deletion = Some(NextDeletion {
+                time: u.expires.to_string(),
+                copies: u.copies as u64,
+                reason: u.reason.as_str().to_string(),
+            });
+        }
+    }
+
+    // Objects and bytes per target, and what each secondary lacks.
+    let mut targets = Vec::new();
+    let primary = &opened.repos[0].store;
+    for t in &config.targets {
+        let mut row = TargetStatus {
+            target: t.name.clone(),
+            url: t.url.clone(),
+            primary: t.primary,
+            ..Default::default()
+        };
+        let repo = opened.repos.iter().find(|r| r.store.name() == t.name);
+        let read = match repo {
+            Some(r) => crate::ship::status(primary, &r.store),
+            None => Err(crate::Error::Usage(
+                opened
+                    .failures
+                    .iter()
+                    .find(|f| f.target == t.name)
+                    .map_or("not opened".into(), |f| f.error.clone()),
+            )),
+        };
+        match read {
+            Ok(per) => {
+                row.ok = true;
+                // The repository opened, so its config object is there.
+                row.initialised = true;
+                for p in per {
+                    row.snapshots += p.snapshots as u64;
+                    row.objects += p.objects as u64;
+                    row.bytes += p.bytes;
+                    row.missing += p.missing as u64;
+                    row.missing_bytes += p.missing_bytes;
+                    if p.snapshots + p.objects + p.missing == 0 {
+                        continue;
+                    }
+                    let ts = tenant(&mut tenants, &p.tenant);
+                    ts.targets.insert(
+                        t.name.clone(),
+                        TargetHolding {
+                            snapshots: p.snapshots as u64,
+                            bytes: p.bytes,
+                        },
+                    );
+                    if !t.primary {
+                        ts.ship_backlog_objects += p.missing as u64;
+                        ts.ship_backlog_bytes += p.missing_bytes;
+                    }
+                }
+            }
+            Err(e) => {
+                row.error = Some(e.to_string());
+            }
+        }
+        targets.push(row);
+    }
+
+    for d in crate::drill::history(&audit.records()?, None) {
+        if let Some(t) = tenants.get_mut(&d.tenant) {
+            t.last_drill = Some(LastDrill {
+                time: d.time.clone(),
+                ok: d.ok,
+                seconds: d.seconds,
+                target: d.target.clone(),
+                error: d.error.clone(),
+            });
+        }
+    }
+
+    // What the agent did and does next.
+    for run in state.backups.values() {
+        if let Some(t) = tenants.get_mut(&run.tenant) {
+            let s = source(t, &run.source, "");
+            s.last_duration_seconds = Some(run.last_duration_seconds);
+            s.last_error = run.last_error.clone();
+        }
+    }
+    let running = state.agent_running();
+    for t in tenants.values_mut() {
+        for s in &mut t.sources {
+            if running {
+                s.next_run = state.next.get(&format!("backup:{}", s.source)).cloned();
+            }
+            if s.category.is_empty()
+                && let Some(c) = config.sources.iter().find(|c| c.name == s.source)
+            {
+                s.category = c.category.clone();
+            }
+        }
+        t.sources.sort_by(|a, b| a.source.cmp(&b.source));
+    }
+
+    let known: BTreeSet<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+    Ok(Status {
+        host: config.agent.host.clone(),
+        time: now.to_string(),
+        agent: AgentSummary {
+            running,
+            pid: state.pid.filter(|_| running),
+            started: state.started.clone().filter(|_| running),
+            next_lifecycle: state.next.get("lifecycle").cloned().filter(|_| running),
+            next_drill: state.next.get("drill").cloned().filter(|_| running),
+        },
+        targets,
+        tenants: tenants.into_values().collect(),
+        overdue_deletions: due.due.len() as u64,
+        lifecycle: state.lifecycle.clone(),
+        drill: state.drill.clone(),
+        ship: state
+            .ship
+            .into_iter()
+            .filter(|(t, _)| known.contains(t.as_str()))
+            .collect(),
+        totals: state.totals,
+        errors: state.errors,
+    })
+}
