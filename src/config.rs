@@ -338,7 +338,7 @@ struct RawSource {
     #[serde(default)]
     exclude: Vec<String>,
     one_file_system: Option<bool>,
-    schedule: Option<String>,
+    schedule: Option<toml::Spanned<String>>,
 }
 
 /// Parses "16 MiB", "512KiB", "1 GB", "4096" into bytes.
@@ -702,9 +702,12 @@ impl Config {
                 globset::Glob::new(g).map_err(|e| err(format!("{at}: exclude {g:?}: {e}")))?;
             }
             let schedule = match &s.schedule {
-                Some(text) => text
-                    .parse::<Schedule>()
-                    .map_err(|m| err(format!("{at}: schedule: {m}")))?,
+                Some(spanned) => spanned.get_ref().parse::<Schedule>().map_err(|m| {
+                    err(format!(
+                        "line {}: {at}: schedule: {m}",
+                        line_of(text, spanned.span().start)
+                    ))
+                })?,
                 None => agent.schedule.clone(),
             };
             sources.push(Source {

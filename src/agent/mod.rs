@@ -738,6 +738,19 @@ async fn backup_source(
         .map(|j| j.tenant.clone())
         .collect();
     tenants.dedup();
+    // A customer whose contract is over, or who asked for erasure, is not
+    // backed up again: what is kept of them only waits for its deletion.
+    let c = config.clone();
+    match blocking(move || tenants_not_backed_up(&c)).await {
+        Ok(gone) => tenants.retain(|t| {
+            let skip = gone.contains(t);
+            if skip {
+                tracing::debug!(tenant = %t, source = %source, "not backed up: contract ended or erasure requested");
+            }
+            !skip
+        }),
+        Err(e) => tracing::warn!("lifecycle events not read, every tenant is backed up: {e}"),
+    }
     let mut results: Vec<TenantBackup> = failed
         .into_iter()
         .filter(|f| f.source == source)
@@ -801,6 +814,24 @@ async fn backup_source(
         source,
         tenants: results,
     }
+}
+
+/// Tenants whose contract's end has passed or whose erasure was requested,
+/// by the events on the primary.
+fn tenants_not_backed_up(config: &Config) -> Result<std::collections::BTreeSet<String>> {
+    let repo = Repository::open_target(config, config.primary())?;
+    let states = crate::lifecycle::events::fold(&crate::lifecycle::journal::load(&repo)?);
+    let now = Timestamp::now();
+    Ok(states
+        .into_iter()
+        .filter(|(_, st)| {
+            !st.erasures.is_empty()
+                || st.contract_end.as_ref().is_some_and(|c| {
+                    crate::lifecycle::plan::contract_window_start(&config.policy, c.last_day) <= now
+                })
+        })
+        .map(|(t, _)| t)
+        .collect())
 }
 
 fn backup_tenant(

@@ -1,0 +1,520 @@
+//! `gallra agent` as a real process on a schedule of seconds, with two
+//! `file://` targets: backups, ships, an inbox event applied, a drill,
+//! metrics that agree with `gallra status --json`, reloads good and bad,
+//! and SIGTERM leaving both targets clean and no lock behind.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+struct Agent {
+    env: Env,
+    offsite: PathBuf,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A free loopback port (there is a small window in which another
+/// process could take it; nothing else here binds ports).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The environment's config with `[agent]` and `[drill]` settings for a
+/// schedule of seconds, the `www` source on `schedule`.
+fn config_text(env: &Env, port: u16, schedule: &str, src: &Path) -> String {
+    let pattern = format!("{}/{{tenant}}", s(src));
+    env.config_text(&env.key)
+        .replace(
+            "host = \"testhost\"\n",
+            &format!(
+                "host = \"testhost\"\nmetrics = \"127.0.0.1:{port}\"\nsplay = \"1s\"\ninbox_poll = \"1s\"\nship_retry = \"2s\"\n"
+            ),
+        )
+        + &paths_source("www", "site", &[&pattern], &[]).replace(
+            "category = \"site\"\n",
+            &format!("category = \"site\"\nschedule = {}\n", toml_str(schedule)),
+        )
+        + "\n[drill]\nschedule = \"every 4s\"\nscratch = \"scratch\"\n"
+}
+
+fn start(env: Env, offsite: PathBuf, port: u16) -> Agent {
+    let log = env.path("agent.log");
+    let child = env
+        .spawnable(&["agent"])
+        .env("GALLRA_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start gallra agent");
+    Agent {
+        env,
+        offsite,
+        port,
+        log,
+        child: Some(child),
+    }
+}
+
+impl Agent {
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Polls `what` every 200 ms until it returns Some, for at most `secs`.
+    fn wait_for<T>(
+        &mut self,
+        secs: u64,
+        label: &str,
+        mut what: impl FnMut(&Agent) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = what(self) {
+                return v;
+            }
+            assert!(
+                self.alive(),
+                "the agent died while waiting for {label}:\n{}",
+                self.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "waited {secs}s for {label}; agent log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    fn snapshot_ids(&self, target: &str, tenant: &str) -> Vec<String> {
+        self.env
+            .json(&["snapshots", "--target", target, "--tenant", tenant])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// The value of one sample of the metrics text, e.g.
+/// `gallra_target_snapshots{target="local"}`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Whether every figure the metrics share with `status --json` agrees.
+fn agree(metrics: &str, status: &Value) -> Result<(), String> {
+    let mut checks: Vec<(String, f64)> = vec![(
+        "gallra_overdue_deletions{host=\"testhost\"}".into(),
+        status["overdue_deletions"].as_f64().unwrap(),
+    )];
+    for t in status["targets"].as_array().unwrap() {
+        let name = t["target"].as_str().unwrap();
+        checks.push((
+            format!("gallra_target_snapshots{{target=\"{name}\"}}"),
+            t["snapshots"].as_f64().unwrap(),
+        ));
+        checks.push((
+            format!("gallra_target_bytes{{target=\"{name}\"}}"),
+            t["bytes"].as_f64().unwrap(),
+        ));
+    }
+    for t in status["tenants"].as_array().unwrap() {
+        let tenant = t["tenant"].as_str().unwrap();
+        for src in t["sources"].as_array().unwrap() {
+            if let Some(at) = src["last_backup"].as_str() {
+                let secs = at.parse::<jiff::Timestamp>().unwrap().as_second();
+                checks.push((
+                    format!(
+                        "gallra_last_backup_timestamp_seconds{{tenant=\"{tenant}\",source=\"{}\"}}",
+                        src["source"].as_str().unwrap()
+                    ),
+                    secs as f64,
+                ));
+            }
+        }
+        for (target, held) in t["targets"].as_object().unwrap() {
+            checks.push((
+                format!("gallra_tenant_snapshots{{tenant=\"{tenant}\",target=\"{target}\"}}"),
+                held["snapshots"].as_f64().unwrap(),
+            ));
+        }
+    }
+    if let Some(d) = status["drill"].as_object() {
+        checks.push((
+            "gallra_last_drill_success{host=\"testhost\"}".into(),
+            if d["ok"] == true { 1.0 } else { 0.0 },
+        ));
+    }
+    for (series, want) in checks {
+        match sample(metrics, &series) {
+            Some(v) if v == want => {}
+            got => return Err(format!("{series}: metrics {got:?}, status {want}")),
+        }
+    }
+    Ok(())
+}
+
+fn setup(schedule: &str) -> (Env, PathBuf, PathBuf, u16) {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(&src.join("acme/index.html"), b"<h1>acme</h1>\n");
+    write_file(&src.join("acme/img/logo.png"), &Rng::new(1).bytes(300_000));
+    write_file(&src.join("bravo/index.html"), b"<h1>bravo</h1>\n");
+    write_file(&src.join("bravo/data.bin"), &Rng::new(2).bytes(200_000));
+    let offsite = env.path("offsite");
+    env.set_extra_targets(&file_target("offsite", &offsite, ""));
+    env.write_config("1 MiB", "");
+    let port = free_port();
+    fs::write(&env.config, config_text(&env, port, schedule, &src)).unwrap();
+    env.init();
+    (env, src, offsite, port)
+}
+
+/// Lock objects left on a `file://` target.
+fn locks(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(tenants) = fs::read_dir(dir.join("tenants")) else {
+        return found;
+    };
+    for t in tenants.flatten() {
+        if let Ok(l) = fs::read_dir(t.path().join("locks")) {
+            found.extend(l.flatten().map(|e| e.path()));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cleanly() {
+    let (env, src, offsite, port) = setup("every 2s");
+    let mut agent = start(env, offsite, port);
+
+    // Backups of both tenants reach the offsite target.
+    agent.wait_for(60, "both tenants on offsite", |a| {
+        let st = a.env.json(&["status"]);
+        let on_offsite = |t: &str| {
+            st["tenants"].as_array().unwrap().iter().any(|x| {
+                x["tenant"] == t && x["targets"]["offsite"]["snapshots"].as_u64().unwrap_or(0) >= 1
+            })
+        };
+        (on_offsite("acme") && on_offsite("bravo")).then_some(())
+    });
+    let bravo_before = agent.snapshot_ids("offsite", "bravo");
+    assert!(!bravo_before.is_empty());
+
+    // A drill runs on its schedule and passes; its record is in the trail.
+    let drill = agent.wait_for(60, "a drill", |a| {
+        let h = a.env.json(&["drill", "history"]);
+        let h = h.as_array().unwrap();
+        (!h.is_empty()).then(|| h[0].clone())
+    });
+    assert_eq!(drill["ok"], true, "{drill}");
+    assert_eq!(drill["target"], "offsite", "{drill}");
+
+    // The CRM drops a contract end for bravo, 40 days past: its month after
+    // the contract is over, so every copy goes, on both targets.
+    let last_day = jiff::Zoned::now()
+        .date()
+        .checked_sub(jiff::Span::new().days(40))
+        .unwrap();
+    let inbox = agent.env.state.join("inbox");
+    fs::create_dir_all(&inbox).unwrap();
+    let event = format!(
+        r#"{{"id": "crm-agent-1", "type": "contract_ended", "tenant": "bravo", "effective": "{last_day}"}}"#
+    );
+    fs::write(inbox.join(".crm-agent-1.json"), event).unwrap();
+    fs::rename(
+        inbox.join(".crm-agent-1.json"),
+        inbox.join("crm-agent-1.json"),
+    )
+    .unwrap();
+    agent.wait_for(60, "bravo gone from both targets", |a| {
+        (a.snapshot_ids("local", "bravo").is_empty()
+            && a.snapshot_ids("offsite", "bravo").is_empty())
+        .then_some(())
+    });
+    assert!(inbox.join("processed/crm-agent-1.json").exists());
+    let acme_local = agent.snapshot_ids("local", "acme");
+    assert!(!acme_local.is_empty(), "acme keeps its snapshots");
+
+    // Quiet the schedule by a reload, so that the figures stop moving.
+    let quiet = config_text(&agent.env, port, "daily 02:00", &src)
+        .replace("schedule = \"every 4s\"", "schedule = \"off\"");
+    fs::write(&agent.env.config, quiet).unwrap();
+    agent.signal(libc::SIGHUP);
+    agent.wait_for(20, "the reload", |a| {
+        a.log_text()
+            .contains("configuration reloaded")
+            .then_some(())
+    });
+
+    // The metrics agree with `gallra status --json`, once the last job's
+    // figures are in.
+    let (metrics, status) = agent.wait_for(60, "metrics matching status", |a| {
+        let status = a.env.json(&["status"]);
+        let metrics = a.metrics();
+        agree(&metrics, &status).ok().map(|()| (metrics, status))
+    });
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert_eq!(status["overdue_deletions"], 0, "{status}");
+    assert_eq!(
+        sample(&metrics, "gallra_overdue_deletions{host=\"testhost\"}"),
+        Some(0.0)
+    );
+    assert_eq!(status["agent"]["running"], true, "{status}");
+    assert!(
+        status["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["tenant"] != "bravo" || t["targets"].as_object().unwrap().is_empty()),
+        "bravo holds nothing: {status}"
+    );
+    assert!(
+        sample(&metrics, "gallra_bytes_shipped_total{host=\"testhost\"}").unwrap() > 0.0,
+        "{metrics}"
+    );
+    let acme = status["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme")
+        .unwrap();
+    let www = &acme["sources"][0];
+    assert_eq!(www["source"], "www");
+    assert!(www["next_run"].as_str().is_some(), "{acme}");
+    assert!(www["age_seconds"].as_i64().unwrap() < 120, "{acme}");
+    assert_eq!(acme["last_drill"]["ok"], true, "{acme}");
+    assert!(acme["oldest_expires"].as_str().is_some(), "{acme}");
+    // The human status names the tenants and the overdue count.
+    let human = stdout(&agent.env.ok(&["status"]));
+    assert!(
+        human.contains("tenant acme") && human.contains("overdue deletions: 0"),
+        "{human}"
+    );
+
+    // A broken config is refused, named by line, and the old one kept.
+    let good = fs::read_to_string(&agent.env.config).unwrap();
+    let broken = good.replace("[key]\n", "[key]\nfiel = \"oops\"\n");
+    let bad_line = broken.lines().position(|l| l.starts_with("fiel")).unwrap() + 1;
+    fs::write(&agent.env.config, &broken).unwrap();
+    agent.signal(libc::SIGHUP);
+    agent.wait_for(20, "the refused reload", |a| {
+        a.log_text()
+            .contains("configuration not reloaded")
+            .then_some(())
+    });
+    let log = agent.log_text();
+    assert!(
+        log.contains(&format!("line {bad_line}")) && log.contains("fiel"),
+        "{log}"
+    );
+    assert!(agent.alive());
+    assert!(agent.metrics().starts_with("HTTP/1.1 200 OK"));
+    fs::write(&agent.env.config, &good).unwrap();
+
+    // SIGTERM: exit 0 well within 30 s, nothing locked, both targets clean.
+    let stopped = Instant::now();
+    agent.signal(libc::SIGTERM);
+    let code = loop {
+        if let Some(st) = agent.child.as_mut().unwrap().try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "no exit in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    agent.child = None;
+    assert_eq!(code, Some(0), "{}", agent.log_text());
+    assert!(agent.log_text().contains("stopped"));
+    assert_eq!(locks(&agent.env.repo), Vec::<PathBuf>::new());
+    assert_eq!(locks(&agent.offsite), Vec::<PathBuf>::new());
+    for target in ["local", "offsite"] {
+        let check = agent
+            .env
+            .json(&["check", "--target", target, "--read-data"]);
+        assert_eq!(check["ok"], true, "{target}: {check}");
+    }
+    let audit = agent.env.json(&["audit", "verify"]);
+    assert!(audit["problems"].as_array().unwrap().is_empty(), "{audit}");
+    let status = agent.env.json(&["status"]);
+    assert_eq!(status["agent"]["running"], false, "{status}");
+}
+
+/// SIGTERM in the middle of a slow backup (reads capped at 256 KiB/s): the
+/// agent stops it before it commits, exits 0 within 30 s, releases the
+/// tenant's lock, and leaves no snapshot and nothing damaged.
+#[test]
+fn sigterm_abandons_a_backup_in_flight_without_a_snapshot_or_a_lock() {
+    let (env, src, offsite, port) = setup("every 1s");
+    write_file(&src.join("acme/big.bin"), &Rng::new(3).bytes(8 << 20));
+    fs::remove_dir_all(src.join("bravo")).unwrap();
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        "splay = \"1s\"\n",
+        "splay = \"1s\"\nmax_read = \"256 KiB/s\"\n",
+    );
+    fs::write(&env.config, text).unwrap();
+    let mut agent = start(env, offsite, port);
+    agent.wait_for(30, "the backup to start", |a| {
+        a.log_text()
+            .contains("starting job=backup:www")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped = Instant::now();
+    agent.signal(libc::SIGTERM);
+    let code = agent.child.as_mut().unwrap().wait().unwrap().code();
+    agent.child = None;
+    let took = stopped.elapsed();
+    let log = agent.log_text();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(log.contains("stopped before committing"), "{log}");
+    assert!(
+        agent.snapshot_ids("local", "acme").is_empty(),
+        "no snapshot of a part-read source"
+    );
+    assert_eq!(locks(&agent.env.repo), Vec::<PathBuf>::new());
+    let check = agent.env.json(&["check"]);
+    assert_eq!(check["ok"], true, "{check}");
+}
+
+#[test]
+fn the_agent_refuses_a_broken_config_naming_the_line() {
+    let (env, _src, _offsite, _port) = setup("every 2s");
+    let text = fs::read_to_string(&env.config).unwrap();
+    let broken = text.replace("schedule = \"every 2s\"", "schedule = \"every fortnight\"");
+    let line = broken
+        .lines()
+        .position(|l| l.contains("fortnight"))
+        .unwrap()
+        + 1;
+    fs::write(&env.config, &broken).unwrap();
+    let out = env.run(&["agent"]);
+    assert_error(
+        &out,
+        2,
+        "agent with a bad schedule",
+        &[&format!("line {line}"), "every fortnight", "www"],
+    );
+
+    let broken = text.replace("[key]\n", "[key]\nfiel = \"x\"\n");
+    let line = broken.lines().position(|l| l.starts_with("fiel")).unwrap() + 1;
+    fs::write(&env.config, &broken).unwrap();
+    let out = env.run(&["agent"]);
+    assert_error(
+        &out,
+        2,
+        "agent with an unknown key",
+        &[&format!("line {line}"), "fiel"],
+    );
+}
+
+#[test]
+fn config_check_accepts_the_example_and_prints_the_retention_table() {
+    let env = Env::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.toml.example");
+    let out = env.run_without_config(&["config", "check", s(&example)]);
+    assert_success(&out, "config check of the example");
+    let text = stdout(&out);
+    for (category, keep, after) in [
+        ("site", "6mo", "1mo"),
+        ("logs", "6mo", "6mo"),
+        ("bookkeeping", "7y", "7y"),
+        ("contacts", "7y", "7y"),
+        ("company-mail", "2y", "2y"),
+        ("chat", "12mo", "12mo"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{category} ")))
+            .unwrap_or_else(|| panic!("no rule line for {category}:\n{text}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((words[2], words[3]), (keep, after), "{line}");
+    }
+    let v: Value = parse_json(&env.run_without_config(&["config", "check", s(&example), "--json"]));
+    let book = v["retention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["category"] == "bookkeeping")
+        .unwrap();
+    assert_eq!(book["legal_obligation"], true, "{v}");
+    assert!(
+        v["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["job"] == "backup:www" && s["schedule"] == "daily 02:00"),
+        "{v}"
+    );
+
+    // A store option that object_store does not know is named; nothing
+    // was contacted (the endpoint does not exist).
+    let bad = fs::read_to_string(&example)
+        .unwrap()
+        .replace("region = \"eu-north-1\"", "regoin = \"eu-north-1\"");
+    let file = env.path("bad.toml");
+    fs::write(&file, bad).unwrap();
+    let out = env.run_without_config(&["config", "check", s(&file)]);
+    assert_error(
+        &out,
+        2,
+        "config check with a bad store option",
+        &["offsite", "regoin"],
+    );
+}
