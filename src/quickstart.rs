@@ -245,7 +245,7 @@ pub fn run(dir: &Path, exe: &Path) -> Result<()> {
     r.run(&["check", "--target", "offsite"])?;
     let c = format!("{shown} --config {}", config.display());
     println!(
-        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} status\n  {c} backup --json\n  {c} lifecycle plan --at 2027-06-01\n  {c} audit export --tenant bravo\n  {c} drill --tenant acme --target local --report drill.html\n  {c} drill history",
+        "\nDone. The restored site is under {}{}/demo/www/acme.\nTry next:\n  {c} snapshots\n  {c} ls {short}\n  {c} dump {short} {d}/demo/www/acme/index.php\n  {c} check --read-data\n  {c} status\n  {c} backup --json\n  {c} lifecycle plan --at 2027-06-01\n  {c} audit export --tenant bravo\n  {c} drill --tenant acme --target local --report drill.html\n  {c} drill history\n  {c} config check\n  {c} agent      # the daemon, on the schedules of agent.toml; Ctrl-C stops it",
         to.display(),
         dir.display(),
         short = &latest[..8],
