@@ -33,6 +33,19 @@ pub struct Lifecycle<'a> {
     pub audit: &'a AuditLog,
 }
 
+/// What a snapshot object says that the planner needs, by tenant and id.
+type KnownSnapshots = HashMap<(String, Id), (Timestamp, String, String)>;
+
+/// Snapshot objects never change (their id names their content), so what
+/// one read of them says is kept for the process's life: the agent plans
+/// after every job and would otherwise read every snapshot of every target
+/// each time (one GET each on S3).
+fn known_snapshots() -> &'static std::sync::Mutex<KnownSnapshots> {
+    static KNOWN: std::sync::OnceLock<std::sync::Mutex<KnownSnapshots>> =
+        std::sync::OnceLock::new();
+    KNOWN.get_or_init(Default::default)
+}
+
 /// The repositories of every target (primary first) and the targets that
 /// could not be opened.
 pub struct Opened {
@@ -155,7 +168,7 @@ impl<'a> Lifecycle<'a> {
     /// id names its content, so one read on the primary serves every copy.
     pub fn world(&self) -> Result<World> {
         let states = fold(&journal::load(self.primary())?);
-        let mut known: HashMap<(String, Id), (Timestamp, String, String)> = HashMap::new();
+        let mut known = known_snapshots().lock().expect("not poisoned");
         let mut world = World {
             states,
             snapshots: Vec::new(),
@@ -185,7 +198,7 @@ impl<'a> Lifecycle<'a> {
     fn facts_of(
         &self,
         repo: &Repository,
-        known: &mut HashMap<(String, Id), (Timestamp, String, String)>,
+        known: &mut KnownSnapshots,
     ) -> Result<(Vec<SnapshotFacts>, BTreeSet<String>, BTreeSet<String>)> {
         let mut facts = Vec::new();
         let mut tenants = BTreeSet::new();
