@@ -22,6 +22,7 @@ pub struct Status {
     pub tenants: Vec<TenantStatus>,
     /// Snapshot copies past their expiry that still exist (not held, not
     /// kept under a legal obligation): the lifecycle owes these deletions.
+    /// 0 when the primary cannot be read (its target row says why).
     pub overdue_deletions: u64,
     pub lifecycle: Option<JobRun>,
     pub drill: Option<JobRun>,
@@ -116,7 +117,10 @@ pub struct NextDeletion {
 /// agent's state file. Touches nothing.
 pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
     let state = AgentState::load(&config.agent.state_dir)?;
-    let opened = Opened::open(config)?;
+    let opened = match Opened::open(config) {
+        Ok(o) => o,
+        Err(e) => return Ok(primary_unreadable(config, state, now, &e)),
+    };
     let audit = AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
     let lc = Lifecycle::new(config, &opened, &audit);
     let (due, world) = lc.plan(now)?;
@@ -299,8 +303,54 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
         t.sources.sort_by(|a, b| a.source.cmp(&b.source));
     }
 
+    Ok(assemble(
+        config,
+        state,
+        now,
+        targets,
+        tenants.into_values().collect(),
+        due.due.len() as u64,
+    ))
+}
+
+/// What can be said when the primary cannot be opened: the error, and
+/// what the agent remembers. Nothing else is read: every figure depends on
+/// the primary.
+fn primary_unreadable(
+    config: &Config,
+    state: AgentState,
+    now: Timestamp,
+    e: &crate::Error,
+) -> Status {
+    let targets = config
+        .targets
+        .iter()
+        .map(|t| TargetStatus {
+            target: t.name.clone(),
+            url: t.url.clone(),
+            primary: t.primary,
+            error: Some(if t.primary {
+                e.to_string()
+            } else {
+                "not read: the primary could not be opened".into()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    assemble(config, state, now, targets, Vec::new(), 0)
+}
+
+fn assemble(
+    config: &Config,
+    state: AgentState,
+    now: Timestamp,
+    targets: Vec<TargetStatus>,
+    tenants: Vec<TenantStatus>,
+    overdue_deletions: u64,
+) -> Status {
+    let running = state.agent_running();
     let known: BTreeSet<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-    Ok(Status {
+    Status {
         host: config.agent.host.clone(),
         time: now.to_string(),
         agent: AgentSummary {
@@ -311,8 +361,8 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
             next_drill: state.next.get("drill").cloned().filter(|_| running),
         },
         targets,
-        tenants: tenants.into_values().collect(),
-        overdue_deletions: due.due.len() as u64,
+        tenants,
+        overdue_deletions,
         lifecycle: state.lifecycle.clone(),
         drill: state.drill.clone(),
         ship: state
@@ -322,5 +372,5 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
             .collect(),
         totals: state.totals,
         errors: state.errors,
-    })
+    }
 }

@@ -197,7 +197,11 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             d.error.as_deref().unwrap_or(&d.detail)
         );
     }
-    println!("overdue deletions: {}", s.overdue_deletions);
+    if s.targets.iter().any(|t| t.primary && !t.ok) {
+        println!("overdue deletions: unknown (the primary could not be read)");
+    } else {
+        println!("overdue deletions: {}", s.overdue_deletions);
+    }
 }
 
 /// Checks a config without touching a store or a key: every key known,
