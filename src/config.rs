@@ -912,6 +912,233 @@ paths = ["/var/www/{tenant}"]
         assert_eq!(parse_size("lots"), None);
     }
 
+    /// MINIMAL with an `[agent]` table holding `lines` in front.
+    fn with_agent(lines: &str) -> String {
+        format!("[agent]\n{lines}\n{MINIMAL}")
+    }
+
+    /// MINIMAL with its `[key]` table replaced by one holding `lines`.
+    fn with_key(lines: &str) -> String {
+        MINIMAL.replace("[key]\nfile = \"key\"\n", &format!("[key]\n{lines}\n"))
+    }
+
+    /// The config error of `text`: exit code 2, one line, naming every needle.
+    fn refused(text: &str, needles: &[&str]) {
+        let e = parse(text).expect_err(text);
+        let msg = e.to_string();
+        assert_eq!(e.exit_code(), 2, "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        for n in needles {
+            assert!(
+                msg.contains(n),
+                "{text}\nmessage {msg:?} does not name {n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn minimal_config_has_the_agent_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        let a = &c.agent;
+        assert_eq!(a.state_dir, PathBuf::from("/var/lib/gallra"));
+        assert_eq!(a.metrics, None);
+        assert_eq!(a.metrics_textfile, None);
+        assert_eq!(a.log_format, LogFormat::Human);
+        assert_eq!(a.schedule.to_string(), "daily 02:00");
+        assert_eq!(a.schedule, DEFAULT_SCHEDULE.parse().unwrap());
+        assert_eq!(a.splay, Duration::from_secs(600));
+        assert_eq!(a.max_concurrent_tenants, 2);
+        assert_eq!(a.nice, 10);
+        assert_eq!(a.io_class, IoClass::BestEffort(7));
+        assert_eq!(a.max_read, None);
+        assert_eq!(a.lifecycle.to_string(), "daily 03:00");
+        assert_eq!(a.lifecycle, DEFAULT_LIFECYCLE_SCHEDULE.parse().unwrap());
+        assert_eq!(a.ship_retry, Duration::from_secs(60));
+        assert_eq!(a.inbox_poll, Duration::from_secs(5));
+        assert_eq!(
+            c.sources[0].schedule, a.schedule,
+            "a source without a schedule takes the agent's"
+        );
+        let drill = c.drill.schedule.as_ref().expect("drills are on by default");
+        assert_eq!(drill.to_string(), "cron 30 4 * * 0");
+        assert_eq!(*drill, DEFAULT_DRILL_SCHEDULE.parse().unwrap());
+    }
+
+    #[test]
+    fn agent_keys_are_read() {
+        let c = parse(&with_agent(
+            r#"metrics = "127.0.0.1:9477"
+metrics_textfile = "textfile/gallra.prom"
+log_format = "json"
+schedule = "every 6h"
+splay = "30s"
+max_concurrent_tenants = 64
+nice = 19
+io_class = "idle"
+max_read = "50 MiB/s"
+lifecycle = "cron 0 3 * * *"
+ship_retry = "2m"
+inbox_poll = "1s"
+"#,
+        ))
+        .unwrap();
+        let a = &c.agent;
+        assert_eq!(a.metrics, Some("127.0.0.1:9477".parse().unwrap()));
+        assert_eq!(
+            a.metrics_textfile.as_deref(),
+            Some(Path::new("/etc/gallra/textfile/gallra.prom")),
+            "relative to the config file"
+        );
+        assert_eq!(a.log_format, LogFormat::Json);
+        assert_eq!(a.schedule, Schedule::Every(Duration::from_secs(6 * 3600)));
+        assert_eq!(c.sources[0].schedule, a.schedule);
+        assert_eq!(a.splay, Duration::from_secs(30));
+        assert_eq!(a.max_concurrent_tenants, 64);
+        assert_eq!(a.nice, 19);
+        assert_eq!(a.io_class, IoClass::Idle);
+        assert_eq!(a.max_read, Some(50 << 20));
+        assert_eq!(a.lifecycle.to_string(), "cron 0 3 * * *");
+        assert_eq!(a.ship_retry, Duration::from_secs(120));
+        assert_eq!(a.inbox_poll, Duration::from_secs(1));
+
+        // The other ends of the ranges, and the forms of io_class.
+        let c = parse(&with_agent(
+            "max_concurrent_tenants = 1\nnice = 0\nmax_read = \"1 KiB/s\"\nmetrics = \"[::1]:9477\"",
+        ))
+        .unwrap();
+        assert_eq!((c.agent.max_concurrent_tenants, c.agent.nice), (1, 0));
+        assert_eq!(c.agent.max_read, Some(1024));
+        assert_eq!(c.agent.metrics, Some("[::1]:9477".parse().unwrap()));
+        for (text, class) in [
+            ("best-effort", IoClass::BestEffort(4)),
+            ("best-effort 0", IoClass::BestEffort(0)),
+            (" best-effort 7 ", IoClass::BestEffort(7)),
+            (" idle", IoClass::Idle),
+        ] {
+            let c = parse(&with_agent(&format!("io_class = {text:?}"))).unwrap();
+            assert_eq!(c.agent.io_class, class, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bad_agent_values_are_refused_naming_the_key() {
+        for (line, needles) in [
+            ("nice = 20", &["[agent] nice", "0 and 19"][..]),
+            ("nice = -1", &["[agent] nice"]),
+            ("io_class = \"realtime\"", &["[agent] io_class", "realtime"]),
+            ("io_class = \"best-effort 8\"", &["[agent] io_class", "8"]),
+            (
+                "io_class = \"best-effort high\"",
+                &["[agent] io_class", "high"],
+            ),
+            ("io_class = \"\"", &["[agent] io_class"]),
+            ("max_read = \"50 MiB\"", &["[agent] max_read", "50 MiB"]),
+            ("max_read = \"1000/s\"", &["[agent] max_read", "1 KiB/s"]),
+            ("max_read = \"fast/s\"", &["[agent] max_read", "fast"]),
+            (
+                "metrics = \"localhost:9477\"",
+                &["[agent] metrics", "localhost"],
+            ),
+            ("metrics = \"127.0.0.1\"", &["[agent] metrics"]),
+            ("metrics = \"127.0.0.1:99999\"", &["[agent] metrics"]),
+            ("splay = \"0s\"", &["[agent] splay", "0s"]),
+            ("splay = \"ten minutes\"", &["[agent] splay", "ten minutes"]),
+            (
+                "max_concurrent_tenants = 0",
+                &["[agent] max_concurrent_tenants", "1 and 64"],
+            ),
+            (
+                "max_concurrent_tenants = 65",
+                &["[agent] max_concurrent_tenants"],
+            ),
+            ("schedule = \"weekly\"", &["[agent] schedule", "weekly"]),
+            (
+                "lifecycle = \"daily 25:00\"",
+                &["[agent] lifecycle", "25:00"],
+            ),
+            ("ship_retry = \"soon\"", &["[agent] ship_retry", "soon"]),
+            ("inbox_poll = \"-5s\"", &["[agent] inbox_poll"]),
+            ("log_format = \"xml\"", &["line 2", "xml"]),
+            ("max_concurrent_tenants = \"2\"", &["line 2"]),
+        ] {
+            refused(&with_agent(line), needles);
+        }
+    }
+
+    #[test]
+    fn a_bad_source_schedule_names_its_line() {
+        let text = MINIMAL.replace(
+            "category = \"site\"\n",
+            "category = \"site\"\nschedule = \"every 6h\"\n",
+        ) + "\n[[source]]\nname = \"mail\"\ncategory = \"mail\"\npaths = [\"/var/mail/{tenant}\"]\nschedule = \"every fortnight\"\n";
+        let line = text.lines().position(|l| l.contains("fortnight")).unwrap() + 1;
+        assert_eq!(line, 19, "the second source's schedule, not the first's");
+        refused(
+            &text,
+            &[
+                &format!("line {line}:"),
+                "[[source]] \"mail\"",
+                "schedule",
+                "every fortnight",
+            ],
+        );
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(!msg.contains("www"), "{msg}");
+
+        let good = text.replace("every fortnight", "every 15m");
+        let c = parse(&good).unwrap();
+        assert_eq!(c.sources[0].schedule.to_string(), "every 6h");
+        assert_eq!(c.sources[1].schedule.to_string(), "every 15m");
+    }
+
+    #[test]
+    fn drill_schedule_off_or_a_schedule() {
+        let drill = |table: &str| parse(&format!("{MINIMAL}\n[drill]\n{table}\n"));
+        assert_eq!(drill("schedule = \"off\"").unwrap().drill.schedule, None);
+        assert_eq!(drill("schedule = \" off \"").unwrap().drill.schedule, None);
+        assert_eq!(
+            drill("schedule = \"daily 05:30\"").unwrap().drill.schedule,
+            Some(Schedule::Daily {
+                hour: 5,
+                minute: 30
+            })
+        );
+        for bad in ["sometimes", "daily 5", "cron 0 4 * *", ""] {
+            refused(
+                &format!("{MINIMAL}\n[drill]\nschedule = {bad:?}\n"),
+                &["[drill] schedule"],
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_may_be_a_systemd_credential() {
+        let c = parse(&with_key("credential = \"gallra.key\"")).unwrap();
+        assert_eq!(c.key, KeySource::Credential("gallra.key".into()));
+        let c = parse(&with_key("passphrase_env = \"GALLRA_PASSPHRASE\"")).unwrap();
+        assert_eq!(c.key, KeySource::PassphraseEnv("GALLRA_PASSPHRASE".into()));
+
+        for name in ["keys/gallra.key", "/etc/gallra/key", "..", ".", ""] {
+            refused(
+                &with_key(&format!("credential = {name:?}")),
+                &["[key] credential", "plain file name"],
+            );
+        }
+        for two in [
+            "file = \"key\"\ncredential = \"gallra.key\"",
+            "credential = \"gallra.key\"\npassphrase_env = \"P\"",
+            "file = \"key\"\npassphrase_env = \"P\"",
+            "file = \"key\"\ncredential = \"gallra/key\"",
+            "",
+        ] {
+            refused(&with_key(two), &["[key]", "exactly one"]);
+        }
+        refused(
+            &MINIMAL.replace("[key]\nfile = \"key\"\n", ""),
+            &["missing [key]"],
+        );
+    }
+
     #[test]
     fn tenant_names() {
         assert!(validate_tenant("acme").is_ok());

@@ -190,8 +190,12 @@ impl KeyMaterial {
         match source {
             KeySource::File(path) => Ok(KeyMaterial::File(read_key_file(path)?)),
             KeySource::Credential(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                Some(dir) => Ok(KeyMaterial::File(read_key_file(
+                // systemd 254 and later grant the service a credential by
+                // ACL, which shows as group read (0440) in the mode; the
+                // folder itself is the service's alone.
+                Some(dir) => Ok(KeyMaterial::File(read_key_file_with(
                     &PathBuf::from(dir).join(name),
+                    0o037,
                 )?)),
                 None => Err(Error::KeyFile {
                     file: PathBuf::from(name),
@@ -240,6 +244,11 @@ impl KeyMaterial {
 /// (surrounding whitespace ignored). A file readable by group or others is
 /// refused, since whoever reads it can open every backup.
 pub fn read_key_file(path: &Path) -> Result<SecretKey> {
+    read_key_file_with(path, 0o077)
+}
+
+/// Reads a key file whose mode has none of the `refused` bits.
+fn read_key_file_with(path: &Path, refused: u32) -> Result<SecretKey> {
     use std::os::unix::fs::PermissionsExt;
     let key_err = |message: String| Error::KeyFile {
         file: path.to_path_buf(),
@@ -247,7 +256,7 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
     };
     let meta = std::fs::metadata(path).map_err(|e| key_err(e.to_string()))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & refused != 0 {
         return Err(key_err(format!(
             "permissions {mode:04o} are too open; the key file must be 0600 or 0400 (chmod 600 {})",
             path.display()

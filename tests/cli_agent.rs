@@ -288,6 +288,29 @@ fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cl
     assert!(inbox.join("processed/crm-agent-1.json").exists());
     let acme_local = agent.snapshot_ids("local", "acme");
     assert!(!acme_local.is_empty(), "acme keeps its snapshots");
+    // bravo is not backed up again: two more backups of acme, the second
+    // started after the event was applied, and bravo's last attempt stays.
+    let attempt = |a: &Agent, key: &str| -> Option<String> {
+        let st: Value =
+            serde_json::from_slice(&fs::read(a.env.state.join("agent-state.json")).ok()?).ok()?;
+        st["backups"][key]["last_attempt"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let a0 = attempt(&agent, "acme/www");
+    let a1 = agent.wait_for(20, "an acme backup", |a| {
+        attempt(a, "acme/www").filter(|t| Some(t) != a0.as_ref())
+    });
+    let bravo = attempt(&agent, "bravo/www");
+    agent.wait_for(20, "another acme backup", |a| {
+        attempt(a, "acme/www").filter(|t| *t != a1)
+    });
+    assert_eq!(
+        attempt(&agent, "bravo/www"),
+        bravo,
+        "a tenant whose contract ended is not backed up again"
+    );
+    assert!(agent.snapshot_ids("local", "bravo").is_empty());
 
     // Quiet the schedule by a reload, so that the figures stop moving.
     let quiet = config_text(&agent.env, port, "daily 02:00", &src)
@@ -422,8 +445,8 @@ fn sigterm_abandons_a_backup_in_flight_without_a_snapshot_or_a_lock() {
     let took = stopped.elapsed();
     let log = agent.log_text();
     assert_eq!(code, Some(0), "{log}");
-    assert!(took < Duration::from_secs(30), "took {took:?}");
     assert!(log.contains("stopped before committing"), "{log}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
     assert!(
         agent.snapshot_ids("local", "acme").is_empty(),
         "no snapshot of a part-read source"
@@ -516,5 +539,49 @@ fn config_check_accepts_the_example_and_prints_the_retention_table() {
         2,
         "config check with a bad store option",
         &["offsite", "regoin"],
+    );
+}
+
+/// Under systemd the key arrives as a credential (`LoadCredential=`):
+/// `[key] credential` reads `$CREDENTIALS_DIRECTORY/NAME`, accepts the 0440
+/// that systemd 254+ shows for its ACL, refuses a world-readable one, and
+/// says what is missing outside the service.
+#[test]
+fn the_key_may_come_from_a_systemd_credential() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, _src, _offsite, _port) = setup("every 2s");
+    let creds = env.path("credentials");
+    fs::create_dir(&creds).unwrap();
+    let key = creds.join("gallra.key");
+    fs::copy(&env.key, &key).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o440)).unwrap();
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        &format!("file = {}", toml_str(s(&env.key))),
+        "credential = \"gallra.key\"",
+    );
+    fs::write(&env.config, text).unwrap();
+    let run = |dir: Option<&Path>| {
+        let mut cmd = env.spawnable(&["key", "list"]);
+        cmd.env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(d) = dir {
+            cmd.env("CREDENTIALS_DIRECTORY", d);
+        }
+        cmd.output().unwrap()
+    };
+    assert_success(&run(Some(&creds)), "key list with the credential");
+    let out = run(None);
+    assert_error(
+        &out,
+        1,
+        "without $CREDENTIALS_DIRECTORY",
+        &["CREDENTIALS_DIRECTORY", "LoadCredential=gallra.key"],
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o444)).unwrap();
+    let out = run(Some(&creds));
+    assert_error(
+        &out,
+        1,
+        "a world-readable credential",
+        &["0444", "gallra.key"],
     );
 }

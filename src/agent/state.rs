@@ -99,6 +99,9 @@ impl AgentState {
         let path = AgentState::path(state_dir);
         let tmp = state_dir.join(format!(".{STATE_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).expect("serialisable");
+        // A temp file left by a crash keeps its mode when opened again:
+        // start from a new one, created 0600.
+        let _ = std::fs::remove_file(&tmp);
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
@@ -130,6 +133,120 @@ impl AgentState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn some_state(pid: u32) -> AgentState {
+        let mut s = AgentState {
+            pid: Some(pid),
+            started: Some("2026-03-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        s.next
+            .insert("backup:www".into(), "2026-03-02T02:00:00Z".into());
+        s.totals.backups = u64::from(pid);
+        s
+    }
+
+    #[test]
+    fn the_state_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        some_state(1).save(dir.path()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&AgentState::path(dir.path())), 0o600);
+        // Still so after it is rewritten.
+        some_state(2).save(dir.path()).unwrap();
+        assert_eq!(mode(&AgentState::path(dir.path())), 0o600);
+    }
+
+    #[test]
+    fn save_replaces_the_file_whole_and_leaves_no_temp_file() {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = AgentState::path(dir.path());
+        let first = some_state(1);
+        first.save(dir.path()).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+
+        // A reader that opened the file before a save reads the old state
+        // whole: the save writes a new file and renames it over the old one
+        // rather than truncating and rewriting in place.
+        let mut reader = std::fs::File::open(&path).unwrap();
+        let second = some_state(2);
+        second.save(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        reader.read_to_end(&mut seen).unwrap();
+        assert_eq!(seen, before, "the open reader saw the file change under it");
+        assert_eq!(serde_json::from_slice::<AgentState>(&seen).unwrap(), first);
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode, "a new file");
+        assert_eq!(AgentState::load(dir.path()).unwrap(), second);
+
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [STATE_FILE], "no temp file left behind");
+    }
+
+    #[test]
+    fn a_failed_save_keeps_the_previous_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = some_state(1);
+        first.save(dir.path()).unwrap();
+        // The temp file cannot be written: a directory stands in its way.
+        let tmp = dir.path().join(format!(".{STATE_FILE}.tmp"));
+        std::fs::create_dir(&tmp).unwrap();
+        let e = some_state(2).save(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!(".{STATE_FILE}.tmp")), "{e}");
+        assert_eq!(AgentState::load(dir.path()).unwrap(), first);
+        std::fs::remove_dir(&tmp).unwrap();
+
+        // A temp file left by a crash is overwritten, not appended to.
+        std::fs::write(&tmp, "x".repeat(100_000)).unwrap();
+        let third = some_state(3);
+        third.save(dir.path()).unwrap();
+        assert_eq!(AgentState::load(dir.path()).unwrap(), third);
+        assert!(!tmp.exists());
+
+        // No state directory: the error names the path, nothing is created.
+        let gone = dir.path().join("missing");
+        let e = third.save(&gone).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+        assert!(!gone.exists());
+    }
+
+    #[test]
+    fn older_and_newer_state_files_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = AgentState::path(dir.path());
+        // Written by an older agent: fields missing take their defaults.
+        std::fs::write(&path, r#"{"pid": 7, "totals": {"backups": 3}}"#).unwrap();
+        let s = AgentState::load(dir.path()).unwrap();
+        assert_eq!((s.pid, s.totals.backups, s.totals.drills), (Some(7), 3, 0));
+        assert!(s.errors.is_empty() && s.backups.is_empty());
+        // Written by a newer agent: fields it does not know are ignored.
+        std::fs::write(
+            &path,
+            r#"{"pid": null, "errors": {"ship": 2}, "future": [1]}"#,
+        )
+        .unwrap();
+        let s = AgentState::load(dir.path()).unwrap();
+        assert_eq!(s.errors["ship"], 2);
+        assert!(!s.agent_running(), "no pid, no agent");
+    }
+
+    #[test]
+    fn an_exited_process_is_not_running() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let s = AgentState {
+            pid: Some(pid),
+            ..Default::default()
+        };
+        assert!(!s.agent_running(), "pid {pid} was reaped");
+    }
 
     #[test]
     fn saves_and_loads_whole() {
