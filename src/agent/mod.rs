@@ -86,6 +86,30 @@ struct TenantBackup {
     ship_failed: Vec<ShipFailure>,
 }
 
+impl TenantBackup {
+    fn new(tenant: String, run: BackupRun) -> TenantBackup {
+        TenantBackup {
+            tenant,
+            run,
+            shipped_bytes: 0,
+            shipped_objects: 0,
+            shipped_to: Vec::new(),
+            ship_failed: Vec::new(),
+        }
+    }
+
+    fn failed(tenant: String, source: &str, attempt: Timestamp, error: String) -> TenantBackup {
+        let run = BackupRun {
+            tenant: tenant.clone(),
+            source: source.to_string(),
+            last_attempt: Some(attempt.to_string()),
+            last_error: Some(error),
+            ..Default::default()
+        };
+        TenantBackup::new(tenant, run)
+    }
+}
+
 struct Agent {
     config: Arc<Config>,
     state: Arc<Mutex<AgentState>>,
@@ -654,11 +678,9 @@ impl Agent {
                 tracing::error!("configuration not reloaded, the old one stays in force: {e}");
             }
         }
-        let doing = std::mem::take(&mut self.doing);
+        // STATUS= said "reloading": say again what runs.
+        self.doing.clear();
         self.set_doing();
-        if self.doing.is_empty() {
-            self.doing = doing;
-        }
     }
 
     /// Tells every job to stop, waits for them (at most STOP_WAIT), and
@@ -754,20 +776,7 @@ async fn backup_source(
     let mut results: Vec<TenantBackup> = failed
         .into_iter()
         .filter(|f| f.source == source)
-        .map(|f| TenantBackup {
-            run: BackupRun {
-                tenant: f.tenant.clone(),
-                source: source.clone(),
-                last_attempt: Some(Timestamp::now().to_string()),
-                last_error: Some(f.error),
-                ..Default::default()
-            },
-            tenant: f.tenant,
-            shipped_bytes: 0,
-            shipped_objects: 0,
-            shipped_to: Vec::new(),
-            ship_failed: Vec::new(),
-        })
+        .map(|f| TenantBackup::failed(f.tenant, &source, Timestamp::now(), f.error))
         .collect();
     let mut set = JoinSet::new();
     for tenant in tenants {
@@ -787,20 +796,7 @@ async fn backup_source(
             let attempt = Timestamp::now();
             match blocking(move || backup_tenant(&config, &t, &s, cancel, read_rate)).await {
                 Ok(done) => done,
-                Err(e) => TenantBackup {
-                    run: BackupRun {
-                        tenant: tenant.clone(),
-                        source,
-                        last_attempt: Some(attempt.to_string()),
-                        last_error: Some(e.to_string()),
-                        ..Default::default()
-                    },
-                    tenant,
-                    shipped_bytes: 0,
-                    shipped_objects: 0,
-                    shipped_to: Vec::new(),
-                    ship_failed: Vec::new(),
-                },
+                Err(e) => TenantBackup::failed(tenant, &source, attempt, e.to_string()),
             }
         });
     }
@@ -871,14 +867,7 @@ fn backup_tenant(
         tracing::error!(tenant, source, "backup failed: {}", f.error);
         run.last_error = Some(f.error.clone());
     }
-    let mut out = TenantBackup {
-        tenant: tenant.to_string(),
-        run,
-        shipped_bytes: 0,
-        shipped_objects: 0,
-        shipped_to: Vec::new(),
-        ship_failed: Vec::new(),
-    };
+    let mut out = TenantBackup::new(tenant.to_string(), run);
     let Some(s) = report.snapshots.last() else {
         return Ok(out);
     };
