@@ -14,6 +14,7 @@ pub mod state;
 
 use jiff::Timestamp;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{RwLock, Semaphore};
@@ -127,6 +128,8 @@ struct Agent {
     tasks: JoinSet<(Option<Job>, Done)>,
     /// What the agent is doing, for STATUS= and the log.
     doing: String,
+    /// Inbox files a lifecycle run was started for.
+    inbox_tried: std::collections::BTreeSet<PathBuf>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT. Returns an error only for what
@@ -266,6 +269,7 @@ async fn main_loop(config: Config) -> Result<()> {
         status_wanted: true,
         tasks: JoinSet::new(),
         doing: "starting".into(),
+        inbox_tried: Default::default(),
     };
     agent.schedule_all(true);
     agent.start(Job::Lifecycle);
@@ -511,9 +515,19 @@ impl Agent {
             return;
         }
         let inbox = crate::lifecycle::journal::inbox_dir(&self.config.agent.state_dir);
-        match crate::lifecycle::journal::pending(&inbox) {
-            Ok(files) if !files.is_empty() => {
+        let pending = crate::lifecycle::journal::pending(&inbox);
+        if let Ok(files) = &pending {
+            // Forget what left the inbox, so that a later file of the same
+            // name is taken in.
+            self.inbox_tried.retain(|f| files.contains(f));
+        }
+        match pending {
+            // A file that could not be recorded (a target down) stays in
+            // the inbox; it is tried again with the next scheduled run, not
+            // at every poll.
+            Ok(files) if files.iter().any(|f| !self.inbox_tried.contains(f)) => {
                 tracing::info!(files = files.len(), "events in the inbox");
+                self.inbox_tried = files.into_iter().collect();
                 self.start(Job::Lifecycle);
             }
             Ok(_) => {}
