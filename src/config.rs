@@ -184,14 +184,11 @@ impl Target {
     fn resolve_limits(&mut self) -> std::result::Result<(), String> {
         let mut limits = StoreLimits::default();
         if let Some(text) = &self.max_upload {
-            let rate = text
-                .trim()
-                .strip_suffix("/s")
-                .and_then(parse_size)
-                .filter(|r| *r >= 1024)
-                .ok_or_else(|| {
-                    format!("max_upload {text:?}: expected a rate of at least 1 KiB/s, like \"20 MiB/s\"")
-                })?;
+            let rate = parse_rate(text).ok_or_else(|| {
+                format!(
+                    "max_upload {text:?}: expected a rate of at least 1 KiB/s, like \"20 MiB/s\""
+                )
+            })?;
             limits.upload_rate = Some(rate);
         }
         if let Some(text) = &self.timeout {
@@ -341,6 +338,14 @@ struct RawSource {
     schedule: Option<toml::Spanned<String>>,
 }
 
+/// Parses a rate of at least 1 KiB/s, "20 MiB/s", into bytes per second.
+fn parse_rate(text: &str) -> Option<u64> {
+    text.trim()
+        .strip_suffix("/s")
+        .and_then(parse_size)
+        .filter(|r| *r >= 1024)
+}
+
 /// Parses "16 MiB", "512KiB", "1 GB", "4096" into bytes.
 pub fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -484,15 +489,11 @@ impl Config {
         let max_read = a
             .max_read
             .map(|text| {
-                text.trim()
-                    .strip_suffix("/s")
-                    .and_then(parse_size)
-                    .filter(|r| *r >= 1024)
-                    .ok_or_else(|| {
-                        err(format!(
-                            "[agent] max_read {text:?}: expected a rate of at least 1 KiB/s, like \"50 MiB/s\""
-                        ))
-                    })
+                parse_rate(&text).ok_or_else(|| {
+                    err(format!(
+                        "[agent] max_read {text:?}: expected a rate of at least 1 KiB/s, like \"50 MiB/s\""
+                    ))
+                })
             })
             .transpose()?;
         let agent = Agent {

@@ -212,26 +212,11 @@ pub fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
     for t in &config.targets {
         gallra::store::check_target(t)?;
     }
-    let mut warnings = Vec::new();
-    for t in &config.targets {
-        if let Some(f) = &t.credentials_file {
-            use std::os::unix::fs::PermissionsExt;
-            match std::fs::metadata(f) {
-                Ok(m) if m.permissions().mode() & 0o077 != 0 => warnings.push(format!(
-                    "target {}: credentials_file {} is mode {:04o}; it must be 0600 or the agent refuses it",
-                    t.name,
-                    f.display(),
-                    m.permissions().mode() & 0o777
-                )),
-                Ok(_) => {}
-                Err(e) => warnings.push(format!(
-                    "target {}: credentials_file {}: {e}",
-                    t.name,
-                    f.display()
-                )),
-            }
-        }
-    }
+    let warnings: Vec<String> = config
+        .targets
+        .iter()
+        .filter_map(gallra::store::credentials_file_problem)
+        .collect();
     let mut categories: Vec<String> = config
         .sources
         .iter()

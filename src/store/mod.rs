@@ -276,6 +276,15 @@ pub fn check_target(target: &config::Target) -> Result<()> {
     }
 }
 
+/// What is wrong with a target's credentials file (missing, unreadable,
+/// or readable by others), without reading the secrets in it.
+pub fn credentials_file_problem(target: &config::Target) -> Option<String> {
+    let path = target.credentials_file.as_ref()?;
+    remote::check_credentials_file(&target.name, path)
+        .err()
+        .map(|e| e.to_string())
+}
+
 impl Store {
     /// Opens a target. With `create`, a missing `file://` folder is made.
     pub fn open(target: &config::Target, create: bool) -> Result<Store> {

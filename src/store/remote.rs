@@ -34,20 +34,32 @@ const GCS_ENV: &[&str] = &["GOOGLE_SERVICE_ACCOUNT", "GOOGLE_SERVICE_ACCOUNT_KEY
 
 type Secrets = BTreeMap<String, Zeroizing<String>>;
 
-/// Reads a credentials file: `KEY=value` lines, `#` comments, mode 0600.
-pub fn read_credentials_file(target: &str, path: &Path) -> Result<Secrets> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |message: String| Error::TargetConfig {
+fn credentials_err(target: &str, path: &Path, message: String) -> Error {
+    Error::TargetConfig {
         target: target.to_string(),
         message: format!("credentials_file {}: {message}", path.display()),
-    };
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    }
+}
+
+/// Whether a credentials file exists and is readable by its owner only.
+pub(super) fn check_credentials_file(target: &str, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| credentials_err(target, path, e.to_string()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(err(format!(
-            "permissions {mode:04o} are too open; it must be 0600 or 0400"
-        )));
+        return Err(credentials_err(
+            target,
+            path,
+            format!("permissions {mode:04o} are too open; it must be 0600 or 0400"),
+        ));
     }
+    Ok(())
+}
+
+/// Reads a credentials file: `KEY=value` lines, `#` comments, mode 0600.
+pub fn read_credentials_file(target: &str, path: &Path) -> Result<Secrets> {
+    let err = |message: String| credentials_err(target, path, message);
+    check_credentials_file(target, path)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
     let mut out = Secrets::new();
     for (n, line) in text.lines().enumerate() {
