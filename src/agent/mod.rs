@@ -464,13 +464,7 @@ impl Agent {
                     (
                         Some(job),
                         done.unwrap_or_else(|e| Done::Lifecycle {
-                            run: JobRun {
-                                time: Timestamp::now().to_string(),
-                                ok: false,
-                                seconds: started.elapsed().as_secs_f64(),
-                                error: Some(e.to_string()),
-                                detail: String::new(),
-                            },
+                            run: JobRun::failed(started, &e),
                             next_expiry: None,
                         }),
                     )
@@ -481,13 +475,7 @@ impl Agent {
                     let _shared = exclusive.read_owned().await;
                     let started = Instant::now();
                     let done = blocking(move || drill(&config)).await;
-                    let run = done.unwrap_or_else(|e| JobRun {
-                        time: Timestamp::now().to_string(),
-                        ok: false,
-                        seconds: started.elapsed().as_secs_f64(),
-                        error: Some(e.to_string()),
-                        detail: String::new(),
-                    });
+                    let run = done.unwrap_or_else(|e| JobRun::failed(started, &e));
                     (Some(job), Done::Drill(run))
                 });
             }
@@ -568,11 +556,7 @@ impl Agent {
                         }
                         st.backups.insert(key, run);
                         for target in t.shipped_to {
-                            let s = st.ship.entry(target).or_default();
-                            s.last_success = Some(Timestamp::now().to_string());
-                            s.last_error = None;
-                            s.failures = 0;
-                            s.next_retry = None;
+                            st.ship_succeeded(target);
                         }
                         retry_ship |= !t.ship_failed.is_empty();
                         ship_failures(&mut st, t.ship_failed);
@@ -580,11 +564,7 @@ impl Agent {
                 }
                 Done::Ship(failed, ok) => {
                     for target in ok {
-                        let s = st.ship.entry(target).or_default();
-                        s.last_success = Some(Timestamp::now().to_string());
-                        s.last_error = None;
-                        s.failures = 0;
-                        s.next_retry = None;
+                        st.ship_succeeded(target);
                     }
                     retry_ship = !failed.is_empty();
                     ship_failures(&mut st, failed);
@@ -742,10 +722,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 fn ship_failures(st: &mut AgentState, failed: Vec<ShipFailure>) {
     for f in failed {
         tracing::error!(target_name = %f.target, "ship failed: {}", f.error);
-        st.count_error("ship");
-        let s = st.ship.entry(f.target.clone()).or_default();
-        s.failures += 1;
-        s.last_error = Some(f.error);
+        st.ship_failed(f.target, f.error);
     }
 }
 

@@ -48,9 +48,9 @@ pub struct BackupRun {
 pub struct ShipState {
     pub last_success: Option<String>,
     pub last_error: Option<String>,
-    /// Failed attempts since the last success; the retry wait doubles with each.
+    /// Failed attempts since the last success; the retry wait doubles with
+    /// each (the retry's time is `next["ship"]`).
     pub failures: u32,
-    pub next_retry: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -62,6 +62,19 @@ pub struct JobRun {
     pub error: Option<String>,
     /// What it did, in a few words.
     pub detail: String,
+}
+
+impl JobRun {
+    /// A job that could not run at all (a target that does not open, say).
+    pub fn failed(started: std::time::Instant, e: &Error) -> JobRun {
+        JobRun {
+            time: jiff::Timestamp::now().to_string(),
+            ok: false,
+            seconds: started.elapsed().as_secs_f64(),
+            error: Some(e.to_string()),
+            detail: String::new(),
+        }
+    }
 }
 
 /// Counters since the state file was made; they only grow.
@@ -115,6 +128,20 @@ impl AgentState {
         };
         write().map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    pub fn ship_succeeded(&mut self, target: String) {
+        let s = self.ship.entry(target).or_default();
+        s.last_success = Some(jiff::Timestamp::now().to_string());
+        s.last_error = None;
+        s.failures = 0;
+    }
+
+    pub fn ship_failed(&mut self, target: String, error: String) {
+        self.count_error("ship");
+        let s = self.ship.entry(target).or_default();
+        s.failures += 1;
+        s.last_error = Some(error);
     }
 
     pub fn count_error(&mut self, kind: &str) {
