@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::status::Status;
+use crate::status::{SourceStatus, Status};
 
 /// Escapes a label value: backslash, double quote and newline.
 fn label(value: &str) -> String {
@@ -69,52 +69,37 @@ pub fn render(s: &Status) -> String {
         );
     }
 
-    o.family(
+    // One sample per tenant's source, where the status has a value.
+    let mut per_source = |name: &str, help: &str, value: &dyn Fn(&SourceStatus) -> Option<f64>| {
+        o.family(name, "gauge", help);
+        for t in &s.tenants {
+            for src in &t.sources {
+                if let Some(v) = value(src) {
+                    o.sample(name, &[("tenant", &t.tenant), ("source", &src.source)], v);
+                }
+            }
+        }
+    };
+    per_source(
         "gallra_last_backup_timestamp_seconds",
-        "gauge",
         "Time of the newest snapshot of each tenant's source on any target.",
+        &|src| {
+            src.last_backup
+                .as_deref()
+                .and_then(seconds_of)
+                .map(|t| t as f64)
+        },
     );
-    for t in &s.tenants {
-        for src in &t.sources {
-            if let Some(at) = src.last_backup.as_deref().and_then(seconds_of) {
-                o.sample(
-                    "gallra_last_backup_timestamp_seconds",
-                    &[("tenant", &t.tenant), ("source", &src.source)],
-                    at,
-                );
-            }
-        }
-    }
-    o.family(
+    per_source(
         "gallra_last_backup_duration_seconds",
-        "gauge",
         "How long the agent's last backup of each tenant's source took.",
+        &|src| src.last_duration_seconds,
     );
-    for t in &s.tenants {
-        for src in &t.sources {
-            if let Some(d) = src.last_duration_seconds {
-                o.sample(
-                    "gallra_last_backup_duration_seconds",
-                    &[("tenant", &t.tenant), ("source", &src.source)],
-                    d,
-                );
-            }
-        }
-    }
-    o.family(
+    per_source(
         "gallra_backup_failing",
-        "gauge",
         "1 if the agent's last backup of the tenant's source failed.",
+        &|src| Some(if src.last_error.is_some() { 1.0 } else { 0.0 }),
     );
-    for t in &s.tenants {
-        for src in &t.sources {
-            o.sample(
-                "gallra_backup_failing",
-                &[("tenant", &t.tenant), ("source", &src.source)],
-                u8::from(src.last_error.is_some()),
-            );
-        }
-    }
 
     for (name, help, value) in [
         (
