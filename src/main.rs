@@ -249,10 +249,15 @@ fn main() {
         }
     };
     // The agent logs what it does (info); a command only its warnings.
-    let agent_log = match &cli.command {
-        Command::Agent(_) => Some(cli::agent::log_format(&config_path(&cli))),
+    // The agent's config is read once, before logging starts: it says how
+    // the agent logs.
+    let agent_config = match &cli.command {
+        Command::Agent(_) => Some(Config::load(&config_path(&cli))),
         _ => None,
     };
+    let agent_log = agent_config
+        .as_ref()
+        .map(|c| cli::agent::log_format(c.as_ref().ok()));
     let filter = tracing_subscriber::EnvFilter::try_from_env("GALLRA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if agent_log.is_some() { "info" } else { "warn" })
     });
@@ -266,7 +271,7 @@ fn main() {
     } else {
         logs.init();
     }
-    match run(cli) {
+    match run(cli, agent_config) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let code = e
@@ -388,7 +393,7 @@ fn snapshot_json(id: &gallra::format::Id, s: &Snapshot) -> Value {
     })
 }
 
-fn run(cli: Cli) -> anyhow::Result<i32> {
+fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result<i32> {
     let json_out = cli.json;
     let path = config_path(&cli);
     let load = || -> anyhow::Result<Config> { Ok(Config::load(&path)?) };
@@ -836,7 +841,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status => cli::agent::status(&load()?, json_out),
-        Command::Agent(_) => cli::agent::agent(load()?),
+        Command::Agent(_) => cli::agent::agent(agent_config.expect("loaded in main")?),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => cli::agent::config_check(&file.unwrap_or(path.clone()), json_out),

@@ -14,13 +14,13 @@ use crate::{human_bytes, print_json};
 #[derive(Args)]
 pub struct AgentArgs {}
 
-/// The log format the config asks for; human if it cannot be read (the
-/// error is reported when the agent loads it).
-pub fn log_format(path: &Path) -> LogFormat {
+/// The log format the config asks for; human if it did not load (the
+/// error is then reported as the agent's).
+pub fn log_format(config: Option<&Config>) -> LogFormat {
     if std::env::var("GALLRA_LOG_FORMAT").as_deref() == Ok("json") {
         return LogFormat::Json;
     }
-    Config::load(path).map_or(LogFormat::Human, |c| c.agent.log_format)
+    config.map_or(LogFormat::Human, |c| c.agent.log_format)
 }
 
 pub fn agent(config: Config) -> anyhow::Result<i32> {
