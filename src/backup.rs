@@ -10,10 +10,12 @@
 use crate::lock::{self, Holder, LockKind, TenantLock};
 use globset::{GlobSet, GlobSetBuilder};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustix::fd::OwnedFd;
+use rustix::fs::{FileType, Mode, OFlags};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::beneath::{self, Meta};
 use crate::cancel::Cancel;
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::config::{Config, Source, SourceKind, validate_tenant};
@@ -434,11 +437,25 @@ struct Entry {
     job: Option<usize>,
 }
 
+/// A file to read, found by the walk: where it is (beneath a held
+/// directory) and what the walk saw there.
 struct ReadJob {
+    root: Arc<SourceDir>,
+    /// The file's full path, for messages and excludes; it is opened as the
+    /// part below `root.path`, beneath `root.fd`.
     path: PathBuf,
     size: u64,
     mtime: (i64, u32),
     ctime: (i64, u32),
+    dev: u64,
+    ino: u64,
+}
+
+/// The directory holding one source path's last component, held open for
+/// the whole backup: every file of that source path is opened beneath it.
+struct SourceDir {
+    fd: OwnedFd,
+    path: PathBuf,
 }
 
 struct FileResult {
@@ -459,38 +476,54 @@ struct Walker<'a> {
 
 const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
-fn is_cache_dir(dir: &Path) -> bool {
+/// Folders nested deeper than this are not descended into: the walk holds
+/// one descriptor and one stack frame per level, and a tenant could
+/// otherwise nest folders until the backup of every tenant aborts. Real
+/// trees stay far below it (a deep Node.js tree is about 40).
+const MAX_DEPTH: usize = 1024;
+
+fn is_cache_dir(dir: &OwnedFd) -> bool {
     let mut buf = [0u8; CACHEDIR_SIGNATURE.len()];
-    std::fs::File::open(dir.join("CACHEDIR.TAG"))
+    // A tenant may plant a link or a FIFO under that name: neither is
+    // followed nor waited for.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    rustix::fs::openat(dir, "CACHEDIR.TAG", flags, Mode::empty())
+        .map(std::fs::File::from)
+        .map_err(io::Error::from)
         .and_then(|mut f| f.read_exact(&mut buf))
         .is_ok_and(|()| buf == CACHEDIR_SIGNATURE)
 }
 
-fn node_from_meta(name: &[u8], meta: &std::fs::Metadata, kind: NodeKind) -> Node {
+fn node_from_meta(name: &[u8], meta: &Meta, kind: NodeKind) -> Node {
     Node {
         name: name.to_vec(),
         kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime_secs: meta.mtime(),
-        mtime_nanos: meta.mtime_nsec() as u32,
-        ctime_secs: meta.ctime(),
-        ctime_nanos: meta.ctime_nsec() as u32,
-        dev: meta.dev(),
-        ino: meta.ino(),
-        nlink: meta.nlink(),
-        size: if kind == NodeKind::File {
-            meta.size()
-        } else {
-            0
-        },
+        mode: meta.mode & 0o7777,
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime_secs: meta.mtime.0,
+        mtime_nanos: meta.mtime.1,
+        ctime_secs: meta.ctime.0,
+        ctime_nanos: meta.ctime.1,
+        dev: meta.dev,
+        ino: meta.ino,
+        nlink: meta.nlink,
+        size: if kind == NodeKind::File { meta.size } else { 0 },
         content: vec![],
         sha256: None,
         subtree: None,
         link_target: vec![],
         changed_while_read: false,
     }
+}
+
+/// Where an entry is: the directory that holds it (open), its name there,
+/// its full path, and the source directory its files are read beneath.
+struct At<'x> {
+    dir: &'x OwnedFd,
+    name: &'x OsStr,
+    path: &'x Path,
+    root: &'x Arc<SourceDir>,
 }
 
 impl Walker<'_> {
@@ -511,27 +544,66 @@ impl Walker<'_> {
         }
     }
 
-    /// Makes the entry for `path` (already known not to be excluded).
+    /// Makes the entry at `at` (already known not to be excluded), whose
+    /// `fstatat` gave `meta`; `depth` is 0 for a source path itself.
     fn entry(
         &mut self,
-        path: &Path,
-        name: &[u8],
-        meta: &std::fs::Metadata,
+        at: &At<'_>,
+        meta: &Meta,
         parent: Option<&Tree>,
         root_dev: u64,
+        depth: usize,
     ) -> Option<Entry> {
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            let mut node = node_from_meta(name, meta, NodeKind::Dir);
+        let name = at.name.as_bytes();
+        let path = at.path;
+        if meta.is_dir() {
+            let fd = match beneath::open_dir_at(at.dir, at.name) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+                Err(e) => {
+                    let why = if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
+                        "replaced by a symlink or file while it was walked; skipped".to_string()
+                    } else {
+                        format!("cannot open directory: {e}")
+                    };
+                    self.pipe.warn(format!("{}: {why}", path.display()));
+                    return None;
+                }
+            };
+            // What is walked is what was opened, not what stood there a
+            // moment before.
+            let opened = match beneath::fstat(&fd) {
+                Ok(m) if m.same_file(meta) => m,
+                Ok(_) => {
+                    self.pipe.warn(format!(
+                        "{}: replaced while it was walked; skipped",
+                        path.display()
+                    ));
+                    return None;
+                }
+                Err(e) => {
+                    self.pipe.warn(format!("{}: {e}", path.display()));
+                    return None;
+                }
+            };
+            if depth > 0 && is_cache_dir(&fd) {
+                return None;
+            }
+            let mut node = node_from_meta(name, &opened, NodeKind::Dir);
             let mut children = Vec::new();
-            if self.one_file_system && meta.dev() != root_dev {
+            if self.one_file_system && opened.dev != root_dev {
                 self.pipe.warn(format!(
                     "{}: another file system; not descending (one_file_system)",
                     path.display()
                 ));
+            } else if depth >= MAX_DEPTH {
+                self.pipe.warn(format!(
+                    "{}: nested more than {MAX_DEPTH} folders deep; not descending",
+                    path.display()
+                ));
             } else {
                 let sub = self.parent_subtree(parent, name);
-                children = self.walk_dir(path, sub.as_ref(), root_dev);
+                children = self.walk_dir(&fd, path, at.root, sub.as_ref(), root_dev, depth + 1);
             }
             node.subtree = Some(Id([0; 32]));
             Some(Entry {
@@ -539,7 +611,7 @@ impl Walker<'_> {
                 children,
                 job: None,
             })
-        } else if ft.is_file() {
+        } else if meta.kind == FileType::RegularFile {
             let mut node = node_from_meta(name, meta, NodeKind::File);
             let reused = parent.and_then(|t| t.find(name)).filter(|p| {
                 p.kind == NodeKind::File
@@ -561,20 +633,23 @@ impl Walker<'_> {
                 });
             }
             self.jobs.push(ReadJob {
+                root: at.root.clone(),
                 path: path.to_path_buf(),
-                size: meta.size(),
-                mtime: (meta.mtime(), meta.mtime_nsec() as u32),
-                ctime: (meta.ctime(), meta.ctime_nsec() as u32),
+                size: meta.size,
+                mtime: meta.mtime,
+                ctime: meta.ctime,
+                dev: meta.dev,
+                ino: meta.ino,
             });
             Some(Entry {
                 node,
                 children: vec![],
                 job: Some(self.jobs.len() - 1),
             })
-        } else if ft.is_symlink() {
+        } else if meta.kind == FileType::Symlink {
             let mut node = node_from_meta(name, meta, NodeKind::Symlink);
-            match std::fs::read_link(path) {
-                Ok(target) => node.link_target = target.as_os_str().as_bytes().to_vec(),
+            match rustix::fs::readlinkat(at.dir, at.name, Vec::new()) {
+                Ok(target) => node.link_target = target.into_bytes(),
                 Err(e) => {
                     self.pipe
                         .warn(format!("{}: cannot read symlink: {e}", path.display()));
@@ -595,38 +670,58 @@ impl Walker<'_> {
         }
     }
 
-    fn walk_dir(&mut self, dir: &Path, parent: Option<&Tree>, root_dev: u64) -> Vec<Entry> {
-        let read = match std::fs::read_dir(dir) {
-            Ok(r) => r,
-            Err(e) => {
-                self.pipe
-                    .warn(format!("{}: cannot list directory: {e}", dir.display()));
-                return vec![];
+    /// Lists and walks the open directory `dir`, whose path is `path`.
+    fn walk_dir(
+        &mut self,
+        dir: &OwnedFd,
+        path: &Path,
+        root: &Arc<SourceDir>,
+        parent: Option<&Tree>,
+        root_dev: u64,
+        depth: usize,
+    ) -> Vec<Entry> {
+        let mut names: Vec<OsString> = Vec::new();
+        let listed = rustix::fs::Dir::read_from(dir).map_err(io::Error::from);
+        let listed = listed.and_then(|mut d| {
+            while let Some(entry) = d.read() {
+                let entry = entry.map_err(io::Error::from)?;
+                let name = entry.file_name().to_bytes();
+                if name != b"." && name != b".." {
+                    names.push(OsStr::from_bytes(name).to_os_string());
+                }
             }
-        };
-        let mut names: Vec<_> = read.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+            Ok(())
+        });
+        if let Err(e) = listed {
+            self.pipe
+                .warn(format!("{}: cannot list directory: {e}", path.display()));
+            return vec![];
+        }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             if self.pipe.cancel.is_cancelled() {
                 break;
             }
-            let path = dir.join(&name);
-            if self.excludes.is_match(&path) {
+            let child = path.join(&name);
+            if self.excludes.is_match(&child) {
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(&path) {
+            let meta = match beneath::stat_at(dir, &name) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    self.pipe.warn(format!("{}: {e}", path.display()));
+                    self.pipe.warn(format!("{}: {e}", child.display()));
                     continue;
                 }
             };
-            if meta.is_dir() && is_cache_dir(&path) {
-                continue;
-            }
-            if let Some(e) = self.entry(&path, name.as_bytes(), &meta, parent, root_dev) {
+            let at = At {
+                dir,
+                name: &name,
+                path: &child,
+                root,
+            };
+            if let Some(e) = self.entry(&at, &meta, parent, root_dev, depth) {
                 out.push(e);
             }
         }
@@ -634,46 +729,30 @@ impl Walker<'_> {
     }
 
     /// Adds a source path below the root, creating the directories above it
-    /// with their real metadata, as restic does.
+    /// with their real metadata, as restic does. The path is opened from `/`
+    /// by [`beneath::open_source`], so a symlink that a tenant placed on the
+    /// way is refused, not followed.
     fn add_source_path(
         &mut self,
         root: &mut Vec<Entry>,
         path: &Path,
         parent_root: Option<&Tree>,
     ) -> Result<()> {
-        let comps: Vec<&OsStr> = path
-            .components()
-            .filter_map(|c| match c {
-                std::path::Component::Normal(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-        let root_dev = meta.dev();
+        let opened = beneath::open_source(path)?;
+        let meta =
+            beneath::stat_at(&opened.parent, &opened.name).map_err(|e| Error::io(path, e))?;
+        let source_dir = Arc::new(SourceDir {
+            fd: opened.parent,
+            path: path.parent().unwrap_or(Path::new("/")).to_path_buf(),
+        });
         let mut level = root;
         let mut parent_tree: Option<Tree> = parent_root.cloned();
-        let mut so_far = PathBuf::from("/");
-        for (i, comp) in comps.iter().enumerate() {
-            so_far.push(comp);
-            let name = comp.as_bytes();
-            let last = i + 1 == comps.len();
-            if last {
-                if level.iter().any(|e| e.node.name == name) {
-                    return Err(Error::Usage(format!(
-                        "{} is listed twice or inside another path of the source",
-                        path.display()
-                    )));
-                }
-                if let Some(e) = self.entry(&so_far, name, &meta, parent_tree.as_ref(), root_dev) {
-                    level.push(e);
-                }
-                return Ok(());
-            }
+        for (name, dir_meta) in &opened.above {
+            let name = name.as_bytes();
             let pos = match level.iter().position(|e| e.node.name == name) {
                 Some(p) => p,
                 None => {
-                    let m = std::fs::metadata(&so_far).map_err(|e| Error::io(&so_far, e))?;
-                    let mut node = node_from_meta(name, &m, NodeKind::Dir);
+                    let mut node = node_from_meta(name, dir_meta, NodeKind::Dir);
                     node.subtree = Some(Id([0; 32]));
                     level.push(Entry {
                         node,
@@ -692,7 +771,23 @@ impl Walker<'_> {
             parent_tree = self.parent_subtree(parent_tree.as_ref(), name);
             level = &mut level[pos].children;
         }
-        Err(Error::Usage("\"/\" itself cannot be a source path".into()))
+        let name = opened.name.as_bytes();
+        if level.iter().any(|e| e.node.name == name) {
+            return Err(Error::Usage(format!(
+                "{} is listed twice or inside another path of the source",
+                path.display()
+            )));
+        }
+        let at = At {
+            dir: &source_dir.fd,
+            name: &opened.name,
+            path,
+            root: &source_dir,
+        };
+        if let Some(e) = self.entry(&at, &meta, parent_tree.as_ref(), meta.dev, 0) {
+            level.push(e);
+        }
+        Ok(())
     }
 }
 
@@ -741,19 +836,27 @@ fn build_tree(
 }
 
 fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
-    use std::os::unix::fs::OpenOptionsExt;
     if pipe.cancel.is_cancelled() {
         return None;
     }
-    let open = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&job.path);
+    beneath::race_hook(&job.path);
+    let rel = job.path.strip_prefix(&job.root.path).unwrap_or(&job.path);
+    // O_NONBLOCK: a FIFO swapped in for the file must not stall the backup
+    // (it has no effect on reading a regular file).
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let open = beneath::open_beneath(&job.root.fd, rel, flags, Mode::empty());
     let file = match open {
-        Ok(f) => f,
+        Ok(fd) => std::fs::File::from(fd),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             pipe.warn(format!(
                 "{}: vanished before it was read",
+                job.path.display()
+            ));
+            return None;
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            pipe.warn(format!(
+                "{}: a folder on its path became a symlink after the walk; skipped, not followed",
                 job.path.display()
             ));
             return None;
@@ -763,6 +866,20 @@ fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
             return None;
         }
     };
+    match beneath::fstat(&file) {
+        Ok(m) if m.kind == FileType::RegularFile && (m.dev, m.ino) == (job.dev, job.ino) => {}
+        Ok(_) => {
+            pipe.warn(format!(
+                "{}: replaced by another file between the walk and the read; skipped",
+                job.path.display()
+            ));
+            return None;
+        }
+        Err(e) => {
+            pipe.warn(format!("{}: cannot read: {e}", job.path.display()));
+            return None;
+        }
+    }
     match pipe.store_stream(&file) {
         Ok((content, sha256, size)) => {
             let changed = match file.metadata() {

@@ -91,6 +91,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A configured source path that cannot be opened safely.
+    #[error(transparent)]
+    SourcePath(#[from] crate::beneath::SourcePathError),
+
     #[error("restore: {0}")]
     Restore(String),
 

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod audit;
 pub mod backup;
+pub mod beneath;
 pub mod cancel;
 pub mod check;
 pub mod chunker;

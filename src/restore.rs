@@ -1,19 +1,24 @@
 //! Restore, ls and dump.
 //!
 //! Restore never writes outside its target directory: tree entries are
-//! validated when decoded (no `/`, `..`, `.` or NUL), every directory on the
-//! way is checked to be a real directory (not a symlink) before anything is
-//! created in it, and files are opened with `O_NOFOLLOW`. A file whose data
+//! validated when decoded (no `/`, `..`, `.` or NUL), and every entry is
+//! created, removed, chowned and chmodded relative to a descriptor of its
+//! directory opened beneath the target without following any link
+//! ([`RestoreRoot`]), so a symlink swapped in mid-restore is refused. A file whose data
 //! cannot be read is reported, naming the pack, and the others go on.
 
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
+use crate::beneath;
 use crate::error::{Error, Result};
 use crate::format::Id;
 use crate::format::Kind;
@@ -350,105 +355,232 @@ fn plan(
     Ok(())
 }
 
-/// Creates `path` as a directory, or accepts an existing real directory;
-/// refuses a symlink or other file in its place.
-fn ensure_dir(path: &Path) -> io::Result<()> {
-    match std::fs::create_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let m = std::fs::symlink_metadata(path)?;
-            if m.is_dir() {
-                Ok(())
-            } else {
-                Err(io::Error::other(
-                    "exists and is not a directory (a symlink is never followed)",
-                ))
+/// The restore's target folder, held open: every entry is created, removed,
+/// chowned and chmodded relative to a directory descriptor opened beneath it
+/// without following links ([`beneath::open_parent_beneath`]), so that a
+/// folder a tenant swaps for a symlink mid-restore (its own tree restored
+/// over as root) makes that entry fail instead of sending the write, the
+/// unlink or the chown outside `--to`.
+struct RestoreRoot {
+    fd: OwnedFd,
+    base: PathBuf,
+}
+
+impl RestoreRoot {
+    fn open(to: &Path) -> io::Result<RestoreRoot> {
+        Ok(RestoreRoot {
+            fd: beneath::open_dir_path(to)?,
+            base: to.to_path_buf(),
+        })
+    }
+
+    fn rel<'p>(&self, path: &'p Path) -> &'p Path {
+        path.strip_prefix(&self.base).unwrap_or(path)
+    }
+
+    /// The open directory holding `path`, and its name there.
+    fn parent<'p>(&self, path: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
+        beneath::open_parent_beneath(&self.fd, self.rel(path)).map_err(refused_link)
+    }
+
+    /// Creates `path` as a directory (0700 until its own mode is set at the
+    /// end), or accepts an existing real directory; refuses a symlink or
+    /// other file in its place. Returns whether it was created.
+    fn ensure_dir(&self, path: &Path) -> io::Result<bool> {
+        let (dir, name) = self.parent(path)?;
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => {
+                if beneath::stat_at(&dir, name)?.is_dir() {
+                    Ok(false)
+                } else {
+                    Err(io::Error::other(
+                        "exists and is not a directory (a symlink is never followed)",
+                    ))
+                }
             }
+            Err(e) => Err(e.into()),
         }
-        Err(e) => Err(e),
+    }
+
+    /// Removes a non-directory entry that stands where we restore, so that
+    /// nothing is written through it.
+    fn clear_non_dir(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+        match beneath::stat_at(dir, name) {
+            Ok(m) if m.is_dir() => Err(io::Error::other("a directory stands in the way")),
+            Ok(_) => Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the file `path` anew, readable back for verification.
+    fn create_file(&self, path: &Path) -> io::Result<(std::fs::File, OwnedFd)> {
+        let (dir, name) = self.parent(path)?;
+        Self::clear_non_dir(&dir, name)?;
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o600))?;
+        Ok((std::fs::File::from(fd), dir))
+    }
+
+    fn remove_file(dir: &OwnedFd, path: &Path) {
+        if let Some(name) = path.file_name() {
+            let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+        }
+    }
+
+    fn hard_link(&self, first: &Path, path: &Path) -> io::Result<()> {
+        let (from_dir, from_name) = self.parent(first)?;
+        let (dir, name) = self.parent(path)?;
+        Self::clear_non_dir(&dir, name)?;
+        // No AT_SYMLINK_FOLLOW: a link swapped in for the first name links
+        // the link, never what it points to.
+        Ok(rustix::fs::linkat(
+            &from_dir,
+            from_name,
+            &dir,
+            name,
+            AtFlags::empty(),
+        )?)
+    }
+
+    fn symlink(&self, target: &OsStr, path: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent(path)?;
+        Self::clear_non_dir(&dir, name)?;
+        Ok(rustix::fs::symlinkat(target, &dir, name)?)
+    }
+
+    /// Sets owner (as root), mode and mtime of a directory, through a
+    /// descriptor of the directory itself.
+    fn set_dir_meta(&self, path: &Path, node: &Node, is_root: bool) -> io::Result<()> {
+        let (dir, name) = self.parent(path)?;
+        let fd = beneath::open_dir_at(&dir, name).map_err(refused_link)?;
+        set_meta_fd(&fd, node, is_root)
+    }
+
+    /// Sets owner (as root) and mtime of a symlink itself (a symlink's mode
+    /// means nothing on Linux).
+    fn set_symlink_meta(&self, path: &Path, node: &Node, is_root: bool) -> io::Result<()> {
+        let (dir, name) = self.parent(path)?;
+        if beneath::stat_at(&dir, name)?.kind != rustix::fs::FileType::Symlink {
+            return Err(io::Error::other("no longer the symlink restored"));
+        }
+        if is_root {
+            rustix::fs::chownat(
+                &dir,
+                name,
+                Some(uid(node)),
+                Some(gid(node)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        rustix::fs::utimensat(&dir, name, &times(node), AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(())
     }
 }
 
-/// Removes a non-directory entry that stands where we restore, so that
-/// nothing is written through it.
-fn clear_non_dir(path: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(io::Error::other("a directory stands in the way")),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+/// ELOOP from a lookup beneath the target means a symlink stood on the way.
+fn refused_link(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        io::Error::other("a symlink stands on its path inside the target; not followed")
+    } else {
+        e
     }
+}
+
+fn uid(node: &Node) -> rustix::fs::Uid {
+    // Unchecked: a recorded uid is restored as it was, whatever it is.
+    rustix::fs::Uid::from_raw_unchecked(node.uid)
+}
+
+fn gid(node: &Node) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw_unchecked(node.gid)
+}
+
+fn times(node: &Node) -> rustix::fs::Timestamps {
+    let t = rustix::fs::Timespec {
+        tv_sec: node.mtime_secs,
+        tv_nsec: node.mtime_nanos.into(),
+    };
+    rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Owner (as root), then mode (chown clears set-id bits), then mtime, all
+/// on the descriptor.
+fn set_meta_fd(fd: &impl AsFd, node: &Node, is_root: bool) -> io::Result<()> {
+    if is_root {
+        rustix::fs::fchown(fd, Some(uid(node)), Some(gid(node)))?;
+    }
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(node.mode))?;
+    rustix::fs::futimens(fd, &times(node))?;
+    Ok(())
 }
 
 fn write_file(
     snap: &OpenSnapshot<'_>,
+    root: &RestoreRoot,
     p: &Planned,
     verify: bool,
     prefetched: &HashMap<Id, Vec<u8>>,
     first_byte: &OnceLock<Instant>,
+    is_root: bool,
 ) -> Result<bool> {
-    use std::os::unix::fs::OpenOptionsExt;
-    clear_non_dir(&p.path).map_err(|e| Error::io(&p.path, e))?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&p.path)
+    beneath::race_hook(&p.path);
+    let (file, dir) = root
+        .create_file(&p.path)
         .map_err(|e| Error::io(&p.path, e))?;
     let mut out = io::BufWriter::with_capacity(1 << 20, file);
     let written = snap.write_content_from(&p.node, &mut out, verify, prefetched, Some(first_byte));
     let flushed = out
         .into_inner()
         .map_err(|e| Error::io(&p.path, e.into_error()));
-    let sha = match (written, flushed) {
-        (Ok(sha), Ok(_)) => sha,
+    let (sha, mut file) = match (written, flushed) {
+        (Ok(sha), Ok(file)) => (sha, file),
         (Err(e), _) | (_, Err(e)) => {
-            let _ = std::fs::remove_file(&p.path);
+            RestoreRoot::remove_file(&dir, &p.path);
             return Err(e);
         }
     };
-    let Some(sha) = sha else {
-        return Ok(false);
-    };
-    let expected = p
-        .node
-        .sha256
-        .ok_or_else(|| Error::Restore("no checksum recorded".into()))?;
-    if sha != expected {
-        return Err(Error::Restore(
-            "content does not match the recorded SHA-256".into(),
-        ));
-    }
-    // Read back what landed on disk, not what we meant to write.
-    let mut f = std::fs::File::open(&p.path).map_err(|e| Error::io(&p.path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(&p.path, e))?;
-        if n == 0 {
-            break;
+    let verified = match sha {
+        None => false,
+        Some(sha) => {
+            let expected = p
+                .node
+                .sha256
+                .ok_or_else(|| Error::Restore("no checksum recorded".into()))?;
+            if sha != expected {
+                return Err(Error::Restore(
+                    "content does not match the recorded SHA-256".into(),
+                ));
+            }
+            // Read back what landed on disk, not what we meant to write:
+            // through the same descriptor, so it is the file written.
+            file.seek(io::SeekFrom::Start(0))
+                .map_err(|e| Error::io(&p.path, e))?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).map_err(|e| Error::io(&p.path, e))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            if <[u8; 32]>::from(h.finalize()) != expected {
+                return Err(Error::Restore(
+                    "file on disk does not match the recorded SHA-256".into(),
+                ));
+            }
+            true
         }
-        h.update(&buf[..n]);
-    }
-    if <[u8; 32]>::from(h.finalize()) != expected {
-        return Err(Error::Restore(
-            "file on disk does not match the recorded SHA-256".into(),
-        ));
-    }
-    Ok(true)
-}
-
-fn set_owner_and_mode(path: &Path, node: &Node, is_root: bool) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if is_root {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
-    }
-    if node.kind != NodeKind::Symlink {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))?;
-    }
-    let mtime = filetime::FileTime::from_unix_time(node.mtime_secs, node.mtime_nanos);
-    filetime::set_symlink_file_times(path, mtime, mtime)
+    };
+    set_meta_fd(&file, &p.node, is_root)
+        .map_err(|e| Error::Restore(format!("setting metadata: {e}")))?;
+    Ok(verified)
 }
 
 pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<RestoreReport> {
@@ -512,14 +644,39 @@ pub fn restore_planned(
     started: Instant,
 ) -> RestoreReport {
     let mut report = RestoreReport::default();
+    let root = match RestoreRoot::open(&opts.to) {
+        Ok(root) => root,
+        Err(e) => {
+            report.errors.push(RestoreFailure::io(&opts.to, e));
+            report.seconds = started.elapsed().as_secs_f64();
+            return report;
+        }
+    };
+    // The folders above the snapshot's source paths (`/var`, `/var/www` of
+    // `/var/www/acme`) are recorded so that a restore into an empty folder
+    // recreates them as they were; one that already exists (a restore to
+    // `/`) is the system's, not the snapshot's, and is left as it is.
+    let above_sources: HashSet<PathBuf> = snap
+        .snapshot
+        .paths
+        .iter()
+        .flat_map(|p| Path::new(p).ancestors().skip(1).map(Path::to_path_buf))
+        .map(|a| opts.to.join(a.strip_prefix("/").unwrap_or(&a)))
+        .collect();
+    let mut left_as_found: HashSet<usize> = HashSet::new();
     // Directories first, in order, so each parent exists and is checked.
     let mut failed_dirs: Vec<PathBuf> = Vec::new();
-    for p in planned.iter().filter(|p| p.node.kind == NodeKind::Dir) {
-        if failed_dirs.iter().any(|d| p.path.starts_with(d)) {
+    for (i, p) in planned.iter().enumerate() {
+        if p.node.kind != NodeKind::Dir || failed_dirs.iter().any(|d| p.path.starts_with(d)) {
             continue;
         }
-        match ensure_dir(&p.path) {
-            Ok(()) => report.dirs += 1,
+        match root.ensure_dir(&p.path) {
+            Ok(created) => {
+                report.dirs += 1;
+                if !created && above_sources.contains(&p.path) {
+                    left_as_found.insert(i);
+                }
+            }
             Err(e) => {
                 report.errors.push(RestoreFailure::io(&p.path, e));
                 failed_dirs.push(p.path.clone());
@@ -575,12 +732,15 @@ pub fn restore_planned(
         let mut done = Vec::new();
         for &i in job {
             let p = &planned[i];
-            let res =
-                write_file(snap, p, opts.verify, &prefetched, &first_byte).and_then(|verified| {
-                    set_owner_and_mode(&p.path, &p.node, is_root)
-                        .map_err(|e| Error::Restore(format!("setting metadata: {e}")))?;
-                    Ok(verified)
-                });
+            let res = write_file(
+                snap,
+                &root,
+                p,
+                opts.verify,
+                &prefetched,
+                &first_byte,
+                is_root,
+            );
             match res {
                 Ok(verified) => done.push((i, verified)),
                 Err(e) => errors
@@ -620,9 +780,7 @@ pub fn restore_planned(
                 .push(RestoreFailure::io(&planned[i].path, why));
             continue;
         }
-        let res = clear_non_dir(&planned[i].path)
-            .and_then(|()| std::fs::hard_link(&planned[first].path, &planned[i].path));
-        match res {
+        match root.hard_link(&planned[first].path, &planned[i].path) {
             Ok(()) => {
                 restored[i] = true;
                 report.files += 1;
@@ -635,7 +793,7 @@ pub fn restore_planned(
             continue;
         }
         let target = std::ffi::OsStr::from_bytes(&p.node.link_target);
-        match clear_non_dir(&p.path).and_then(|()| std::os::unix::fs::symlink(target, &p.path)) {
+        match root.symlink(target, &p.path) {
             Ok(()) => {
                 restored[i] = true;
                 report.symlinks += 1;
@@ -647,15 +805,14 @@ pub fn restore_planned(
     // Directories and symlinks last, deepest first, so that creating their
     // entries does not bump a directory's mtime after it was set.
     for (i, p) in planned.iter().enumerate().rev() {
-        let ok = match p.node.kind {
-            NodeKind::Dir => !under_failed(&p.path),
-            NodeKind::Symlink => restored[i],
-            NodeKind::File => false,
+        let set = match p.node.kind {
+            NodeKind::Dir if !under_failed(&p.path) && !left_as_found.contains(&i) => {
+                root.set_dir_meta(&p.path, &p.node, is_root)
+            }
+            NodeKind::Symlink if restored[i] => root.set_symlink_meta(&p.path, &p.node, is_root),
+            _ => continue,
         };
-        if !ok {
-            continue;
-        }
-        if let Err(e) = set_owner_and_mode(&p.path, &p.node, is_root) {
+        if let Err(e) = set {
             let why = format!("setting metadata: {e}");
             report.errors.push(RestoreFailure::io(&p.path, why));
         }
