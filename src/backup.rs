@@ -854,7 +854,7 @@ fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
             ));
             return None;
         }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
             pipe.warn(format!(
                 "{}: a folder on its path became a symlink after the walk; skipped, not followed",
                 job.path.display()

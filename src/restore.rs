@@ -480,10 +480,11 @@ impl RestoreRoot {
     }
 }
 
-/// ELOOP from a lookup beneath the target means a symlink stood on the way.
+/// ELOOP (or ENOTDIR, for a link where a directory was opened) from a
+/// lookup beneath the target means a symlink stood on the way.
 fn refused_link(e: io::Error) -> io::Error {
-    if e.raw_os_error() == Some(libc::ELOOP) {
-        io::Error::other("a symlink stands on its path inside the target; not followed")
+    if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
+        io::Error::other("a symlink or file stands where a folder on its path was; not followed")
     } else {
         e
     }
