@@ -66,7 +66,9 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 /// is `primary`) with a `file://` offsite: two backups (one dated in 2020),
 /// snapshots, restore, check, ship, erase of `kundå`, and a lifecycle run
 /// that deletes the 2020 snapshots of the others.
-fn names_round_trip(env: &Env, primary: &str) {
+/// `store`, when given, is the library's view of the primary, to see its
+/// folder names as the server lists them.
+fn names_round_trip(env: &Env, primary: &str, store: Option<gallra::store::Store>) {
     let src = env.path("src");
     build_tenants(&src);
     let offsite = env.path("offsite");
@@ -124,10 +126,12 @@ fn names_round_trip(env: &Env, primary: &str) {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(
-        on_disk,
-        set(&["plain", "kund%C3%A5", "%C3%A5keri.se", "a%3Fb", "c%23d"])
-    );
+    let components = set(&["plain", "kund%C3%A5", "%C3%A5keri.se", "a%3Fb", "c%23d"]);
+    assert_eq!(on_disk, components);
+    if let Some(store) = &store {
+        let listed: BTreeSet<String> = store.list_dirs("tenants").unwrap().into_iter().collect();
+        assert_eq!(listed, components, "as the primary's server lists them");
+    }
 
     for t in all_tenants() {
         let to = env.path(&format!("restore-{}", new[t]));
@@ -174,7 +178,7 @@ fn names_round_trip(env: &Env, primary: &str) {
 fn a_tenant_named_kunda_ring_round_trips_on_file_targets() {
     let env = Env::new();
     let primary = file_target("local", &env.repo, "primary = true");
-    names_round_trip(&env, &primary);
+    names_round_trip(&env, &primary, None);
     // The primary's folders too are the documented components.
     assert!(env.repo.join("tenants/a%3Fb/key").is_file());
     assert!(env.repo.join("tenants/plain/key").is_file());
@@ -184,8 +188,9 @@ fn a_tenant_named_kunda_ring_round_trips_on_file_targets() {
 fn a_tenant_named_kunda_ring_round_trips_on_s3_seaweedfs() {
     let Some(remote) = Remote::s3() else { return };
     let env = Env::new();
-    let primary = remote.target_table("local", &unique_prefix("names"), "primary = true");
-    names_round_trip(&env, &primary);
+    let prefix = unique_prefix("names");
+    let primary = remote.target_table("local", &prefix, "primary = true");
+    names_round_trip(&env, &primary, Some(remote.store(&prefix)));
 }
 
 #[test]
@@ -194,8 +199,9 @@ fn a_tenant_named_kunda_ring_round_trips_on_azurite() {
         return;
     };
     let env = Env::new();
-    let primary = remote.target_table("local", &unique_prefix("names"), "primary = true");
-    names_round_trip(&env, &primary);
+    let prefix = unique_prefix("names");
+    let primary = remote.target_table("local", &prefix, "primary = true");
+    names_round_trip(&env, &primary, Some(remote.store(&prefix)));
 }
 
 /// `kundå` written in NFD (a, then U+030A COMBINING RING ABOVE), as a Mac
