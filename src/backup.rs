@@ -85,7 +85,8 @@ pub struct Job<'a> {
 }
 
 /// Expands `{tenant}` patterns into one job per (tenant, source). A folder
-/// whose name is not a usable tenant name is a failure, not silently skipped.
+/// whose name is not a usable tenant name is a failure, not silently skipped;
+/// `lost+found` and hidden folders are no customer's and are passed over.
 pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<Failure>) {
     let mut jobs: Vec<Job<'a>> = Vec::new();
     let mut failed = Vec::new();
@@ -123,7 +124,12 @@ pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<
                             continue;
                         }
                         let name = entry.file_name();
-                        let Some(tenant) = name.to_str().map(str::to_string) else {
+                        // NFC, so that a folder named in NFD (as a Mac
+                        // copies `å`) is the same tenant, not a second one.
+                        let Some(tenant) = name
+                            .to_str()
+                            .map(|n| crate::tenant_name::nfc(n).into_owned())
+                        else {
                             failed.push(Failure {
                                 tenant: name.to_string_lossy().into_owned(),
                                 source: source.name.clone(),
@@ -132,6 +138,14 @@ pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<
                             });
                             continue;
                         };
+                        if crate::tenant_name::is_system_folder(&tenant) {
+                            tracing::info!(
+                                "source {}: {} is a system folder, not a tenant; skipped",
+                                source.name,
+                                entry.path().display()
+                            );
+                            continue;
+                        }
                         if let Err(m) = validate_tenant(&tenant) {
                             failed.push(Failure {
                                 tenant: tenant.clone(),

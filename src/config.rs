@@ -369,20 +369,10 @@ pub fn parse_size(text: &str) -> Option<u64> {
     (num >= 0.0).then_some((num * mult as f64) as u64)
 }
 
-/// Whether a tenant name can name objects and folders safely.
+/// Whether a tenant name can name objects and folders safely: the rule is
+/// `crate::tenant_name::check`, in one place for config, CLI and events.
 pub fn validate_tenant(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty()
-        || name.starts_with('.')
-        || name.len() > 200
-        || name
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control() || c == '*' || c == '%')
-    {
-        return Err(format!(
-            "tenant name {name:?} is not usable: it must be 1-200 characters, not start with '.', and hold no '/', '\\', '%', '*' or control characters"
-        ));
-    }
-    Ok(())
+    crate::tenant_name::check(name)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

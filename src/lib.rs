@@ -27,6 +27,7 @@ pub mod schedule;
 pub mod ship;
 pub mod status;
 pub mod store;
+pub mod tenant_name;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -165,13 +165,15 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
     dst.check_reachable()?;
     report.repository_objects = ship_repository(src, dst)?;
     report.repository_objects += ship_records(src, dst)?;
-    let tenants = src.list_dirs("tenants")?;
+    let tenants = repo::tenant_names_on(src)?;
+    // A tenant asked for and absent is its own failure: the others asked
+    // for with it (every tenant a backup just wrote) are shipped all the same.
     for name in &opts.tenants {
         if !tenants.contains(name) {
-            return Err(Error::Usage(format!(
-                "tenant {name:?} has no backups on target {}",
-                src.name()
-            )));
+            report.failed.push(TenantFailure {
+                tenant: name.clone(),
+                error: format!("no backups on target {}", src.name()),
+            });
         }
     }
     for tenant in tenants {
@@ -569,8 +571,8 @@ pub struct TenantStatus {
 /// Snapshots, objects and bytes per tenant on `target`, and what it lacks
 /// compared with `reference` (the primary).
 pub fn status(reference: &Store, target: &Store) -> Result<Vec<TenantStatus>> {
-    let mut names: BTreeSet<String> = target.list_dirs("tenants")?.into_iter().collect();
-    let reference_names = reference.list_dirs("tenants")?;
+    let mut names: BTreeSet<String> = repo::tenant_names_on(target)?.into_iter().collect();
+    let reference_names = repo::tenant_names_on(reference)?;
     names.extend(reference_names.iter().cloned());
     let mut out = Vec::new();
     for tenant in names {

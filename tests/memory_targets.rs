@@ -530,3 +530,78 @@ fn a_tenant_holding_only_a_lock_is_neither_damage_nor_a_ship_failure() {
         "{shipped:?}"
     );
 }
+
+/// Issue 15, item 3 on `memory://` targets (the CLI cannot reach them):
+/// tenants `kundå`, `åkeri.se`, `a?b`, `c#d` beside `plain` are listed,
+/// backed up again (finding their first backup), shipped, restored from
+/// the offsite and checked under exactly their names.
+#[test]
+fn a_tenant_named_kunda_ring_round_trips_on_memory_targets() {
+    const NAMES: [&str; 5] = ["plain", "kundå", "åkeri.se", "a?b", "c#d"];
+    let setup = setup();
+    let src = setup.root.join("names");
+    let mut rng = Rng::new(3);
+    for (i, t) in NAMES.iter().enumerate() {
+        build_tree(&src.join(t), &mut rng, i);
+    }
+    let config_path = setup.root.join("agent.toml");
+    let text = fs::read_to_string(&config_path)
+        .expect("read config")
+        .replace(s(&setup.src.join("{tenant}")), s(&src.join("{tenant}")));
+    let config = Config::parse(&text, &config_path).expect("the config parses");
+    let primary = Store::open(&config.targets[0], true).expect("open memory primary");
+    let offsite = Store::open(&config.targets[1], true).expect("open memory offsite");
+    let repo = Repository::init(primary.clone(), &config.key, config.repository.chunker)
+        .expect("init on the memory primary");
+    let mut want: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+    want.sort();
+
+    let first = backup::run(&repo, &config, &backup_options()).expect("backup runs");
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    assert_eq!(repo.tenant_names().unwrap(), want);
+    let second = backup::run(&repo, &config, &backup_options()).expect("backup runs again");
+    assert!(second.failed.is_empty(), "{:?}", second.failed);
+    for s in &second.snapshots {
+        assert!(
+            s.snapshot.bytes_added < 16 << 10,
+            "{} dedups against its first backup: {:?}",
+            s.snapshot.tenant,
+            s.snapshot
+        );
+    }
+    assert!(primary.get("tenants/kund%C3%A5/key").is_ok());
+
+    let shipped = ship::ship(&primary, &offsite, &ship_options()).expect("ship");
+    assert!(shipped.ok(), "{:?}", shipped.failed);
+    let mut shipped_names: Vec<String> = shipped.tenants.iter().map(|t| t.tenant.clone()).collect();
+    shipped_names.sort();
+    assert_eq!(shipped_names, want);
+    let off_repo = Repository::open(offsite.clone(), &config.key).expect("open offsite");
+    assert_eq!(off_repo.tenant_names().unwrap(), want);
+    for name in NAMES {
+        let tenant = off_repo.tenant(name, false).expect("the tenant's key");
+        let snaps = off_repo.snapshots(&tenant).expect("its snapshots");
+        assert_eq!(snaps.len(), 2, "{name}");
+        let (id, snap) = snaps.last().expect("a snapshot");
+        assert_eq!(snap.tenant, name);
+        let open = OpenSnapshot::open(&off_repo, &id.to_hex()).expect("open snapshot");
+        let to = setup.root.join(format!("restore-{}", id.to_hex()));
+        let r = restore::restore(
+            &open,
+            &RestoreOptions {
+                to: to.clone(),
+                path: None,
+                verify: true,
+            },
+        )
+        .expect("restore from offsite");
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let original = src.join(name);
+        compare_trees(&original, &restored_path(&to, &original), &[]);
+    }
+    for (what, r) in [("offsite", &off_repo), ("primary", &repo)] {
+        let c = check::run(r, ReadData::All, "test").expect("check runs");
+        assert!(c.ok(), "check of {what}: {:?}", c.errors);
+        assert_eq!(c.snapshots, 2 * NAMES.len() as u64, "{what}");
+    }
+}

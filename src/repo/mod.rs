@@ -55,21 +55,42 @@ pub struct Repository {
     tenants: Mutex<HashMap<String, Arc<Tenant>>>,
 }
 
+/// The folder of a tenant's objects. Every object path of a tenant is
+/// built from this, so that its name goes through the one mapping to a
+/// store component (`crate::tenant_name`).
 pub fn tenant_prefix(tenant: &str) -> String {
-    format!("tenants/{tenant}")
+    format!("tenants/{}", crate::tenant_name::component(tenant))
 }
 pub fn pack_path(tenant: &str, id: &Id) -> String {
     let hex = id.to_hex();
-    format!("tenants/{tenant}/packs/{}/{hex}", &hex[..2])
+    format!("{}/packs/{}/{hex}", tenant_prefix(tenant), &hex[..2])
 }
 pub fn index_path(tenant: &str, id: &Id) -> String {
-    format!("tenants/{tenant}/index/{id}")
+    format!("{}/index/{id}", tenant_prefix(tenant))
 }
 pub fn snapshot_path(tenant: &str, id: &Id) -> String {
-    format!("tenants/{tenant}/snapshots/{id}")
+    format!("{}/snapshots/{id}", tenant_prefix(tenant))
 }
 fn tenant_key_path(tenant: &str) -> String {
-    format!("tenants/{tenant}/key")
+    format!("{}/key", tenant_prefix(tenant))
+}
+
+/// The tenants with a folder on a store, by name: each folder under
+/// `tenants/` mapped back through `crate::tenant_name`. A folder gallra
+/// never writes is no tenant, and is named in a warning.
+pub fn tenant_names_on(store: &Store) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for folder in store.list_dirs("tenants")? {
+        match crate::tenant_name::from_component(&folder) {
+            Some(name) => names.push(name),
+            None => tracing::warn!(
+                "target {}: folder tenants/{folder} is not a tenant folder gallra writes (FORMAT.md section 12); it is left alone",
+                store.name()
+            ),
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// The last path component, parsed as an id.
@@ -180,7 +201,7 @@ impl Repository {
 
     /// Tenants that have a folder in the repository.
     pub fn tenant_names(&self) -> Result<Vec<String>> {
-        self.store.list_dirs("tenants")
+        tenant_names_on(&self.store)
     }
 
     /// Opens a tenant's key; with `create`, makes one if the tenant is new
@@ -341,7 +362,7 @@ impl Repository {
     ) -> Result<Vec<u8>> {
         let loc = index.get(id).ok_or_else(|| {
             Error::corrupt(
-                format!("tenants/{}", tenant.name),
+                tenant_prefix(&tenant.name),
                 format!("{} {} is in no index (missing)", kind.name(), id.to_hex()),
             )
         })?;
@@ -375,7 +396,7 @@ impl Repository {
         for (i, id) in ids.iter().enumerate() {
             let loc = index.get(id).ok_or_else(|| {
                 Error::corrupt(
-                    format!("tenants/{}", tenant.name),
+                    tenant_prefix(&tenant.name),
                     format!("{} {} is in no index (missing)", kind.name(), id.to_hex()),
                 )
             })?;

@@ -466,8 +466,20 @@ impl Store {
         }
     }
 
+    /// The object_store path of `path`, taken verbatim. Callers give paths
+    /// in store form (a tenant's name already mapped by `tenant_name`):
+    /// `ObjPath::from` would percent-encode them a second time, so that
+    /// what is written could not be found again under a listed name.
+    fn obj_path(&self, path: &str) -> Result<ObjPath> {
+        ObjPath::parse(path).map_err(|e| Error::Store {
+            target: self.name.clone(),
+            object: path.to_string(),
+            message: format!("not a valid object path: {e}"),
+        })
+    }
+
     fn local_file(&self, fs: &LocalFileSystem, path: &str) -> Result<std::path::PathBuf> {
-        fs.path_to_filesystem(&ObjPath::from(path))
+        fs.path_to_filesystem(&self.obj_path(path)?)
             .map_err(|e| Error::Store {
                 target: self.name.clone(),
                 object: path.to_string(),
@@ -483,7 +495,7 @@ impl Store {
                 .map(Bytes::from)
                 .map_err(|e| self.map_io_err(path, e))?
         } else {
-            let p = ObjPath::from(path);
+            let p = self.obj_path(path)?;
             runtime()
                 .block_on(self.call(0, || async { self.inner.get(&p).await?.bytes().await }))
                 .map_err(|f| self.fail(path, f))?
@@ -498,7 +510,7 @@ impl Store {
             let file = self.local_file(fs, path)?;
             read_local_range(&file, range).map_err(|e| self.map_io_err(path, e))?
         } else {
-            let p = ObjPath::from(path);
+            let p = self.obj_path(path)?;
             runtime()
                 .block_on(self.call(0, || self.inner.get_range(&p, range.clone())))
                 .map_err(|f| self.fail(path, f))?
@@ -509,7 +521,7 @@ impl Store {
 
     /// The size of an object, or `None` if there is none.
     pub fn size_of(&self, path: &str) -> Result<Option<u64>> {
-        let p = ObjPath::from(path);
+        let p = self.obj_path(path)?;
         match runtime().block_on(self.call(0, || self.inner.head(&p))) {
             Ok(meta) => Ok(Some(meta.size)),
             Err(Failed {
@@ -521,7 +533,7 @@ impl Store {
     }
 
     async fn put_async(&self, path: &str, data: Bytes, mode: PutMode) -> Result<bool> {
-        let p = ObjPath::from(path);
+        let p = self.obj_path(path)?;
         let size = data.len() as u64;
         let outcome = if data.len() >= MULTIPART_THRESHOLD && mode == PutMode::Overwrite {
             let done = self
@@ -590,7 +602,7 @@ impl Store {
 
     /// Every object under `prefix` (a folder path without trailing slash).
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        let p = ObjPath::from(prefix);
+        let p = self.obj_path(prefix)?;
         let metas: Vec<object_store::ObjectMeta> = runtime()
             .block_on(self.call(0, || self.inner.list(Some(&p)).try_collect()))
             .map_err(|f| self.fail(prefix, f))?;
@@ -607,7 +619,7 @@ impl Store {
 
     /// The names directly under `prefix` that are folders.
     pub fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
-        let p = ObjPath::from(prefix);
+        let p = self.obj_path(prefix)?;
         let res = runtime()
             .block_on(self.call(0, || self.inner.list_with_delimiter(Some(&p))))
             .map_err(|f| self.fail(prefix, f))?;
@@ -668,7 +680,7 @@ impl Store {
     /// its own credentials.
     pub fn delete(&self, path: &str) -> Result<()> {
         kill_point();
-        let p = ObjPath::from(path);
+        let p = self.obj_path(path)?;
         match runtime().block_on(self.call(0, || self.inner.delete(&p))) {
             Ok(())
             | Err(Failed {
