@@ -1474,7 +1474,12 @@ fn two_holds_are_released_separately() {
         "{}",
         describe(&out)
     );
-    env.ok(&["hold", "release", "acme", "--hold", &court]);
+    let out = env.ok(&["hold", "release", "acme", "--hold", &court]);
+    assert!(
+        stdout(&out).contains(&format!("hold {court} is lifted")),
+        "{}",
+        describe(&out)
+    );
     env.ok(&["lifecycle", "apply"]);
     assert!(on_both(env, &ids["acme"]), "the tax audit still holds it");
     let (held, text) = held_line(env, "acme");

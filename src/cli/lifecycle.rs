@@ -172,7 +172,7 @@ pub fn record(config: &Config, json_out: bool, event: Event) -> anyhow::Result<i
                 event.tenant
             )));
         }
-        let recorded = lc.accept(event.clone(), "cli", Timestamp::now())?;
+        let (recorded, event) = lc.accept_event(event, "cli", Timestamp::now())?;
         if json_out {
             crate::print_json(&json!({"event": event, "recorded": recorded}))?;
         } else {
@@ -182,6 +182,9 @@ pub fn record(config: &Config, json_out: bool, event: Event) -> anyhow::Result<i
                 event.tenant,
                 event.id
             );
+            if let Some(hold) = &event.hold {
+                println!("hold {hold} is lifted; any other hold of the tenant stays");
+            }
             if event.kind == EventType::HoldSet {
                 println!(
                     "hold id {}: each hold is lifted on its own, by `gallra hold release {} --hold {}`",

@@ -284,7 +284,17 @@ impl<'a> Lifecycle<'a> {
     /// claimed time in the future is refused; a release names the hold it
     /// lifts (the tenant's only hold when it names none), and a release of
     /// a hold not in force is refused, before anything is written.
-    pub fn accept(&self, mut event: Event, via: &str, now: Timestamp) -> Result<Recorded> {
+    pub fn accept(&self, event: Event, via: &str, now: Timestamp) -> Result<Recorded> {
+        self.accept_event(event, via, now).map(|(r, _)| r)
+    }
+
+    /// `accept`, returning the event as recorded (a release with its hold).
+    pub fn accept_event(
+        &self,
+        mut event: Event,
+        via: &str,
+        now: Timestamp,
+    ) -> Result<(Recorded, Event)> {
         event.check().map_err(Error::Usage)?;
         event.check_time(now).map_err(Error::Usage)?;
         if event.kind == EventType::HoldReleased {
@@ -298,8 +308,8 @@ impl<'a> Lifecycle<'a> {
                         ..event.clone()
                     }
             };
-            if existing.iter().any(same) {
-                return Ok(Recorded::Duplicate);
+            if let Some(s) = existing.iter().find(|s| same(s)) {
+                return Ok((Recorded::Duplicate, s.event.clone()));
             }
             let states = fold(&existing);
             let holds = states
@@ -345,7 +355,7 @@ impl<'a> Lifecycle<'a> {
             entry.detail = (!detail.is_empty()).then(|| detail.join("; "));
             self.audit_append(entry)?;
         }
-        Ok(recorded)
+        Ok((recorded, stored.event))
     }
 
     fn audit_append(&self, entry: Entry) -> Result<()> {
