@@ -535,12 +535,39 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
         }
         out += "|\n";
     }
-    let unreadable = "any copy that survives anywhere is unreadable";
-    out += &match mine.iter().find(|r| r.action == Action::KeyDestroyed) {
-        Some(r) => format!(
-            "\nThe tenant key was destroyed at {}: {unreadable}.\n",
-            r.time
-        ),
+    // Say only what gallra checked, target by target, when it checked: a
+    // copy outside the targets was never looked at, and data backed up
+    // after the key's destruction exists again under a new key.
+    let destroyed = mine.iter().position(|r| r.action == Action::KeyDestroyed);
+    out += &match destroyed {
+        Some(i) => {
+            let r = mine[i];
+            let mut s = format!(
+                "\nThe tenant key was destroyed at {}: gallra deleted it",
+                r.time
+            );
+            let on: Vec<String> = r
+                .targets
+                .iter()
+                .map(|t| format!("{} ({} objects)", t.target, t.objects))
+                .collect();
+            s += &format!(
+                " and every remaining object of the tenant on {}; a listing of each target then showed none left.",
+                if on.is_empty() {
+                    "no target".to_string()
+                } else {
+                    on.join(", ")
+                }
+            );
+            s += " gallra did not check copies outside these targets (store versions, replicas, copies of a store): a surviving copy of the key object still opens with the repository's master key.\n";
+            if let Some(b) = mine[i + 1..].iter().find(|r| r.action == Action::Backup) {
+                s += &format!(
+                    "\nAfter that, the tenant was backed up again (first at {}): its data exists again, under a new key.\n",
+                    b.time
+                );
+            }
+            s
+        }
         None => "\nThe tenant key has not been destroyed.\n".into(),
     };
     out

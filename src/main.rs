@@ -199,6 +199,12 @@ struct BackupArgs {
     /// Do not ship to the secondary targets afterwards
     #[arg(long)]
     no_ship: bool,
+    /// Back up the tenants named by --tenant even if their contract has ended or their erasure was requested (with --yes)
+    #[arg(long)]
+    include_ended: bool,
+    /// Confirm --include-ended
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Subcommand)]
@@ -580,20 +586,70 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     .ok_or_else(|| Error::Usage(format!("--tag {t:?}: expected K=V")))?;
                 tags.push((k.to_string(), v.to_string()));
             }
+            let now = jiff::Timestamp::now();
+            if let Some(t) = time {
+                gallra::lifecycle::gate::check_backup_time(t, now)?;
+            }
+            if args.include_ended && (args.tenant.is_empty() || !args.yes) {
+                return Err(Error::Usage(
+                    "--include-ended backs up ended or erased tenants: name each with --tenant and confirm with --yes".into(),
+                )
+                .into());
+            }
             let repo = open_primary(&config)?;
-            let report = backup::run(
+            let (jobs, _) = backup::plan_jobs(&config, &args.tenant);
+            let mut wanted: Vec<String> = jobs.iter().map(|j| j.tenant.clone()).collect();
+            wanted.extend(args.tenant.iter().cloned());
+            wanted.sort();
+            wanted.dedup();
+            let confirmed = if args.include_ended {
+                args.tenant.clone()
+            } else {
+                Vec::new()
+            };
+            let refused = gallra::lifecycle::gate::backup_refusals(
                 &repo,
-                &config,
-                &BackupOptions {
-                    tenants: args.tenant,
-                    time,
-                    tags,
-                    progress: !json_out,
-                    compression: config.repository.compression,
-                    pack_size: config.repository.pack_size,
-                    ..BackupOptions::default()
-                },
-            )?;
+                &config.policy,
+                &wanted,
+                &confirmed,
+                now,
+            );
+            let mut refusal_failed = false;
+            for (tenant, r) in &refused {
+                // A tenant asked for by name, or a fault, fails the run; an
+                // ended tenant found among the folders is routine.
+                if r.fault || args.tenant.contains(tenant) {
+                    refusal_failed = true;
+                    eprintln!("error: tenant {tenant} not backed up: {}", r.why);
+                } else {
+                    eprintln!("skipped: tenant {tenant}: {}", r.why);
+                }
+            }
+            let tenants = if refused.is_empty() {
+                args.tenant
+            } else {
+                wanted
+                    .into_iter()
+                    .filter(|t| !refused.contains_key(t))
+                    .collect()
+            };
+            let report = if !refused.is_empty() && tenants.is_empty() {
+                backup::BackupReport::default()
+            } else {
+                backup::run(
+                    &repo,
+                    &config,
+                    &BackupOptions {
+                        tenants,
+                        time,
+                        tags,
+                        progress: !json_out,
+                        compression: config.repository.compression,
+                        pack_size: config.repository.pack_size,
+                        ..BackupOptions::default()
+                    },
+                )?
+            };
             for f in &report.failed {
                 eprintln!(
                     "error: source {} (tenant {}): {}",
@@ -650,6 +706,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     "failed": report.failed.iter().map(|f| json!({"tenant": f.tenant, "source": f.source, "error": f.error})).collect::<Vec<_>>(),
                     "shipped": ships.iter().map(ship_report_json).collect::<Vec<_>>(),
                     "ship_failed": ship_failed.iter().map(|f| json!({"target": f.target, "error": f.error})).collect::<Vec<_>>(),
+                    "skipped": refused.iter().map(|(t, r)| json!({"tenant": t, "reason": r.why})).collect::<Vec<_>>(),
                     "files": total(|s| s.files),
                     "bytes_read": total(|s| s.bytes_read),
                     "bytes_added": total(|s| s.bytes_added),
@@ -693,11 +750,13 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     print_ship_report(r);
                 }
             }
-            Ok(if report.failed.is_empty() && ship_failed.is_empty() {
-                0
-            } else {
-                1
-            })
+            Ok(
+                if report.failed.is_empty() && ship_failed.is_empty() && !refusal_failed {
+                    0
+                } else {
+                    1
+                },
+            )
         }
         Command::Ship {
             target,
@@ -918,7 +977,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                 );
                 for (id, s) in &all {
                     let e = expiry(id, s);
-                    let held = states.get(&s.tenant).is_some_and(|st| st.hold.is_some());
+                    let held = states.get(&s.tenant).is_some_and(|st| st.held());
                     println!(
                         "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<17} {}{}",
                         id.short(),

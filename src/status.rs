@@ -192,7 +192,7 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
     for (name, st) in &world.states {
         let t = tenant(&mut tenants, name);
         t.contract_end = st.contract_end.as_ref().map(|c| c.last_day.to_string());
-        t.hold = st.hold.as_ref().map(|h| h.reason.clone());
+        t.hold = st.held_because();
         t.erasure_requested = !st.erasures.is_empty();
     }
     for e in &due.due {

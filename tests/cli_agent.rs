@@ -585,3 +585,35 @@ fn the_key_may_come_from_a_systemd_credential() {
         &["0444", "gallra.key"],
     );
 }
+
+/// Issue 15 item 6: with an event object that cannot be read the agent
+/// logged "every tenant is backed up" and backed up an erased tenant again
+/// under a new key. Now it backs up no one and says why.
+#[test]
+fn an_unreadable_event_object_stops_the_agents_backups() {
+    let (env, _src, offsite, port) = setup("every 2s");
+    env.ok(&["backup", "--tenant", "acme", "--tenant", "bravo"]);
+    env.ok(&["erase", "bravo", "--reason", "GDPR art. 17", "--yes"]);
+    let key = env.repo.join("tenants/bravo/key");
+    assert!(!key.exists(), "erased");
+    for e in fs::read_dir(env.repo.join("lifecycle/events")).unwrap() {
+        fs::write(e.unwrap().path(), b"damaged").unwrap();
+    }
+    let mut agent = start(env, offsite, port);
+    let error = agent.wait_for(30, "acme's backup refused", |a| {
+        let st: Value =
+            serde_json::from_slice(&fs::read(a.env.state.join("agent-state.json")).ok()?).ok()?;
+        st["backups"]["acme/www"]["last_error"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(error.contains("lifecycle events"), "{error}");
+    assert!(!key.exists(), "no new key for the erased tenant");
+    assert!(
+        !fs::read_dir(agent.env.repo.join("tenants"))
+            .unwrap()
+            .flatten()
+            .any(|t| t.file_name() == "bravo" && t.path().join("snapshots").exists()),
+        "bravo was not backed up again"
+    );
+}

@@ -1180,3 +1180,321 @@ fn killed_apply_then_apply_again_leaves_nothing_expired_and_nothing_damaged() {
         "at least five kill points were exercised, got {killed}"
     );
 }
+
+/// A tenant per name with a few files, one snapshot each taken `months`
+/// months ago (so older than six months is already due by retention).
+fn tenants_backed_up(lc: &Lc, tenants: &[&str], months: i64) -> BTreeMap<String, String> {
+    let mut rng = Rng::new(0x15);
+    for t in tenants {
+        write_file(&lc.tenant_dir(t).join("index.php"), &rng.text(8_000));
+    }
+    lc.env.init();
+    tenants
+        .iter()
+        .map(|t| {
+            let id = lc.backup(t, Some(&months_ago(months)))["www"].clone();
+            (t.to_string(), id)
+        })
+        .collect()
+}
+
+fn on_both(env: &Env, id: &str) -> bool {
+    TARGETS.iter().all(|t| ids_on(env, t).contains(id))
+}
+
+fn on_neither(env: &Env, id: &str) -> bool {
+    TARGETS.iter().all(|t| !ids_on(env, t).contains(id))
+}
+
+/// The id of the event `hold set` recorded.
+fn hold_set(env: &Env, tenant: &str, reason: &str) -> String {
+    let v = env.json(&["hold", "set", tenant, "--reason", reason]);
+    str_field(&v["event"], "id").to_string()
+}
+
+#[test]
+fn a_future_dated_hold_release_does_not_outrank_a_later_hold() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let ids = tenants_backed_up(&lc, &["acme", "beta"], 7);
+    // acme: a release dated a month ahead, then a hold.
+    let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30)).to_string();
+    let release =
+        json!({"id": "crm-rel-1", "type": "hold_released", "tenant": "acme", "time": future});
+    drop_in_inbox(
+        &lc,
+        "001-release.json",
+        &serde_json::to_vec(&release).unwrap(),
+    );
+    let items = inbox_process(env);
+    assert_eq!(str_field(&items[0], "outcome"), "rejected", "{items:?}");
+    assert!(
+        str_field(&items[0], "reason").contains("future"),
+        "the rejection says why: {items:?}"
+    );
+    hold_set(env, "acme", "court order");
+    // beta: a hold, its release, then a hold dated a year back: the
+    // back-dated hold came last and holds.
+    let first = hold_set(env, "beta", "tax audit");
+    env.ok(&["hold", "release", "beta", "--hold", &first]);
+    let year_ago =
+        (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 365)).to_string();
+    let late = json!({"id": "crm-hold-2", "type": "hold_set", "tenant": "beta", "reason": "police", "time": year_ago});
+    drop_in_inbox(&lc, "002-hold.json", &serde_json::to_vec(&late).unwrap());
+    let items = inbox_process(env);
+    assert_eq!(str_field(&items[0], "outcome"), "accepted", "{items:?}");
+
+    let out = env.run(&["lifecycle", "apply", "--json"]);
+    assert_exit(&out, 0, "lifecycle apply");
+    for tenant in ["acme", "beta"] {
+        assert!(
+            on_both(env, &ids[tenant]),
+            "{tenant} is held: its snapshot stays on both targets\n{}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn a_hold_event_missing_from_the_primary_blocks_deletion() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let ids = tenants_backed_up(&lc, &["acme"], 7);
+    let hold = hold_set(env, "acme", "court order");
+    let event = format!("lifecycle/events/{hold}");
+    fs::remove_file(lc.target_dir("local").join(&event)).unwrap();
+
+    let out = env.run(&["lifecycle", "apply"]);
+    assert_exit(&out, 1, "apply while the targets' events differ");
+    assert!(
+        stderr(&out).contains(&hold) && stderr(&out).contains("differ"),
+        "the operator is told which event differs\n{}",
+        describe(&out)
+    );
+    assert!(
+        on_both(env, &ids["acme"]),
+        "nothing deleted\n{}",
+        describe(&out)
+    );
+
+    // Gone from every target: the audit trail still records the hold.
+    fs::remove_file(lc.target_dir("offsite").join(&event)).unwrap();
+    let out = env.run(&["lifecycle", "apply"]);
+    assert_exit(
+        &out,
+        1,
+        "apply while the audit trail records a hold no event carries",
+    );
+    assert!(
+        stderr(&out).contains("audit trail records hold"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        on_both(env, &ids["acme"]),
+        "nothing deleted\n{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn an_unreadable_event_object_stops_backups_not_erasures() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    tenants_backed_up(&lc, &["acme", "beta"], 1);
+    env.ok(&["erase", "acme", "--reason", "GDPR art. 17", "--yes"]);
+    let key = lc.target_dir("local").join("tenants/acme/key");
+    assert!(!key.exists(), "erased");
+    let snapshot_files = || {
+        files_under(&lc.target_dir("local").join("tenants"))
+            .into_iter()
+            .filter(|f| f.to_string_lossy().contains("/snapshots/"))
+            .count()
+    };
+    let before = snapshot_files();
+    let events = lc.target_dir("local").join("lifecycle/events");
+    for e in fs::read_dir(&events).unwrap() {
+        fs::write(e.unwrap().path(), b"damaged").unwrap();
+    }
+
+    let out = env.run(&["backup"]);
+    assert_exit(&out, 1, "backup while the events cannot be read");
+    assert!(
+        stderr(&out).contains("lifecycle events could not be read"),
+        "the run says why\n{}",
+        describe(&out)
+    );
+    assert!(!key.exists(), "no new key for the erased tenant");
+    assert_eq!(snapshot_files(), before, "no tenant was backed up");
+}
+
+#[test]
+fn plain_backup_skips_an_erased_tenant() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let ids = tenants_backed_up(&lc, &["acme", "beta", "gamma"], 1);
+    env.ok(&["erase", "acme", "--reason", "GDPR art. 17", "--yes"]);
+    let forty = days_ago(40).to_string();
+    env.ok(&["contract", "end", "gamma", "--effective", &forty]);
+    let key = lc.target_dir("local").join("tenants/acme/key");
+    let count = |tenant: &str| {
+        snapshots_on(env, "local")
+            .values()
+            .filter(|s| str_field(s, "tenant") == tenant)
+            .count()
+    };
+
+    let out = env.run(&["backup"]);
+    assert_exit(&out, 0, "plain backup");
+    assert!(!key.exists(), "the erased tenant got no new key");
+    assert_eq!(count("acme"), 0, "{}", describe(&out));
+    assert_eq!(count("gamma"), 1, "the ended tenant is not backed up");
+    assert_eq!(count("beta"), 2, "beta is");
+    assert!(
+        stderr(&out).contains("skipped: tenant acme"),
+        "{}",
+        describe(&out)
+    );
+
+    // Named and confirmed: the ended tenant is backed up; the erased one
+    // only after a reinstatement, since its key is gone.
+    let out = env.run(&["backup", "--tenant", "gamma", "--include-ended"]);
+    assert_exit(&out, 2, "--include-ended without --yes");
+    env.ok(&["backup", "--tenant", "gamma", "--include-ended", "--yes"]);
+    assert_eq!(count("gamma"), 2);
+    let out = env.run(&["backup", "--tenant", "acme", "--include-ended", "--yes"]);
+    assert_exit(&out, 1, "backup of an erased tenant");
+    assert!(stderr(&out).contains("reinstate"), "{}", describe(&out));
+    assert!(!key.exists(), "no new key without a reinstatement");
+    env.ok(&["contract", "reinstate", "acme"]);
+    let again = lc.backup("acme", None)["www"].clone();
+    assert!(key.exists());
+    env.ok(&["lifecycle", "apply"]);
+    assert!(
+        on_both(env, &again),
+        "a reinstated tenant's new backup is not erased"
+    );
+    assert!(on_both(env, &ids["beta"]));
+}
+
+#[test]
+fn an_erasure_dated_in_the_past_covers_every_snapshot() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let ids = tenants_backed_up(&lc, &["acme"], 0);
+    // Within the clock tolerance, ahead of the request's receipt.
+    let ahead = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(3)).to_string();
+    fs::write(lc.tenant_dir("acme").join("more.txt"), b"more").unwrap();
+    let later = lc.backup("acme", Some(&ahead))["www"].clone();
+    let month_ago =
+        (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 30)).to_string();
+    let erasure = json!({"id": "crm-erase-1", "type": "erasure_requested", "tenant": "acme",
+        "reason": "GDPR art. 17", "time": month_ago});
+    drop_in_inbox(
+        &lc,
+        "001-erase.json",
+        &serde_json::to_vec(&erasure).unwrap(),
+    );
+    let items = inbox_process(env);
+    assert_eq!(str_field(&items[0], "outcome"), "accepted", "{items:?}");
+    let out = env.run(&["lifecycle", "apply"]);
+    assert_exit(&out, 0, "lifecycle apply");
+    for id in [&ids["acme"], &later] {
+        assert!(on_neither(env, id), "{id} is erased\n{}", describe(&out));
+    }
+    for t in TARGETS {
+        assert!(!lc.target_dir(t).join("tenants/acme/key").exists(), "{t}");
+    }
+}
+
+#[test]
+fn a_backup_dated_in_the_future_is_refused() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let ids = tenants_backed_up(&lc, &["acme"], 0);
+    let tomorrow = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let out = env.run(&["backup", "--tenant", "acme", "--time", &tomorrow]);
+    let line = assert_error(&out, 2, "backup --time tomorrow", &["future"]);
+    assert!(!line.contains('\n'), "{line}");
+    assert_eq!(
+        ids_on(env, "local"),
+        BTreeSet::from([ids["acme"].clone()]),
+        "no snapshot was written"
+    );
+}
+
+#[test]
+fn erase_says_what_it_checked_per_target() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    tenants_backed_up(&lc, &["acme"], 1);
+    let out = env.ok(&["erase", "acme", "--reason", "GDPR art. 17", "--yes"]);
+    let text = stdout(&out);
+    for claim in [
+        &text,
+        &stdout(&env.ok(&["audit", "export", "--tenant", "acme"])),
+    ] {
+        assert!(
+            !claim.contains("unreadable"),
+            "no claim beyond what was checked:\n{claim}"
+        );
+        assert!(
+            claim.contains("local") && claim.contains("offsite"),
+            "{claim}"
+        );
+        assert!(
+            claim.contains("not checked") || claim.contains("did not check"),
+            "{claim}"
+        );
+    }
+    env.ok(&["contract", "reinstate", "acme"]);
+    lc.backup("acme", None);
+    let export = stdout(&env.ok(&["audit", "export", "--tenant", "acme"]));
+    assert!(export.contains("backed up again"), "{export}");
+}
+
+#[test]
+fn two_holds_are_released_separately() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let ids = tenants_backed_up(&lc, &["acme"], 7);
+    let court = hold_set(env, "acme", "court order");
+    let tax = hold_set(env, "acme", "tax audit");
+    let (held, text) = held_line(env, "acme");
+    assert!(
+        held.contains("court order") && held.contains("tax audit"),
+        "{text}"
+    );
+    let records = audit_records(env).len();
+
+    let out = env.run(&["hold", "release", "acme"]);
+    assert_exit(&out, 1, "release without naming one of two holds");
+    assert!(
+        stderr(&out).contains(&court) && stderr(&out).contains(&tax),
+        "{}",
+        describe(&out)
+    );
+    let out = env.ok(&["hold", "release", "acme", "--hold", &court]);
+    assert!(
+        stdout(&out).contains(&format!("hold {court} is lifted")),
+        "{}",
+        describe(&out)
+    );
+    env.ok(&["lifecycle", "apply"]);
+    assert!(on_both(env, &ids["acme"]), "the tax audit still holds it");
+    let (held, text) = held_line(env, "acme");
+    assert!(
+        held.contains("tax audit") && !held.contains("court order"),
+        "{text}"
+    );
+    env.ok(&["hold", "release", "acme", "--hold", &tax]);
+    env.ok(&["lifecycle", "apply"]);
+    assert!(on_neither(env, &ids["acme"]), "no hold left: deleted");
+
+    let records_now = audit_records(env).len();
+    assert!(records_now > records);
+    let out = env.run(&["hold", "release", "acme"]);
+    assert_exit(&out, 1, "release of a tenant with no hold");
+    assert!(stderr(&out).contains("no legal hold"), "{}", describe(&out));
+    assert_eq!(audit_records(env).len(), records_now, "no audit record");
+}

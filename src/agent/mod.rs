@@ -752,23 +752,58 @@ async fn backup_source(
         .collect();
     tenants.dedup();
     // A customer whose contract is over, or who asked for erasure, is not
-    // backed up again: what is kept of them only waits for its deletion.
+    // backed up again; when that cannot be known, no one is (fail closed).
     let c = config.clone();
-    match blocking(move || tenants_not_backed_up(&c)).await {
-        Ok(gone) => tenants.retain(|t| {
-            let skip = gone.contains(t);
-            if skip {
-                tracing::debug!(tenant = %t, source = %source, "not backed up: contract ended or erasure requested");
-            }
-            !skip
-        }),
-        Err(e) => tracing::warn!("lifecycle events not read, every tenant is backed up: {e}"),
-    }
+    let asked = tenants.clone();
+    let refusals = match blocking(move || {
+        let repo = Repository::open_target(&c, c.primary())?;
+        Ok(crate::lifecycle::gate::backup_refusals(
+            &repo,
+            &c.policy,
+            &asked,
+            &[],
+            Timestamp::now(),
+        ))
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("lifecycle events not read, so no tenant is backed up: {e}");
+            tenants
+                .iter()
+                .map(|t| {
+                    let r = crate::lifecycle::gate::Refusal {
+                        why: why.clone(),
+                        fault: true,
+                    };
+                    (t.clone(), r)
+                })
+                .collect()
+        }
+    };
     let mut results: Vec<TenantBackup> = failed
         .into_iter()
         .filter(|f| f.source == source)
         .map(|f| TenantBackup::failed(f.tenant, &source, Timestamp::now(), f.error))
         .collect();
+    tenants.retain(|t| {
+        let Some(r) = refusals.get(t) else {
+            return true;
+        };
+        if r.fault {
+            tracing::error!(tenant = %t, source = %source, "not backed up: {}", r.why);
+            results.push(TenantBackup::failed(
+                t.clone(),
+                &source,
+                Timestamp::now(),
+                format!("not backed up: {}", r.why),
+            ));
+        } else {
+            tracing::debug!(tenant = %t, source = %source, "not backed up: {}", r.why);
+        }
+        false
+    });
     let mut set = JoinSet::new();
     for tenant in tenants {
         let (config, source, slots, exclusive, cancel, read_rate) = (
@@ -801,24 +836,6 @@ async fn backup_source(
         source,
         tenants: results,
     }
-}
-
-/// Tenants whose contract's end has passed or whose erasure was requested,
-/// by the events on the primary.
-fn tenants_not_backed_up(config: &Config) -> Result<std::collections::BTreeSet<String>> {
-    let repo = Repository::open_target(config, config.primary())?;
-    let states = crate::lifecycle::events::fold(&crate::lifecycle::journal::load(&repo)?);
-    let now = Timestamp::now();
-    Ok(states
-        .into_iter()
-        .filter(|(_, st)| {
-            !st.erasures.is_empty()
-                || st.contract_end.as_ref().is_some_and(|c| {
-                    crate::lifecycle::plan::contract_window_start(&config.policy, c.last_day) <= now
-                })
-        })
-        .map(|(t, _)| t)
-        .collect())
 }
 
 fn backup_tenant(

@@ -41,8 +41,13 @@ pub enum HoldCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Lift the hold: what expired meanwhile goes at the next apply
-    Release { tenant: String },
+    /// Lift one hold: what expired meanwhile goes at the next apply, unless another hold keeps it
+    Release {
+        tenant: String,
+        /// The hold to lift: the id `hold set` printed (needed when the tenant has several)
+        #[arg(long, value_name = "ID")]
+        hold: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -137,6 +142,7 @@ fn new_event(kind: EventType, tenant: &str) -> Event {
         reference: None,
         time: Some(now),
         include_legal: false,
+        hold: None,
     }
 }
 
@@ -152,14 +158,21 @@ fn with<R>(
 /// contract end/reinstate, hold set/release: one event, taken in.
 pub fn record(config: &Config, json_out: bool, event: Event) -> anyhow::Result<i32> {
     with(config, |lc| {
+        // An erased tenant has no folder left but is known by its events
+        // (a reinstatement must still reach it).
         let known = lc.repos[0].tenant_names()?;
-        if !known.contains(&event.tenant) {
+        let evented = || -> anyhow::Result<bool> {
+            Ok(gallra::lifecycle::journal::load(&lc.repos[0])?
+                .iter()
+                .any(|e| e.event.tenant == event.tenant))
+        };
+        if !known.contains(&event.tenant) && !evented()? {
             anyhow::bail!(Error::Usage(format!(
                 "tenant {:?} is not in the repository (no backup of it was ever taken)",
                 event.tenant
             )));
         }
-        let recorded = lc.accept(event.clone(), "cli", Timestamp::now())?;
+        let (recorded, event) = lc.accept_event(event, "cli", Timestamp::now())?;
         if json_out {
             crate::print_json(&json!({"event": event, "recorded": recorded}))?;
         } else {
@@ -169,6 +182,15 @@ pub fn record(config: &Config, json_out: bool, event: Event) -> anyhow::Result<i
                 event.tenant,
                 event.id
             );
+            if let Some(hold) = &event.hold {
+                println!("hold {hold} is lifted; any other hold of the tenant stays");
+            }
+            if event.kind == EventType::HoldSet {
+                println!(
+                    "hold id {}: each hold is lifted on its own, by `gallra hold release {} --hold {}`",
+                    event.id, event.tenant, event.id
+                );
+            }
             if event.kind == EventType::ContractEnded {
                 let end = gallra::lifecycle::plan::contract_window_start(
                     &config.policy,
@@ -212,7 +234,11 @@ pub fn hold(config: &Config, json_out: bool, cmd: HoldCommand) -> anyhow::Result
             e.reason = Some(reason);
             e
         }
-        HoldCommand::Release { tenant } => new_event(EventType::HoldReleased, &tenant),
+        HoldCommand::Release { tenant, hold } => {
+            let mut e = new_event(EventType::HoldReleased, &tenant);
+            e.hold = hold;
+            e
+        }
     };
     record(config, json_out, event)
 }
@@ -237,12 +263,26 @@ pub fn erase(
                 "tenant {tenant:?} is in no target's repository"
             )));
         }
-        if let Some(hold) = world.states.get(tenant).and_then(|s| s.hold.as_ref()) {
+        if let Some(state) = world.states.get(tenant).filter(|s| !s.holds.is_empty()) {
+            let holds: Vec<String> = state
+                .holds
+                .values()
+                .map(|h| {
+                    format!(
+                        "{} since {}, hold {}",
+                        h.reason,
+                        local(config, h.since),
+                        h.event
+                    )
+                })
+                .collect();
             anyhow::bail!(Error::Refused(format!(
-                "tenant {tenant} is under a legal hold ({}, since {}): nothing of it may be deleted; release the hold first (`gallra hold release {tenant}`)",
-                hold.reason,
-                local(config, hold.since)
+                "tenant {tenant} is under a legal hold ({}): nothing of it may be deleted; release the hold first (`gallra hold release {tenant} --hold ID`)",
+                holds.join("; ")
             )));
+        }
+        if let Some(why) = world.states.get(tenant).and_then(|s| s.dispute.as_ref()) {
+            anyhow::bail!(Error::Refused(format!("tenant {tenant}: {why}")));
         }
         let mut event = new_event(EventType::ErasureRequested, tenant);
         event.reason = Some(reason.to_string());
@@ -302,6 +342,11 @@ pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyh
                 } else {
                     print_plan(config, &plan, at.as_deref(), &world.failures);
                 }
+                for (tenant, state) in &world.states {
+                    if let Some(why) = &state.dispute {
+                        eprintln!("warning: tenant {tenant}: {why}");
+                    }
+                }
                 Ok(0)
             })
         }
@@ -352,9 +397,9 @@ fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failur
     }
     for (tenant, (n, reason, erasure)) in held {
         println!(
-            "held: tenant {tenant}: {n} snapshot copies past their expiry are kept under a legal hold ({reason}); nothing of this tenant is deleted{}",
+            "held: tenant {tenant}: {n} snapshot copies past their expiry are kept ({reason}); nothing of this tenant is deleted{}",
             if erasure {
-                "; its erasure is deferred until the hold is released"
+                "; its erasure is deferred until nothing holds it"
             } else {
                 ""
             }
@@ -410,8 +455,9 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
             }
             if t.key_destroyed {
                 println!(
-                    "tenant {}: key destroyed on every target; any copy that survives is unreadable",
-                    t.tenant
+                    "tenant {}: key destroyed: it and every remaining object of the tenant were deleted on {}, and a listing of each showed none left; copies outside these targets (store versions, replicas) were not checked",
+                    t.tenant,
+                    t.key_destroyed_on.join(", ")
                 );
             }
         }
@@ -422,7 +468,7 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
             .collect();
         held.dedup();
         for tenant in held {
-            println!("tenant {tenant}: under a legal hold, nothing deleted");
+            println!("tenant {tenant}: held, nothing deleted");
         }
         let mut kept: Vec<&str> = report
             .legal_kept

@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::events::{Event, EventType, StoredEvent, TenantState, fold};
+use super::events::{Event, EventType, StoredEvent, TenantState, fold, fold_targets};
 use super::journal::{self, InboxItem, Recorded};
 use super::plan::{self, HeldEntry, Plan, PlanEntry, Reason, SnapshotFacts};
 use super::prune::{self, PrimaryLayout, PruneReport};
@@ -130,6 +130,9 @@ pub struct TenantResult {
     pub tenant: String,
     pub targets: Vec<TargetResult>,
     pub key_destroyed: bool,
+    /// The targets the key was deleted from, each checked by a listing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_destroyed_on: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -164,18 +167,50 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// Reads every target's snapshots and the primary's events. A snapshot
-    /// id names its content, so one read on the primary serves every copy.
+    /// Reads every target's snapshots and events. A snapshot id names its
+    /// content, so one read on the primary serves every copy. Events are
+    /// folded from every target that could be read (see `fold_targets`):
+    /// a tenant whose events differ between them is not deleted from.
     pub fn world(&self) -> Result<World> {
-        let states = fold(&journal::load(self.primary())?);
         let mut known = known_snapshots().lock().expect("not poisoned");
         let mut world = World {
-            states,
+            states: BTreeMap::new(),
             snapshots: Vec::new(),
             tenants: BTreeMap::new(),
             keyless: BTreeMap::new(),
             failures: self.unopened.clone(),
         };
+        let mut events = Vec::new();
+        for (i, repo) in self.repos.iter().enumerate() {
+            match journal::load_target(repo) {
+                Ok(t) => {
+                    for id in &t.unreadable {
+                        world.failures.push(Failure {
+                            tenant: None,
+                            target: t.target.clone(),
+                            error: format!(
+                                "event object {} cannot be read",
+                                journal::event_path(id)
+                            ),
+                        });
+                    }
+                    events.push(t);
+                }
+                Err(e) if i == 0 => return Err(e),
+                Err(e) => world.failures.push(Failure {
+                    tenant: None,
+                    target: repo.store.name().to_string(),
+                    error: format!("events not read: {e}"),
+                }),
+            }
+        }
+        let audited_holds: Vec<(String, String)> = self
+            .audit
+            .records()?
+            .into_iter()
+            .filter(|r| r.action == Action::HoldSet)
+            .filter_map(|r| Some((r.tenant?, r.event?)))
+            .collect();
         for (i, repo) in self.repos.iter().enumerate() {
             let target = repo.store.name().to_string();
             match self.facts_of(repo, &mut known) {
@@ -192,6 +227,8 @@ impl<'a> Lifecycle<'a> {
                 }),
             }
         }
+        let tenants: BTreeSet<String> = world.tenants.values().flatten().cloned().collect();
+        world.states = fold_targets(&events, &audited_holds, &tenants);
         Ok(world)
     }
 
@@ -243,9 +280,44 @@ impl<'a> Lifecycle<'a> {
         Ok((plan, world))
     }
 
-    /// Accepts one event: records it in the repository and audits it.
+    /// Accepts one event: records it in the repository and audits it. A
+    /// claimed time in the future is refused; a release names the hold it
+    /// lifts (the tenant's only hold when it names none), and a release of
+    /// a hold not in force is refused, before anything is written.
     pub fn accept(&self, event: Event, via: &str, now: Timestamp) -> Result<Recorded> {
+        self.accept_event(event, via, now).map(|(r, _)| r)
+    }
+
+    /// `accept`, returning the event as recorded (a release with its hold).
+    pub fn accept_event(
+        &self,
+        mut event: Event,
+        via: &str,
+        now: Timestamp,
+    ) -> Result<(Recorded, Event)> {
         event.check().map_err(Error::Usage)?;
+        event.check_time(now).map_err(Error::Usage)?;
+        if event.kind == EventType::HoldReleased {
+            let existing = journal::load(self.primary())?;
+            // The same inbox file again: its hold was filled in when it was
+            // first taken, so compare with that.
+            let same = |s: &StoredEvent| {
+                s.event
+                    == Event {
+                        hold: event.hold.clone().or_else(|| s.event.hold.clone()),
+                        ..event.clone()
+                    }
+            };
+            if let Some(s) = existing.iter().find(|s| same(s)) {
+                return Ok((Recorded::Duplicate, s.event.clone()));
+            }
+            let states = fold(&existing);
+            let holds = states
+                .get(&event.tenant)
+                .map(|s| s.holds.clone())
+                .unwrap_or_default();
+            event.hold = Some(resolve_hold(&event.tenant, event.hold.take(), &holds)?);
+        }
         let stored = StoredEvent {
             event,
             received: now,
@@ -277,10 +349,13 @@ impl<'a> Lifecycle<'a> {
             if e.include_legal {
                 detail.push("including snapshots kept under a legal obligation".into());
             }
+            if let Some(h) = &e.hold {
+                detail.push(format!("releases hold {h}"));
+            }
             entry.detail = (!detail.is_empty()).then(|| detail.join("; "));
             self.audit_append(entry)?;
         }
-        Ok(recorded)
+        Ok((recorded, stored.event))
     }
 
     fn audit_append(&self, entry: Entry) -> Result<()> {
@@ -299,7 +374,11 @@ impl<'a> Lifecycle<'a> {
         if files.is_empty() {
             return Ok(out);
         }
-        let tenants: BTreeSet<String> = self.primary().tenant_names()?.into_iter().collect();
+        // An erased tenant has no folder left but is known by its events.
+        let mut tenants: BTreeSet<String> = self.primary().tenant_names()?.into_iter().collect();
+        if let Ok(events) = journal::load_target(self.primary()) {
+            tenants.extend(events.events.into_iter().map(|e| e.event.tenant));
+        }
         for file in files {
             let name = file
                 .file_name()
@@ -330,7 +409,7 @@ impl<'a> Lifecycle<'a> {
                             }
                             .into();
                         }
-                        Err(e @ Error::Usage(_)) => {
+                        Err(e @ (Error::Usage(_) | Error::Refused(_))) => {
                             let why = e.to_string();
                             journal::reject(&file, &why)?;
                             item.outcome = "rejected".into();
@@ -377,6 +456,17 @@ impl<'a> Lifecycle<'a> {
             failures: world.failures.clone(),
             ..Default::default()
         };
+        // A disagreement keeps the tenant's data like a hold, but it is a
+        // fault the operator must clear: the run fails and says so.
+        for (tenant, state) in world.states.iter().filter(|(t, _)| keep(t)) {
+            if let Some(why) = &state.dispute {
+                report.failures.push(Failure {
+                    tenant: Some(tenant.clone()),
+                    target: String::new(),
+                    error: why.clone(),
+                });
+            }
+        }
         if dry_run {
             return Ok(report);
         }
@@ -426,11 +516,15 @@ impl<'a> Lifecycle<'a> {
                     continue;
                 }
                 match self.destroy_key(tenant, &world) {
-                    Ok(()) => match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
-                        Some(t) => t.key_destroyed = true,
+                    Ok(on) => match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
+                        Some(t) => {
+                            t.key_destroyed = true;
+                            t.key_destroyed_on = on;
+                        }
                         None => report.tenants.push(TenantResult {
                             tenant: tenant.clone(),
                             key_destroyed: true,
+                            key_destroyed_on: on,
                             ..Default::default()
                         }),
                     },
@@ -653,7 +747,8 @@ impl<'a> Lifecycle<'a> {
 
     /// Crypto-shredding: deletes every object of the tenant on every target,
     /// its key last, and checks by listing that nothing but locks is left.
-    fn destroy_key(&self, tenant: &str, world: &World) -> Result<()> {
+    /// Returns the targets it did this on.
+    fn destroy_key(&self, tenant: &str, world: &World) -> Result<Vec<String>> {
         let prefix = repo::tenant_prefix(tenant);
         let mut counts = Vec::new();
         for repo in self.repos.iter() {
@@ -702,10 +797,18 @@ impl<'a> Lifecycle<'a> {
                 bytes,
             });
         }
+        let on: Vec<String> = counts.iter().map(|c| c.target.clone()).collect();
         let mut entry = Entry::new(Action::KeyDestroyed, Some(tenant));
         entry.targets = counts;
-        entry.detail = Some("tenant key and every remaining object deleted: any copy that survives anywhere is unreadable".into());
-        self.audit_append(entry)
+        // Only what was checked: a copy outside these targets (a bucket
+        // version, a replica, a copy of the backup server) was not looked
+        // at, and a copy of the key object opens with the master key.
+        entry.detail = Some(format!(
+            "tenant key and every remaining object deleted on {}; a listing of each then showed none left. Not checked: copies outside these targets (store versions, replicas, copies of a store), where a surviving copy of the key object still opens with the repository's master key",
+            on.join(", ")
+        ));
+        self.audit_append(entry)?;
+        Ok(on)
     }
 
     /// Says once per erasure which snapshots it spared, and why.
@@ -743,6 +846,42 @@ impl<'a> Lifecycle<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The hold a release lifts: the one it names, which must be in force, or
+/// the tenant's only hold.
+fn resolve_hold(
+    tenant: &str,
+    named: Option<String>,
+    holds: &BTreeMap<String, super::events::Hold>,
+) -> Result<String> {
+    let listed = || {
+        holds
+            .values()
+            .map(|h| format!("{} ({})", h.event, h.reason))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match named {
+        Some(id) if holds.contains_key(&id) => Ok(id),
+        Some(id) if holds.is_empty() => Err(Error::Refused(format!(
+            "tenant {tenant} has no legal hold, so hold {id} cannot be released; nothing recorded"
+        ))),
+        Some(id) => Err(Error::Refused(format!(
+            "tenant {tenant} has no hold {id}; its holds: {}; nothing recorded",
+            listed()
+        ))),
+        None => match holds.len() {
+            0 => Err(Error::Refused(format!(
+                "tenant {tenant} has no legal hold to release; nothing recorded"
+            ))),
+            1 => Ok(holds.keys().next().expect("one").clone()),
+            n => Err(Error::Refused(format!(
+                "tenant {tenant} has {n} legal holds: {}; name the one to release (`gallra hold release {tenant} --hold ID`, or \"hold\" in the event); nothing recorded",
+                listed()
+            ))),
+        },
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::events::{Event, StoredEvent};
+use super::events::{Event, StoredEvent, TargetEvents};
 use crate::error::{Error, Result};
 use crate::format::{Kind, record};
 use crate::repo::Repository;
@@ -29,6 +29,41 @@ pub fn load(repo: &Repository) -> Result<Vec<StoredEvent>> {
             &repo.repo_id,
             &o.path,
         )?);
+    }
+    Ok(out)
+}
+
+/// Every event a target holds, and the ids of those that cannot be read
+/// there (damaged, or written with another key): the caller decides what an
+/// unknown event means, where `load` gives up at the first. Fails only when
+/// the target cannot be listed.
+pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
+    let mut out = TargetEvents {
+        target: repo.store.name().to_string(),
+        ..TargetEvents::default()
+    };
+    for o in repo.store.list(EVENTS_PREFIX)? {
+        let opened = repo.store.get(&o.path).and_then(|bytes| {
+            record::open::<StoredEvent>(&bytes, Kind::Event, repo.master(), &repo.repo_id, &o.path)
+        });
+        let id = o
+            .path
+            .strip_prefix(&format!("{EVENTS_PREFIX}/"))
+            .unwrap_or(&o.path)
+            .to_string();
+        match opened {
+            // An object whose body names another id was moved: not this event.
+            Ok(e) if e.event.id == id => out.events.push(e),
+            Ok(_) => out.unreadable.push(id),
+            Err(e) => {
+                tracing::warn!(
+                    "event object {} on target {} cannot be read: {e}",
+                    o.path,
+                    out.target
+                );
+                out.unreadable.push(id);
+            }
+        }
     }
     Ok(out)
 }

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod events;
+pub mod gate;
 pub mod journal;
 pub mod plan;
 pub mod prune;

@@ -4,8 +4,10 @@
 //! A snapshot's expiry on a target is the earliest of: created + the rule's
 //! `keep` (or the target's shorter `keep`); the day after the contract's last
 //! day, 00:00 in the policy's time zone, + the rule's `after_contract`; the
-//! moment an erasure was requested (for snapshots taken before it, and not
-//! for those under a legal obligation unless the erasure includes them).
+//! moment gallra received an erasure request (for every snapshot of the
+//! tenant, whatever its creation time, unless it was created after a
+//! reinstatement received later; and not for those under a legal
+//! obligation unless the erasure includes them).
 //! Calendar arithmetic is jiff's: adding months keeps the wall-clock time and
 //! clamps to the last day of a shorter month.
 
@@ -118,7 +120,7 @@ pub fn expiry(policy: &Policy, state: Option<&TenantState>, snap: &SnapshotFacts
         });
     }
     let mut spared = false;
-    for e in state.erasures.iter().filter(|e| snap.created <= e.at) {
+    for e in state.erasures.iter().filter(|e| e.covers(snap.created)) {
         if rule.legal_obligation && !e.include_legal {
             spared = true;
             continue;
@@ -201,11 +203,8 @@ pub fn plan(
             out.legal_kept.push(entry.clone());
         }
         if e.at <= now {
-            match state.and_then(|s| s.hold.as_ref()) {
-                Some(hold) => out.held.push(HeldEntry {
-                    entry,
-                    hold_reason: hold.reason.clone(),
-                }),
+            match state.and_then(TenantState::held_because) {
+                Some(hold_reason) => out.held.push(HeldEntry { entry, hold_reason }),
                 None => out.due.push(entry),
             }
         } else {
@@ -243,8 +242,9 @@ pub fn plan(
 }
 
 /// Whether a tenant's key is to be destroyed (crypto-shredding): its
-/// contract's window has started or an erasure was requested, no hold is
-/// set, and no target holds a snapshot of it any more.
+/// contract's window has started or an erasure is in force, no hold (or
+/// disagreement between targets) suspends deletions, and no target holds a
+/// snapshot of it any more.
 pub fn key_destruction_due(
     policy: &Policy,
     state: Option<&TenantState>,
@@ -256,8 +256,8 @@ pub fn key_destruction_due(
         .contract_end
         .as_ref()
         .is_some_and(|c| contract_window_start(policy, c.last_day) <= now);
-    let erased = state.erasures.iter().any(|e| e.at <= now);
-    snapshots_left == 0 && state.hold.is_none() && (ended || erased)
+    let erased = state.erasure_in_force(now).is_some();
+    snapshots_left == 0 && !state.held() && (ended || erased)
 }
 
 #[cfg(test)]
@@ -371,8 +371,10 @@ mod tests {
         let p = stockholm();
         let at = ts("2026-11-20T10:00:00Z");
         let mut state = TenantState {
+            // Reinstated on the 20th: `later` is the new contract's.
             erasures: vec![Erasure {
                 at,
+                until: Some(ts("2026-11-20T12:00:00Z")),
                 reason: "customer asked".into(),
                 include_legal: false,
                 event: "e".into(),
@@ -420,14 +422,24 @@ mod tests {
                         .unwrap(),
                     event: "c".into(),
                 }),
-                hold: hold.then(|| Hold {
-                    reason: "court".into(),
-                    since: Timestamp::from_second(base).unwrap(),
-                    event: "h".into(),
-                }),
+                holds: hold
+                    .then(|| {
+                        (
+                            "h".to_string(),
+                            Hold {
+                                reason: "court".into(),
+                                since: Timestamp::from_second(base).unwrap(),
+                                event: "h".into(),
+                            },
+                        )
+                    })
+                    .into_iter()
+                    .collect(),
+                dispute: None,
                 erasures: erasure
                     .map(|(d, legal)| Erasure {
                         at: Timestamp::from_second(base + d * 86_400).unwrap(),
+                        until: None,
                         reason: "asked".into(),
                         include_legal: legal,
                         event: "x".into(),
@@ -487,14 +499,14 @@ mod tests {
             // Nothing before its expiry; nothing under a hold.
             for e in &result.due {
                 prop_assert!(e.expires <= now);
-                prop_assert!(states.get(&e.tenant).is_none_or(|s| s.hold.is_none()));
+                prop_assert!(states.get(&e.tenant).is_none_or(|s| !s.held()));
             }
             // Every snapshot past its expiry is planned (or held).
             for s in &snaps {
                 let e = expiry(&p, states.get(&s.tenant), s);
                 let due = result.due.iter().any(|d| d.snapshot == s.id.to_hex() && d.target == s.target && d.tenant == s.tenant);
                 let held = result.held.iter().any(|h| h.entry.snapshot == s.id.to_hex() && h.entry.target == s.target && h.entry.tenant == s.tenant);
-                let hold = states.get(&s.tenant).is_some_and(|st| st.hold.is_some());
+                let hold = states.get(&s.tenant).is_some_and(|st| st.held());
                 prop_assert_eq!(due, e.at <= now && !hold);
                 prop_assert_eq!(held, e.at <= now && hold);
             }
