@@ -551,14 +551,15 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
                 .iter()
                 .map(|t| format!("{} ({} objects)", t.target, t.objects))
                 .collect();
-            s += &format!(
-                " and every remaining object of the tenant on {}; a listing of each target then showed none left.",
-                if on.is_empty() {
-                    "no target".to_string()
-                } else {
+            s += &if on.is_empty() {
+                // Records written before they named their targets.
+                "; the record does not say on which targets.".to_string()
+            } else {
+                format!(
+                    " and every remaining object of the tenant on {}; a listing of each target then showed none left.",
                     on.join(", ")
-                }
-            );
+                )
+            };
             s += " gallra did not check copies outside these targets (store versions, replicas, copies of a store): a surviving copy of the key object still opens with the repository's master key.\n";
             if let Some(b) = mine[i + 1..].iter().find(|r| r.action == Action::Backup) {
                 s += &format!(
@@ -732,7 +733,12 @@ mod tests {
         e.time = Some("2026-11-24T08:00:00Z".parse().unwrap());
         log.append(e, &[]).unwrap();
         let md = export_markdown(&log.records().unwrap(), "acme");
-        let end = "The tenant key was destroyed at 2026-11-24T08:00:00Z: any copy that survives";
+        let end = "The tenant key was destroyed at 2026-11-24T08:00:00Z: gallra deleted it";
         has(&md, end);
+        has(&md, "did not check copies outside these targets");
+        assert!(
+            !md.contains("unreadable"),
+            "it claims no more than it checked: {md}"
+        );
     }
 }
