@@ -277,10 +277,12 @@ pub fn check_target(target: &config::Target) -> Result<()> {
 }
 
 /// What is wrong with a target's credentials file (missing, unreadable,
-/// or readable by others), without reading the secrets in it.
+/// readable by others, or a line that is not `KEY=value` with a known key),
+/// read as `Store::open` would and naming lines by number only.
 pub fn credentials_file_problem(target: &config::Target) -> Option<String> {
     let path = target.credentials_file.as_ref()?;
-    remote::check_credentials_file(&target.name, path)
+    let scheme = url::Url::parse(&target.url).ok()?.scheme().to_string();
+    remote::read_credentials_file(&target.name, path, &scheme)
         .err()
         .map(|e| e.to_string())
 }

@@ -1,0 +1,104 @@
+//! Operational hardening, driven through the real binary: secrets kept out
+//! of messages, closed pipes, key and credentials files that are not what
+//! they seem, the state folder under attack, oversized objects, locks with
+//! impossible leases, a vanished offsite, the metrics endpoint under a flood
+//! of idle connections, two agents on one state folder, and names that
+//! would forge lines on a terminal.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+/// One tenant, acme, with a `www` source, initialised on `local`.
+fn acme_env(extra_targets: &str) -> Env {
+    let env = Env::new();
+    setup_acme(&env, extra_targets);
+    env
+}
+
+fn setup_acme(env: &Env, extra_targets: &str) {
+    write_file(&env.path("src/acme/index.html"), b"<h1>acme</h1>\n");
+    let pattern = format!("{}/{{tenant}}", s(&env.path("src")));
+    env.set_extra_targets(extra_targets);
+    env.write_config("1 MiB", &paths_source("www", "site", &[&pattern], &[]));
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Waits for a child for at most `secs`; kills it and fails if it is still
+/// running then (a hang is the bug some of these tests pin).
+fn wait_bounded(mut child: Child, secs: u64, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still ran after {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+const SECRET: &str = "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY=";
+
+#[test]
+fn regression_a_credentials_line_without_equals_echoed_the_secret() {
+    let env = Env::new();
+    let creds = env.path("offsite.env");
+    // A space instead of '=', and a base64 secret that ends in '='.
+    write_file(
+        &creds,
+        format!("AWS_ACCESS_KEY_ID=AKIDEXAMPLE\nAWS_SECRET_ACCESS_KEY {SECRET}\n").as_bytes(),
+    );
+    chmod(&creds, 0o600);
+    env.set_extra_targets(&format!(
+        "[[target]]\nname = \"offsite\"\nurl = \"s3://bucket/web01\"\noptions = {{ endpoint = \"http://127.0.0.1:1\", region = \"eu-north-1\", allow_http = \"true\" }}\ncredentials_file = {}\n",
+        toml_str(s(&creds))
+    ));
+    env.write_config("1 MiB", "");
+    let status = env.run(&["status", "--json"]);
+    let check = env.run(&["config", "check", "--json"]);
+    let check_human = env.run(&["config", "check"]);
+    for (what, out) in [
+        ("status --json", &status),
+        ("config check --json", &check),
+        ("config check", &check_human),
+    ] {
+        let all = format!("{}{}", stdout(out), stderr(out));
+        assert!(
+            !all.contains("wJalr") && !all.contains("EXAMPLEKEY"),
+            "{what} echoed the secret:\n{all}"
+        );
+    }
+    let v = parse_json(&status);
+    let offsite = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "offsite")
+        .unwrap()
+        .clone();
+    let error = offsite["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("offsite.env") && error.contains("line 2"),
+        "{offsite}"
+    );
+    let warnings = parse_json(&check)["warnings"].to_string();
+    assert!(
+        warnings.contains("offsite.env") && warnings.contains("line 2"),
+        "config check must name the file and line: {warnings}"
+    );
+}
