@@ -248,6 +248,9 @@ fn main() {
             std::process::exit(code);
         }
     };
+    if !matches!(cli.command, Command::Agent(_)) {
+        die_quietly_on_closed_pipe();
+    }
     // The agent logs what it does (info); a command only its warnings.
     // The agent's config is read once, before logging starts: it says how
     // the agent logs.
@@ -293,6 +296,20 @@ fn limit_heap_retention() {
     // SAFETY: mallopt only tunes the allocator; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
+/// Rust ignores SIGPIPE, so a write to a closed pipe (`gallra snapshots |
+/// head -1`) fails, and `println!` panics on that. Every command but the
+/// agent takes the default action back: the process ends at that write,
+/// silently, as `ls` or `cat` do. The agent keeps ignoring it: it writes
+/// only to sockets and its log, and a scraper hanging up must not end it.
+/// (Sockets are not affected either way: Rust sends with MSG_NOSIGNAL.)
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: signal(2) with a valid signal number and the default action,
+    // before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

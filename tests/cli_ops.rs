@@ -102,3 +102,38 @@ fn regression_a_credentials_line_without_equals_echoed_the_secret() {
         "config check must name the file and line: {warnings}"
     );
 }
+
+#[test]
+fn regression_a_closed_pipe_made_snapshots_status_and_config_check_panic() {
+    let env = acme_env("");
+    env.init();
+    env.backup(&[]);
+    for args in [
+        &["snapshots"][..],
+        &["snapshots", "--json"],
+        &["status"],
+        &["config", "check"],
+    ] {
+        let mut child = env
+            .spawnable(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the first line is written, as with
+        // `| head -0`, or `| head -1` on a long listing.
+        drop(child.stdout.take());
+        let out = wait_bounded(child, 120, &args.join(" "));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.code() == Some(0) || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?} must end quietly on a closed pipe: {:?}\n{err}",
+            out.status
+        );
+    }
+}
