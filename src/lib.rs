@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod drill;
 pub mod error;
+pub mod files;
 pub mod format;
 pub mod lifecycle;
 pub mod lock;

@@ -137,3 +137,69 @@ fn regression_a_closed_pipe_made_snapshots_status_and_config_check_panic() {
         );
     }
 }
+
+#[test]
+fn regression_a_fifo_key_file_hung_and_a_foreign_owned_key_was_accepted() {
+    let env = acme_env("");
+    env.init();
+    let fifo = env.path("key.fifo");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: mkfifo on a path we own, with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        &format!("file = {}", toml_str(s(&env.key))),
+        &format!("file = {}", toml_str(s(&fifo))),
+    );
+    let fifo_config = env.path("fifo.toml");
+    fs::write(&fifo_config, text).unwrap();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gallra"))
+        .arg("--config")
+        .arg(&fifo_config)
+        .args(["key", "list"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, 60, "key list with a FIFO key file");
+    assert_error(
+        &out,
+        1,
+        "a FIFO key file",
+        &["key.fifo", "not a regular file"],
+    );
+
+    if !is_root() {
+        eprintln!("not root: a key file owned by another user cannot be made here");
+        return;
+    }
+    let foreign = env.path("foreign.key");
+    fs::copy(&env.key, &foreign).unwrap();
+    chmod(&foreign, 0o600);
+    let c = std::ffi::CString::new(s(&foreign)).unwrap();
+    // SAFETY: chown of a file we created, to the conventional nobody user.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        &format!("file = {}", toml_str(s(&env.key))),
+        &format!("file = {}", toml_str(s(&foreign))),
+    );
+    let foreign_config = env.path("foreign.toml");
+    fs::write(&foreign_config, text).unwrap();
+    let out = env.run_with(&foreign_config, &["key", "list"]);
+    assert_error(
+        &out,
+        1,
+        "a key file owned by another user",
+        &["foreign.key", "owned by uid 65534"],
+    );
+}
+
+/// Puts an event file into the inbox as a writer should: write, rename in.
+fn drop_in_inbox(env: &Env, name: &str, bytes: &[u8]) {
+    let inbox = env.state.join("inbox");
+    fs::create_dir_all(&inbox).unwrap();
+    let tmp = inbox.join(format!(".{name}.tmp"));
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, inbox.join(name)).unwrap();
+}

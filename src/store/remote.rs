@@ -41,19 +41,22 @@ fn credentials_err(target: &str, path: &Path, message: String) -> Error {
     }
 }
 
-/// Whether a credentials file exists and is readable by its owner only.
-pub(super) fn check_credentials_file(target: &str, path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| credentials_err(target, path, e.to_string()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(credentials_err(
-            target,
-            path,
-            format!("permissions {mode:04o} are too open; it must be 0600 or 0400"),
-        ));
-    }
-    Ok(())
+/// The most a credentials file holds: a few `KEY=value` lines.
+const CREDENTIALS_FILE_MAX: u64 = 64 << 10;
+
+/// Opens a credentials file and reads it whole: a regular file (not a
+/// symlink or FIFO), owned by this user or root, readable by its owner only.
+fn read_private(target: &str, path: &Path) -> Result<Zeroizing<String>> {
+    let err = |message: String| credentials_err(target, path, message);
+    let mut file =
+        crate::files::open_private(path, 0o077, "it must be 0600 or 0400").map_err(err)?;
+    let bytes = crate::files::read_capped(&mut file, CREDENTIALS_FILE_MAX)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err(format!("larger than {} KiB", CREDENTIALS_FILE_MAX >> 10)))?;
+    String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
+        let _ = Zeroizing::new(e.into_bytes());
+        err("not UTF-8 text".into())
+    })
 }
 
 /// Whether `key` names one of `scheme`'s options (`AWS_SECRET_ACCESS_KEY`
@@ -74,8 +77,7 @@ fn is_option_key(scheme: &str, key: &str) -> bool {
 /// whatever stands left of it is then the secret, not a key to echo.
 pub fn read_credentials_file(target: &str, path: &Path, scheme: &str) -> Result<Secrets> {
     let err = |message: String| credentials_err(target, path, message);
-    check_credentials_file(target, path)?;
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+    let text = read_private(target, path)?;
     let mut out = Secrets::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
