@@ -371,10 +371,12 @@ impl AuditLog {
 }
 
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    // Never through a link planted in the state folder.
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
 }
 

@@ -66,6 +66,81 @@ pub fn read_capped(file: &mut File, max: u64) -> std::io::Result<Option<Vec<u8>>
     Ok((buf.len() as u64 <= max).then_some(buf))
 }
 
+/// Writes `bytes` to `path` whole: into a new file beside it, created with
+/// O_EXCL|O_NOFOLLOW and mode 0600 (a planted link or file there is never
+/// opened), then renamed over `path`. Rename replaces whatever entry
+/// `path` is, a symlink included, and never writes through it; a reader
+/// sees the old file or the new one, never half of one.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_file_with_mode(path, bytes, 0o600)
+}
+
+/// As `replace_file`, for a file others must read (`mode`).
+pub fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?
+        .to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    // A temp file left by a crash (or planted) is removed, not opened:
+    // remove_file takes the link itself, not what it points to.
+    let _ = std::fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(bytes)
+    };
+    if let Err(e) = write() {
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", tmp.display()),
+        ));
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Creates the folder `parent/name` (mode 0700) unless it exists, and
+/// makes sure it is a folder and not a symlink to somewhere else, so that
+/// files moved into it stay where gallra put them.
+pub fn private_subdir(parent: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = parent.join(name);
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.file_type().is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a folder (a symlink or file stands there); remove it",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Creates a state folder (and its parents) mode 0700 if it is missing.
+/// One that exists keeps its mode: the returned mode lets the caller warn
+/// when others may read it (an operator may have opened the inbox to the
+/// group that delivers events, so gallra does not tighten it behind their
+/// back).
+pub fn ensure_state_dir(dir: &Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    Ok(std::fs::metadata(dir)?.mode() & 0o777)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +188,32 @@ mod tests {
             let e = open_private(&foreign, 0o077, "0600").unwrap_err();
             assert!(e.contains("owned by uid 65534"), "{e}");
         }
+    }
+
+    #[test]
+    fn replace_file_replaces_a_planted_link_instead_of_writing_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("state.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        // And a link where the temp file goes.
+        std::os::unix::fs::symlink(&victim, dir.path().join(".state.json.tmp")).unwrap();
+        replace_file(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("rejected")).unwrap();
+        let e = private_subdir(dir.path(), "rejected").unwrap_err();
+        assert!(e.to_string().contains("not a folder"), "{e}");
+        let made = private_subdir(dir.path(), "processed").unwrap();
+        let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]

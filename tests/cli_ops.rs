@@ -203,3 +203,135 @@ fn drop_in_inbox(env: &Env, name: &str, bytes: &[u8]) {
     fs::write(&tmp, bytes).unwrap();
     fs::rename(&tmp, inbox.join(name)).unwrap();
 }
+
+#[test]
+fn regression_a_planted_symlink_made_the_rejected_reason_overwrite_its_target() {
+    let env = acme_env("");
+    env.init();
+    env.backup(&[]);
+    let victim = env.path("victim.txt");
+    write_file(&victim, b"precious\n");
+    let rejected = env.state.join("inbox/rejected");
+    fs::create_dir_all(&rejected).unwrap();
+    std::os::unix::fs::symlink(&victim, rejected.join("bad.json.reason")).unwrap();
+    drop_in_inbox(&env, "bad.json", b"{ not json");
+    let items = env.json(&["inbox", "process"]);
+    assert_eq!(items[0]["outcome"], "rejected", "{items}");
+    assert_eq!(
+        fs::read(&victim).unwrap(),
+        b"precious\n",
+        "written through the link"
+    );
+    let reason = rejected.join("bad.json.reason");
+    assert!(
+        !fs::symlink_metadata(&reason).unwrap().is_symlink(),
+        "the link was replaced by the reason file"
+    );
+    let why = fs::read_to_string(&reason).unwrap();
+    assert_eq!(why.trim(), items[0]["reason"].as_str().unwrap(), "{why}");
+}
+
+/// A running `gallra agent` whose log goes to a file; killed on drop.
+struct Agent {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Agent {
+    fn start(env: &Env, log_name: &str, fd_limit: Option<u64>) -> Agent {
+        let log = env.path(log_name);
+        let mut cmd = env.spawnable(&["agent"]);
+        cmd.env("GALLRA_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        if let Some(limit) = fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in
+            // the child between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        Agent {
+            child: Some(cmd.spawn().expect("start gallra agent")),
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls until `what` holds, for at most `secs`.
+    fn wait_for(&mut self, secs: u64, label: &str, mut what: impl FnMut(&Agent) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !what(self) {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(
+                exited.is_none(),
+                "the agent exited ({exited:?}) while waiting for {label}:\n{}",
+                self.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "waited {secs}s for {label}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Rewrites the env's config with agent settings for a test: metrics on
+/// `port` (if any), the default daily backup, no drills.
+fn agent_config(env: &Env, port: Option<u16>) {
+    let metrics = port.map_or(String::new(), |p| format!("metrics = \"127.0.0.1:{p}\"\n"));
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        "host = \"testhost\"\n",
+        &format!("host = \"testhost\"\n{metrics}splay = \"1s\"\ninbox_poll = \"1s\"\n"),
+    ) + "\n[drill]\nschedule = \"off\"\n";
+    fs::write(&env.config, text).unwrap();
+}
+
+#[test]
+fn regression_the_agent_started_by_hand_made_its_state_folder_0755() {
+    let env = acme_env("");
+    env.init();
+    let _ = fs::remove_dir_all(&env.state);
+    agent_config(&env, None);
+    let mut agent = Agent::start(&env, "agent.log", None);
+    let state_file = env.state.join("agent-state.json");
+    agent.wait_for(60, "the state file", |_| state_file.exists());
+    let mode = fs::metadata(&env.state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "state folder mode {mode:04o}");
+}

@@ -231,8 +231,14 @@ async fn main_loop(config: Config) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(signal_err)?;
 
-    std::fs::create_dir_all(&config.agent.state_dir)
-        .map_err(|e| Error::io(&config.agent.state_dir, e))?;
+    let state_dir = &config.agent.state_dir;
+    let mode = crate::files::ensure_state_dir(state_dir).map_err(|e| Error::io(state_dir, e))?;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "state folder {} is mode {mode:04o}: other users may read its audit log and agent state; chmod 700 it unless that is meant (gallra creates it 0700 and never changes an existing one)",
+            state_dir.display()
+        );
+    }
     let config = Arc::new(config);
     {
         let c = config.clone();
@@ -727,9 +733,8 @@ fn ship_failures(st: &mut AgentState, failed: Vec<ShipFailure>) {
 }
 
 fn write_textfile(file: &std::path::Path, text: &str) {
-    let tmp = file.with_extension("prom.tmp");
-    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file));
-    if let Err(e) = written {
+    // node_exporter runs as another user and must read it.
+    if let Err(e) = crate::files::replace_file_with_mode(file, text.as_bytes(), 0o644) {
         tracing::warn!("metrics textfile {}: {e}", file.display());
     }
 }

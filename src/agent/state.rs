@@ -110,24 +110,8 @@ impl AgentState {
 
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         let path = AgentState::path(state_dir);
-        let tmp = state_dir.join(format!(".{STATE_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).expect("serialisable");
-        // A temp file left by a crash keeps its mode when opened again:
-        // start from a new one, created 0600.
-        let _ = std::fs::remove_file(&tmp);
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&bytes)
-        };
-        write().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        crate::files::replace_file(&path, &bytes).map_err(|e| Error::io(&path, e))
     }
 
     pub fn ship_succeeded(&mut self, target: String) {

@@ -133,8 +133,8 @@ pub fn pending(inbox: &Path) -> Result<Vec<PathBuf>> {
 /// Moves an inbox file into `inbox/<folder>/`, never over another file.
 pub fn move_to(file: &Path, folder: &str) -> Result<PathBuf> {
     let inbox = file.parent().expect("inbox files have a folder");
-    let dir = inbox.join(folder);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let dir = crate::files::private_subdir(inbox, folder)
+        .map_err(|e| Error::io(inbox.join(folder), e))?;
     let name = file
         .file_name()
         .expect("a file name")
@@ -155,7 +155,9 @@ pub fn reject(file: &Path, reason: &str) -> Result<()> {
     let to = move_to(file, "rejected")?;
     let mut why = to.clone().into_os_string();
     why.push(".reason");
-    std::fs::write(&why, format!("{reason}\n")).map_err(|e| Error::io(Path::new(&why), e))
+    // Whoever can drop files into the inbox may have planted a link here.
+    crate::files::replace_file(Path::new(&why), format!("{reason}\n").as_bytes())
+        .map_err(|e| Error::io(Path::new(&why), e))
 }
 
 /// Reads one inbox file: the event, or why it is rejected.
