@@ -46,6 +46,13 @@ pub enum Error {
     #[error("{object}: {message}")]
     Corrupt { object: String, message: String },
 
+    /// An object or file larger than its kind may be (see `crate::limits`).
+    #[error("{object}: {}", .limit.refusal())]
+    TooLarge {
+        object: String,
+        limit: crate::limits::ReadLimit,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -127,6 +134,7 @@ impl Error {
         match self {
             Error::NotFound { object, .. }
             | Error::Corrupt { object, .. }
+            | Error::TooLarge { object, .. }
             | Error::Store { object, .. } => Some(object),
             Error::Tree { source, .. } => source.object(),
             _ => None,

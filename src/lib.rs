@@ -16,6 +16,7 @@ pub mod error;
 pub mod files;
 pub mod format;
 pub mod lifecycle;
+pub mod limits;
 pub mod lock;
 pub mod metrics;
 pub mod pace;

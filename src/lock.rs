@@ -143,7 +143,7 @@ impl Drop for TenantLock {
 }
 
 fn read_record(store: &Store, path: &str) -> Result<Option<LockRecord>> {
-    match store.get(path) {
+    match store.get_limited(path, crate::limits::ReadLimit::Lock) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::corrupt(format!("target {}: {path}", store.name()), e.to_string())),

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::Id;
+use crate::limits::ReadLimit;
 use crate::lock::{self, Holder, LockKind};
 use crate::repo::{self, CONFIG_PATH, id_of_path};
 use crate::store::{Listed, Store, StoreStats};
@@ -253,7 +254,7 @@ pub fn ship_to(
 /// A slot removed on the source is removed here too, since removing a slot
 /// revokes a key. Refuses a destination that holds another repository.
 fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
-    let config = match src.get(CONFIG_PATH) {
+    let config = match src.get_limited(CONFIG_PATH, ReadLimit::Config) {
         Ok(b) => b,
         Err(Error::NotFound { .. }) => {
             return Err(Error::NotInitialised {
@@ -262,7 +263,7 @@ fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
         }
         Err(e) => return Err(e),
     };
-    let dst_config = match dst.get(CONFIG_PATH) {
+    let dst_config = match dst.get_limited(CONFIG_PATH, ReadLimit::Config) {
         Ok(b) => Some(b),
         Err(Error::NotFound { .. }) => None,
         Err(e) => return Err(e),
@@ -298,7 +299,7 @@ fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
         .collect();
     for slot in &src_slots {
         if dst_sizes.get(slot.path.as_str()) != Some(&slot.size) {
-            dst.put(&slot.path, src.get(&slot.path)?)?;
+            dst.put(&slot.path, src.get_limited(&slot.path, ReadLimit::KeySlot)?)?;
             copied += 1;
         }
     }
@@ -320,11 +321,14 @@ fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
 /// on the destination before the next backup's objects are.
 fn ship_records(src: &Store, dst: &Store) -> Result<usize> {
     let mut copied = 0;
-    for prefix in [crate::lifecycle::journal::EVENTS_PREFIX, "audit"] {
+    for (prefix, limit) in [
+        (crate::lifecycle::journal::EVENTS_PREFIX, ReadLimit::Event),
+        ("audit", ReadLimit::AuditRecord),
+    ] {
         let have: BTreeSet<String> = dst.list(prefix)?.into_iter().map(|o| o.path).collect();
         for o in src.list(prefix)? {
             if !have.contains(&o.path) {
-                dst.put_new(&o.path, src.get(&o.path)?)?;
+                dst.put_new(&o.path, src.get_limited(&o.path, limit)?)?;
                 copied += 1;
             }
         }
@@ -357,7 +361,7 @@ fn ship_tenant(
     let dst_lock = lock::acquire(dst, tenant, LockKind::Shared, &holder)?;
     let prefix = repo::tenant_prefix(tenant);
     let key_path = format!("{prefix}/key");
-    let key = match src.get(&key_path) {
+    let key = match src.get_limited(&key_path, ReadLimit::TenantKey) {
         Ok(key) => key,
         // A folder holding only locks: a first backup of the tenant is
         // taking its lock and has not written the key yet, or was killed
@@ -365,7 +369,7 @@ fn ship_tenant(
         Err(Error::NotFound { .. }) if !has_content(src, &prefix)? => return Ok(None),
         Err(e) => return Err(e),
     };
-    match dst.get(&key_path) {
+    match dst.get_limited(&key_path, ReadLimit::TenantKey) {
         Ok(existing) if existing == key => {}
         Ok(_) => {
             return Err(Error::DifferentRepository {

@@ -335,3 +335,33 @@ fn regression_the_agent_started_by_hand_made_its_state_folder_0755() {
     let mode = fs::metadata(&env.state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "state folder mode {mode:04o}");
 }
+
+#[test]
+fn regression_oversized_inbox_files_and_lock_objects_were_read_whole() {
+    let env = acme_env("");
+    env.init();
+    env.backup(&[]);
+    // 64 MiB of nothing: sparse, so the test costs no disk.
+    let inbox = env.state.join("inbox");
+    fs::create_dir_all(&inbox).unwrap();
+    let tmp = inbox.join(".huge.json.tmp");
+    fs::File::create(&tmp).unwrap().set_len(64 << 20).unwrap();
+    fs::rename(&tmp, inbox.join("huge.json")).unwrap();
+    let items = env.json(&["inbox", "process"]);
+    let reason = items[0]["reason"].as_str().unwrap_or_default();
+    assert_eq!(items[0]["outcome"], "rejected", "{items}");
+    assert!(
+        reason.contains("larger than") && reason.contains("KiB"),
+        "the reason must give the limit: {reason}"
+    );
+
+    let lock = env.repo.join("tenants/acme/locks/exclusive");
+    fs::File::create(&lock).unwrap().set_len(200 << 20).unwrap();
+    let out = env.run(&["backup", "--tenant", "acme"]);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        err.contains("tenants/acme/locks/exclusive") && err.contains("larger than"),
+        "the error must name the lock object and the limit:\n{err}"
+    );
+}

@@ -98,8 +98,15 @@ impl AgentState {
     /// The state file, or an empty state if there is none yet.
     pub fn load(state_dir: &Path) -> Result<AgentState> {
         let path = AgentState::path(state_dir);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        let limit = crate::limits::ReadLimit::AgentState;
+        let read = std::fs::File::open(&path)
+            .and_then(|mut f| crate::files::read_capped(&mut f, limit.bytes()));
+        match read {
+            Ok(None) => Err(Error::TooLarge {
+                object: path.display().to_string(),
+                limit,
+            }),
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
                 object: path.display().to_string(),
                 message: format!("agent state does not parse: {e}"),
             }),

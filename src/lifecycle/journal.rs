@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::events::{Event, StoredEvent};
 use crate::error::{Error, Result};
 use crate::format::{Kind, record};
+use crate::limits::ReadLimit;
 use crate::repo::Repository;
 
 pub const EVENTS_PREFIX: &str = "lifecycle/events";
@@ -21,7 +22,7 @@ pub fn event_path(id: &str) -> String {
 pub fn load(repo: &Repository) -> Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
     for o in repo.store.list(EVENTS_PREFIX)? {
-        let bytes = repo.store.get(&o.path)?;
+        let bytes = repo.store.get_limited(&o.path, ReadLimit::Event)?;
         out.push(record::open(
             &bytes,
             Kind::Event,
@@ -59,7 +60,7 @@ pub fn record_event(repos: &[&Repository], stored: &StoredEvent) -> Result<Recor
     };
     if !primary.store.put_new(&path, seal(primary))? {
         let existing: StoredEvent = record::open(
-            &primary.store.get(&path)?,
+            &primary.store.get_limited(&path, ReadLimit::Event)?,
             Kind::Event,
             primary.master(),
             &primary.repo_id,
@@ -165,7 +166,9 @@ pub fn read_inbox_file(
     file: &Path,
     tenants: &BTreeSet<String>,
 ) -> std::result::Result<Event, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot be read: {e}"))?;
+    let bytes = read_bounded(file)
+        .map_err(|e| format!("cannot be read: {e}"))?
+        .ok_or_else(|| ReadLimit::InboxFile.refusal())?;
     let event = Event::parse(&bytes)?;
     if !tenants.contains(&event.tenant) {
         return Err(format!(
@@ -174,4 +177,19 @@ pub fn read_inbox_file(
         ));
     }
     Ok(event)
+}
+
+/// An inbox file, at most `ReadLimit::InboxFile` of it (`None` if larger),
+/// opened without following a link or waiting on a FIFO swapped in after
+/// the listing.
+fn read_bounded(file: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(file)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    crate::files::read_capped(&mut f, ReadLimit::InboxFile.bytes())
 }

@@ -494,6 +494,47 @@ impl Store {
         Ok(bytes)
     }
 
+    /// Reads an object of a kind that is small by construction, refusing
+    /// one larger than `limit` before more than that is read: a local file
+    /// by its size, a remote object by its length header and then by the
+    /// bytes that actually arrive.
+    pub fn get_limited(&self, path: &str, limit: crate::limits::ReadLimit) -> Result<Bytes> {
+        let max = limit.bytes();
+        let got = if let Some(fs) = &self.local {
+            self.layer.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let file = self.local_file(fs, path)?;
+            std::fs::File::open(&file)
+                .and_then(|mut f| crate::files::read_capped(&mut f, max))
+                .map_err(|e| self.map_io_err(path, e))?
+                .map(Bytes::from)
+        } else {
+            let p = ObjPath::from(path);
+            runtime()
+                .block_on(self.call(0, || async {
+                    let r = self.inner.get(&p).await?;
+                    if r.meta.size > max {
+                        return Ok(None);
+                    }
+                    let mut stream = r.into_stream();
+                    let mut buf = Vec::new();
+                    while let Some(chunk) = stream.try_next().await? {
+                        buf.extend_from_slice(&chunk);
+                        if buf.len() as u64 > max {
+                            return Ok(None);
+                        }
+                    }
+                    Ok(Some(Bytes::from(buf)))
+                }))
+                .map_err(|f| self.fail(path, f))?
+        };
+        let bytes = got.ok_or_else(|| Error::TooLarge {
+            object: format!("target {}: {path}", self.name),
+            limit,
+        })?;
+        self.count_download(bytes.len());
+        Ok(bytes)
+    }
+
     pub fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         let bytes = if let Some(fs) = &self.local {
             self.layer.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -850,6 +891,30 @@ mod tests {
         );
         assert!(!e.contains("s3cr3t"), "{e}");
         assert_eq!(store.stats().retries, 5);
+    }
+
+    #[test]
+    fn small_kinds_are_read_with_a_cap_that_names_object_and_limit() {
+        use crate::limits::ReadLimit;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let local = Store::open(&config::Target::new("local", &url), true).unwrap();
+        for s in [memory(), local] {
+            let max = ReadLimit::Lock.bytes() as usize;
+            s.put("l/ok", Bytes::from(vec![b'x'; max])).unwrap();
+            assert_eq!(s.get_limited("l/ok", ReadLimit::Lock).unwrap().len(), max);
+            s.put("l/big", Bytes::from(vec![b'x'; max + 1])).unwrap();
+            let e = s.get_limited("l/big", ReadLimit::Lock).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("l/big") && msg.contains("64.0 KiB") && msg.contains("lock object"),
+                "{msg}"
+            );
+            assert!(matches!(
+                s.get_limited("l/none", ReadLimit::Lock),
+                Err(Error::NotFound { .. })
+            ));
+        }
     }
 
     #[test]
