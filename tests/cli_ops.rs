@@ -365,3 +365,32 @@ fn regression_oversized_inbox_files_and_lock_objects_were_read_whole() {
         "the error must name the lock object and the limit:\n{err}"
     );
 }
+
+#[test]
+fn regression_a_lock_with_a_lease_far_in_the_future_blocked_forever() {
+    let env = acme_env("");
+    env.init();
+    env.backup(&[]);
+    let now = now_secs();
+    let record = serde_json::json!({
+        "kind": "exclusive", "tenant": "acme", "host": "web09", "pid": 4242,
+        "command": "prune", "created": now - 60, "expires": now + 10 * 365 * 86_400,
+    });
+    let lock = env.repo.join("tenants/acme/locks/exclusive");
+    write_file(&lock, serde_json::to_string(&record).unwrap().as_bytes());
+    let out = env.run(&["backup", "--tenant", "acme"]);
+    assert_error(
+        &out,
+        1,
+        "backup beside a lock with an impossible lease",
+        &["acme", "web09", "invalid", "gallra unlock --tenant acme"],
+    );
+    let out = env.ok(&["unlock", "--tenant", "acme"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("removed") && text.contains("invalid"),
+        "unlock must remove it and say why:\n{text}"
+    );
+    assert!(!lock.exists());
+    env.backup(&["--tenant", "acme"]);
+}
