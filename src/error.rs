@@ -65,6 +65,13 @@ pub enum Error {
     )]
     NotInitialised { target: String },
 
+    /// A secondary without the repository's config: ship refuses to start
+    /// one there (see `ShipOptions::initialise`).
+    #[error(
+        "target {target} holds no repository (no config object): if it held one, its folder, mount or bucket is missing or empty (an unmounted disk?); ship never starts a repository there, check it, then `gallra repair-target {target}` fills it (as for a new target)"
+    )]
+    NoRepository { target: String },
+
     #[error("repository on target {target} already exists")]
     AlreadyInitialised { target: String },
 

@@ -495,6 +495,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         &dst,
                         &ShipOptions {
                             host: config.agent.host.clone(),
+                            initialise: true,
                             ..Default::default()
                         },
                     )?;
@@ -513,8 +514,9 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     Err(e) => {
                         failed = true;
                         eprintln!(
-                            "error: {}; the next `gallra ship` retries",
-                            naming_target(&t.name, &e)
+                            "error: {}; once it is reachable, `gallra repair-target {}` finishes it",
+                            naming_target(&t.name, &e),
+                            t.name
                         );
                         out.push(
                             json!({"target": t.name, "created": false, "error": e.to_string()}),
@@ -808,6 +810,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     progress: !json_out,
                     host: config.agent.host.clone(),
                     replace_damaged: true,
+                    initialise: true,
                     ..Default::default()
                 },
             )?;

@@ -42,6 +42,11 @@ pub struct ShipOptions {
     /// Stops between objects: what was copied is whole, and a snapshot is
     /// copied only after the packs and index it needs.
     pub cancel: crate::cancel::Cancel,
+    /// Make the destination a repository if it holds none (its key slots
+    /// and config). Only `init` and `repair-target` set it: a target that
+    /// held the repository and now lacks its config is an unmounted or
+    /// emptied folder, or a wrong bucket, and filling it would hide that.
+    pub initialise: bool,
 }
 
 /// What one tenant lacks on the destination, in the order it must be copied.
@@ -164,7 +169,7 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
         ..Default::default()
     };
     dst.check_reachable()?;
-    report.repository_objects = ship_repository(src, dst)?;
+    report.repository_objects = ship_repository(src, dst, opts.initialise)?;
     report.repository_objects += ship_records(src, dst)?;
     let tenants = src.list_dirs("tenants")?;
     for name in &opts.tenants {
@@ -220,7 +225,13 @@ pub fn ship_to(
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for t in targets {
-        match Store::open(t, true).and_then(|dst| ship(&src, &dst, opts)) {
+        // Never create a missing file:// folder: it is an unmounted mount
+        // point, not a new target (see `ShipOptions::initialise`).
+        let opened = Store::open(t, false).map_err(|e| match e {
+            Error::NotInitialised { target } => Error::NoRepository { target },
+            e => e,
+        });
+        match opened.and_then(|dst| ship(&src, &dst, opts)) {
             Ok(r) => {
                 for f in &r.failed {
                     let text = f.error.replace('\n', " ");
@@ -252,8 +263,9 @@ pub fn ship_to(
 
 /// Makes `dst` hold the same repository as `src`: key slots, then config.
 /// A slot removed on the source is removed here too, since removing a slot
-/// revokes a key. Refuses a destination that holds another repository.
-fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
+/// revokes a key. Refuses a destination that holds another repository, and
+/// unless `initialise`, one that holds none.
+fn ship_repository(src: &Store, dst: &Store, initialise: bool) -> Result<usize> {
     let config = match src.get_limited(CONFIG_PATH, ReadLimit::Config) {
         Ok(b) => b,
         Err(Error::NotFound { .. }) => {
@@ -268,6 +280,11 @@ fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
         Err(Error::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
+    if dst_config.is_none() && !initialise {
+        return Err(Error::NoRepository {
+            target: dst.name().to_string(),
+        });
+    }
     if let Some(existing) = &dst_config
         && existing != &config
     {

@@ -394,3 +394,46 @@ fn regression_a_lock_with_a_lease_far_in_the_future_blocked_forever() {
     assert!(!lock.exists());
     env.backup(&["--tenant", "acme"]);
 }
+
+#[test]
+fn regression_ship_refilled_a_vanished_offsite_mount() {
+    let env = Env::new();
+    let offsite = env.path("offsite");
+    setup_acme(&env, &file_target("offsite", &offsite, ""));
+    env.init();
+    env.backup(&[]);
+    assert!(offsite.join("config").exists());
+
+    // The mount point is there but empty: the NFS share is not mounted.
+    fs::remove_dir_all(&offsite).unwrap();
+    fs::create_dir(&offsite).unwrap();
+    let out = env.run(&["ship"]);
+    assert_error(&out, 1, "ship to an empty offsite", &["offsite"]);
+    assert!(stderr(&out).contains("repair-target"), "{}", describe(&out));
+    assert_eq!(
+        fs::read_dir(&offsite).unwrap().count(),
+        0,
+        "ship wrote into it"
+    );
+
+    // The mount point itself is gone.
+    fs::remove_dir(&offsite).unwrap();
+    let out = env.run(&["ship"]);
+    assert_error(&out, 1, "ship to a missing offsite", &["offsite"]);
+    assert!(!offsite.exists(), "ship recreated the mount point");
+    let out = env.run(&["backup", "--tenant", "acme"]);
+    assert_exit(&out, 1, "backup with its offsite gone");
+    assert!(!offsite.exists(), "backup recreated the mount point");
+
+    // Only repair-target rebuilds it.
+    env.ok(&["repair-target", "offsite"]);
+    assert!(offsite.join("config").exists());
+    env.ok(&["ship"]);
+}
+
+/// Open file descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
