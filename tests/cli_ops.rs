@@ -437,3 +437,41 @@ fn open_fds(pid: u32) -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+#[test]
+fn regression_idle_metrics_connections_exhausted_the_agents_file_descriptors() {
+    let env = acme_env("");
+    env.init();
+    let port = free_port();
+    agent_config(&env, Some(port));
+    let mut agent = Agent::start(&env, "agent.log", Some(256));
+    let scrape = || -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        text.starts_with("HTTP/1.1 200").then_some(text)
+    };
+    agent.wait_for(60, "the first scrape", |_| scrape().is_some());
+    let pid = agent.pid();
+    // More idle connections than the agent has descriptors; they say nothing.
+    let idle: Vec<std::net::TcpStream> = (0..400)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let fds = open_fds(pid);
+    assert!(
+        fds < 200,
+        "the agent holds {fds} descriptors with {} idle connections open",
+        idle.len()
+    );
+    drop(idle);
+    // Once the idle ones are gone (closed, or timed out by the agent), a
+    // scrape is answered again.
+    agent.wait_for(60, "a scrape after the flood", |_| scrape().is_some());
+}
