@@ -121,6 +121,13 @@ pub enum Error {
     #[error("stopped before committing: the agent is shutting down")]
     Cancelled,
 
+    /// Another agent holds the state folder's lock.
+    #[error(
+        "another gallra agent (pid {pid}) runs on state folder {}; one agent per state folder",
+        .state_dir.display()
+    )]
+    AgentRunning { state_dir: PathBuf, pid: String },
+
     /// An action the lifecycle refuses, such as erasing a tenant under a
     /// legal hold.
     #[error("{0}")]

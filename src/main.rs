@@ -584,6 +584,15 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
         }
         Command::Backup(args) => {
             let config = load()?;
+            // Safe beside the agent (tenant locks, the audit log's lock),
+            // but the operator should know that its scheduled backups of the
+            // same sources may run at the same time.
+            if let Some(pid) = gallra::agent::running_agent(&config.agent.state_dir) {
+                eprintln!(
+                    "warning: the gallra agent (pid {pid}) runs on state folder {}; its scheduled backups may run beside this one",
+                    config.agent.state_dir.display()
+                );
+            }
             let time = args
                 .time
                 .as_deref()

@@ -475,3 +475,49 @@ fn regression_idle_metrics_connections_exhausted_the_agents_file_descriptors() {
     // scrape is answered again.
     agent.wait_for(60, "a scrape after the flood", |_| scrape().is_some());
 }
+
+#[test]
+fn regression_two_agents_ran_on_one_state_folder() {
+    let env = acme_env("");
+    env.init();
+    agent_config(&env, None);
+    let mut first = Agent::start(&env, "first.log", None);
+    let state_file = env.state.join("agent-state.json");
+    first.wait_for(60, "the first agent's state file", |_| {
+        fs::read_to_string(&state_file).is_ok_and(|t| t.contains("\"pid\": "))
+            && first_started(&state_file)
+    });
+    let second = env
+        .spawnable(&["agent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(second, 60, "a second agent on the same state folder");
+    assert_error(
+        &out,
+        1,
+        "a second agent",
+        &[&first.pid().to_string(), s(&env.state)],
+    );
+    // The first agent still runs and its state still says so.
+    first.wait_for(5, "the first agent to keep running", |_| true);
+    let st: serde_json::Value = serde_json::from_slice(&fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(st["pid"], first.pid(), "{st}");
+
+    // A backup by hand beside the agent is told so.
+    let out = env.run(&["backup", "--tenant", "acme"]);
+    assert_success(&out, "backup beside the agent");
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning") && err.contains(&first.pid().to_string()),
+        "the backup must say an agent runs:\n{err}"
+    );
+}
+
+fn first_started(state_file: &Path) -> bool {
+    fs::read_to_string(state_file)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["pid"].is_u64())
+}
