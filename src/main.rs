@@ -18,7 +18,7 @@ use gallra::repo::Repository;
 use gallra::restore::{self, OpenSnapshot, RestoreOptions};
 use gallra::ship::{self, ShipOptions, ShipReport};
 use gallra::store::Store;
-use gallra::text::human_bytes;
+use gallra::text::{escape_control as esc, human_bytes};
 
 mod cli;
 use cli::lifecycle::{AuditCommand, ContractCommand, HoldCommand, InboxCommand, LifecycleCommand};
@@ -322,7 +322,8 @@ fn one_line(e: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ").replace('\n', " ")
+    // Errors may quote names from a snapshot (a restore's failed path).
+    esc(&parts.join(": ").replace('\n', " ")).into_owned()
 }
 
 fn config_path(cli: &Cli) -> PathBuf {
@@ -704,7 +705,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         }
                     );
                     for w in &snap.warnings {
-                        eprintln!("warning: {}/{}: {w}", snap.tenant, snap.source);
+                        eprintln!("warning: {}/{}: {}", snap.tenant, snap.source, esc(w));
                     }
                 }
                 println!(
@@ -996,7 +997,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         e.node.mode,
                         e.node.size,
                         rfc3339(e.node.mtime_secs, 0),
-                        e.path
+                        esc(&e.path)
                     );
                 }
             }
@@ -1035,7 +1036,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             )
             .with_context(|| format!("restore of snapshot {}", snap.id.short()))?;
             for e in &report.errors {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", esc(&e.to_string()));
             }
             if json_out {
                 print_json(&json!({

@@ -521,3 +521,38 @@ fn first_started(state_file: &Path) -> bool {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .is_some_and(|v| v["pid"].is_u64())
 }
+
+#[test]
+fn regression_ls_printed_raw_names_that_forged_lines_and_reached_the_terminal() {
+    let env = acme_env("");
+    let dir = env.path("src/acme");
+    write_file(
+        &dir.join("evil\n-0644        999  2020-01-01T00:00:00Z  /etc/shadow"),
+        b"x",
+    );
+    write_file(&dir.join("bell\x07\x1b[2Jclear"), b"y");
+    env.init();
+    let backup = env.backup(&[]);
+    let id = backup_snapshot_id(&backup, "acme", "www");
+    let out = env.ok(&["ls", &id]);
+    let text = stdout(&out);
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.ends_with("/etc/shadow") && !l.contains("evil")),
+        "a name forged a line:\n{text}"
+    );
+    assert!(text.contains("evil\\n-0644"), "{text}");
+    let json = env.json(&["ls", &id]);
+    let paths: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("bell\x07\x1b[2Jclear")),
+        "the JSON keeps names exact: {paths:?}"
+    );
+}
