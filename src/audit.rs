@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::format::{Kind, record};
+use crate::limits::ReadLimit;
 use crate::repo::Repository;
 use crate::text::{human_bytes, md_cell as cell, short_hex as short};
 
@@ -371,10 +372,12 @@ impl AuditLog {
 }
 
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    // Never through a link planted in the state folder.
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
 }
 
@@ -388,7 +391,8 @@ pub fn put_record(repo: &Repository, rec: &Record) -> Result<()> {
     if repo.store.put_new(&path, Bytes::from(sealed))? {
         return Ok(());
     }
-    let there: Record = record::open(&repo.store.get(&path)?, kind, master, id, &path)?;
+    let there = repo.store.get_limited(&path, ReadLimit::AuditRecord)?;
+    let there: Record = record::open(&there, kind, master, id, &path)?;
     if there == *rec {
         return Ok(());
     }
@@ -428,7 +432,7 @@ fn load_objects(
     let mut chains: BTreeMap<String, Placed> = BTreeMap::new();
     for path in paths {
         let place = format!("target {}: {path}", repo.store.name());
-        let opened = repo.store.get(&path);
+        let opened = repo.store.get_limited(&path, ReadLimit::AuditRecord);
         let opened = opened.and_then(|b| record::open::<Record>(&b, kind, master, id, &path));
         let message = match opened {
             Ok(rec) if rec.object_path() == path => {

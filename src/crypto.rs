@@ -247,22 +247,31 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
     read_key_file_with(path, 0o077)
 }
 
-/// Reads a key file whose mode has none of the `refused` bits.
+/// The most a key file holds: 32 raw bytes, or their hex or base64 with
+/// some whitespace. Anything longer is not a key, and is not read whole.
+const KEY_FILE_MAX: u64 = 4096;
+
+/// Reads a key file: a regular file (not a symlink or FIFO) owned by this
+/// user or root, whose mode has none of the `refused` bits.
 fn read_key_file_with(path: &Path, refused: u32) -> Result<SecretKey> {
-    use std::os::unix::fs::PermissionsExt;
     let key_err = |message: String| Error::KeyFile {
         file: path.to_path_buf(),
         message,
     };
-    let meta = std::fs::metadata(path).map_err(|e| key_err(e.to_string()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & refused != 0 {
-        return Err(key_err(format!(
-            "permissions {mode:04o} are too open; the key file must be 0600 or 0400 (chmod 600 {})",
+    let hint = if refused == 0o077 {
+        format!(
+            "the key file must be 0600 or 0400 (chmod 600 {})",
             path.display()
-        )));
-    }
-    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| key_err(e.to_string()))?);
+        )
+    } else {
+        "the key file must be readable by its owner (and group) only".to_string()
+    };
+    let mut file = crate::files::open_private(path, refused, &hint).map_err(key_err)?;
+    let raw = Zeroizing::new(
+        crate::files::read_capped(&mut file, KEY_FILE_MAX)
+            .map_err(|e| key_err(e.to_string()))?
+            .ok_or_else(|| key_err(format!("larger than {KEY_FILE_MAX} bytes: not a key")))?,
+    );
     parse_key_bytes(&raw).ok_or_else(|| {
         key_err("not a key: expected 32 raw bytes, 64 hex digits or 32 bytes in base64".into())
     })

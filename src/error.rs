@@ -46,6 +46,13 @@ pub enum Error {
     #[error("{object}: {message}")]
     Corrupt { object: String, message: String },
 
+    /// An object or file larger than its kind may be (see `crate::limits`).
+    #[error("{object}: {}", .limit.refusal())]
+    TooLarge {
+        object: String,
+        limit: crate::limits::ReadLimit,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -57,6 +64,13 @@ pub enum Error {
         "repository on target {target} is not initialised (no config object): `gallra init` starts a new one; if another target holds it, `gallra repair-target {target}` rebuilds it from there"
     )]
     NotInitialised { target: String },
+
+    /// A secondary without the repository's config: ship refuses to start
+    /// one there (see `ShipOptions::initialise`).
+    #[error(
+        "target {target} holds no repository (no config object): if it held one, its folder, mount or bucket is missing or empty (an unmounted disk?); ship never starts a repository there, check it, then `gallra repair-target {target}` fills it (as for a new target)"
+    )]
+    NoRepository { target: String },
 
     #[error("repository on target {target} already exists")]
     AlreadyInitialised { target: String },
@@ -111,6 +125,13 @@ pub enum Error {
     #[error("stopped before committing: the agent is shutting down")]
     Cancelled,
 
+    /// Another agent holds the state folder's lock.
+    #[error(
+        "another gallra agent (pid {pid}) runs on state folder {}; one agent per state folder",
+        .state_dir.display()
+    )]
+    AgentRunning { state_dir: PathBuf, pid: String },
+
     /// An action the lifecycle refuses, such as erasing a tenant under a
     /// legal hold.
     #[error("{0}")]
@@ -131,6 +152,7 @@ impl Error {
         match self {
             Error::NotFound { object, .. }
             | Error::Corrupt { object, .. }
+            | Error::TooLarge { object, .. }
             | Error::Store { object, .. } => Some(object),
             Error::Tree { source, .. } => source.object(),
             _ => None,

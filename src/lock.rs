@@ -27,6 +27,13 @@ use crate::store::Store;
 /// How long a lock stays valid without renewal.
 pub const LEASE: Duration = Duration::from_secs(10 * 60);
 
+/// How far another host's clock may be ahead of ours. A holder writes its
+/// lease at most `LEASE` past its own clock, so a lease that ends later than
+/// `LEASE + CLOCK_SKEW` from now was not written by the protocol: a bug, a
+/// hand-made object or an attack. It would block its tenant for as long as
+/// it claims, so it counts as invalid and `unlock` removes it.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LockKind {
@@ -55,6 +62,17 @@ impl LockRecord {
         self.expires < now
     }
 
+    /// Whether its lease ends later than any holder may claim (see
+    /// `CLOCK_SKEW`).
+    pub fn is_invalid(&self, now: i64) -> bool {
+        self.expires > now.saturating_add((LEASE + CLOCK_SKEW).as_secs() as i64)
+    }
+
+    /// Stale or invalid: it blocks until `gallra unlock` removes it.
+    fn is_dead(&self, now: i64) -> bool {
+        self.is_stale(now) || self.is_invalid(now)
+    }
+
     fn describe(&self, now: i64) -> String {
         let at = |secs: i64| {
             jiff::Timestamp::from_second(secs).map_or_else(|_| secs.to_string(), |t| t.to_string())
@@ -71,6 +89,12 @@ impl LockRecord {
             at(self.created),
             if self.is_stale(now) {
                 format!("stale since {}", at(self.expires))
+            } else if self.is_invalid(now) {
+                format!(
+                    "invalid: its lease until {} is longer than the {} minutes a holder may claim",
+                    at(self.expires),
+                    LEASE.as_secs() / 60
+                )
             } else {
                 format!("lease until {}", at(self.expires))
             }
@@ -143,7 +167,7 @@ impl Drop for TenantLock {
 }
 
 fn read_record(store: &Store, path: &str) -> Result<Option<LockRecord>> {
-    match store.get(path) {
+    match store.get_limited(path, crate::limits::ReadLimit::Lock) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::corrupt(format!("target {}: {path}", store.name()), e.to_string())),
@@ -199,9 +223,9 @@ pub fn acquire_with_lease(
             // a race in which both sides backed out; an older one is not
             // going away by waiting a second.
             Err(conflict)
-                if attempt >= 4 || conflict.is_stale(now()) || conflict.created < now() - 5 =>
+                if attempt >= 4 || conflict.is_dead(now()) || conflict.created < now() - 5 =>
             {
-                let stale = conflict.is_stale(now());
+                let stale = conflict.is_dead(now());
                 return Err(Error::Locked {
                     tenant: tenant.to_string(),
                     target: store.name().to_string(),
@@ -366,7 +390,7 @@ pub struct UnlockReport {
     pub live: Vec<String>,
 }
 
-/// Removes the stale (and unreadable) locks of a tenant, and those of
+/// Removes the stale, invalid and unreadable locks of a tenant, and those of
 /// processes of this host (`host`) that no longer run; live ones stay.
 pub fn unlock(store: &Store, tenant: &str, host: &str) -> Result<UnlockReport> {
     let mut report = UnlockReport {
@@ -378,7 +402,7 @@ pub fn unlock(store: &Store, tenant: &str, host: &str) -> Result<UnlockReport> {
     for obj in store.list(&locks_dir(tenant))? {
         match read_record(store, &obj.path) {
             Ok(None) => {}
-            Ok(Some(r)) if !r.is_stale(now) && !is_dead_local(&r, host) => {
+            Ok(Some(r)) if !r.is_dead(now) && !is_dead_local(&r, host) => {
                 report.live.push(r.describe(now));
             }
             Ok(Some(r)) => {
@@ -490,6 +514,41 @@ mod tests {
         assert!(report.removed[0].contains("web09"));
         assert_eq!(report.live.len(), 1);
         acquire(&store, "acme", LockKind::Shared, &holder("web01")).unwrap();
+    }
+
+    #[test]
+    fn a_lease_longer_than_the_protocol_allows_is_invalid_and_unlock_removes_it() {
+        let store = crate::store::memory();
+        let far = 10 * 365 * 86_400;
+        plant(
+            &store,
+            "tenants/acme/locks/exclusive",
+            LockKind::Exclusive,
+            "web09",
+            far,
+        );
+        let e = acquire(&store, "acme", LockKind::Shared, &holder("web01"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("invalid") && e.contains("gallra unlock --tenant acme"),
+            "{e}"
+        );
+        // A lease as long as the protocol's, with another host's clock a
+        // few minutes ahead, is live.
+        let skewed = LEASE.as_secs() as i64 + 120;
+        plant(
+            &store,
+            "tenants/acme/locks/shared-skewed",
+            LockKind::Shared,
+            "web08",
+            skewed,
+        );
+        let report = unlock(&store, "acme", "web01").unwrap();
+        assert_eq!(report.removed.len(), 1, "{report:?}");
+        assert!(report.removed[0].contains("invalid"), "{report:?}");
+        assert_eq!(report.live.len(), 1, "{report:?}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use gallra::repo::Repository;
 use gallra::restore::{self, OpenSnapshot, RestoreOptions};
 use gallra::ship::{self, ShipOptions, ShipReport};
 use gallra::store::Store;
-use gallra::text::human_bytes;
+use gallra::text::{escape_control as esc, human_bytes};
 
 mod cli;
 use cli::lifecycle::{AuditCommand, ContractCommand, HoldCommand, InboxCommand, LifecycleCommand};
@@ -254,6 +254,9 @@ fn main() {
             std::process::exit(code);
         }
     };
+    if !matches!(cli.command, Command::Agent(_)) {
+        die_quietly_on_closed_pipe();
+    }
     // The agent logs what it does (info); a command only its warnings.
     // The agent's config is read once, before logging starts: it says how
     // the agent logs.
@@ -302,6 +305,20 @@ fn limit_heap_retention() {
     }
 }
 
+/// Rust ignores SIGPIPE, so a write to a closed pipe (`gallra snapshots |
+/// head -1`) fails, and `println!` panics on that. Every command but the
+/// agent takes the default action back: the process ends at that write,
+/// silently, as `ls` or `cat` do. The agent keeps ignoring it: it writes
+/// only to sockets and its log, and a scraper hanging up must not end it.
+/// (Sockets are not affected either way: Rust sends with MSG_NOSIGNAL.)
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: signal(2) with a valid signal number and the default action,
+    // before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The error and its causes on one line.
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -311,7 +328,8 @@ fn one_line(e: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ").replace('\n', " ")
+    // Errors may quote names from a snapshot (a restore's failed path).
+    esc(&parts.join(": ").replace('\n', " ")).into_owned()
 }
 
 fn config_path(cli: &Cli) -> PathBuf {
@@ -484,6 +502,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         &dst,
                         &ShipOptions {
                             host: config.agent.host.clone(),
+                            initialise: true,
                             ..Default::default()
                         },
                     )?;
@@ -502,8 +521,9 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     Err(e) => {
                         failed = true;
                         eprintln!(
-                            "error: {}; the next `gallra ship` retries",
-                            naming_target(&t.name, &e)
+                            "error: {}; once it is reachable, `gallra repair-target {}` finishes it",
+                            naming_target(&t.name, &e),
+                            t.name
                         );
                         out.push(
                             json!({"target": t.name, "created": false, "error": e.to_string()}),
@@ -571,6 +591,15 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
         }
         Command::Backup(args) => {
             let config = load()?;
+            // Safe beside the agent (tenant locks, the audit log's lock),
+            // but the operator should know that its scheduled backups of the
+            // same sources may run at the same time.
+            if let Some(pid) = gallra::agent::running_agent(&config.agent.state_dir) {
+                eprintln!(
+                    "warning: the gallra agent (pid {pid}) runs on state folder {}; its scheduled backups may run beside this one",
+                    config.agent.state_dir.display()
+                );
+            }
             let time = args
                 .time
                 .as_deref()
@@ -733,7 +762,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         }
                     );
                     for w in &snap.warnings {
-                        eprintln!("warning: {}/{}: {w}", snap.tenant, snap.source);
+                        eprintln!("warning: {}/{}: {}", snap.tenant, snap.source, esc(w));
                     }
                 }
                 println!(
@@ -850,6 +879,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     progress: !json_out,
                     host: config.agent.host.clone(),
                     replace_damaged: true,
+                    initialise: true,
                     ..Default::default()
                 },
             )?;
@@ -1026,7 +1056,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         e.node.mode,
                         e.node.size,
                         rfc3339(e.node.mtime_secs, 0),
-                        e.path
+                        esc(&e.path)
                     );
                 }
             }
@@ -1065,7 +1095,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             )
             .with_context(|| format!("restore of snapshot {}", snap.id.short()))?;
             for e in &report.errors {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", esc(&e.to_string()));
             }
             if json_out {
                 print_json(&json!({

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::Id;
+use crate::limits::ReadLimit;
 use crate::lock::{self, Holder, LockKind};
 use crate::repo::{self, CONFIG_PATH, id_of_path};
 use crate::store::{Listed, Store, StoreStats};
@@ -41,6 +42,11 @@ pub struct ShipOptions {
     /// Stops between objects: what was copied is whole, and a snapshot is
     /// copied only after the packs and index it needs.
     pub cancel: crate::cancel::Cancel,
+    /// Make the destination a repository if it holds none (its key slots
+    /// and config). Only `init` and `repair-target` set it: a target that
+    /// held the repository and now lacks its config is an unmounted or
+    /// emptied folder, or a wrong bucket, and filling it would hide that.
+    pub initialise: bool,
 }
 
 /// What one tenant lacks on the destination, in the order it must be copied.
@@ -163,7 +169,7 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
         ..Default::default()
     };
     dst.check_reachable()?;
-    report.repository_objects = ship_repository(src, dst)?;
+    report.repository_objects = ship_repository(src, dst, opts.initialise)?;
     report.repository_objects += ship_records(src, dst)?;
     let tenants = repo::tenant_names_on(src)?;
     // A tenant asked for and absent is its own failure: the others asked
@@ -221,7 +227,13 @@ pub fn ship_to(
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for t in targets {
-        match Store::open(t, true).and_then(|dst| ship(&src, &dst, opts)) {
+        // Never create a missing file:// folder: it is an unmounted mount
+        // point, not a new target (see `ShipOptions::initialise`).
+        let opened = Store::open(t, false).map_err(|e| match e {
+            Error::NotInitialised { target } => Error::NoRepository { target },
+            e => e,
+        });
+        match opened.and_then(|dst| ship(&src, &dst, opts)) {
             Ok(r) => {
                 for f in &r.failed {
                     let text = f.error.replace('\n', " ");
@@ -253,9 +265,10 @@ pub fn ship_to(
 
 /// Makes `dst` hold the same repository as `src`: key slots, then config.
 /// A slot removed on the source is removed here too, since removing a slot
-/// revokes a key. Refuses a destination that holds another repository.
-fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
-    let config = match src.get(CONFIG_PATH) {
+/// revokes a key. Refuses a destination that holds another repository, and
+/// unless `initialise`, one that holds none.
+fn ship_repository(src: &Store, dst: &Store, initialise: bool) -> Result<usize> {
+    let config = match src.get_limited(CONFIG_PATH, ReadLimit::Config) {
         Ok(b) => b,
         Err(Error::NotFound { .. }) => {
             return Err(Error::NotInitialised {
@@ -264,11 +277,16 @@ fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
         }
         Err(e) => return Err(e),
     };
-    let dst_config = match dst.get(CONFIG_PATH) {
+    let dst_config = match dst.get_limited(CONFIG_PATH, ReadLimit::Config) {
         Ok(b) => Some(b),
         Err(Error::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
+    if dst_config.is_none() && !initialise {
+        return Err(Error::NoRepository {
+            target: dst.name().to_string(),
+        });
+    }
     if let Some(existing) = &dst_config
         && existing != &config
     {
@@ -300,7 +318,7 @@ fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
         .collect();
     for slot in &src_slots {
         if dst_sizes.get(slot.path.as_str()) != Some(&slot.size) {
-            dst.put(&slot.path, src.get(&slot.path)?)?;
+            dst.put(&slot.path, src.get_limited(&slot.path, ReadLimit::KeySlot)?)?;
             copied += 1;
         }
     }
@@ -322,11 +340,14 @@ fn ship_repository(src: &Store, dst: &Store) -> Result<usize> {
 /// on the destination before the next backup's objects are.
 fn ship_records(src: &Store, dst: &Store) -> Result<usize> {
     let mut copied = 0;
-    for prefix in [crate::lifecycle::journal::EVENTS_PREFIX, "audit"] {
+    for (prefix, limit) in [
+        (crate::lifecycle::journal::EVENTS_PREFIX, ReadLimit::Event),
+        ("audit", ReadLimit::AuditRecord),
+    ] {
         let have: BTreeSet<String> = dst.list(prefix)?.into_iter().map(|o| o.path).collect();
         for o in src.list(prefix)? {
             if !have.contains(&o.path) {
-                dst.put_new(&o.path, src.get(&o.path)?)?;
+                dst.put_new(&o.path, src.get_limited(&o.path, limit)?)?;
                 copied += 1;
             }
         }
@@ -359,7 +380,7 @@ fn ship_tenant(
     let dst_lock = lock::acquire(dst, tenant, LockKind::Shared, &holder)?;
     let prefix = repo::tenant_prefix(tenant);
     let key_path = format!("{prefix}/key");
-    let key = match src.get(&key_path) {
+    let key = match src.get_limited(&key_path, ReadLimit::TenantKey) {
         Ok(key) => key,
         // A folder holding only locks: a first backup of the tenant is
         // taking its lock and has not written the key yet, or was killed
@@ -367,7 +388,7 @@ fn ship_tenant(
         Err(Error::NotFound { .. }) if !has_content(src, &prefix)? => return Ok(None),
         Err(e) => return Err(e),
     };
-    match dst.get(&key_path) {
+    match dst.get_limited(&key_path, ReadLimit::TenantKey) {
         Ok(existing) if existing == key => {}
         Ok(_) => {
             return Err(Error::DifferentRepository {

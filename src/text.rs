@@ -34,6 +34,36 @@ pub fn short_hex(hex: &str, digits: usize) -> &str {
     hex.get(..digits).unwrap_or(hex)
 }
 
+/// Text that a tenant controls (file names, symlink targets, messages that
+/// quote them) made safe for a terminal and for tools that read our output
+/// line by line: control characters (C0, DEL, C1), and the Unicode ones
+/// that reorder or hide text, become visible escapes (`\n`, `\x1b`,
+/// `\u{202e}`), and a backslash is doubled so that an escape in a name
+/// cannot pass for one of ours. Plain text comes back borrowed. JSON
+/// output never goes through this: it keeps names exact.
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    }
+    if !text.chars().any(|c| c == '\\' || hidden(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && hidden(c) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Text made safe for one Markdown table cell.
 pub fn md_cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
@@ -74,5 +104,26 @@ mod tests {
             html_escape("<a href=\"x\">&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn control_characters_in_names_cannot_forge_lines_or_reach_the_terminal() {
+        assert!(matches!(
+            escape_control("plain/name.txt"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape_control("evil\n-0644 /etc/shadow"),
+            "evil\\n-0644 /etc/shadow"
+        );
+        assert_eq!(
+            escape_control("a\x1b[2J\x07\x7f\r\tb"),
+            "a\\x1b[2J\\x07\\x7f\\r\\tb"
+        );
+        assert_eq!(escape_control("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(escape_control("txt.\u{202e}exe"), "txt.\\u{202e}exe");
+        // A name that spells an escape stays distinguishable from one.
+        assert_eq!(escape_control("a\\nb"), "a\\\\nb");
+        assert_eq!(escape_control("åäö ✓"), "åäö ✓");
     }
 }

@@ -155,6 +155,9 @@ fn ship_options() -> ShipOptions {
         verify: true,
         progress: false,
         host: HOST.into(),
+        // These offsites start empty: each first ship is the one `init`
+        // would make.
+        initialise: true,
         ..ShipOptions::default()
     }
 }

@@ -132,9 +132,68 @@ struct Agent {
     inbox_tried: std::collections::BTreeSet<PathBuf>,
 }
 
+/// The file in the state folder that the running agent holds an exclusive
+/// flock on, with its pid inside: one agent per state folder. The lock goes
+/// with the process, however it ends; the file stays.
+pub const AGENT_LOCK: &str = "agent.lock";
+
+fn open_agent_lock(state_dir: &std::path::Path, create: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(state_dir.join(AGENT_LOCK))
+}
+
+fn pid_in(file: &mut std::fs::File) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let _ = file.take(32).read_to_string(&mut text);
+    match text.trim() {
+        "" => "unknown".to_string(),
+        pid => pid.to_string(),
+    }
+}
+
+/// Takes the state folder's agent lock and writes this process's pid into
+/// it; another agent holding it is an error naming its pid.
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::io::Write;
+    let path = state_dir.join(AGENT_LOCK);
+    let mut file = open_agent_lock(state_dir, true).map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::AgentRunning {
+                state_dir: state_dir.to_path_buf(),
+                pid: pid_in(&mut file),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(file)
+}
+
+/// The pid of the agent that runs on this state folder, if one does (it
+/// holds the agent lock), for commands that should say so.
+pub fn running_agent(state_dir: &std::path::Path) -> Option<String> {
+    let mut file = open_agent_lock(state_dir, false).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => Some(pid_in(&mut file)),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 /// Runs the agent until SIGTERM or SIGINT. Returns an error only for what
-/// keeps it from starting (no repository, a key that does not open, a
-/// metrics address in use).
+/// keeps it from starting (another agent on the state folder, no
+/// repository, a key that does not open, a metrics address in use).
 pub fn run(config: Config) -> Result<()> {
     lower_priority(config.agent.nice, config.agent.io_class);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -207,7 +266,9 @@ fn self_test(config: &Config) -> Result<()> {
     let primary = Repository::open_target(config, config.primary())?;
     drop(primary);
     for t in &config.targets {
-        let outcome = Store::open(t, true).and_then(|s| s.honours_conditional_create());
+        // Not `create`: a missing file:// folder is an unmounted target,
+        // and ship refuses it; making it here would hide that.
+        let outcome = Store::open(t, false).and_then(|s| s.honours_conditional_create());
         match outcome {
             Ok(true) => tracing::info!(target_name = %t.name, "conditional create honoured"),
             Ok(false) if t.locking == crate::config::Locking::Lease => tracing::error!(
@@ -231,8 +292,17 @@ async fn main_loop(config: Config) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(signal_err)?;
 
-    std::fs::create_dir_all(&config.agent.state_dir)
-        .map_err(|e| Error::io(&config.agent.state_dir, e))?;
+    let state_dir = &config.agent.state_dir;
+    let mode = crate::files::ensure_state_dir(state_dir).map_err(|e| Error::io(state_dir, e))?;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "state folder {} is mode {mode:04o}: other users may read its audit log and agent state; chmod 700 it unless that is meant (gallra creates it 0700 and never changes an existing one)",
+            state_dir.display()
+        );
+    }
+    // Held until the agent exits; a second agent stops here, before it
+    // touches the state file.
+    let _agent_lock = lock_state_dir(state_dir)?;
     let config = Arc::new(config);
     {
         let c = config.clone();
@@ -727,9 +797,8 @@ fn ship_failures(st: &mut AgentState, failed: Vec<ShipFailure>) {
 }
 
 fn write_textfile(file: &std::path::Path, text: &str) {
-    let tmp = file.with_extension("prom.tmp");
-    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file));
-    if let Err(e) = written {
+    // node_exporter runs as another user and must read it.
+    if let Err(e) = crate::files::replace_file_with_mode(file, text.as_bytes(), 0o644) {
         tracing::warn!("metrics textfile {}: {e}", file.display());
     }
 }

@@ -98,8 +98,15 @@ impl AgentState {
     /// The state file, or an empty state if there is none yet.
     pub fn load(state_dir: &Path) -> Result<AgentState> {
         let path = AgentState::path(state_dir);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        let limit = crate::limits::ReadLimit::AgentState;
+        let read = std::fs::File::open(&path)
+            .and_then(|mut f| crate::files::read_capped(&mut f, limit.bytes()));
+        match read {
+            Ok(None) => Err(Error::TooLarge {
+                object: path.display().to_string(),
+                limit,
+            }),
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
                 object: path.display().to_string(),
                 message: format!("agent state does not parse: {e}"),
             }),
@@ -110,24 +117,8 @@ impl AgentState {
 
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         let path = AgentState::path(state_dir);
-        let tmp = state_dir.join(format!(".{STATE_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).expect("serialisable");
-        // A temp file left by a crash keeps its mode when opened again:
-        // start from a new one, created 0600.
-        let _ = std::fs::remove_file(&tmp);
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&bytes)
-        };
-        write().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        crate::files::replace_file(&path, &bytes).map_err(|e| Error::io(&path, e))
     }
 
     pub fn ship_succeeded(&mut self, target: String) {

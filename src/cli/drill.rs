@@ -8,7 +8,7 @@ use gallra::audit::AuditLog;
 use gallra::config::Config;
 use gallra::drill::{self, DrillResult, ReportFormat, ReportHeader, Selection};
 use gallra::error::Error;
-use gallra::text::{human_age, short_hex};
+use gallra::text::{escape_control, human_age, short_hex};
 
 use crate::{human_bytes, print_json};
 
@@ -79,7 +79,7 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
     let scratch = args.scratch.clone().unwrap_or(config.drill.scratch.clone());
     let run = drill::drill_and_record(config, target, &selection, scratch, max_age)?;
     for w in &run.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape_control(w));
     }
     let (results, records, now, tz) = (run.results, run.records, run.now, &config.policy.time_zone);
     let described = selection.describe();
@@ -112,9 +112,10 @@ pub fn drill(config: &Config, json_out: bool, args: DrillArgs) -> anyhow::Result
     for r in &results {
         for p in &r.problems {
             eprintln!(
-                "error: drill of {} {}: {p}",
+                "error: drill of {} {}: {}",
                 r.tenant,
-                short_hex(&r.snapshot, 12)
+                short_hex(&r.snapshot, 12),
+                escape_control(&p.to_string())
             );
         }
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::events::{Event, StoredEvent, TargetEvents};
 use crate::error::{Error, Result};
 use crate::format::{Kind, record};
+use crate::limits::ReadLimit;
 use crate::repo::Repository;
 
 pub const EVENTS_PREFIX: &str = "lifecycle/events";
@@ -21,7 +22,7 @@ pub fn event_path(id: &str) -> String {
 pub fn load(repo: &Repository) -> Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
     for o in repo.store.list(EVENTS_PREFIX)? {
-        let bytes = repo.store.get(&o.path)?;
+        let bytes = repo.store.get_limited(&o.path, ReadLimit::Event)?;
         out.push(record::open(
             &bytes,
             Kind::Event,
@@ -94,7 +95,7 @@ pub fn record_event(repos: &[&Repository], stored: &StoredEvent) -> Result<Recor
     };
     if !primary.store.put_new(&path, seal(primary))? {
         let existing: StoredEvent = record::open(
-            &primary.store.get(&path)?,
+            &primary.store.get_limited(&path, ReadLimit::Event)?,
             Kind::Event,
             primary.master(),
             &primary.repo_id,
@@ -168,8 +169,8 @@ pub fn pending(inbox: &Path) -> Result<Vec<PathBuf>> {
 /// Moves an inbox file into `inbox/<folder>/`, never over another file.
 pub fn move_to(file: &Path, folder: &str) -> Result<PathBuf> {
     let inbox = file.parent().expect("inbox files have a folder");
-    let dir = inbox.join(folder);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let dir = crate::files::private_subdir(inbox, folder)
+        .map_err(|e| Error::io(inbox.join(folder), e))?;
     let name = file
         .file_name()
         .expect("a file name")
@@ -190,7 +191,9 @@ pub fn reject(file: &Path, reason: &str) -> Result<()> {
     let to = move_to(file, "rejected")?;
     let mut why = to.clone().into_os_string();
     why.push(".reason");
-    std::fs::write(&why, format!("{reason}\n")).map_err(|e| Error::io(Path::new(&why), e))
+    // Whoever can drop files into the inbox may have planted a link here.
+    crate::files::replace_file(Path::new(&why), format!("{reason}\n").as_bytes())
+        .map_err(|e| Error::io(Path::new(&why), e))
 }
 
 /// Reads one inbox file: the event, or why it is rejected.
@@ -198,7 +201,9 @@ pub fn read_inbox_file(
     file: &Path,
     tenants: &BTreeSet<String>,
 ) -> std::result::Result<Event, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot be read: {e}"))?;
+    let bytes = read_bounded(file)
+        .map_err(|e| format!("cannot be read: {e}"))?
+        .ok_or_else(|| ReadLimit::InboxFile.refusal())?;
     let event = Event::parse(&bytes)?;
     if !tenants.contains(&event.tenant) {
         return Err(format!(
@@ -207,4 +212,19 @@ pub fn read_inbox_file(
         ));
     }
     Ok(event)
+}
+
+/// An inbox file, at most `ReadLimit::InboxFile` of it (`None` if larger),
+/// opened without following a link or waiting on a FIFO swapped in after
+/// the listing.
+fn read_bounded(file: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(file)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    crate::files::read_capped(&mut f, ReadLimit::InboxFile.bytes())
 }

@@ -69,7 +69,7 @@ pub(crate) fn unlock(
     };
     for obj in store.list("keys")? {
         let slot = obj.path.rsplit('/').next().unwrap_or_default().to_string();
-        let bytes = store.get(&obj.path)?;
+        let bytes = store.get_limited(&obj.path, crate::limits::ReadLimit::KeySlot)?;
         // A damaged or newer slot must not lock out the keys of the others.
         let header = match KeySlotHeader::decode(&bytes, &obj.path) {
             Ok(h) => h,
@@ -120,7 +120,9 @@ impl Repository {
     pub fn list_slots(&self) -> Result<Vec<SlotInfo>> {
         let mut out = Vec::new();
         for obj in self.store.list("keys")? {
-            let bytes = self.store.get(&obj.path)?;
+            let bytes = self
+                .store
+                .get_limited(&obj.path, crate::limits::ReadLimit::KeySlot)?;
             let id = obj.path.rsplit('/').next().unwrap_or_default().to_string();
             // A damaged slot is listed, so that `key remove` can clear it.
             let (kind, created) = match KeySlotHeader::decode(&bytes, &obj.path) {

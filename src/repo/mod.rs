@@ -20,6 +20,7 @@ use crate::format::snapshot::{self, Snapshot};
 use crate::format::tenant_key::{self, TenantKeyBody, TenantKeys};
 use crate::format::tree::Tree;
 use crate::format::{Id, Kind, tenant_context};
+use crate::limits::ReadLimit;
 use crate::store::Store;
 pub use index::{BlobLocation, Index};
 
@@ -111,7 +112,7 @@ impl Repository {
     /// with a conditional create, so two agents never make two repositories.
     pub fn init(store: Store, key: &KeySource, chunker: ChunkerParams) -> Result<Repository> {
         store.check_reachable()?;
-        match store.get(CONFIG_PATH) {
+        match store.get_limited(CONFIG_PATH, ReadLimit::Config) {
             Ok(_) => {
                 return Err(Error::AlreadyInitialised {
                     target: store.name().to_string(),
@@ -149,7 +150,7 @@ impl Repository {
 
     /// Opens a repository with the first key slot that `key` unlocks.
     pub fn open(store: Store, key: &KeySource) -> Result<Repository> {
-        let config_bytes = match store.get(CONFIG_PATH) {
+        let config_bytes = match store.get_limited(CONFIG_PATH, ReadLimit::Config) {
             Ok(b) => b,
             Err(Error::NotFound { .. }) => {
                 return Err(Error::NotInitialised {
@@ -211,7 +212,7 @@ impl Repository {
             return Ok(t.clone());
         }
         let path = tenant_key_path(name);
-        let bytes = match self.store.get(&path) {
+        let bytes = match self.store.get_limited(&path, ReadLimit::TenantKey) {
             Ok(b) => b,
             Err(Error::NotFound { .. }) if create => {
                 let body = TenantKeyBody {
@@ -220,7 +221,7 @@ impl Repository {
                 };
                 let sealed = tenant_key::seal(&body, &self.master, &self.repo_id, name);
                 self.store.put_new(&path, Bytes::from(sealed))?;
-                self.store.get(&path)?
+                self.store.get_limited(&path, ReadLimit::TenantKey)?
             }
             Err(e) => return Err(e),
         };
@@ -239,9 +240,13 @@ impl Repository {
         Ok(tenant)
     }
 
-    /// Reads an object whose name is the SHA-256 of its bytes, checking that.
-    fn get_named(&self, path: &str) -> Result<Bytes> {
-        let bytes = self.store.get(path)?;
+    /// Reads an object whose name is the SHA-256 of its bytes, checking
+    /// that; with `limit`, refusing one larger than its kind may be.
+    fn get_named(&self, path: &str, limit: Option<ReadLimit>) -> Result<Bytes> {
+        let bytes = match limit {
+            Some(l) => self.store.get_limited(path, l)?,
+            None => self.store.get(path)?,
+        };
         match id_of_path(path) {
             Some(id) if Id::of_bytes(&bytes) == id => Ok(bytes),
             _ => Err(Error::corrupt(
@@ -258,7 +263,8 @@ impl Repository {
             .store
             .list(&format!("{}/index", tenant_prefix(&tenant.name)))?
         {
-            let bytes = self.get_named(&obj.path)?;
+            // Index objects grow with the tenant: the listing's size is theirs.
+            let bytes = self.get_named(&obj.path, None)?;
             let body =
                 crate::format::index::open(&bytes, &tenant.cipher, &tenant.context, &obj.path)?;
             index.add_body(&body);
@@ -286,7 +292,7 @@ impl Repository {
 
     pub fn read_snapshot(&self, tenant: &Tenant, id: &Id) -> Result<Snapshot> {
         let path = snapshot_path(&tenant.name, id);
-        let bytes = self.get_named(&path)?;
+        let bytes = self.get_named(&path, Some(ReadLimit::Snapshot))?;
         let snap = snapshot::open(&bytes, &tenant.cipher, &tenant.context, &path)?;
         if snap.tenant != tenant.name {
             return Err(Error::corrupt(

@@ -277,10 +277,12 @@ pub fn check_target(target: &config::Target) -> Result<()> {
 }
 
 /// What is wrong with a target's credentials file (missing, unreadable,
-/// or readable by others), without reading the secrets in it.
+/// readable by others, or a line that is not `KEY=value` with a known key),
+/// read as `Store::open` would and naming lines by number only.
 pub fn credentials_file_problem(target: &config::Target) -> Option<String> {
     let path = target.credentials_file.as_ref()?;
-    remote::check_credentials_file(&target.name, path)
+    let scheme = url::Url::parse(&target.url).ok()?.scheme().to_string();
+    remote::read_credentials_file(&target.name, path, &scheme)
         .err()
         .map(|e| e.to_string())
 }
@@ -500,6 +502,47 @@ impl Store {
                 .block_on(self.call(0, || async { self.inner.get(&p).await?.bytes().await }))
                 .map_err(|f| self.fail(path, f))?
         };
+        self.count_download(bytes.len());
+        Ok(bytes)
+    }
+
+    /// Reads an object of a kind that is small by construction, refusing
+    /// one larger than `limit` before more than that is read: a local file
+    /// by its size, a remote object by its length header and then by the
+    /// bytes that actually arrive.
+    pub fn get_limited(&self, path: &str, limit: crate::limits::ReadLimit) -> Result<Bytes> {
+        let max = limit.bytes();
+        let got = if let Some(fs) = &self.local {
+            self.layer.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let file = self.local_file(fs, path)?;
+            std::fs::File::open(&file)
+                .and_then(|mut f| crate::files::read_capped(&mut f, max))
+                .map_err(|e| self.map_io_err(path, e))?
+                .map(Bytes::from)
+        } else {
+            let p = ObjPath::from(path);
+            runtime()
+                .block_on(self.call(0, || async {
+                    let r = self.inner.get(&p).await?;
+                    if r.meta.size > max {
+                        return Ok(None);
+                    }
+                    let mut stream = r.into_stream();
+                    let mut buf = Vec::new();
+                    while let Some(chunk) = stream.try_next().await? {
+                        buf.extend_from_slice(&chunk);
+                        if buf.len() as u64 > max {
+                            return Ok(None);
+                        }
+                    }
+                    Ok(Some(Bytes::from(buf)))
+                }))
+                .map_err(|f| self.fail(path, f))?
+        };
+        let bytes = got.ok_or_else(|| Error::TooLarge {
+            object: format!("target {}: {path}", self.name),
+            limit,
+        })?;
         self.count_download(bytes.len());
         Ok(bytes)
     }
@@ -860,6 +903,30 @@ mod tests {
         );
         assert!(!e.contains("s3cr3t"), "{e}");
         assert_eq!(store.stats().retries, 5);
+    }
+
+    #[test]
+    fn small_kinds_are_read_with_a_cap_that_names_object_and_limit() {
+        use crate::limits::ReadLimit;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let local = Store::open(&config::Target::new("local", &url), true).unwrap();
+        for s in [memory(), local] {
+            let max = ReadLimit::Lock.bytes() as usize;
+            s.put("l/ok", Bytes::from(vec![b'x'; max])).unwrap();
+            assert_eq!(s.get_limited("l/ok", ReadLimit::Lock).unwrap().len(), max);
+            s.put("l/big", Bytes::from(vec![b'x'; max + 1])).unwrap();
+            let e = s.get_limited("l/big", ReadLimit::Lock).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("l/big") && msg.contains("64.0 KiB") && msg.contains("lock object"),
+                "{msg}"
+            );
+            assert!(matches!(
+                s.get_limited("l/none", ReadLimit::Lock),
+                Err(Error::NotFound { .. })
+            ));
+        }
     }
 
     #[test]

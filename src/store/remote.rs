@@ -41,38 +41,62 @@ fn credentials_err(target: &str, path: &Path, message: String) -> Error {
     }
 }
 
-/// Whether a credentials file exists and is readable by its owner only.
-pub(super) fn check_credentials_file(target: &str, path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| credentials_err(target, path, e.to_string()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(credentials_err(
-            target,
-            path,
-            format!("permissions {mode:04o} are too open; it must be 0600 or 0400"),
-        ));
+/// The most a credentials file holds: a few `KEY=value` lines.
+const CREDENTIALS_FILE_MAX: u64 = 64 << 10;
+
+/// Opens a credentials file and reads it whole: a regular file (not a
+/// symlink or FIFO), owned by this user or root, readable by its owner only.
+fn read_private(target: &str, path: &Path) -> Result<Zeroizing<String>> {
+    let err = |message: String| credentials_err(target, path, message);
+    let mut file =
+        crate::files::open_private(path, 0o077, "it must be 0600 or 0400").map_err(err)?;
+    let bytes = crate::files::read_capped(&mut file, CREDENTIALS_FILE_MAX)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err(format!("larger than {} KiB", CREDENTIALS_FILE_MAX >> 10)))?;
+    String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
+        let _ = Zeroizing::new(e.into_bytes());
+        err("not UTF-8 text".into())
+    })
+}
+
+/// Whether `key` names one of `scheme`'s options (`AWS_SECRET_ACCESS_KEY`
+/// and `aws_secret_access_key` alike).
+fn is_option_key(scheme: &str, key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    match scheme {
+        "s3" | "s3a" => AmazonS3ConfigKey::from_str(&key).is_ok(),
+        "gs" => GoogleConfigKey::from_str(&key).is_ok(),
+        _ => AzureConfigKey::from_str(&key).is_ok(),
     }
-    Ok(())
 }
 
 /// Reads a credentials file: `KEY=value` lines, `#` comments, mode 0600.
-pub fn read_credentials_file(target: &str, path: &Path) -> Result<Secrets> {
+/// Every key must be one of `scheme`'s options. A line that is not such a
+/// pair is named by its number only: a secret pasted without its key, or
+/// with a space instead of `=`, may itself hold `=` (base64 padding), and
+/// whatever stands left of it is then the secret, not a key to echo.
+pub fn read_credentials_file(target: &str, path: &Path, scheme: &str) -> Result<Secrets> {
     let err = |message: String| credentials_err(target, path, message);
-    check_credentials_file(target, path)?;
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+    let text = read_private(target, path)?;
     let mut out = Secrets::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        // Never echo the line: it holds a secret.
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| err(format!("line {}: expected KEY=value", n + 1)))?;
+        let bad = || {
+            err(format!(
+                "line {}: expected KEY=value with KEY one of the {scheme}:// options (the line is not shown: it may hold a secret)",
+                n + 1
+            ))
+        };
+        let (key, value) = line.split_once('=').ok_or_else(bad)?;
+        let key = key.trim();
+        if !is_option_key(scheme, key) {
+            return Err(bad());
+        }
         out.insert(
-            key.trim().to_string(),
+            key.to_string(),
             Zeroizing::new(value.trim().trim_matches('"').to_string()),
         );
     }
@@ -81,7 +105,7 @@ pub fn read_credentials_file(target: &str, path: &Path) -> Result<Secrets> {
 
 /// The options a target is built with: environment, then credentials file,
 /// then `options` from agent.toml, later ones winning.
-fn gather(target: &config::Target, env_names: &[&str]) -> Result<Secrets> {
+fn gather(target: &config::Target, scheme: &str, env_names: &[&str]) -> Result<Secrets> {
     let mut all = Secrets::new();
     for name in env_names {
         if let Ok(v) = std::env::var(name)
@@ -91,7 +115,7 @@ fn gather(target: &config::Target, env_names: &[&str]) -> Result<Secrets> {
         }
     }
     if let Some(path) = &target.credentials_file {
-        all.extend(read_credentials_file(&target.name, path)?);
+        all.extend(read_credentials_file(&target.name, path, scheme)?);
     }
     for (k, v) in &target.options {
         all.insert(k.clone(), Zeroizing::new(v.clone()));
@@ -138,7 +162,7 @@ pub(super) fn build(target: &config::Target, url: &url::Url) -> Result<Arc<dyn O
                 .with_url(url.as_str())
                 .with_retry(no_retry)
                 .with_client_options(client);
-            for (k, v) in gather(target, S3_ENV)? {
+            for (k, v) in gather(target, scheme, S3_ENV)? {
                 b = b.with_config(
                     parse_key::<AmazonS3ConfigKey>(name, scheme, &k)?,
                     v.as_str(),
@@ -151,7 +175,7 @@ pub(super) fn build(target: &config::Target, url: &url::Url) -> Result<Arc<dyn O
                 .with_url(url.as_str())
                 .with_retry(no_retry)
                 .with_client_options(client);
-            for (k, v) in gather(target, GCS_ENV)? {
+            for (k, v) in gather(target, scheme, GCS_ENV)? {
                 b = b.with_config(parse_key::<GoogleConfigKey>(name, scheme, &k)?, v.as_str());
             }
             Arc::new(b.build().map_err(build_err)?)
@@ -161,7 +185,7 @@ pub(super) fn build(target: &config::Target, url: &url::Url) -> Result<Arc<dyn O
                 .with_url(url.as_str())
                 .with_retry(no_retry)
                 .with_client_options(client);
-            for (k, v) in gather(target, AZURE_ENV)? {
+            for (k, v) in gather(target, scheme, AZURE_ENV)? {
                 b = b.with_config(parse_key::<AzureConfigKey>(name, scheme, &k)?, v.as_str());
             }
             Arc::new(b.build().map_err(build_err)?)
@@ -247,15 +271,15 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = read_credentials_file("offsite", &path)
+        let e = read_credentials_file("offsite", &path, "s3")
             .unwrap_err()
             .to_string();
         assert!(e.contains("0644") && e.contains("offsite.env"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let creds = read_credentials_file("offsite", &path).unwrap();
+        let creds = read_credentials_file("offsite", &path, "s3").unwrap();
         assert_eq!(creds["AWS_SECRET_ACCESS_KEY"].as_str(), "s3cr3t");
         std::fs::write(&path, "AWS_SECRET_ACCESS_KEY s3cr3t\n").unwrap();
-        let e = read_credentials_file("offsite", &path)
+        let e = read_credentials_file("offsite", &path, "s3")
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 1") && !e.contains("s3cr3t"), "{e}");
@@ -275,5 +299,34 @@ mod tests {
         .unwrap();
         t.credentials_file = Some(path);
         Store::open(&t, false).unwrap();
+    }
+
+    #[test]
+    fn a_credentials_line_without_equals_never_echoes_the_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsite.env");
+        // A base64 secret ends in '=': split at it, the secret is the "key".
+        for text in [
+            "AWS_ACCESS_KEY_ID=AKID\nAWS_SECRET_ACCESS_KEY wJalrXUtnFEMIK7MDENGbPxRfiCY+EXAMPLE=\n",
+            "AWS_ACCESS_KEY_ID=AKID\nwJalrXUtnFEMIK7MDENGbPxRfiCY+EXAMPLE=\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let e = read_credentials_file("offsite", &path, "s3")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("offsite.env") && e.contains("line 2"), "{e}");
+            assert!(!e.contains("wJalr") && !e.contains("EXAMPLE"), "{e}");
+            let mut t = target("s3://bucket/web01", &[("region", "x")]);
+            t.credentials_file = Some(path.clone());
+            let e = Store::open(&t, false).unwrap_err().to_string();
+            assert!(e.contains("line 2") && !e.contains("wJalr"), "{e}");
+            let problem = crate::store::credentials_file_problem(&t).unwrap();
+            assert!(
+                problem.contains("line 2") && !problem.contains("wJalr"),
+                "{problem}"
+            );
+        }
     }
 }
