@@ -518,8 +518,8 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
     let mut out = format!("# Audit trail for tenant {}\n\n", cell(tenant));
     let count = mine.len();
     out += &format!("{count} record(s) about this tenant in gallra's hash-chained audit log.\n\n");
-    out += "| Time | Action | Snapshots | Targets | Rule | Legal basis | Reason | Record |\n";
-    out += "|---|---|---|---|---|---|---|---|\n";
+    out += "| Time | Action | Snapshots | Targets | Rule | Legal basis | Reason | Details | Record |\n";
+    out += "|---|---|---|---|---|---|---|---|---|\n";
     for r in &mine {
         let snapshots: Vec<&str> = r.snapshots.iter().map(|s| short(s, 12)).collect();
         let mut targets = Vec::new();
@@ -532,8 +532,18 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
         let (rule, basis, reason) = (text(&r.rule), text(&r.legal_basis), text(&r.reason));
         let (snapshots, targets) = (snapshots.join(", "), targets.join("; "));
         let (time, action) = (&r.time, r.action.as_str());
+        // The event and its detail carry what an auditor asks of a contract
+        // end or a hold: the effective date, the CRM reference, the hold id.
+        let details = [
+            r.event.as_ref().map(|e| format!("event {e}")),
+            r.detail.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
         for c in [
-            time, action, &snapshots, &targets, &rule, &basis, &reason, &record,
+            time, action, &snapshots, &targets, &rule, &basis, &reason, &details, &record,
         ] {
             out += &format!("| {} ", if c.is_empty() { "-".into() } else { cell(c) });
         }
@@ -718,6 +728,8 @@ mod tests {
         let log = AuditLog::open(dir.path(), "web01").unwrap();
         let mut e = entry(Action::ErasureRequested, 12);
         e.reason = Some("Art. 17 request | ticket 4".into());
+        e.event = Some("crm-2026-000123".into());
+        e.detail = Some("ref=CRM 4711".into());
         e.time = Some("2026-11-23T10:00:00Z".parse().unwrap());
         log.append(e, &[]).unwrap();
         let other = Entry::new(Action::Backup, Some("beta"));
@@ -728,7 +740,7 @@ mod tests {
         has(&md, row);
         has(
             &md,
-            "| keep 30 days | - | Art. 17 request \\| ticket 4 | web01 #1 |",
+            "| keep 30 days | - | Art. 17 request \\| ticket 4 | event crm-2026-000123; ref=CRM 4711 | web01 #1 |",
         );
         let end = "\nThe tenant key has not been destroyed.\n";
         assert!(!md.contains("backup") && md.ends_with(end), "{md}");

@@ -223,10 +223,15 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
         if opts.cancel.is_cancelled() {
             break;
         }
+        // A failure carries its tenant and source; the error's own text
+        // must not name them a second time.
         let fail = |e: Error| Failure {
             tenant: job.tenant.clone(),
             source: job.source.name.clone(),
-            error: e.to_string(),
+            error: match e {
+                Error::Source { message, .. } => message,
+                e => e.to_string(),
+            },
         };
         if current.as_ref().is_none_or(|c| c.name != job.tenant) {
             // Release the previous tenant's lock before taking the next.

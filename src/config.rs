@@ -497,7 +497,12 @@ impl Config {
             metrics_textfile: a.metrics_textfile.map(&resolve),
             log_format: a.log_format.unwrap_or(LogFormat::Human),
             schedule: schedule("[agent] schedule", a.schedule.as_deref(), DEFAULT_SCHEDULE)?,
-            splay: duration("[agent] splay", a.splay.as_deref(), "10m")?,
+            // "0s" or "off": every run at its exact time (a fleet of one,
+            // or a test that needs its schedule to the second).
+            splay: match a.splay.as_deref().map(str::trim) {
+                Some("off" | "0" | "0s" | "0m") => Duration::ZERO,
+                other => duration("[agent] splay", other, "10m")?,
+            },
             max_concurrent_tenants,
             nice,
             io_class,
@@ -1032,7 +1037,6 @@ inbox_poll = "1s"
             ),
             ("metrics = \"127.0.0.1\"", &["[agent] metrics"]),
             ("metrics = \"127.0.0.1:99999\"", &["[agent] metrics"]),
-            ("splay = \"0s\"", &["[agent] splay", "0s"]),
             ("splay = \"ten minutes\"", &["[agent] splay", "ten minutes"]),
             (
                 "max_concurrent_tenants = 0",

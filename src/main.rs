@@ -280,6 +280,7 @@ fn main() {
     } else {
         logs.init();
     }
+    let json_out = cli.json;
     match run(cli, agent_config) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -287,7 +288,12 @@ fn main() {
                 .chain()
                 .find_map(|c| c.downcast_ref::<Error>())
                 .map_or(1, Error::exit_code);
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", esc(&one_line(&e)));
+            // A script that asked for JSON reads stdout: it gets the error
+            // there too, exact (not escaped), with the exit status.
+            if json_out {
+                println!("{}", json!({"error": one_line(&e), "exit_code": code}));
+            }
             std::process::exit(code);
         }
     }
@@ -328,8 +334,7 @@ fn one_line(e: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    // Errors may quote names from a snapshot (a restore's failed path).
-    esc(&parts.join(": ").replace('\n', " ")).into_owned()
+    parts.join(": ").replace('\n', " ")
 }
 
 fn config_path(cli: &Cli) -> PathBuf {
@@ -456,6 +461,18 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
         }
         Command::Init => {
             let config = load()?;
+            // A second init is harmless, and says so; it must not send the
+            // operator to rebuild a healthy primary.
+            let primary = config.primary();
+            if Store::open(primary, false)
+                .and_then(|s| s.size_of(gallra::repo::CONFIG_PATH))
+                .is_ok_and(|held| held.is_some())
+            {
+                anyhow::bail!(Error::Usage(format!(
+                    "target {} already holds this server's repository: nothing to initialise (`gallra check` tells whether it is healthy; `gallra repair-target NAME` fills a secondary that lacks it)",
+                    primary.name
+                )));
+            }
             // A secondary that already holds a repository means the primary
             // was lost: a new repository there could never ship to it.
             for t in config.secondaries() {
@@ -675,6 +692,12 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         progress: !json_out,
                         compression: config.repository.compression,
                         pack_size: config.repository.pack_size,
+                        // The nightly service runs this command: it is as
+                        // gentle on the customers' disks as the agent.
+                        read_rate: config
+                            .agent
+                            .max_read
+                            .map(|r| std::sync::Arc::new(gallra::pace::Pacer::new(r))),
                         ..BackupOptions::default()
                     },
                 )?

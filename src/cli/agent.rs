@@ -5,7 +5,8 @@ use jiff::Timestamp;
 use serde_json::json;
 use std::path::Path;
 
-use gallra::config::{Config, LogFormat};
+use gallra::config::{Config, LogFormat, SourceKind};
+use gallra::crypto::{KeyMaterial, KeySource};
 use gallra::status::Status;
 use gallra::text::human_age;
 
@@ -204,19 +205,66 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
     }
 }
 
-/// Checks a config without touching a store or a key: every key known,
-/// URLs and store options valid, schedules parsed; prints the effective
-/// retention rule of each category.
+/// Whether `program` would start: a path to an executable file, or a name
+/// found as one in `$PATH`, as `execvp` looks it up.
+fn command_found(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return runnable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| runnable(&d.join(program))))
+}
+
+/// What would stop the agent or a backup at its first job, though the file
+/// parses: a key that cannot be read, a command source that cannot start.
+/// The key is read as the agent reads it (owner, mode, size) and dropped at
+/// once; no store is touched.
+fn config_problems(config: &Config) -> (Vec<String>, Vec<String>) {
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    match &config.key {
+        KeySource::Credential(_) if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() => {}
+        KeySource::PassphraseEnv(var) if std::env::var_os(var).is_none() => warnings.push(format!(
+            "[key] passphrase_env: ${var} is not set here; the agent needs it in its environment"
+        )),
+        source => {
+            if let Err(e) = KeyMaterial::load(source) {
+                problems.push(format!("[key]: {e}"));
+            }
+        }
+    }
+    for s in &config.sources {
+        if let SourceKind::Command { argv, .. } = &s.kind
+            && !command_found(&argv[0])
+        {
+            problems.push(format!(
+                "[[source]] {}: command {:?} is not an executable file, nor found in $PATH",
+                s.name, argv[0]
+            ));
+        }
+    }
+    (problems, warnings)
+}
+
+/// Checks a config without touching a store: every key known, URLs and
+/// store options valid, schedules parsed, the key file readable and every
+/// command source's program found; prints the effective retention rule of
+/// each category.
 pub fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
     let config = Config::load(path)?;
     for t in &config.targets {
         gallra::store::check_target(t)?;
     }
-    let warnings: Vec<String> = config
-        .targets
-        .iter()
-        .filter_map(gallra::store::credentials_file_problem)
-        .collect();
+    let (problems, mut warnings) = config_problems(&config);
+    warnings.extend(
+        config
+            .targets
+            .iter()
+            .filter_map(gallra::store::credentials_file_problem),
+    );
     let mut categories: Vec<String> = config
         .sources
         .iter()
@@ -260,7 +308,8 @@ pub fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
     if json_out {
         print_json(&json!({
             "file": path,
-            "ok": true,
+            "ok": problems.is_empty(),
+            "problems": problems,
             "targets": config.targets.iter().map(|t| json!({"name": t.name, "url": t.url, "primary": t.primary})).collect::<Vec<_>>(),
             "sources": config.sources.len(),
             "schedules": schedules,
@@ -269,9 +318,17 @@ pub fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
             "warnings": warnings,
         }))?;
     } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
         println!(
-            "{}: ok ({} targets, {} sources)",
+            "{}: {} ({} targets, {} sources)",
             path.display(),
+            if problems.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("{} problem(s)", problems.len())
+            },
             config.targets.len(),
             config.sources.len()
         );
@@ -310,5 +367,7 @@ pub fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
             );
         }
     }
-    Ok(0)
+    // A config that parses but cannot run is a bad config (exit 2), as the
+    // agent would find at its first job.
+    Ok(if problems.is_empty() { 0 } else { 2 })
 }

@@ -575,6 +575,14 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                 .into_iter()
                 .filter(|r| r.tenant.as_deref() == Some(tenant.as_str()))
                 .collect();
+            // Every backup, deletion and event of a tenant leaves a record:
+            // none means a misspelt name, not a tenant with a clean record.
+            if records.is_empty() {
+                anyhow::bail!(Error::Usage(format!(
+                    "no audit record in {} names tenant {tenant:?}: check the spelling (`gallra snapshots` lists the tenants)",
+                    log.path().display()
+                )));
+            }
             if format == "json" {
                 let destroyed = records
                     .iter()

@@ -520,7 +520,7 @@ impl Store {
                 .map_err(|e| self.map_io_err(path, e))?
                 .map(Bytes::from)
         } else {
-            let p = ObjPath::from(path);
+            let p = self.obj_path(path)?;
             runtime()
                 .block_on(self.call(0, || async {
                     let r = self.inner.get(&p).await?;
