@@ -1073,7 +1073,7 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
             vec![
                 r.tenant.clone(),
                 r.source.clone(),
-                short_hex(&r.snapshot, 16).to_string(),
+                short_hex(&r.snapshot, 12).to_string(),
                 r.taken.clone().unwrap_or_default(),
                 format!("{} of {}", r.files, r.expected_files),
                 format!("{} of {}", r.bytes, r.expected_bytes),
@@ -1127,7 +1127,7 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
                     out += &format!(
                         "- {} {}: {}\n",
                         md_cell(&r.tenant),
-                        short_hex(&r.snapshot, 16),
+                        short_hex(&r.snapshot, 12),
                         md_cell(&p.to_string())
                     );
                 }
@@ -1170,7 +1170,7 @@ pub fn report(results: &[DrillResult], head: &ReportHeader<'_>, format: ReportFo
                     out += &format!(
                         "<li>{} {}: {}</li>\n",
                         e(&r.tenant),
-                        short_hex(&r.snapshot, 16),
+                        short_hex(&r.snapshot, 12),
                         e(&p.to_string())
                     );
                 }

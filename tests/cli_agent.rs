@@ -490,7 +490,20 @@ fn the_agent_refuses_a_broken_config_naming_the_line() {
 #[test]
 fn config_check_accepts_the_example_and_prints_the_retention_table() {
     let env = Env::new();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.toml.example");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.toml.example");
+    // As shipped, the example names a key file this machine does not have:
+    // config check says so (the agent would fail at its first job).
+    let out = env.run_without_config(&["config", "check", s(&shipped)]);
+    assert_exit(&out, 2, "config check of the example as shipped");
+    assert!(stderr(&out).contains("/etc/gallra/key"), "{}", describe(&out));
+    // With a key file that exists and a dump command that does, it passes.
+    let example = env.path("agent.toml");
+    let text = fs::read_to_string(&shipped)
+        .unwrap()
+        .replace("/etc/gallra/key", s(&env.key))
+        .replace("\"mysqldump\"", "\"true\"")
+        .replace("\"pg_dump\"", "\"true\"");
+    fs::write(&example, text).unwrap();
     let out = env.run_without_config(&["config", "check", s(&example)]);
     assert_success(&out, "config check of the example");
     let text = stdout(&out);
