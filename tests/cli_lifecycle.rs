@@ -1654,3 +1654,74 @@ fn an_unreadable_event_object_does_not_hide_the_other_tenants() {
     );
     assert!(stdout(&out).contains(&bad_object), "{}", describe(&out));
 }
+
+#[test]
+fn a_truncated_audit_tail_is_found_by_verify() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    tenants_backed_up(&lc, &["acme", "beta"], 1);
+    hold_set(env, "acme", "court order");
+    hold_set(env, "beta", "tax audit");
+    assert_audit_verifies(env, "before the tail is removed");
+    let records = audit_records(env);
+    let last = u64_field(records.last().unwrap(), "seq");
+    assert!(last >= 3, "{records:?}");
+
+    // The last two records go from the local file and from both targets.
+    let file = env.path("state/audit.jsonl");
+    let file = if file.exists() {
+        file
+    } else {
+        files_under(env.tempdir().path())
+            .into_iter()
+            .find(|f| file_name(f) == "audit.jsonl")
+            .expect("the local audit file")
+    };
+    let text = fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = text.lines().take(text.lines().count() - 2).collect();
+    fs::write(&file, kept.join("\n") + "\n").unwrap();
+    for t in TARGETS {
+        let mut objects: Vec<PathBuf> = files_under(&lc.target_dir(t).join("audit"));
+        objects.sort();
+        for o in &objects[objects.len() - 2..] {
+            fs::remove_file(o).unwrap();
+        }
+    }
+
+    let out = env.run(&["audit", "verify"]);
+    assert_exit(&out, 1, "audit verify after the tail was removed");
+    let text = stdout(&out);
+    assert!(
+        text.contains("truncated tail")
+            && text.contains(&format!("records seq {} to {last} are removed", last - 1)),
+        "verify names the removed tail\n{}",
+        describe(&out)
+    );
+    for place in ["audit.jsonl", "target local", "target offsite"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("truncated tail") && l.contains(place)),
+            "the truncation is found in {place}\n{}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn a_repository_without_audit_heads_verifies_and_says_so() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    tenants_backed_up(&lc, &["acme"], 1);
+    for f in files_under(env.tempdir().path()) {
+        if file_name(&f) == "audit.head" || f.to_string_lossy().contains("/audit-heads/") {
+            fs::remove_file(f).unwrap();
+        }
+    }
+    let out = env.run(&["audit", "verify"]);
+    assert_exit(&out, 0, "audit verify of a chain written before heads");
+    assert!(
+        stdout(&out).contains("no head recorded yet"),
+        "{}",
+        describe(&out)
+    );
+}
