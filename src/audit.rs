@@ -25,6 +25,9 @@ use crate::repo::Repository;
 use crate::text::{human_bytes, md_cell as cell, short_hex as short};
 
 const FILE_NAME: &str = "audit.jsonl";
+/// The local head: the last record appended (FORMAT.md, audit heads).
+const HEAD_FILE: &str = "audit.head";
+const HEAD_VERSION: u32 = 1;
 const LOCK_NAME: &str = "audit.lock";
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -138,6 +141,35 @@ impl Record {
     }
 }
 
+/// Where a chain ends, written after each append to the state folder and
+/// to every target (`audit-heads/<host>`, overwritten, sealed and bound to
+/// its name): records removed from the end of the chain leave a head that
+/// names a later record than any the chain holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    pub version: u32,
+    pub host: String,
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl Head {
+    fn of(rec: &Record) -> Head {
+        Head {
+            version: HEAD_VERSION,
+            host: rec.host.clone(),
+            seq: rec.seq,
+            hash: rec.hash.clone(),
+        }
+    }
+}
+
+/// `audit-heads/<host>`: outside `audit/`, whose objects are records.
+pub fn head_path(host: &str) -> String {
+    format!("audit-heads/{host}")
+}
+
 pub struct AuditLog {
     dir: PathBuf,
     path: PathBuf,
@@ -148,6 +180,11 @@ pub struct AuditLog {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
     pub local_records: u64,
+    /// The latest head of this host's chain found (local file or a target),
+    /// and where; `None`: no head recorded yet (a repository from before
+    /// heads), so a removed tail cannot be told from a chain's end.
+    pub head: Option<u64>,
+    pub head_place: Option<String>,
     pub targets: Vec<TargetVerify>,
     pub problems: Vec<Problem>,
 }
@@ -254,9 +291,16 @@ impl AuditLog {
         };
         rec.hash = rec.compute_hash();
         self.write_lines(std::slice::from_ref(&rec))?;
+        // Each head after its record: a crash between them leaves a head
+        // behind its chain, never ahead of it, so only a removal puts a
+        // head past the chain's end.
+        let head = Head::of(&rec);
+        let head_file = self.dir.join(HEAD_FILE);
+        let json = serde_json::to_vec(&head).expect("heads serialise to JSON");
+        crate::files::replace_file(&head_file, &json).map_err(|e| Error::io(&head_file, e))?;
         let mut failed = Vec::new();
         for repo in targets {
-            if let Err(e) = put_record(repo, &rec) {
+            if let Err(e) = put_record(repo, &rec).and_then(|()| put_head(repo, &head)) {
                 failed.push((repo.store.name().to_string(), e));
             }
         }
@@ -279,27 +323,79 @@ impl AuditLog {
         let (local, mut problems) = self.read_local()?;
         check_chain(&local, &self.host, &mut problems);
         let mut report = VerifyReport::default();
+        // Every chain's end (local file, each target) and every head.
+        let mut ends: Vec<(String, u64)> = vec![(FILE_NAME.to_string(), last_seq(&local))];
+        let mut heads: Vec<(String, Head)> = Vec::new();
+        match self.read_head() {
+            Ok(Some(h)) => heads.push((HEAD_FILE.to_string(), h)),
+            Ok(None) => {}
+            Err(e) => self::report(&mut problems, HEAD_FILE, e.to_string()),
+        }
+        let mut headless = Vec::new();
         for repo in targets {
-            let records = self.verify_target(repo, &local, &mut problems);
+            let (records, end) = self.verify_target(repo, &local, &mut problems);
             let target = repo.store.name().to_string();
-            report.targets.push(TargetVerify { target, records });
+            report.targets.push(TargetVerify {
+                target: target.clone(),
+                records,
+            });
+            let place = format!("target {target}: {}", head_path(&self.host));
+            if let Some(end) = end {
+                ends.push((format!("target {target}: audit/{}", self.host), end));
+            }
+            match read_head(repo, &self.host) {
+                Ok(Some(h)) => heads.push((place, h)),
+                Ok(None) if end.is_some_and(|e| e > 0) => headless.push(place),
+                Ok(None) => {}
+                Err(e) => self::report(&mut problems, place, e.to_string()),
+            }
+        }
+        check_heads(&ends, &heads, &headless, &self.host, &mut problems);
+        if let Some((place, h)) = heads.iter().max_by_key(|(_, h)| h.seq) {
+            report.head = Some(h.seq);
+            report.head_place = Some(place.clone());
         }
         report.local_records = local.len() as u64;
         report.problems = problems;
         Ok(report)
     }
 
+    /// The local head file; `None` before the first append that wrote one.
+    fn read_head(&self) -> Result<Option<Head>> {
+        let path = self.dir.join(HEAD_FILE);
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path);
+        let mut file = match opened {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            other => other.map_err(|e| Error::io(&path, e))?,
+        };
+        let text = crate::files::read_capped(&mut file, 4096)
+            .map_err(|e| Error::io(&path, e))?
+            .ok_or_else(|| Error::corrupt(HEAD_FILE, "larger than an audit head can be"))?;
+        let head: Head = serde_json::from_slice(&text)
+            .map_err(|e| Error::corrupt(HEAD_FILE, format!("not a valid audit head: {e}")))?;
+        Ok(Some(head))
+    }
+
     /// Checks every chain on one target, and this host's against `local`.
     /// Returns how many records opened.
-    fn verify_target(&self, repo: &Repository, local: &Placed, out: &mut Vec<Problem>) -> u64 {
+    fn verify_target(
+        &self,
+        repo: &Repository,
+        local: &Placed,
+        out: &mut Vec<Problem>,
+    ) -> (u64, Option<u64>) {
         let (name, host) = (repo.store.name(), &self.host);
         let chains = match repo.store.list("audit") {
             Ok(listed) => load_objects(repo, listed.into_iter().map(|l| l.path), out),
             Err(e) => {
                 report(out, format!("target {name}"), format!("cannot list: {e}"));
-                return 0;
+                return (0, None);
             }
         };
+        let end = last_seq(chains.get(host).map_or(&[][..], |c| c.as_slice()));
         for (host, items) in &chains {
             check_chain(items, host, out);
         }
@@ -335,7 +431,7 @@ impl AuditLog {
             let message = format!("{records} on target {name} but not in {FILE_NAME} ({why})");
             report(out, format!("target {name}: audit/{host}"), message);
         }
-        chains.values().map(|c| c.len() as u64).sum()
+        (chains.values().map(|c| c.len() as u64).sum(), Some(end))
     }
 
     /// The local file's records with their lines, and the lines that are
@@ -398,6 +494,82 @@ pub fn put_record(repo: &Repository, rec: &Record) -> Result<()> {
     }
     let place = format!("target {}: {path}", repo.store.name());
     Err(Error::corrupt(place, "another audit record has this name"))
+}
+
+/// Overwrites this host's head on a target.
+fn put_head(repo: &Repository, head: &Head) -> Result<()> {
+    let path = head_path(&head.host);
+    let sealed = record::seal(head, Kind::AuditRecord, repo.master(), &repo.repo_id, &path);
+    repo.store.put(&path, Bytes::from(sealed))
+}
+
+/// A host's head on a target; `None` when it has none (yet).
+fn read_head(repo: &Repository, host: &str) -> Result<Option<Head>> {
+    let path = head_path(host);
+    let bytes = match repo.store.get_limited(&path, ReadLimit::AuditRecord) {
+        Ok(b) => b,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let head: Head = record::open(
+        &bytes,
+        Kind::AuditRecord,
+        repo.master(),
+        &repo.repo_id,
+        &path,
+    )
+    .map_err(|e| Error::corrupt(&path, format!("forged or damaged audit head: {e}")))?;
+    if head.host != host {
+        return Err(Error::corrupt(
+            &path,
+            format!("head of host {}, not {host}", head.host),
+        ));
+    }
+    Ok(Some(head))
+}
+
+fn last_seq(chain: &[(String, Record)]) -> u64 {
+    chain.iter().map(|(_, r)| r.seq).max().unwrap_or(0)
+}
+
+/// A chain that ends before a head names a later record lost its tail;
+/// two heads of one seq must name one record; once any head exists, a
+/// target holding records and no head had it removed.
+fn check_heads(
+    ends: &[(String, u64)],
+    heads: &[(String, Head)],
+    headless: &[String],
+    host: &str,
+    out: &mut Vec<Problem>,
+) {
+    let Some((head_place, top)) = heads.iter().max_by_key(|(_, h)| h.seq) else {
+        return;
+    };
+    for (place, end) in ends {
+        if *end < top.seq {
+            let removed = seq_range(end + 1, top.seq);
+            let message = format!(
+                "truncated tail: the chain ends at seq {end}, but the head in {head_place} records seq {}; {removed} removed from its end (or not yet shipped to a target)",
+                top.seq
+            );
+            report(out, place, message);
+        }
+    }
+    for (i, (place, h)) in heads.iter().enumerate() {
+        if let Some((other, _)) = heads[..i]
+            .iter()
+            .find(|(_, o)| o.seq == h.seq && o.hash != h.hash)
+        {
+            let message = format!("head seq {} names another record than {other}'s", h.seq);
+            report(out, place, message);
+        }
+    }
+    for place in headless {
+        let message = format!(
+            "no head of host {host}, while {head_place} has one: removed (the chain's tail cannot be checked there)"
+        );
+        report(out, place, message);
+    }
 }
 
 /// This host's chain as `repo` holds it, checked, in seq order.

@@ -973,6 +973,8 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             let config = load()?;
             let repo = open_repo(&config, &target)?;
             let mut all = Vec::new();
+            // One object that cannot be read is named, and the rest listed.
+            let mut bad = Vec::new();
             for name in repo.tenant_names()? {
                 if !tenant.is_empty() && !tenant.contains(&name) {
                     continue;
@@ -981,12 +983,30 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     Ok(t) => t,
                     // A folder holding only locks: a first backup is starting.
                     Err(Error::NotFound { .. }) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        bad.push(format!("tenant {name}: {e}"));
+                        continue;
+                    }
                 };
-                all.extend(repo.snapshots(&t)?);
+                match repo.readable_snapshots(&t) {
+                    Ok((snaps, unreadable)) => {
+                        all.extend(snaps);
+                        bad.extend(
+                            unreadable
+                                .iter()
+                                .map(|(_, e)| format!("tenant {name}: {e}")),
+                        );
+                    }
+                    Err(e) => bad.push(format!("tenant {name}: {e}")),
+                }
             }
             all.sort_by_key(|(id, s)| (s.time_secs, s.time_nanos, s.tenant.clone(), *id));
-            let states = gallra::lifecycle::events::fold(&gallra::lifecycle::journal::load(&repo)?);
+            let events = gallra::lifecycle::journal::load_target(&repo)?;
+            bad.extend(events.unreadable.iter().map(|id| {
+                let path = gallra::lifecycle::journal::event_path(id);
+                format!("event object {path} cannot be read; expiries shown without it")
+            }));
+            let states = gallra::lifecycle::events::fold(&events.events);
             let expiry = |id: &gallra::format::Id, s: &Snapshot| {
                 gallra::lifecycle::plan::expiry(
                     &config.policy,
@@ -1048,7 +1068,10 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     );
                 }
             }
-            Ok(0)
+            for b in &bad {
+                eprintln!("error: target {}: {}", repo.store.name(), esc(b));
+            }
+            Ok(i32::from(!bad.is_empty()))
         }
         Command::Ls {
             snapshot,

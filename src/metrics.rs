@@ -471,6 +471,7 @@ mod tests {
                 ..Default::default()
             },
             errors: BTreeMap::from([("ship".into(), 4), ("backup".into(), 1)]),
+            problems: Vec::new(),
         }
     }
 

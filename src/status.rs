@@ -29,6 +29,9 @@ pub struct Status {
     pub ship: BTreeMap<String, ShipState>,
     pub totals: Totals,
     pub errors: BTreeMap<String, u64>,
+    /// Objects (and targets) that could not be read, each naming its
+    /// tenant when it has one; every other tenant is still summarised.
+    pub problems: Vec<crate::lifecycle::apply::Failure>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -303,14 +306,16 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
         t.sources.sort_by(|a, b| a.source.cmp(&b.source));
     }
 
-    Ok(assemble(
+    let mut status = assemble(
         config,
         state,
         now,
         targets,
         tenants.into_values().collect(),
         due.due.len() as u64,
-    ))
+    );
+    status.problems = world.failures;
+    Ok(status)
 }
 
 /// What can be said when the primary cannot be opened: the error, and
@@ -372,5 +377,6 @@ fn assemble(
             .collect(),
         totals: state.totals,
         errors: state.errors,
+        problems: Vec::new(),
     }
 }

@@ -1498,3 +1498,230 @@ fn two_holds_are_released_separately() {
     assert!(stderr(&out).contains("no legal hold"), "{}", describe(&out));
     assert_eq!(audit_records(env).len(), records_now, "no audit record");
 }
+
+/// Overwrites a stored object with bytes that open with no key.
+fn damage(path: &Path) {
+    assert!(
+        path.exists(),
+        "{} exists before it is damaged",
+        path.display()
+    );
+    fs::write(path, b"damaged").unwrap();
+}
+
+#[test]
+fn one_unreadable_snapshot_does_not_stop_the_other_tenants() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let mut rng = Rng::new(0x9);
+    for t in ["acme", "beta", "gamma"] {
+        write_file(&lc.tenant_dir(t).join("index.php"), &rng.text(8_000));
+    }
+    env.init();
+    // acme: two expired snapshots, one of which becomes unreadable; beta
+    // expired; gamma recent.
+    let acme_bad = lc.backup("acme", Some(&months_ago(8)))["www"].clone();
+    let acme_good = lc.backup("acme", Some(&months_ago(7)))["www"].clone();
+    let beta = lc.backup("beta", Some(&months_ago(7)))["www"].clone();
+    let gamma = lc.backup("gamma", Some(&months_ago(1)))["www"].clone();
+    let bad_object = format!("tenants/acme/snapshots/{acme_bad}");
+    for t in TARGETS {
+        damage(&lc.target_dir(t).join(&bad_object));
+    }
+
+    let out = env.run(&["snapshots", "--json"]);
+    assert_exit(&out, 1, "snapshots with one unreadable snapshot");
+    let rows = parse_json(&out);
+    let listed: BTreeSet<&str> = rows
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|r| str_field(r, "id"))
+        .collect();
+    for id in [&acme_good, &beta, &gamma] {
+        assert!(
+            listed.contains(id.as_str()),
+            "{id} listed\n{}",
+            describe(&out)
+        );
+    }
+    assert!(!listed.contains(acme_bad.as_str()), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&bad_object),
+        "snapshots names the bad object\n{}",
+        describe(&out)
+    );
+
+    let out = env.run(&["status", "--json"]);
+    assert_exit(&out, 1, "status with one unreadable snapshot");
+    let status = parse_json(&out);
+    let tenants: BTreeSet<&str> = array_field(&status, "tenants")
+        .iter()
+        .map(|t| str_field(t, "tenant"))
+        .collect();
+    assert!(
+        ["acme", "beta", "gamma"]
+            .iter()
+            .all(|t| tenants.contains(t)),
+        "status lists every tenant\n{}",
+        describe(&out)
+    );
+    assert!(
+        stdout(&out).contains(&bad_object),
+        "status names the bad object\n{}",
+        describe(&out)
+    );
+
+    let out = env.run(&["lifecycle", "apply", "--json"]);
+    assert_exit(&out, 1, "apply with one unreadable snapshot");
+    assert!(
+        stdout(&out).contains(&bad_object),
+        "apply names the bad object\n{}",
+        describe(&out)
+    );
+    // `snapshots` exits 1 while the bad object is there: look at the files.
+    let on = |t: &str, tenant: &str, id: &str| {
+        lc.target_dir(t)
+            .join(format!("tenants/{tenant}/snapshots/{id}"))
+            .exists()
+    };
+    for t in TARGETS {
+        assert!(
+            !on(t, "beta", &beta),
+            "beta deleted on time from {t}\n{}",
+            describe(&out)
+        );
+        assert!(
+            !on(t, "acme", &acme_good),
+            "acme's readable expired snapshot deleted from {t}\n{}",
+            describe(&out)
+        );
+        assert!(on(t, "gamma", &gamma), "gamma kept on {t}");
+    }
+    for t in TARGETS {
+        assert!(
+            lc.target_dir(t).join(&bad_object).exists(),
+            "no deletion decided on a snapshot gallra cannot read ({t})"
+        );
+    }
+    let deleted: Vec<String> = records_of(&audit_records(env), "delete", "acme")
+        .iter()
+        .flat_map(|r| array_field(r, "snapshots").clone())
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        deleted.contains(&acme_good),
+        "acme's deletion is audited although its prune waits: {deleted:?}"
+    );
+}
+
+#[test]
+fn an_unreadable_event_object_does_not_hide_the_other_tenants() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let ids = tenants_backed_up(&lc, &["acme", "beta"], 1);
+    let hold = hold_set(env, "acme", "court order");
+    let bad_object = format!("lifecycle/events/{hold}");
+    for t in TARGETS {
+        damage(&lc.target_dir(t).join(&bad_object));
+    }
+
+    let out = env.run(&["snapshots", "--json"]);
+    assert_exit(&out, 1, "snapshots with an unreadable event");
+    let listed: BTreeSet<String> = parse_json(&out)
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|r| str_field(r, "id").to_string())
+        .collect();
+    assert!(
+        ids.values().all(|id| listed.contains(id.as_str())),
+        "every tenant's snapshots listed\n{}",
+        describe(&out)
+    );
+    assert!(stderr(&out).contains(&bad_object), "{}", describe(&out));
+
+    let out = env.run(&["status", "--json"]);
+    assert_exit(&out, 1, "status with an unreadable event");
+    let status = parse_json(&out);
+    let tenants: BTreeSet<&str> = array_field(&status, "tenants")
+        .iter()
+        .map(|t| str_field(t, "tenant"))
+        .collect();
+    assert!(
+        tenants.contains("acme") && tenants.contains("beta"),
+        "{status}"
+    );
+    assert!(stdout(&out).contains(&bad_object), "{}", describe(&out));
+}
+
+#[test]
+fn a_truncated_audit_tail_is_found_by_verify() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    tenants_backed_up(&lc, &["acme", "beta"], 1);
+    hold_set(env, "acme", "court order");
+    hold_set(env, "beta", "tax audit");
+    assert_audit_verifies(env, "before the tail is removed");
+    let records = audit_records(env);
+    let last = u64_field(records.last().unwrap(), "seq");
+    assert!(last >= 3, "{records:?}");
+
+    // The last two records go from the local file and from both targets.
+    let file = env.path("state/audit.jsonl");
+    let file = if file.exists() {
+        file
+    } else {
+        files_under(env.tempdir().path())
+            .into_iter()
+            .find(|f| file_name(f) == "audit.jsonl")
+            .expect("the local audit file")
+    };
+    let text = fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = text.lines().take(text.lines().count() - 2).collect();
+    fs::write(&file, kept.join("\n") + "\n").unwrap();
+    for t in TARGETS {
+        let mut objects: Vec<PathBuf> = files_under(&lc.target_dir(t).join("audit"));
+        objects.sort();
+        for o in &objects[objects.len() - 2..] {
+            fs::remove_file(o).unwrap();
+        }
+    }
+
+    let out = env.run(&["audit", "verify"]);
+    assert_exit(&out, 1, "audit verify after the tail was removed");
+    let text = stdout(&out);
+    assert!(
+        text.contains("truncated tail")
+            && text.contains(&format!("records seq {} to {last} are removed", last - 1)),
+        "verify names the removed tail\n{}",
+        describe(&out)
+    );
+    for place in ["audit.jsonl", "target local", "target offsite"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("truncated tail") && l.contains(place)),
+            "the truncation is found in {place}\n{}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn a_repository_without_audit_heads_verifies_and_says_so() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    tenants_backed_up(&lc, &["acme"], 1);
+    for f in files_under(env.tempdir().path()) {
+        if file_name(&f) == "audit.head" || f.to_string_lossy().contains("/audit-heads/") {
+            fs::remove_file(f).unwrap();
+        }
+    }
+    let out = env.run(&["audit", "verify"]);
+    assert_exit(&out, 0, "audit verify of a chain written before heads");
+    assert!(
+        stdout(&out).contains("no head recorded yet"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -50,7 +50,7 @@ fn when(config: &Config, text: &str, now: Timestamp) -> String {
 pub fn status(config: &Config, json_out: bool) -> anyhow::Result<i32> {
     let now = Timestamp::now();
     let s = gallra::status::collect(config, now)?;
-    let failed = s.targets.iter().any(|t| !t.ok);
+    let failed = s.targets.iter().any(|t| !t.ok) || !s.problems.is_empty();
     if json_out {
         print_json(&serde_json::to_value(&s)?)?;
     } else {
@@ -89,6 +89,15 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             ),
             Some(e) => println!("{:<12} {:<8} unreachable: {e}", t.target, role),
         }
+    }
+    for p in &s.problems {
+        let tenant = p
+            .tenant
+            .as_deref()
+            .map(|t| format!("tenant {t}: "))
+            .unwrap_or_default();
+        let line = format!("problem: target {}: {tenant}{}", p.target, p.error);
+        println!("{}", gallra::text::escape_control(&line));
     }
     println!();
     for t in &s.tenants {

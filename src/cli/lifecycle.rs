@@ -554,6 +554,12 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                 for t in &report.targets {
                     println!("target {}: {} records", t.target, t.records);
                 }
+                match (report.head, &report.head_place) {
+                    (Some(seq), Some(place)) => println!("head: seq {seq} ({place})"),
+                    _ => println!(
+                        "head: no head recorded yet (written from the next append on); a removed tail cannot be told from the chain's end until then"
+                    ),
+                }
                 for p in &report.problems {
                     println!("problem: {}: {}", p.place, p.message);
                 }

@@ -33,6 +33,9 @@ pub struct Lifecycle<'a> {
     pub audit: &'a AuditLog,
 }
 
+/// Snapshot objects deleted from one target, with their sizes.
+type Deleted = Vec<(String, u64)>;
+
 /// What a snapshot object says that the planner needs, by tenant and id.
 type KnownSnapshots = HashMap<(String, Id), (Timestamp, String, String)>;
 
@@ -214,10 +217,11 @@ impl<'a> Lifecycle<'a> {
         for (i, repo) in self.repos.iter().enumerate() {
             let target = repo.store.name().to_string();
             match self.facts_of(repo, &mut known) {
-                Ok((facts, tenants, keyless)) => {
+                Ok((facts, tenants, keyless, failures)) => {
                     world.snapshots.extend(facts);
                     world.tenants.insert(target.clone(), tenants);
                     world.keyless.insert(target, keyless);
+                    world.failures.extend(failures);
                 }
                 Err(e) if i == 0 => return Err(e),
                 Err(e) => world.failures.push(Failure {
@@ -232,46 +236,101 @@ impl<'a> Lifecycle<'a> {
         Ok(world)
     }
 
+    /// What one target holds. A tenant whose key or snapshots cannot be
+    /// read there is a failure of that tenant (returned, naming the
+    /// object), not of the target: the other tenants are planned as usual.
+    /// An unreadable snapshot gets no facts, so no deletion is decided on
+    /// it, and its tenant's failure keeps the tenant's key.
+    #[allow(clippy::type_complexity)]
     fn facts_of(
         &self,
         repo: &Repository,
         known: &mut KnownSnapshots,
-    ) -> Result<(Vec<SnapshotFacts>, BTreeSet<String>, BTreeSet<String>)> {
+    ) -> Result<(
+        Vec<SnapshotFacts>,
+        BTreeSet<String>,
+        BTreeSet<String>,
+        Vec<Failure>,
+    )> {
         let mut facts = Vec::new();
         let mut tenants = BTreeSet::new();
         let mut keyless = BTreeSet::new();
+        let mut failures = Vec::new();
+        let target = repo.store.name().to_string();
         for name in repo.tenant_names()? {
             let prefix = repo::tenant_prefix(&name);
+            let fail = |error: String| Failure {
+                tenant: Some(name.clone()),
+                target: target.clone(),
+                error,
+            };
             // One request, where a listing of the whole folder would name
             // every pack.
-            if repo.store.size_of(&format!("{prefix}/key"))?.is_none() {
-                keyless.insert(name);
-                continue;
+            match repo.store.size_of(&format!("{prefix}/key")) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    keyless.insert(name);
+                    continue;
+                }
+                Err(e) => {
+                    // Counted as present, so that nothing treats it as gone.
+                    tenants.insert(name.clone());
+                    failures.push(fail(format!("tenant not read: {e}")));
+                    continue;
+                }
             }
-            let listed = repo.store.list(&format!("{prefix}/snapshots"))?;
             tenants.insert(name.clone());
+            let listed = match repo.store.list(&format!("{prefix}/snapshots")) {
+                Ok(l) => l,
+                Err(e) => {
+                    failures.push(fail(format!("snapshots not listed: {e}")));
+                    continue;
+                }
+            };
+            let mut tenant = None;
             for o in listed {
                 let Some(id) = id_of_path(&o.path) else {
                     continue;
                 };
                 let key = (name.clone(), id);
                 if !known.contains_key(&key) {
-                    let tenant = repo.tenant(&name, false)?;
-                    let snap = repo.read_snapshot(&tenant, &id)?;
-                    known.insert(key.clone(), (snap.timestamp(), snap.category, snap.source));
+                    if tenant.is_none() {
+                        match repo.tenant(&name, false) {
+                            Ok(t) => tenant = Some(t),
+                            Err(e) => {
+                                failures.push(fail(format!("tenant key not read: {e}")));
+                                break;
+                            }
+                        }
+                    }
+                    let t = tenant.as_ref().expect("opened above");
+                    match repo.read_snapshot(t, &id) {
+                        Ok(snap) => {
+                            known.insert(
+                                key.clone(),
+                                (snap.timestamp(), snap.category, snap.source),
+                            );
+                        }
+                        Err(e) => {
+                            failures.push(fail(format!(
+                                "snapshot object not read, so not planned: {e}"
+                            )));
+                            continue;
+                        }
+                    }
                 }
                 let (created, category, source) = known[&key].clone();
                 facts.push(SnapshotFacts {
                     tenant: name.clone(),
                     id,
-                    target: repo.store.name().to_string(),
+                    target: target.clone(),
                     created,
                     category,
                     source,
                 });
             }
         }
-        Ok((facts, tenants, keyless))
+        Ok((facts, tenants, keyless, failures))
     }
 
     pub fn plan(&self, now: Timestamp) -> Result<(Plan, World)> {
@@ -507,10 +566,12 @@ impl<'a> Lifecycle<'a> {
         }
 
         // Keys go when nothing of the tenant is left anywhere; only when
-        // every target could be read.
-        if world.failures.is_empty() {
+        // every target could be read, and none of the tenant's objects
+        // failed to (an unread snapshot is not counted in `remaining`).
+        if world.failures.iter().all(|f| f.tenant.is_some()) {
             let all: BTreeSet<&String> = world.tenants.values().flatten().collect();
-            for tenant in all.into_iter().filter(|t| keep(t)) {
+            let failed = |t: &String| world.failures.iter().any(|f| f.tenant.as_ref() == Some(t));
+            for tenant in all.into_iter().filter(|t| keep(t) && !failed(t)) {
                 let left = remaining.get(tenant.as_str()).copied().unwrap_or(0);
                 if !plan::key_destruction_due(self.policy, world.states.get(tenant), left, now) {
                     continue;
@@ -578,6 +639,7 @@ impl<'a> Lifecycle<'a> {
         let mut pruned: Vec<TargetCounts> = Vec::new();
         let mut layout: Option<PrimaryLayout> = None;
         let mut all_ok = true;
+        let mut primary_prune_failed = false;
         for (i, repo) in self.repos.iter().enumerate() {
             let target = repo.store.name().to_string();
             let here: Vec<&PlanEntry> =
@@ -634,9 +696,29 @@ impl<'a> Lifecycle<'a> {
                     ),
                 }
             }
-            let outcome = self
-                .may_delete_on(repo, checked)
-                .and_then(|()| self.delete_and_prune(repo, tenant, &here, layout.as_ref()));
+            // A secondary pruned to a primary layout that was never made
+            // would lose packs the primary keeps.
+            let prune_now = i == 0 || !primary_prune_failed;
+            let outcome = self.may_delete_on(repo, checked).and_then(|()| {
+                self.delete_and_prune(repo, tenant, &here, layout.as_ref(), prune_now)
+            });
+            let outcome = outcome.map(|(deleted, prune)| {
+                // The snapshots are gone whatever the prune says: their
+                // deletion is audited; a prune that must wait (a snapshot
+                // it cannot read may reference any pack) is the tenant's
+                // failure, and stays pending for the next run.
+                let prune = prune.unwrap_or_else(|e| {
+                    all_ok = false;
+                    primary_prune_failed |= i == 0;
+                    failures.push(Failure {
+                        tenant: Some(tenant.to_string()),
+                        target: target.clone(),
+                        error: format!("prune not done: {e}"),
+                    });
+                    PruneReport::default()
+                });
+                (deleted, prune)
+            });
             match outcome {
                 Ok((deleted, prune)) => {
                     let tr = TargetResult {
@@ -717,7 +799,8 @@ impl<'a> Lifecycle<'a> {
         tenant: &str,
         due: &[&PlanEntry],
         primary: Option<&PrimaryLayout>,
-    ) -> Result<(Vec<(String, u64)>, PruneReport)> {
+        prune_now: bool,
+    ) -> Result<(Deleted, Result<PruneReport>)> {
         let t = repo.tenant(tenant, false)?;
         let lock = lock::acquire(
             &repo.store,
@@ -741,7 +824,12 @@ impl<'a> Lifecycle<'a> {
             deleted.push((path.clone(), sizes.get(&path).copied().unwrap_or(0)));
         }
         prune::verify_gone(repo, &format!("{prefix}/snapshots"), &deleted)?;
-        let pruned = prune::prune_tenant(repo, &t, primary, self.pack_size, &lock)?;
+        let pruned = match prune_now {
+            true => prune::prune_tenant(repo, &t, primary, self.pack_size, &lock),
+            false => Err(Error::Refused(
+                "the primary's prune did not complete; this target's waits for it".into(),
+            )),
+        };
         Ok((deleted, pruned))
     }
 

@@ -26,6 +26,9 @@ pub use index::{BlobLocation, Index};
 
 pub const CONFIG_PATH: &str = "config";
 
+/// Objects that could not be read, by id, each with why.
+pub type Unreadable = Vec<(Id, Error)>;
+
 /// One tenant's open keys.
 pub struct Tenant {
     pub name: String,
@@ -303,9 +306,23 @@ impl Repository {
         Ok(snap)
     }
 
-    /// Every snapshot of a tenant, oldest first.
+    /// Every snapshot of a tenant, oldest first. Fails at the first that
+    /// cannot be read: for callers that must know them all (prune, which
+    /// would otherwise delete what an unread snapshot references).
     pub fn snapshots(&self, tenant: &Tenant) -> Result<Vec<(Id, Snapshot)>> {
-        let mut out = Vec::new();
+        let (out, mut unreadable) = self.readable_snapshots(tenant)?;
+        match unreadable.is_empty() {
+            true => Ok(out),
+            false => Err(unreadable.swap_remove(0).1),
+        }
+    }
+
+    /// Every snapshot of a tenant that can be read, oldest first, and the
+    /// ids of those that cannot with why: one damaged object is reported,
+    /// not a reason to hide the others. Fails only when the tenant's
+    /// snapshots cannot be listed.
+    pub fn readable_snapshots(&self, tenant: &Tenant) -> Result<(Vec<(Id, Snapshot)>, Unreadable)> {
+        let (mut out, mut unreadable) = (Vec::new(), Vec::new());
         for obj in self
             .store
             .list(&format!("{}/snapshots", tenant_prefix(&tenant.name)))?
@@ -313,10 +330,13 @@ impl Repository {
             let Some(id) = id_of_path(&obj.path) else {
                 continue;
             };
-            out.push((id, self.read_snapshot(tenant, &id)?));
+            match self.read_snapshot(tenant, &id) {
+                Ok(snap) => out.push((id, snap)),
+                Err(e) => unreadable.push((id, e)),
+            }
         }
         out.sort_by_key(|(id, s)| (s.time_secs, s.time_nanos, *id));
-        Ok(out)
+        Ok((out, unreadable))
     }
 
     /// Finds a snapshot by id or unique hex prefix (at least 4 digits) across
