@@ -133,10 +133,14 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             .map(|(name, h)| format!("{name} {} snapshots/{}", h.snapshots, human_bytes(h.bytes)))
             .collect::<Vec<_>>()
             .join(", ");
+        // What the targets store, not to be read as a legal hold.
         println!(
-            "  held: {}",
+            "  stored: {}",
             if holding.is_empty() { "-" } else { &holding }
         );
+        for h in &t.holds {
+            println!("  held: hold {}: {}", h.id, h.reason);
+        }
         if let Some(o) = &t.oldest_snapshot {
             println!(
                 "  oldest snapshot {}, expires {}",
