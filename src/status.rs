@@ -55,6 +55,12 @@ pub struct TargetStatus {
     /// the ship backlog.
     pub missing: u64,
     pub missing_bytes: u64,
+    /// Key slots the primary has and this target lacks (counted in
+    /// `missing`): a key added that does not yet open this target.
+    pub key_slots_lacking: Vec<String>,
+    /// Key slots removed on the primary that this target still has (also
+    /// counted in `missing`): a revoked key that still opens it.
+    pub key_slots_extra: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -246,7 +252,16 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
         };
         let repo = opened.repos.iter().find(|r| r.store.name() == t.name);
         let read = match repo {
-            Some(r) => crate::ship::status(primary, &r.store),
+            Some(r) => crate::ship::status(primary, &r.store).and_then(|per| {
+                if !t.primary {
+                    let d = crate::repo::keys::slot_difference(primary, &r.store)?;
+                    row.missing += (d.lacking.len() + d.extra.len()) as u64;
+                    row.missing_bytes += d.lacking_bytes;
+                    row.key_slots_lacking = d.lacking;
+                    row.key_slots_extra = d.extra;
+                }
+                Ok(per)
+            }),
             None => Err(crate::Error::Usage(
                 opened
                     .failures

@@ -88,6 +88,20 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             ),
             Some(e) => println!("{:<12} {:<8} unreachable: {e}", t.target, role),
         }
+        if !t.key_slots_lacking.is_empty() {
+            println!(
+                "  target {} lacks key slot(s) {} (`gallra ship` copies them)",
+                t.target,
+                t.key_slots_lacking.join(", ")
+            );
+        }
+        if !t.key_slots_extra.is_empty() {
+            println!(
+                "  target {} still has removed key slot(s) {}: their keys still open it (`gallra ship` removes them)",
+                t.target,
+                t.key_slots_extra.join(", ")
+            );
+        }
     }
     println!();
     for t in &s.tenants {
