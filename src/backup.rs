@@ -72,6 +72,9 @@ pub struct Failure {
 pub struct BackupReport {
     pub snapshots: Vec<SnapshotSummary>,
     pub failed: Vec<Failure>,
+    /// A stop was requested and at least one job was abandoned for it (or
+    /// not started): neither a success nor a failure of those jobs.
+    pub cancelled: bool,
     pub seconds: f64,
 }
 
@@ -221,6 +224,7 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
     let mut current: Option<TenantState> = None;
     for job in &jobs {
         if opts.cancel.is_cancelled() {
+            report.cancelled = true;
             break;
         }
         // A failure carries its tenant and source; the error's own text
@@ -277,6 +281,17 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
                 );
                 state.snaps.push((summary.id, summary.snapshot.clone()));
                 report.snapshots.push(summary);
+            }
+            // Once a stop is requested, whatever a job ends with (the
+            // typed Cancelled, or a read or packer torn down under it) is the
+            // stop's doing, not the source's: counting it as a failure would
+            // leave a backup "failing" that nothing is wrong with.
+            Err(e) if matches!(e, Error::Cancelled) || opts.cancel.is_cancelled() => {
+                tracing::info!(
+                    tenant = %job.tenant, source = %job.source.name,
+                    "backup abandoned, nothing committed: {e}"
+                );
+                report.cancelled = true;
             }
             Err(e) => failed.push(fail(e)),
         }

@@ -344,6 +344,44 @@ fn config_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
 
+/// Writes (or deletes) key slot `id` on every secondary at once, as the
+/// primary now has it: a key added must open the offsite copy after a
+/// disaster, and a key removed must stop opening it. A target that cannot
+/// be reached is named; the primary keeps its change, `gallra status`
+/// shows the difference and the next ship repairs it. Returns the JSON of
+/// each target and whether any failed.
+fn sync_key_slot(config: &Config, repo: &Repository, id: &str, added: bool) -> (Vec<Value>, bool) {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for t in config.secondaries() {
+        let done = Store::open(t, false)
+            .map_err(|e| match e {
+                Error::NotInitialised { target } => Error::NoRepository { target },
+                e => e,
+            })
+            .and_then(|dst| gallra::repo::keys::sync_slot(&repo.store, &dst, id));
+        match done {
+            Ok(()) => out.push(json!({"target": t.name, "ok": true})),
+            Err(e) => {
+                failed = true;
+                if added {
+                    eprintln!(
+                        "error: key slot {id} not written to target {}: {e}; it is on the primary, and the next `gallra ship` copies it (until then `gallra status` shows it missing there)",
+                        t.name
+                    );
+                } else {
+                    eprintln!(
+                        "error: key slot {id} not removed from target {}: {e}; the removed key still opens that target's copy until the next `gallra ship` removes it there (`gallra status` shows it meanwhile)",
+                        t.name
+                    );
+                }
+                out.push(json!({"target": t.name, "ok": false, "error": e.to_string()}));
+            }
+        }
+    }
+    (out, failed)
+}
+
 fn open_primary(config: &Config) -> anyhow::Result<Repository> {
     open_repo(config, &TargetArg { target: None })
 }
@@ -588,19 +626,23 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         _ => anyhow::bail!(Error::Usage("give --file or --passphrase-env".into())),
                     };
                     let id = repo.add_slot(&source)?;
+                    let targets = sync_key_slot(&config, &repo, &id, true);
                     if json_out {
-                        print_json(&json!({"id": id}))?;
+                        print_json(&json!({"id": id, "targets": targets.0}))?;
                     } else {
                         println!("added key slot {id} for {}", source.describe());
                     }
+                    return Ok(i32::from(targets.1));
                 }
                 KeyCommand::Remove { id } => {
                     repo.remove_slot(&id)?;
+                    let targets = sync_key_slot(&config, &repo, &id, false);
                     if json_out {
-                        print_json(&json!({"removed": id}))?;
+                        print_json(&json!({"removed": id, "targets": targets.0}))?;
                     } else {
                         println!("removed key slot {id}");
                     }
+                    return Ok(i32::from(targets.1));
                 }
                 KeyCommand::Generate { .. } => unreachable!("handled above"),
             }

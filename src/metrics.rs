@@ -69,11 +69,14 @@ pub fn render(s: &Status) -> String {
         );
     }
 
-    // One sample per tenant's source, where the status has a value.
+    // One sample per tenant's source the agent still backs up, where the
+    // status has a value: a source removed from the config, or of a tenant
+    // whose contract ended or whose erasure was requested, has none, or
+    // the freshness alert would fire for it for ever.
     let mut per_source = |name: &str, help: &str, value: &dyn Fn(&SourceStatus) -> Option<f64>| {
         o.family(name, "gauge", help);
         for t in &s.tenants {
-            for src in &t.sources {
+            for src in t.sources.iter().filter(|src| src.backed_up) {
                 if let Some(v) = value(src) {
                     o.sample(name, &[("tenant", &t.tenant), ("source", &src.source)], v);
                 }
@@ -177,6 +180,21 @@ pub fn render(s: &Status) -> String {
             "gallra_ship_backlog_bytes",
             &[("target", &t.target)],
             t.missing_bytes,
+        );
+    }
+
+    o.family(
+        "gallra_ship_backlog_unknown",
+        "gauge",
+        "1 if a secondary target's backlog is unknown because it or the primary could not be read.",
+    );
+    // The backlog series above cannot be given for a target that is down;
+    // this one is, so that the backlog alert fires on either.
+    for t in s.targets.iter().filter(|t| !t.primary) {
+        o.sample(
+            "gallra_ship_backlog_unknown",
+            &[("target", &t.target)],
+            u8::from(!t.ok),
         );
     }
 
@@ -439,6 +457,7 @@ mod tests {
                     age_seconds: Some(35_816),
                     last_duration_seconds: Some(2.5),
                     last_error: Some("disk \"gone\"".into()),
+                    backed_up: true,
                     snapshots: BTreeMap::from([("local".into(), 5)]),
                     ..Default::default()
                 }],
@@ -495,6 +514,7 @@ mod tests {
             "gallra_target_bytes",
             "gallra_ship_backlog_objects",
             "gallra_ship_backlog_bytes",
+            "gallra_ship_backlog_unknown",
             "gallra_tenant_snapshots",
             "gallra_oldest_snapshot_age_seconds",
             "gallra_last_drill_success",

@@ -58,13 +58,22 @@ pub struct TargetStatus {
     /// the ship backlog.
     pub missing: u64,
     pub missing_bytes: u64,
+    /// Key slots the primary has and this target lacks (counted in
+    /// `missing`): a key added that does not yet open this target.
+    pub key_slots_lacking: Vec<String>,
+    /// Key slots removed on the primary that this target still has (also
+    /// counted in `missing`): a revoked key that still opens it.
+    pub key_slots_extra: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TenantStatus {
     pub tenant: String,
     pub contract_end: Option<String>,
+    /// Why deletions are suspended (every hold's reason), if they are.
     pub hold: Option<String>,
+    /// Each legal hold in force, by the id of its `hold_set` event.
+    pub holds: Vec<HoldStatus>,
     pub erasure_requested: bool,
     pub sources: Vec<SourceStatus>,
     /// Snapshots and bytes on each target.
@@ -83,9 +92,20 @@ pub struct TenantStatus {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+pub struct HoldStatus {
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceStatus {
     pub source: String,
     pub category: String,
+    /// Whether the agent still backs this up: the source is in the config
+    /// for this tenant, and the tenant's contract and erasures allow it.
+    /// Only such sources have per-source metrics, so that the freshness
+    /// alert never fires for what is rightly no longer backed up.
+    pub backed_up: bool,
     pub last_backup: Option<String>,
     pub age_seconds: Option<i64>,
     pub next_run: Option<String>,
@@ -196,6 +216,14 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
         let t = tenant(&mut tenants, name);
         t.contract_end = st.contract_end.as_ref().map(|c| c.last_day.to_string());
         t.hold = st.held_because();
+        t.holds = st
+            .holds
+            .iter()
+            .map(|(id, h)| HoldStatus {
+                id: id.clone(),
+                reason: h.reason.clone(),
+            })
+            .collect();
         t.erasure_requested = !st.erasures.is_empty();
     }
     for e in &due.due {
@@ -227,7 +255,16 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
         };
         let repo = opened.repos.iter().find(|r| r.store.name() == t.name);
         let read = match repo {
-            Some(r) => crate::ship::status(primary, &r.store),
+            Some(r) => crate::ship::status(primary, &r.store).and_then(|per| {
+                if !t.primary {
+                    let d = crate::repo::keys::slot_difference(primary, &r.store)?;
+                    row.missing += (d.lacking.len() + d.extra.len()) as u64;
+                    row.missing_bytes += d.lacking_bytes;
+                    row.key_slots_lacking = d.lacking;
+                    row.key_slots_extra = d.extra;
+                }
+                Ok(per)
+            }),
             None => Err(crate::Error::Usage(
                 opened
                     .failures
@@ -283,10 +320,34 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
         }
     }
 
-    // What the agent did and does next.
+    // Which sources the agent still backs up.
+    for t in tenants.values_mut() {
+        let stopped = crate::lifecycle::gate::refusal(
+            &config.policy,
+            &t.tenant,
+            world.states.get(&t.tenant),
+            false,
+            now,
+            || Ok(true),
+        )
+        .is_some();
+        for s in &mut t.sources {
+            s.backed_up = !stopped
+                && config.sources.iter().any(|c| {
+                    c.name == s.source && c.tenant.as_deref().is_none_or(|ct| ct == t.tenant)
+                });
+        }
+    }
+
+    // What the agent did and does next. A run of a source the config no
+    // longer has (for this tenant) is history, not a state to report.
     for run in state.backups.values() {
-        if let Some(t) = tenants.get_mut(&run.tenant) {
-            let s = source(t, &run.source, "");
+        if let Some(t) = tenants.get_mut(&run.tenant)
+            && let Some(s) = t
+                .sources
+                .iter_mut()
+                .find(|s| s.source == run.source && s.backed_up)
+        {
             s.last_duration_seconds = Some(run.last_duration_seconds);
             s.last_error = run.last_error.clone();
         }
@@ -294,7 +355,7 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
     let running = state.agent_running();
     for t in tenants.values_mut() {
         for s in &mut t.sources {
-            if running {
+            if running && s.backed_up {
                 s.next_run = state.next.get(&format!("backup:{}", s.source)).cloned();
             }
             if s.category.is_empty()

@@ -630,3 +630,285 @@ fn an_unreadable_event_object_stops_the_agents_backups() {
         "bravo was not backed up again"
     );
 }
+
+/// The samples of the agent's /metrics, or None while it does not answer.
+fn scrape(a: &Agent) -> Option<Vec<common::alerts::Sample>> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", a.port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some(common::alerts::parse(body))
+}
+
+/// The value of `name` with exactly `labels`, if the scrape has it.
+fn value_of(
+    samples: &[common::alerts::Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && l.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, _, v)| *v)
+}
+
+/// Whether any series of the scrape names `tenant` and `source`.
+fn has_source_series(samples: &[common::alerts::Sample], tenant: &str, source: &str) -> bool {
+    samples.iter().any(|(_, l, _)| {
+        l.iter().any(|(k, v)| k == "tenant" && v == tenant)
+            && l.iter().any(|(k, v)| k == "source" && v == source)
+    })
+}
+
+fn drop_event(state: &Path, id: &str, json: &str) {
+    let inbox = state.join("inbox");
+    fs::create_dir_all(&inbox).unwrap();
+    let hidden = inbox.join(format!(".{id}.json"));
+    fs::write(&hidden, json).unwrap();
+    fs::rename(&hidden, inbox.join(format!("{id}.json"))).unwrap();
+}
+
+/// Before: a backup that SIGTERM stopped was recorded as failed, so
+/// `gallra_backup_failing` read 1 for a source nothing was wrong with,
+/// and `gallra_errors_total{kind="backup"}` grew with every restart.
+#[test]
+fn a_sigterm_during_a_backup_is_not_a_failure_in_metrics() {
+    let (env, src, offsite, port) = setup("every 1s");
+    write_file(&src.join("acme/big.bin"), &Rng::new(3).bytes(8 << 20));
+    fs::remove_dir_all(src.join("bravo")).unwrap();
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        "splay = \"1s\"\n",
+        "splay = \"1s\"\nmax_read = \"256 KiB/s\"\n",
+    );
+    fs::write(&env.config, text).unwrap();
+    let mut agent = start(env, offsite.clone(), port);
+    agent.wait_for(30, "the backup to start", |a| {
+        a.log_text()
+            .contains("starting job=backup:www")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    agent.signal(libc::SIGTERM);
+    let code = agent.child.as_mut().unwrap().wait().unwrap().code();
+    agent.child = None;
+    let log = agent.log_text();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("stopped before committing"), "{log}");
+    assert!(agent.snapshot_ids("local", "acme").is_empty());
+
+    // The agent again, on a schedule that does not come round during the
+    // test: what it serves is what the stopped run left on record.
+    let quiet = config_text(&agent.env, port, "cron 0 3 1 1 *", &src)
+        .replace("schedule = \"every 4s\"", "schedule = \"off\"");
+    fs::write(&agent.env.config, quiet).unwrap();
+    agent.child = Some(
+        agent
+            .env
+            .spawnable(&["agent"])
+            .env("GALLRA_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&agent.log).unwrap())
+            .spawn()
+            .expect("start gallra agent again"),
+    );
+    let samples = agent.wait_for(30, "acme's metrics", |a| {
+        scrape(a).filter(|s| {
+            value_of(
+                s,
+                "gallra_backup_failing",
+                &[("tenant", "acme"), ("source", "www")],
+            )
+            .is_some()
+        })
+    });
+    assert_eq!(
+        value_of(
+            &samples,
+            "gallra_backup_failing",
+            &[("tenant", "acme"), ("source", "www")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value_of(&samples, "gallra_errors_total", &[("kind", "backup")]),
+        Some(0.0)
+    );
+    let st = agent.env.json(&["status"]);
+    let acme = st["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme")
+        .unwrap();
+    assert_eq!(acme["sources"][0]["last_error"], Value::Null, "{acme}");
+}
+
+/// Before: a source taken out of the config kept its series, among them
+/// `gallra_backup_failing` at 1 for ever if its last run failed.
+#[test]
+fn a_removed_source_has_no_series() {
+    let (env, src, offsite, port) = setup("cron 0 3 1 1 *");
+    let with_db = fs::read_to_string(&env.config).unwrap()
+        + &command_source("db", "database", "acme", &["false"], "acme.sql")
+            .replace("[[source]]\n", "[[source]]\nschedule = \"every 1s\"\n");
+    fs::write(&env.config, &with_db).unwrap();
+    let mut agent = start(env, offsite, port);
+    agent.wait_for(30, "db failing", |a| {
+        scrape(a).filter(|s| {
+            value_of(
+                s,
+                "gallra_backup_failing",
+                &[("tenant", "acme"), ("source", "db")],
+            ) == Some(1.0)
+        })
+    });
+    fs::write(
+        &agent.env.config,
+        config_text(&agent.env, port, "cron 0 3 1 1 *", &src),
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
+    // The drill (every 4 s) refreshes the status after the reload.
+    let samples = agent.wait_for(30, "db's series gone", |a| {
+        scrape(a).filter(|s| !has_source_series(s, "acme", "db"))
+    });
+    assert!(
+        value_of(
+            &samples,
+            "gallra_backup_failing",
+            &[("tenant", "acme"), ("source", "www")]
+        )
+        .is_some(),
+        "the source still configured keeps its series"
+    );
+}
+
+/// Before: an erased tenant whose snapshots a hold keeps still had
+/// `gallra_last_backup_timestamp_seconds`, so the README's freshness alert
+/// fired for it for ever; `status` showed it a next run, and printed
+/// "held:" for every tenant, held or not.
+#[test]
+fn an_erased_tenant_has_no_freshness_series() {
+    let (env, _src, offsite, port) = setup("every 2s");
+    env.ok(&["backup", "--tenant", "acme", "--tenant", "bravo"]);
+    env.ok(&["hold", "set", "bravo", "--reason", "court order 7"]);
+    let mut agent = start(env, offsite, port);
+    agent.wait_for(30, "bravo's freshness series", |a| {
+        scrape(a).filter(|s| has_source_series(s, "bravo", "www"))
+    });
+    drop_event(
+        &agent.env.state,
+        "erase-bravo",
+        r#"{"id": "erase-bravo", "type": "erasure_requested", "tenant": "bravo", "reason": "GDPR art. 17"}"#,
+    );
+    let samples = agent.wait_for(30, "bravo's series gone", |a| {
+        scrape(a).filter(|s| !has_source_series(s, "bravo", "www"))
+    });
+    assert!(
+        value_of(
+            &samples,
+            "gallra_last_backup_timestamp_seconds",
+            &[("tenant", "acme"), ("source", "www")]
+        )
+        .is_some(),
+        "acme is still backed up"
+    );
+    assert!(!agent.snapshot_ids("local", "bravo").is_empty(), "held");
+
+    let st = agent.env.json(&["status"]);
+    let tenant = |name: &str| {
+        st["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tenant"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (acme, bravo) = (tenant("acme"), tenant("bravo"));
+    assert_eq!(bravo["erasure_requested"], true, "{bravo}");
+    assert_eq!(bravo["sources"][0]["next_run"], Value::Null, "{bravo}");
+    assert!(acme["sources"][0]["next_run"].is_string(), "{acme}");
+    assert_eq!(bravo["holds"][0]["reason"], "court order 7", "{bravo}");
+    assert_eq!(acme["holds"], serde_json::json!([]), "{acme}");
+
+    let text = stdout(&agent.env.ok(&["status"]));
+    let section = |name: &str| -> String {
+        text.split("\ntenant ")
+            .find(|s| s.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .to_string()
+    };
+    assert!(!section("acme").contains("held:"), "{text}");
+    assert!(section("bravo").contains("held: hold"), "{text}");
+    assert!(section("bravo").contains("court order 7"), "{text}");
+}
+
+/// Before: a tenant whose contract had ended kept its freshness series
+/// until the lifecycle deleted its last snapshot, a month on.
+#[test]
+fn an_ended_tenant_has_no_freshness_series() {
+    let (env, _src, offsite, port) = setup("cron 0 3 1 1 *");
+    env.ok(&["backup", "--tenant", "acme", "--tenant", "bravo"]);
+    let yesterday = jiff::Zoned::now().date().yesterday().unwrap().to_string();
+    env.ok(&["contract", "end", "bravo", "--effective", &yesterday]);
+    let mut agent = start(env, offsite, port);
+    let samples = agent.wait_for(30, "acme's freshness series", |a| {
+        scrape(a).filter(|s| {
+            value_of(
+                s,
+                "gallra_last_backup_timestamp_seconds",
+                &[("tenant", "acme"), ("source", "www")],
+            )
+            .is_some()
+        })
+    });
+    assert!(!has_source_series(&samples, "bravo", "www"));
+    assert!(
+        !agent.snapshot_ids("local", "bravo").is_empty(),
+        "kept a month"
+    );
+}
+
+/// Before: while the offsite could not be read its backlog series were
+/// left out, and with them the README's backlog alert went quiet for as
+/// long as the outage lasted.
+#[test]
+fn the_backlog_alert_fires_while_the_offsite_is_down() {
+    let backlog_alert = common::alerts::README_ALERTS
+        .iter()
+        .find(|a| a.starts_with("gallra_ship_backlog_objects"))
+        .unwrap();
+    let (env, _src, offsite, port) = setup("cron 0 3 1 1 *");
+    env.ok(&["backup", "--tenant", "acme"]);
+    let mut agent = start(env, offsite.clone(), port);
+    let up = agent.wait_for(30, "offsite up", |a| {
+        scrape(a).filter(|s| value_of(s, "gallra_target_up", &[("target", "offsite")]) == Some(1.0))
+    });
+    let now = jiff::Timestamp::now().as_second() as f64;
+    assert!(
+        common::alerts::fires(backlog_alert, now, &up, &up).is_empty(),
+        "nothing is behind"
+    );
+    // The offsite goes away (an unmounted backup server).
+    let away = agent.env.path("offsite-away");
+    fs::rename(&offsite, &away).unwrap();
+    let down = agent.wait_for(30, "offsite down", |a| {
+        scrape(a).filter(|s| value_of(s, "gallra_target_up", &[("target", "offsite")]) == Some(0.0))
+    });
+    let firing = common::alerts::fires(backlog_alert, now, &down, &down);
+    assert_eq!(
+        firing.into_iter().collect::<Vec<_>>(),
+        vec![vec![("target".to_string(), "offsite".to_string())]]
+    );
+    fs::rename(&away, &offsite).unwrap();
+}

@@ -193,3 +193,167 @@ fn regression_an_empty_dir_and_a_file_holding_one_zero_byte_do_not_collide() {
     let check = env.json(&["check", "--read-data"]);
     assert_eq!(check["ok"], true, "{check}");
 }
+
+/// An environment with a `file://` secondary `offsite`, initialised (init
+/// ships the repository there); returns it and the offsite's folder.
+fn env_with_offsite() -> (Env, std::path::PathBuf) {
+    let env = one_tenant_env();
+    let offsite = env.path("offsite");
+    env.set_extra_targets(&file_target("offsite", &offsite, ""));
+    let src = env.path("src/acme");
+    env.write_config(
+        "16 MiB",
+        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
+    );
+    env.init();
+    assert!(
+        offsite.join("config").exists(),
+        "init shipped the repository"
+    );
+    (env, offsite)
+}
+
+/// A config like `env`'s that opens the repository with `key` instead.
+fn config_with_key(env: &Env, key: &Path, name: &str) -> std::path::PathBuf {
+    let path = env.path(name);
+    fs::write(&path, env.config_text(key)).unwrap();
+    path
+}
+
+fn slot_ids(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(dir.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn offsite_row(env: &Env) -> serde_json::Value {
+    let out = env.run(&["status", "--json"]);
+    parse_json(&out)["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "offsite")
+        .unwrap()
+        .clone()
+}
+
+/// Before: `key add` wrote the slot on the primary only; after losing the
+/// primary, the new key did not open the offsite copy until a ship had run.
+#[test]
+fn key_add_reaches_the_offsite_at_once() {
+    let (env, offsite) = env_with_offsite();
+    let key2 = env.path("key2");
+    env.generate_key(&key2);
+    let added = env.json(&["key", "add", "--file", s(&key2)]);
+    let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(slot_ids(&offsite), slot_ids(&env.repo));
+    assert_eq!(added["targets"][0]["target"], "offsite", "{added}");
+    assert_eq!(added["targets"][0]["ok"], true, "{added}");
+    assert_eq!(
+        fs::read(offsite.join("keys").join(&id)).unwrap(),
+        fs::read(env.repo.join("keys").join(&id)).unwrap()
+    );
+    // The new key alone opens the offsite copy, no ship in between.
+    let cfg = config_with_key(&env, &key2, "key2.toml");
+    let out = env.run_with(&cfg, &["snapshots", "--target", "offsite", "--json"]);
+    assert_success(&out, "snapshots --target offsite with the new key");
+    assert_eq!(offsite_row(&env)["missing"], 0);
+}
+
+/// Before: `key remove` deleted the slot on the primary only: the revoked
+/// key went on opening the offsite copy until the next ship.
+#[test]
+fn key_remove_reaches_the_offsite_at_once() {
+    let (env, offsite) = env_with_offsite();
+    let key2 = env.path("key2");
+    env.generate_key(&key2);
+    let id = env.json(&["key", "add", "--file", s(&key2)])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Shipped, so that only the removal is under test here.
+    env.ok(&["ship"]);
+    let cfg = config_with_key(&env, &key2, "key2.toml");
+    assert_success(
+        &env.run_with(&cfg, &["snapshots", "--target", "offsite", "--json"]),
+        "the new key opens the offsite",
+    );
+    let removed = env.json(&["key", "remove", &id]);
+    assert!(
+        !offsite.join("keys").join(&id).exists(),
+        "gone from the offsite"
+    );
+    assert_eq!(removed["targets"][0]["ok"], true, "{removed}");
+    let out = env.run_with(&cfg, &["snapshots", "--target", "offsite", "--json"]);
+    assert!(
+        !out.status.success(),
+        "the removed key must not open the offsite\n{}",
+        describe(&out)
+    );
+    assert_eq!(offsite_row(&env)["missing"], 0);
+}
+
+/// A slot change that cannot reach a secondary says so and exits 1, keeps
+/// the change on the primary, and `status` counts the difference as missing
+/// on that target until a ship (which removes as well as copies) repairs it.
+#[test]
+fn a_key_slot_change_that_misses_a_down_offsite_fails_and_status_shows_it_until_a_ship() {
+    let (env, offsite) = env_with_offsite();
+    let away = env.path("offsite-away");
+    let key2 = env.path("key2");
+    env.generate_key(&key2);
+
+    fs::rename(&offsite, &away).unwrap();
+    let out = env.run(&["key", "add", "--file", s(&key2), "--json"]);
+    assert_exit(&out, 1, "key add with the offsite down");
+    assert!(
+        stderr(&out).contains("target offsite"),
+        "{}",
+        describe(&out)
+    );
+    let id = parse_json(&out)["id"].as_str().unwrap().to_string();
+    assert!(
+        env.repo.join("keys").join(&id).exists(),
+        "kept on the primary"
+    );
+    fs::rename(&away, &offsite).unwrap();
+    let row = offsite_row(&env);
+    assert_eq!(row["key_slots_lacking"], serde_json::json!([id]), "{row}");
+    assert_eq!(row["missing"], 1, "{row}");
+    let text = stdout(&env.run(&["status"]));
+    assert!(text.contains(&format!("lacks key slot(s) {id}")), "{text}");
+    env.ok(&["ship"]);
+    assert!(
+        offsite.join("keys").join(&id).exists(),
+        "the ship copied it"
+    );
+    assert_eq!(offsite_row(&env)["missing"], 0);
+
+    fs::rename(&offsite, &away).unwrap();
+    let out = env.run(&["key", "remove", &id]);
+    assert_exit(&out, 1, "key remove with the offsite down");
+    assert!(stderr(&out).contains("still opens"), "{}", describe(&out));
+    assert!(
+        !env.repo.join("keys").join(&id).exists(),
+        "removed on the primary"
+    );
+    fs::rename(&away, &offsite).unwrap();
+    let row = offsite_row(&env);
+    assert_eq!(row["key_slots_extra"], serde_json::json!([id]), "{row}");
+    assert_eq!(row["missing"], 1, "{row}");
+    env.ok(&["ship"]);
+    assert!(
+        !offsite.join("keys").join(&id).exists(),
+        "the ship removed it"
+    );
+    assert_eq!(offsite_row(&env)["missing"], 0);
+    let cfg = config_with_key(&env, &key2, "key2.toml");
+    assert!(
+        !env.run_with(&cfg, &["snapshots", "--target", "offsite"])
+            .status
+            .success()
+    );
+}

@@ -85,6 +85,9 @@ struct TenantBackup {
     /// Targets shipped to, and those that failed.
     shipped_to: Vec<String>,
     ship_failed: Vec<ShipFailure>,
+    /// Stopped by the agent's stop before it committed: the last run on
+    /// record (success or failure) stays the last run.
+    cancelled: bool,
 }
 
 impl TenantBackup {
@@ -96,6 +99,7 @@ impl TenantBackup {
             shipped_objects: 0,
             shipped_to: Vec::new(),
             ship_failed: Vec::new(),
+            cancelled: false,
         }
     }
 
@@ -606,6 +610,9 @@ impl Agent {
             match done {
                 Done::Backup { source, tenants } => {
                     for t in tenants {
+                        if t.cancelled {
+                            continue;
+                        }
                         if t.run.last_error.is_some() {
                             st.count_error("backup");
                         } else {
@@ -891,6 +898,11 @@ async fn backup_source(
             let attempt = Timestamp::now();
             match blocking(move || backup_tenant(&config, &t, &s, cancel, read_rate)).await {
                 Ok(done) => done,
+                Err(Error::Cancelled) => {
+                    let mut t = TenantBackup::failed(tenant, &source, attempt, String::new());
+                    t.cancelled = true;
+                    t
+                }
                 Err(e) => TenantBackup::failed(tenant, &source, attempt, e.to_string()),
             }
         });
@@ -945,6 +957,7 @@ fn backup_tenant(
         run.last_error = Some(f.error.clone());
     }
     let mut out = TenantBackup::new(tenant.to_string(), run);
+    out.cancelled = report.cancelled && report.snapshots.is_empty() && report.failed.is_empty();
     let Some(s) = report.snapshots.last() else {
         return Ok(out);
     };

@@ -89,6 +89,20 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             ),
             Some(e) => println!("{:<12} {:<8} unreachable: {e}", t.target, role),
         }
+        if !t.key_slots_lacking.is_empty() {
+            println!(
+                "  target {} lacks key slot(s) {} (`gallra ship` copies them)",
+                t.target,
+                t.key_slots_lacking.join(", ")
+            );
+        }
+        if !t.key_slots_extra.is_empty() {
+            println!(
+                "  target {} still has removed key slot(s) {}: their keys still open it (`gallra ship` removes them)",
+                t.target,
+                t.key_slots_extra.join(", ")
+            );
+        }
     }
     for p in &s.problems {
         let tenant = p
@@ -143,10 +157,14 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             .map(|(name, h)| format!("{name} {} snapshots/{}", h.snapshots, human_bytes(h.bytes)))
             .collect::<Vec<_>>()
             .join(", ");
+        // What the targets store, not to be read as a legal hold.
         println!(
-            "  held: {}",
+            "  stored: {}",
             if holding.is_empty() { "-" } else { &holding }
         );
+        for h in &t.holds {
+            println!("  held: hold {}: {}", h.id, h.reason);
+        }
         if let Some(o) = &t.oldest_snapshot {
             println!(
                 "  oldest snapshot {}, expires {}",

@@ -166,3 +166,75 @@ impl Repository {
         self.store.delete(&slot_path(id))
     }
 }
+
+/// How a target's key slots differ from the primary's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotDifference {
+    /// Slots the primary has and the target lacks (or holds otherwise).
+    pub lacking: Vec<String>,
+    pub lacking_bytes: u64,
+    /// Slots the target still has that the primary removed: their keys
+    /// still open the target's copy of the repository.
+    pub extra: Vec<String>,
+}
+
+impl SlotDifference {
+    pub fn is_empty(&self) -> bool {
+        self.lacking.is_empty() && self.extra.is_empty()
+    }
+}
+
+fn slot_id(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or_default().to_string()
+}
+
+/// Compares the key slots of `target` with the primary's, by listing.
+pub fn slot_difference(primary: &Store, target: &Store) -> Result<SlotDifference> {
+    let ours = primary.list("keys")?;
+    let theirs = target.list("keys")?;
+    let mut d = SlotDifference::default();
+    for o in &ours {
+        if !theirs.iter().any(|t| t.path == o.path && t.size == o.size) {
+            d.lacking.push(slot_id(&o.path));
+            d.lacking_bytes += o.size;
+        }
+    }
+    for t in &theirs {
+        if !ours.iter().any(|o| o.path == t.path) {
+            d.extra.push(slot_id(&t.path));
+        }
+    }
+    Ok(d)
+}
+
+/// Makes slot `id` on `target` what it is on the primary: copied if the
+/// primary has it, deleted if not. Refuses a target that holds no
+/// repository, or another one: a slot is only meaningful beside its own
+/// repository's config.
+pub fn sync_slot(primary: &Store, target: &Store, id: &str) -> Result<()> {
+    let config = primary.get_limited(super::CONFIG_PATH, crate::limits::ReadLimit::Config)?;
+    match target.get_limited(super::CONFIG_PATH, crate::limits::ReadLimit::Config) {
+        Ok(theirs) if theirs == config => {}
+        Ok(_) => {
+            return Err(Error::DifferentRepository {
+                target: target.name().to_string(),
+                message: format!(
+                    "it holds another repository than target {}; its key slots are left alone",
+                    primary.name()
+                ),
+            });
+        }
+        Err(Error::NotFound { .. }) => {
+            return Err(Error::NoRepository {
+                target: target.name().to_string(),
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    let path = slot_path(id);
+    match primary.get_limited(&path, crate::limits::ReadLimit::KeySlot) {
+        Ok(bytes) => target.put(&path, bytes),
+        Err(Error::NotFound { .. }) => target.delete(&path),
+        Err(e) => Err(e),
+    }
+}

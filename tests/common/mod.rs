@@ -10,6 +10,7 @@
 // not happen to use.
 #![allow(dead_code)]
 
+pub mod alerts;
 pub mod remote;
 
 use std::cell::RefCell;
