@@ -75,6 +75,7 @@ fn healthy() -> Status {
         ship: BTreeMap::new(),
         totals: Default::default(),
         errors: BTreeMap::from([("backup".into(), 2)]),
+        problems: Vec::new(),
     }
 }
 
