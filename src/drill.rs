@@ -1648,7 +1648,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains(&format!("- acme c0c0c0c0c0c0c0c0: {SECRET}: blob")),
+            md.contains(&format!("- acme c0c0c0c0c0c0: {SECRET}: blob")),
             "{md}"
         );
 
