@@ -1635,10 +1635,7 @@ mod tests {
 
         let md = report(&results, &head, ReportFormat::Markdown);
         assert!(md.contains("- **Result:** 1 of 2 drills FAILED.\n"), "{md}");
-        assert!(
-            md.contains("\n| <b>\\|x | www | 5e5e5e5e5e5e |"),
-            "{md}"
-        );
+        assert!(md.contains("\n| <b>\\|x | www | 5e5e5e5e5e5e |"), "{md}");
         assert!(
             !md.contains("<b>|x"),
             "an unescaped | splits the table: {md}"

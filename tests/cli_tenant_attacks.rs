@@ -116,6 +116,17 @@ fn alice_env() -> (Env, PathBuf, PathBuf) {
     (env, alice, secret)
 }
 
+/// No restored file holds the root-only file's bytes.
+fn assert_no_secret(restored: &[(PathBuf, Vec<u8>)]) {
+    for (file, data) in restored {
+        assert!(
+            !contains_bytes(data, SECRET),
+            "{} holds the root-only file",
+            file.display()
+        );
+    }
+}
+
 fn alice_snapshot(out: &std::process::Output) -> (String, Vec<String>) {
     let backup = parse_json(out);
     let snap = backup_snapshot(&backup, "alice", "www");
@@ -143,13 +154,7 @@ fn backup_follows_no_folder_swapped_for_a_symlink_between_walk_and_read() {
             .any(|w| w.contains("report.txt") && w.contains("symlink")),
         "the skipped file must be named with why: {warnings:?}"
     );
-    for (file, data) in restored_contents(&env, &id) {
-        assert!(
-            !contains_bytes(&data, SECRET),
-            "{} holds the root-only file",
-            file.display()
-        );
-    }
+    assert_no_secret(&restored_contents(&env, &id));
 }
 
 #[test]
@@ -174,13 +179,7 @@ fn backup_skips_a_file_replaced_by_a_link_to_another_between_walk_and_read() {
         restored.iter().any(|(f, _)| f.ends_with("docs/notes.txt")),
         "the rest of the tree is backed up: {restored:?}"
     );
-    for (file, data) in restored {
-        assert!(
-            !contains_bytes(&data, SECRET),
-            "{} holds the root-only file",
-            file.display()
-        );
-    }
+    assert_no_secret(&restored);
 }
 
 #[test]
