@@ -1079,7 +1079,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                 ))?;
             } else {
                 println!(
-                    "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<17} reason",
+                    "{:<12}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<21} reason",
                     "id",
                     "tenant",
                     "source",
@@ -1094,7 +1094,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     let e = expiry(id, s);
                     let held = states.get(&s.tenant).is_some_and(|st| st.held());
                     println!(
-                        "{:<8}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<17} {}{}",
+                        "{:<12}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<21} {}{}",
                         id.short(),
                         s.tenant,
                         s.source,
@@ -1104,7 +1104,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                         s.files,
                         human_bytes(s.bytes),
                         e.at.to_zoned(config.policy.time_zone.clone())
-                            .strftime("%Y-%m-%d %H:%M"),
+                            .strftime("%Y-%m-%d %H:%M %Z"),
                         e.reason.as_str(),
                         if held { " (held)" } else { "" }
                     );

@@ -160,3 +160,22 @@ fn max_read_caps_gallra_backup_as_it_caps_the_agent() {
         "4 MiB read under a 1 MiB/s cap took {took:.2} s: the cap was not applied"
     );
 }
+
+#[test]
+fn local_times_in_human_output_say_their_zone() {
+    let env = env_with_offsite();
+    env.init();
+    // 00:00 UTC on 1 June is 02:00 summer time in Stockholm; six months on,
+    // the expiry keeps the wall clock, in winter time.
+    env.backup(&["--time", "2026-06-01T00:00:00Z"]);
+    let listing = stdout(&env.ok(&["snapshots"]));
+    assert!(
+        listing.contains("2026-12-01 02:00 CET"),
+        "the expiry says its zone: {listing}"
+    );
+    let status = stdout(&env.ok(&["status"]));
+    assert!(
+        status.contains("2026-06-01 02:00 CEST"),
+        "the last backup says its zone: {status}"
+    );
+}

@@ -35,7 +35,9 @@ fn when(config: &Config, text: &str, now: Timestamp) -> String {
         Ok(t) => {
             let local = t
                 .to_zoned(config.policy.time_zone.clone())
-                .strftime("%Y-%m-%d %H:%M")
+                // Every local time carries its zone: status is read beside
+                // logs and audit records in UTC.
+                .strftime("%Y-%m-%d %H:%M %Z")
                 .to_string();
             if t <= now {
                 format!("{local} ({} ago)", human_age(now.duration_since(t)))
