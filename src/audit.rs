@@ -695,9 +695,16 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
     for r in &mine {
         let snapshots: Vec<&str> = r.snapshots.iter().map(|s| short(s, 12)).collect();
         let mut targets = Vec::new();
+        // A drill record counts the files it restored in `objects`
+        // (FORMAT.md 17.10); an auditor reads "files", not store objects.
+        let unit = if r.action == Action::Drill {
+            "file"
+        } else {
+            "object"
+        };
         for t in &r.targets {
             let (s, size) = (if t.objects == 1 { "" } else { "s" }, human_bytes(t.bytes));
-            targets.push(format!("{} {} object{s} / {size}", t.target, t.objects));
+            targets.push(format!("{} {} {unit}{s} / {size}", t.target, t.objects));
         }
         let text = |o: &Option<String>| o.clone().unwrap_or_default();
         let record = format!("{} #{}", r.host, r.seq);
@@ -924,6 +931,10 @@ mod tests {
         let end = "The tenant key was destroyed at 2026-11-24T08:00:00Z: gallra deleted it";
         has(&md, end);
         has(&md, "did not check copies outside these targets");
+
+        log.append(entry(Action::Drill, 3), &[]).unwrap();
+        let md = export_markdown(&log.records().unwrap(), "acme");
+        has(&md, "| drill | 1a2b3c4d5e6f | mem 3 files / ");
         assert!(
             !md.contains("unreadable"),
             "it claims no more than it checked: {md}"
