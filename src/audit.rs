@@ -360,6 +360,11 @@ impl AuditLog {
         Ok(report)
     }
 
+    /// The sequence of the local head: what `status` and the metrics show.
+    pub fn head_sequence(&self) -> Result<Option<u64>> {
+        Ok(self.read_head()?.map(|h| h.seq))
+    }
+
     /// The local head file; `None` before the first append that wrote one.
     fn read_head(&self) -> Result<Option<Head>> {
         let path = self.dir.join(HEAD_FILE);

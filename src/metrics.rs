@@ -55,6 +55,15 @@ pub fn render(s: &Status) -> String {
     let host = s.host.as_str();
 
     o.family(
+        "gallra_audit_head_sequence",
+        "gauge",
+        "Sequence of this host's last audit record. Only grows: a drop means records were removed from the trail's end.",
+    );
+    if let Some(seq) = s.audit_head_sequence {
+        o.sample("gallra_audit_head_sequence", &[("host", host)], seq);
+    }
+
+    o.family(
         "gallra_overdue_deletions",
         "gauge",
         "Snapshot copies past their expiry that still exist (not held). Must be 0.",
@@ -491,6 +500,7 @@ mod tests {
             },
             errors: BTreeMap::from([("ship".into(), 4), ("backup".into(), 1)]),
             problems: Vec::new(),
+            audit_head_sequence: Some(7),
         }
     }
 
@@ -501,6 +511,7 @@ mod tests {
         assert!(!all.is_empty());
         // Every family is declared even when it has no sample.
         for family in [
+            "gallra_audit_head_sequence",
             "gallra_overdue_deletions",
             "gallra_last_backup_timestamp_seconds",
             "gallra_last_backup_duration_seconds",
@@ -545,6 +556,10 @@ mod tests {
         };
         let none = samples(&render(&empty));
         assert!(values(&none, "gallra_last_drill_success", &[]).is_empty());
+        assert_eq!(
+            values(&all, "gallra_audit_head_sequence", &[("host", HOST)]),
+            vec![7.0]
+        );
         assert_eq!(values(&none, "gallra_errors_total", &[]), vec![0.0; 6]);
     }
 

@@ -32,6 +32,10 @@ pub struct Status {
     /// Objects (and targets) that could not be read, each naming its
     /// tenant when it has one; every other tenant is still summarised.
     pub problems: Vec<crate::lifecycle::apply::Failure>,
+    /// The sequence of this host's last audit record, from the local head
+    /// (`<state_dir>/audit.head`); `None` before the first record. It only
+    /// ever grows: a drop means records were removed from the trail's end.
+    pub audit_head_sequence: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -439,5 +443,8 @@ fn assemble(
         totals: state.totals,
         errors: state.errors,
         problems: Vec::new(),
+        audit_head_sequence: AuditLog::open(&config.agent.state_dir, &config.agent.host)
+            .and_then(|log| log.head_sequence())
+            .unwrap_or(None),
     }
 }

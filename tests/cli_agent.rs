@@ -635,7 +635,8 @@ fn an_unreadable_event_object_stops_the_agents_backups() {
     );
 }
 
-/// The samples of the agent's /metrics, or None while it does not answer.
+/// The samples of the agent's /metrics, or None while it does not answer
+/// or has no status yet.
 fn scrape(a: &Agent) -> Option<Vec<common::alerts::Sample>> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", a.port)).ok()?;
     stream
@@ -643,6 +644,10 @@ fn scrape(a: &Agent) -> Option<Vec<common::alerts::Sample>> {
         .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
+    // 503 until the agent's first status: no samples yet, not a bad scrape.
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
     let (_, body) = text.split_once("\r\n\r\n")?;
     Some(common::alerts::parse(body))
 }

@@ -76,6 +76,7 @@ fn healthy() -> Status {
         totals: Default::default(),
         errors: BTreeMap::from([("backup".into(), 2)]),
         problems: Vec::new(),
+        audit_head_sequence: None,
     }
 }
 
