@@ -55,6 +55,26 @@ pub struct LockRecord {
     pub created: i64,
     /// Unix seconds; renewed by the holder.
     pub expires: i64,
+    /// When the holder process started, in clock ticks since boot (field
+    /// 22 of `/proc/<pid>/stat`): with `pid`, it names the process, so a
+    /// later process that got the same pid is not taken for the holder.
+    /// Absent in locks of versions before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
+}
+
+/// The start time of process `pid` (ticks since boot), if it runs.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // fields after its closing parenthesis.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); a zombie has ended.
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(22 - 3)?.parse().ok()
 }
 
 impl LockRecord {
@@ -182,7 +202,17 @@ fn encode(record: &LockRecord) -> Bytes {
 
 /// Whether a lock was left by a process of this host that no longer runs.
 fn is_dead_local(record: &LockRecord, host: &str) -> bool {
-    if record.host != host || record.pid == std::process::id() {
+    if record.host != host {
+        return false;
+    }
+    // A visible process with that pid that started at another time is not
+    // the holder: the holder died and its pid was given again (it may even
+    // be ours). A process /proc does not show us (ProtectProc=invisible,
+    // another user's) is judged by kill(0) below, which calls it alive.
+    if let (Some(then), Some(now)) = (record.started, process_start(record.pid)) {
+        return then != now;
+    }
+    if record.pid == std::process::id() {
         return false;
     }
     // SAFETY: signal 0 only asks whether the process exists.
@@ -263,6 +293,7 @@ fn try_acquire(
         command: holder.command.clone(),
         created,
         expires: created + lease.as_secs() as i64,
+        started: process_start(std::process::id()),
     };
     let exclusive = exclusive_path(tenant);
     // A conflicting lock, after removing it if its process died on this host.
@@ -444,6 +475,7 @@ mod tests {
             command: "backup".into(),
             created: now() - 3600,
             expires: now() + expires_in,
+            started: None,
         };
         store.put(path, encode(&r)).unwrap();
     }
