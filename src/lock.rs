@@ -289,7 +289,10 @@ fn try_acquire(
                 "{}/shared-{}",
                 locks_dir(tenant),
                 // 16 hex digits, as FORMAT.md 17.6 says.
-                crate::text::short_hex(&crate::format::Id(crate::crypto::random_bytes()).to_hex(), 16)
+                crate::text::short_hex(
+                    &crate::format::Id(crate::crypto::random_bytes()).to_hex(),
+                    16
+                )
             );
             store.put_new(&path, encode(&record))?;
             if let Some(other) = read_record(store, &exclusive)? {

@@ -495,7 +495,11 @@ fn config_check_accepts_the_example_and_prints_the_retention_table() {
     // config check says so (the agent would fail at its first job).
     let out = env.run_without_config(&["config", "check", s(&shipped)]);
     assert_exit(&out, 2, "config check of the example as shipped");
-    assert!(stderr(&out).contains("/etc/gallra/key"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("/etc/gallra/key"),
+        "{}",
+        describe(&out)
+    );
     // With a key file that exists and a dump command that does, it passes.
     let example = env.path("agent.toml");
     let text = fs::read_to_string(&shipped)
