@@ -677,7 +677,7 @@ impl<'a> Lifecycle<'a> {
                 // The primary's new index and packs first, so the secondary
                 // prunes to the same layout instead of writing its own.
                 let ship = crate::ship::ship(
-                    &self.primary().store,
+                    self.primary(),
                     &repo.store,
                     &crate::ship::ShipOptions {
                         tenants: vec![tenant.to_string()],
