@@ -1133,3 +1133,51 @@ fn an_audit_record_or_head_that_does_not_authenticate_is_not_shipped() {
     let verify = env.run(&["audit", "verify"]);
     assert_success(&verify, "audit verify after the ship");
 }
+
+#[test]
+fn a_tenant_key_or_key_slot_that_does_not_open_is_not_shipped() {
+    let setup = Setup::new("1 MiB", "");
+    let env = &setup.env;
+    let mut rng = Rng::new(319);
+    fill_tenants(&setup, &mut rng);
+    env.init();
+    env.backup(&[]);
+    // acme's key moved to another tenant's folder (it is bound to acme's
+    // name), with a pack named by its hash; and a slot that is no key slot.
+    let key = "tenants/intruder/key";
+    fs::create_dir_all(env.repo.join("tenants/intruder")).unwrap();
+    fs::copy(env.repo.join("tenants/acme/key"), env.repo.join(key)).unwrap();
+    let pack = rng.bytes(5_000);
+    let hash = sha256_hex(&pack);
+    let pack_path = format!("tenants/intruder/packs/{}/{hash}", &hash[..2]);
+    write_file(&env.repo.join(&pack_path), &pack);
+    let slot = "keys/0123456789abcdef";
+    write_file(&env.repo.join(slot), &rng.bytes(300));
+    write_file(
+        &setup.tenant_dir("acme").join("uploads/new.bin"),
+        &rng.bytes(300_000),
+    );
+    env.backup(&["--no-ship"]);
+
+    let out = env.run(&["ship"]);
+    assert_exit(&out, 1, "ship with a moved tenant key and a bad slot");
+    let err = stderr(&out);
+    for name in [key, slot] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
+            "ship must name {name}: {err}"
+        );
+        assert!(!setup.offsite.join(name).exists(), "{name} is not shipped");
+    }
+    assert!(
+        !setup.offsite.join("tenants/intruder").exists(),
+        "nothing of a tenant whose key does not open ships"
+    );
+    let missing = not_on_offsite(&setup, &[key, slot, &pack_path]);
+    assert!(missing.is_empty(), "every other object ships: {missing:?}");
+    // The slot in use still opens offsite, and every snapshot is there.
+    let snapshots = files_under(&env.repo.join("tenants/acme/snapshots")).len()
+        + files_under(&env.repo.join("tenants/globex/snapshots")).len();
+    assert_eq!(snapshot_ids(env, Some("offsite")).len(), snapshots);
+}
