@@ -9,6 +9,11 @@
 //! snapshots, so a snapshot never appears on a target before everything it
 //! names. Every store write is atomic, so a ship killed at any instant leaves
 //! only whole objects, and the next run copies what is still missing.
+//!
+//! Hashing proves only that a copy is faithful. So that a target never
+//! receives what its readers would refuse, every object but a pack is also
+//! opened on the source, with the code that reads it, before it is copied;
+//! one that does not open stays behind, named in the report.
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
