@@ -378,7 +378,9 @@ fn ship_repository(
         .collect();
     for slot in &src_slots {
         if dst_sizes.get(slot.path.as_str()) != Some(&slot.size) {
-            let bytes = src.get_limited(&slot.path, ReadLimit::KeySlot)?;
+            let Some(bytes) = read_or_reject(src, &slot.path, ReadLimit::KeySlot, rejected)? else {
+                continue;
+            };
             // A slot is sealed with its own key holder's key, which we do
             // not have: the most we can check is that it is a key slot
             // every reader would try (`keys::unlock` skips the others).
@@ -400,6 +402,25 @@ fn ship_repository(
         copied += 1;
     }
     Ok(copied)
+}
+
+/// Reads a source object of a kind with a size limit. One larger than its
+/// kind may be is no such object: it is rejected like one that does not
+/// open, rather than failing the whole ship (every tenant, every run).
+fn read_or_reject(
+    src: &Store,
+    path: &str,
+    limit: ReadLimit,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Option<Bytes>> {
+    match src.get_limited(path, limit) {
+        Ok(b) => Ok(Some(b)),
+        Err(e @ Error::TooLarge { .. }) => {
+            rejected.push(Rejected::new(src, path, e));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn usable_slot(path: &str, bytes: &[u8]) -> Result<()> {
@@ -436,7 +457,9 @@ fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) 
         let have: BTreeSet<String> = dst.list(prefix)?.into_iter().map(|o| o.path).collect();
         for o in src.list(prefix)? {
             if !have.contains(&o.path) {
-                let bytes = src.get_limited(&o.path, limit)?;
+                let Some(bytes) = read_or_reject(src, &o.path, limit, rejected)? else {
+                    continue;
+                };
                 if let Err(e) = open(source, &o.path, &bytes) {
                     rejected.push(Rejected::new(src, &o.path, e));
                     continue;
@@ -457,7 +480,9 @@ fn ship_heads(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) ->
     let src = &source.store;
     let mut copied = 0;
     for o in src.list("audit-heads")? {
-        let bytes = src.get_limited(&o.path, ReadLimit::AuditRecord)?;
+        let Some(bytes) = read_or_reject(src, &o.path, ReadLimit::AuditRecord, rejected)? else {
+            continue;
+        };
         let head = match crate::audit::open_head(source, &o.path, &bytes) {
             Ok(h) => h,
             Err(e) => {
@@ -520,6 +545,10 @@ fn ship_tenant(
         // taking its lock and has not written the key yet, or was killed
         // right then. There is nothing to ship.
         Err(Error::NotFound { .. }) if !has_content(src, &prefix)? => return Ok(None),
+        Err(e @ Error::TooLarge { .. }) => {
+            rejected.push(Rejected::new(src, &key_path, e));
+            return Ok(None);
+        }
         Err(e) => return Err(e),
     };
     // Nothing of a tenant whose key does not open can be checked, nor read

@@ -984,13 +984,17 @@ fn a_bad_event_object_is_not_shipped() {
     env.backup(&["--no-ship"]);
     let garbage = "lifecycle/events/garbage-1";
     let moved = "lifecycle/events/moved-1";
+    // Larger than an event may be: refused like the others, not a reason
+    // to ship nothing at all.
+    let huge = "lifecycle/events/huge-1";
     write_file(&env.repo.join(garbage), &rng.bytes(400));
     fs::copy(&events[0], env.repo.join(moved)).unwrap();
+    write_file(&env.repo.join(huge), &rng.bytes(300 << 10));
 
     let out = env.run(&["ship"]);
     assert_exit(&out, 1, "ship with bad event objects");
     let err = stderr(&out);
-    for name in [garbage, moved] {
+    for name in [garbage, moved, huge] {
         assert!(
             err.lines()
                 .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
@@ -1002,7 +1006,7 @@ fn a_bad_event_object_is_not_shipped() {
         );
     }
     assert!(setup.offsite.join(&real).exists(), "the real event ships");
-    let missing = not_on_offsite(&setup, &[garbage, moved]);
+    let missing = not_on_offsite(&setup, &[garbage, moved, huge]);
     assert!(missing.is_empty(), "every other object ships: {missing:?}");
     assert_eq!(content_objects(&setup.offsite), content_objects(&env.repo));
 
@@ -1015,11 +1019,12 @@ fn a_bad_event_object_is_not_shipped() {
         .iter()
         .filter_map(|r| r.get("error").and_then(Value::as_str))
         .collect();
-    assert_eq!(errors.len(), 2, "{reports}");
+    assert_eq!(errors.len(), 3, "{reports}");
     assert!(errors.iter().any(|e| e.contains(garbage)), "{reports}");
 
-    fs::remove_file(env.repo.join(garbage)).unwrap();
-    fs::remove_file(env.repo.join(moved)).unwrap();
+    for name in [garbage, moved, huge] {
+        fs::remove_file(env.repo.join(name)).unwrap();
+    }
     env.ok(&["ship"]);
 }
 
@@ -1180,4 +1185,46 @@ fn a_tenant_key_or_key_slot_that_does_not_open_is_not_shipped() {
     let snapshots = files_under(&env.repo.join("tenants/acme/snapshots")).len()
         + files_under(&env.repo.join("tenants/globex/snapshots")).len();
     assert_eq!(snapshot_ids(env, Some("offsite")).len(), snapshots);
+}
+
+#[test]
+fn a_target_down_for_an_audit_append_gets_the_new_head_by_ship() {
+    let setup = Setup::new("1 MiB", "");
+    let env = &setup.env;
+    let mut rng = Rng::new(323);
+    fill_tenants(&setup, &mut rng);
+    env.init();
+    env.backup(&[]);
+    let head = "audit-heads/testhost";
+    let away = env.path("offsite-away");
+    fs::rename(&setup.offsite, &away).unwrap();
+    write_file(
+        &setup.tenant_dir("acme").join("uploads/new.bin"),
+        &rng.bytes(300_000),
+    );
+    env.backup(&["--no-ship"]);
+    fs::rename(&away, &setup.offsite).unwrap();
+    let stale = fs::read(setup.offsite.join(head)).unwrap();
+    assert_ne!(stale, fs::read(env.repo.join(head)).unwrap());
+
+    env.ok(&["ship"]);
+    assert_eq!(
+        fs::read(setup.offsite.join(head)).unwrap(),
+        fs::read(env.repo.join(head)).unwrap(),
+        "offsite's head names the record it missed"
+    );
+    // A head ahead of the primary's (written while the primary was away)
+    // is not turned back.
+    fs::write(env.repo.join(head), &stale).unwrap();
+    env.ok(&["ship"]);
+    assert_ne!(fs::read(setup.offsite.join(head)).unwrap(), stale);
+    fs::write(
+        env.repo.join(head),
+        fs::read(setup.offsite.join(head)).unwrap(),
+    )
+    .unwrap();
+    assert_success(
+        &env.run(&["audit", "verify"]),
+        "audit verify after the ships",
+    );
 }
