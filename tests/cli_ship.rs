@@ -1187,8 +1187,12 @@ fn a_tenant_key_or_key_slot_that_does_not_open_is_not_shipped() {
     assert_eq!(snapshot_ids(env, Some("offsite")).len(), snapshots);
 }
 
+/// Backups append their audit record to the primary only and leave the
+/// rest to ship; so does every append while a target is down. Ship copied
+/// the records but never `audit-heads/`, so offsites had no head of the
+/// backups' records, and nothing there told a removed tail from the end.
 #[test]
-fn a_target_down_for_an_audit_append_gets_the_new_head_by_ship() {
+fn ship_brings_each_target_the_latest_audit_head() {
     let setup = Setup::new("1 MiB", "");
     let env = &setup.env;
     let mut rng = Rng::new(323);
@@ -1196,6 +1200,7 @@ fn a_target_down_for_an_audit_append_gets_the_new_head_by_ship() {
     env.init();
     env.backup(&[]);
     let head = "audit-heads/testhost";
+    let stale = fs::read(env.repo.join(head)).unwrap();
     let away = env.path("offsite-away");
     fs::rename(&setup.offsite, &away).unwrap();
     write_file(
@@ -1204,17 +1209,16 @@ fn a_target_down_for_an_audit_append_gets_the_new_head_by_ship() {
     );
     env.backup(&["--no-ship"]);
     fs::rename(&away, &setup.offsite).unwrap();
-    let stale = fs::read(setup.offsite.join(head)).unwrap();
     assert_ne!(stale, fs::read(env.repo.join(head)).unwrap());
 
     env.ok(&["ship"]);
     assert_eq!(
-        fs::read(setup.offsite.join(head)).unwrap(),
-        fs::read(env.repo.join(head)).unwrap(),
+        fs::read(setup.offsite.join(head)).ok(),
+        fs::read(env.repo.join(head)).ok(),
         "offsite's head names the record it missed"
     );
     // A head ahead of the primary's (written while the primary was away)
-    // is not turned back.
+    // is not turned back: here the primary's is put back to its older one.
     fs::write(env.repo.join(head), &stale).unwrap();
     env.ok(&["ship"]);
     assert_ne!(fs::read(setup.offsite.join(head)).unwrap(), stale);
