@@ -511,26 +511,49 @@ fn put_head(repo: &Repository, head: &Head) -> Result<()> {
 /// A host's head on a target; `None` when it has none (yet).
 fn read_head(repo: &Repository, host: &str) -> Result<Option<Head>> {
     let path = head_path(host);
-    let bytes = match repo.store.get_limited(&path, ReadLimit::AuditRecord) {
-        Ok(b) => b,
-        Err(Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let head: Head = record::open(
-        &bytes,
-        Kind::AuditRecord,
-        repo.master(),
-        &repo.repo_id,
-        &path,
-    )
-    .map_err(|e| Error::corrupt(&path, format!("forged or damaged audit head: {e}")))?;
+    match repo.store.get_limited(&path, ReadLimit::AuditRecord) {
+        Ok(bytes) => open_head(repo, &path, &bytes).map(Some),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the bytes of a head found at `path` (`audit-heads/<host>`): sealed
+/// with the repository key, bound to that name, of that host. What `verify`
+/// accepts, and so what ship copies.
+pub fn open_head(repo: &Repository, path: &str, bytes: &[u8]) -> Result<Head> {
+    let host = path.strip_prefix("audit-heads/").unwrap_or(path);
+    let head: Head = record::open(bytes, Kind::AuditRecord, repo.master(), &repo.repo_id, path)
+        .map_err(|e| Error::corrupt(path, format!("forged or damaged audit head: {e}")))?;
     if head.host != host {
         return Err(Error::corrupt(
-            &path,
+            path,
             format!("head of host {}, not {host}", head.host),
         ));
     }
-    Ok(Some(head))
+    Ok(head)
+}
+
+/// Opens the bytes of an audit record found at `path`: sealed with the
+/// repository key and bound to that name, which must be the record's own
+/// (`Record::object_path`). What `verify` and `recover` accept, and so what
+/// ship copies; whether the chain holds is `verify`'s to judge.
+pub fn open_record(repo: &Repository, path: &str, bytes: &[u8]) -> Result<Record> {
+    let (master, id, kind) = (repo.master(), &repo.repo_id, Kind::AuditRecord);
+    let rec: Record = record::open(bytes, kind, master, id, path).map_err(|e| match e {
+        Error::Corrupt { message, .. } => Error::corrupt(
+            path,
+            format!("forged or damaged: does not open with the repository key ({message})"),
+        ),
+        e => e,
+    })?;
+    if rec.object_path() != path {
+        // Sealing binds a record to its name: only a key holder could have
+        // put one under another.
+        let why = format!("its name does not match its record (seq {})", rec.seq);
+        return Err(Error::corrupt(path, why));
+    }
+    Ok(rec)
 }
 
 fn last_seq(chain: &[(String, Record)]) -> u64 {
@@ -605,24 +628,17 @@ fn load_objects(
     paths: impl Iterator<Item = String>,
     problems: &mut Vec<Problem>,
 ) -> BTreeMap<String, Placed> {
-    let (master, id, kind) = (repo.master(), &repo.repo_id, Kind::AuditRecord);
     let mut chains: BTreeMap<String, Placed> = BTreeMap::new();
     for path in paths {
         let place = format!("target {}: {path}", repo.store.name());
         let opened = repo.store.get_limited(&path, ReadLimit::AuditRecord);
-        let opened = opened.and_then(|b| record::open::<Record>(&b, kind, master, id, &path));
-        let message = match opened {
-            Ok(rec) if rec.object_path() == path => {
+        let message = match opened.and_then(|b| open_record(repo, &path, &b)) {
+            Ok(rec) => {
                 let chain = chains.entry(rec.host.clone()).or_default();
                 chain.push((place, rec));
                 continue;
             }
-            // Sealing binds a record to its name: only a key holder could
-            // have put one under another.
-            Ok(r) => format!("its name does not match its record (seq {})", r.seq),
-            Err(Error::Corrupt { message, .. }) => {
-                format!("forged or damaged: does not open with the repository key ({message})")
-            }
+            Err(Error::Corrupt { message, .. }) => message,
             Err(e) => format!("cannot be read: {e}"),
         };
         report(problems, place, message);

@@ -46,6 +46,16 @@ pub enum Error {
     #[error("{object}: {message}")]
     Corrupt { object: String, message: String },
 
+    /// An object on the shipping target that does not open as its kind
+    /// there (damaged, forged, or sealed with another key): it is left
+    /// where it is and not copied. `message` says why.
+    #[error("target {target}: {object} does not authenticate and is not shipped: {message}")]
+    NotShipped {
+        target: String,
+        object: String,
+        message: String,
+    },
+
     /// An object or file larger than its kind may be (see `crate::limits`).
     #[error("{object}: {}", .limit.refusal())]
     TooLarge {
@@ -153,6 +163,7 @@ impl Error {
             Error::NotFound { object, .. }
             | Error::Corrupt { object, .. }
             | Error::TooLarge { object, .. }
+            | Error::NotShipped { object, .. }
             | Error::Store { object, .. } => Some(object),
             Error::Tree { source, .. } => source.object(),
             _ => None,

@@ -553,7 +553,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             for t in config.secondaries() {
                 let outcome = Store::open(t, true).and_then(|dst| {
                     let r = ship::ship(
-                        &store,
+                        &repo,
                         &dst,
                         &ShipOptions {
                             host: config.agent.host.clone(),
@@ -933,7 +933,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                 }
             };
             // Only someone holding the key may rebuild a target from it.
-            Repository::open(src.clone(), &config.key)?;
+            let src = Repository::open(src, &config.key)?;
             let dst = Store::open(dst_target, true)?;
             let report = ship::ship(
                 &src,
@@ -948,6 +948,9 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                     ..Default::default()
                 },
             )?;
+            for r in &report.rejected {
+                eprintln!("error: repair of target {name}: {}", r.error);
+            }
             for f in &report.failed {
                 eprintln!(
                     "error: repair of target {name}: tenant {}: {}",

@@ -9,6 +9,11 @@
 //! snapshots, so a snapshot never appears on a target before everything it
 //! names. Every store write is atomic, so a ship killed at any instant leaves
 //! only whole objects, and the next run copies what is still missing.
+//!
+//! Hashing proves only that a copy is faithful. So that a target never
+//! receives what its readers would refuse, every object but a pack is also
+//! opened on the source, with the code that reads it, before it is copied;
+//! one that does not open stays behind, named in the report.
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::format::Id;
 use crate::limits::ReadLimit;
 use crate::lock::{self, Holder, LockKind};
-use crate::repo::{self, CONFIG_PATH, id_of_path};
+use crate::repo::{self, CONFIG_PATH, Repository, id_of_path};
 use crate::store::{Listed, Store, StoreStats};
 
 /// Objects copied at once. Each holds one object (a pack: 16 MiB by
@@ -129,6 +134,9 @@ pub struct TenantReport {
     pub present: usize,
     pub extra: usize,
     pub snapshots_copied: usize,
+    /// Snapshots not copied in this run because one of the tenant's index
+    /// objects was not: a snapshot never lands before the index it needs.
+    pub snapshots_held_back: usize,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -146,6 +154,34 @@ pub struct ShipReport {
     pub store: StoreStats,
     /// Tenants that could not be shipped, and why.
     pub failed: Vec<TenantFailure>,
+    /// Objects of the source that do not authenticate there, left uncopied.
+    pub rejected: Vec<Rejected>,
+}
+
+/// An object not shipped because it does not open as its kind on the
+/// source (see `Error::NotShipped`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rejected {
+    pub object: String,
+    pub error: String,
+}
+
+impl Rejected {
+    fn new(src: &Store, object: &str, e: Error) -> Rejected {
+        let message = match e {
+            Error::Corrupt { message, .. } => message,
+            e => e.to_string(),
+        };
+        let e = Error::NotShipped {
+            target: src.name().to_string(),
+            object: object.to_string(),
+            message,
+        };
+        Rejected {
+            object: object.to_string(),
+            error: e.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -156,21 +192,24 @@ pub struct TenantFailure {
 
 impl ShipReport {
     pub fn ok(&self) -> bool {
-        self.failed.is_empty()
+        self.failed.is_empty() && self.rejected.is_empty()
     }
 }
 
-/// Copies to `dst` every object of the repository on `src` that it lacks.
-pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> {
+/// Copies to `dst` every object of the repository `source` that it lacks
+/// and that authenticates in `source`, opened the way its readers open it;
+/// the others are named in `ShipReport::rejected` and left behind.
+pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> {
     let started = Instant::now();
+    let src = &source.store;
     let mut report = ShipReport {
         from: src.name().to_string(),
         target: dst.name().to_string(),
         ..Default::default()
     };
     dst.check_reachable()?;
-    report.repository_objects = ship_repository(src, dst, opts.initialise)?;
-    report.repository_objects += ship_records(src, dst)?;
+    report.repository_objects = ship_repository(src, dst, opts.initialise, &mut report.rejected)?;
+    report.repository_objects += ship_records(source, dst, &mut report.rejected)?;
     let tenants = repo::tenant_names_on(src)?;
     // A tenant asked for and absent is its own failure: the others asked
     // for with it (every tenant a backup just wrote) are shipped all the same.
@@ -189,8 +228,18 @@ pub fn ship(src: &Store, dst: &Store, opts: &ShipOptions) -> Result<ShipReport> 
         opts.cancel.check()?;
         // One tenant's trouble (a lock, a damaged pack) does not hold back
         // the others; it is reported and the ship as a whole fails.
-        match ship_tenant(src, dst, &tenant, opts, &mut report.verified) {
+        let (verified, rejected) = (&mut report.verified, &mut report.rejected);
+        match ship_tenant(source, dst, &tenant, opts, verified, rejected) {
             Ok(Some(t)) => {
+                if t.snapshots_held_back > 0 {
+                    report.failed.push(TenantFailure {
+                        tenant: tenant.clone(),
+                        error: format!(
+                            "{} snapshot(s) held back until every index of the tenant ships",
+                            t.snapshots_held_back
+                        ),
+                    });
+                }
                 report.copied += t.copied;
                 report.copied_bytes += t.copied_bytes;
                 report.tenants.push(t);
@@ -223,7 +272,7 @@ pub fn ship_to(
     targets: &[&crate::config::Target],
     opts: &ShipOptions,
 ) -> Result<(Vec<ShipReport>, Vec<ShipFailure>)> {
-    let src = Store::open(config.primary(), false)?;
+    let src = Repository::open(Store::open(config.primary(), false)?, &config.key)?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for t in targets {
@@ -235,6 +284,12 @@ pub fn ship_to(
         });
         match opened.and_then(|dst| ship(&src, &dst, opts)) {
             Ok(r) => {
+                for rejected in &r.rejected {
+                    failed.push(ShipFailure {
+                        target: t.name.clone(),
+                        error: rejected.error.clone(),
+                    });
+                }
                 for f in &r.failed {
                     let text = f.error.replace('\n', " ");
                     failed.push(ShipFailure {
@@ -267,7 +322,12 @@ pub fn ship_to(
 /// A slot removed on the source is removed here too, since removing a slot
 /// revokes a key. Refuses a destination that holds another repository, and
 /// unless `initialise`, one that holds none.
-fn ship_repository(src: &Store, dst: &Store, initialise: bool) -> Result<usize> {
+fn ship_repository(
+    src: &Store,
+    dst: &Store,
+    initialise: bool,
+    rejected: &mut Vec<Rejected>,
+) -> Result<usize> {
     let config = match src.get_limited(CONFIG_PATH, ReadLimit::Config) {
         Ok(b) => b,
         Err(Error::NotFound { .. }) => {
@@ -318,7 +378,17 @@ fn ship_repository(src: &Store, dst: &Store, initialise: bool) -> Result<usize> 
         .collect();
     for slot in &src_slots {
         if dst_sizes.get(slot.path.as_str()) != Some(&slot.size) {
-            dst.put(&slot.path, src.get_limited(&slot.path, ReadLimit::KeySlot)?)?;
+            let Some(bytes) = read_or_reject(src, &slot.path, ReadLimit::KeySlot, rejected)? else {
+                continue;
+            };
+            // A slot is sealed with its own key holder's key, which we do
+            // not have: the most we can check is that it is a key slot
+            // every reader would try (`keys::unlock` skips the others).
+            if let Err(e) = usable_slot(&slot.path, &bytes) {
+                rejected.push(Rejected::new(src, &slot.path, e));
+                continue;
+            }
+            dst.put(&slot.path, bytes)?;
             copied += 1;
         }
     }
@@ -334,22 +404,109 @@ fn ship_repository(src: &Store, dst: &Store, initialise: bool) -> Result<usize> 
     Ok(copied)
 }
 
+/// Reads a source object of a kind with a size limit. One larger than its
+/// kind may be is no such object: it is rejected like one that does not
+/// open, rather than failing the whole ship (every tenant, every run).
+fn read_or_reject(
+    src: &Store,
+    path: &str,
+    limit: ReadLimit,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Option<Bytes>> {
+    match src.get_limited(path, limit) {
+        Ok(b) => Ok(Some(b)),
+        Err(e @ Error::TooLarge { .. }) => {
+            rejected.push(Rejected::new(src, path, e));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn usable_slot(path: &str, bytes: &[u8]) -> Result<()> {
+    let header = crate::format::keyslot::KeySlotHeader::decode(bytes, path)?;
+    if header.kind == crate::format::keyslot::SlotKind::Passphrase && !header.argon.is_reasonable()
+    {
+        return Err(Error::corrupt(
+            path,
+            format!("Argon2id costs {:?} exceed the limits", header.argon),
+        ));
+    }
+    Ok(())
+}
+
 /// Lifecycle events and audit records: written once, never changed, so an
 /// object the destination lacks is copied and one it has is left alone.
 /// They go before any tenant's data, so an erasure recorded on the source is
-/// on the destination before the next backup's objects are.
-fn ship_records(src: &Store, dst: &Store) -> Result<usize> {
+/// on the destination before the next backup's objects are. Then audit
+/// heads, after the records they name.
+fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) -> Result<usize> {
+    type Open = fn(&Repository, &str, &[u8]) -> Result<()>;
+    let event: Open = |r, path, b| crate::lifecycle::journal::open_event(r, path, b).map(drop);
+    let record: Open = |r, path, b| crate::audit::open_record(r, path, b).map(drop);
+    let src = &source.store;
     let mut copied = 0;
-    for (prefix, limit) in [
-        (crate::lifecycle::journal::EVENTS_PREFIX, ReadLimit::Event),
-        ("audit", ReadLimit::AuditRecord),
+    for (prefix, limit, open) in [
+        (
+            crate::lifecycle::journal::EVENTS_PREFIX,
+            ReadLimit::Event,
+            event,
+        ),
+        ("audit", ReadLimit::AuditRecord, record),
     ] {
         let have: BTreeSet<String> = dst.list(prefix)?.into_iter().map(|o| o.path).collect();
         for o in src.list(prefix)? {
             if !have.contains(&o.path) {
-                dst.put_new(&o.path, src.get_limited(&o.path, limit)?)?;
+                let Some(bytes) = read_or_reject(src, &o.path, limit, rejected)? else {
+                    continue;
+                };
+                if let Err(e) = open(source, &o.path, &bytes) {
+                    rejected.push(Rejected::new(src, &o.path, e));
+                    continue;
+                }
+                dst.put_new(&o.path, bytes)?;
                 copied += 1;
             }
+        }
+    }
+    copied += ship_heads(source, dst, rejected)?;
+    Ok(copied)
+}
+
+/// Heads are overwritten in place (`audit-heads/<host>`), so "lacks" is by
+/// seq: a destination whose head is behind the source's (it was down for
+/// an append) gets the source's; one ahead is left alone.
+fn ship_heads(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) -> Result<usize> {
+    let src = &source.store;
+    let mut copied = 0;
+    for o in src.list("audit-heads")? {
+        let Some(bytes) = read_or_reject(src, &o.path, ReadLimit::AuditRecord, rejected)? else {
+            continue;
+        };
+        let head = match crate::audit::open_head(source, &o.path, &bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                rejected.push(Rejected::new(src, &o.path, e));
+                continue;
+            }
+        };
+        let behind = match dst.get_limited(&o.path, ReadLimit::AuditRecord) {
+            Err(Error::NotFound { .. }) => true,
+            Err(e) => return Err(e),
+            // One repository: the source's key opens the destination's head.
+            Ok(there) => match crate::audit::open_head(source, &o.path, &there) {
+                Ok(h) => h.seq < head.seq,
+                Err(e) => {
+                    // A head that does not open is no head: replacing it
+                    // restores the check of that chain's tail there.
+                    tracing::warn!("target {}: {e}; replacing it", dst.name());
+                    true
+                }
+            },
+        };
+        if behind {
+            dst.put(&o.path, bytes)?;
+            copied += 1;
         }
     }
     Ok(copied)
@@ -364,12 +521,14 @@ fn hex_short(id: &[u8; 16]) -> String {
 }
 
 fn ship_tenant(
-    src: &Store,
+    source: &Repository,
     dst: &Store,
     tenant: &str,
     opts: &ShipOptions,
     verified: &mut usize,
+    rejected: &mut Vec<Rejected>,
 ) -> Result<Option<TenantReport>> {
+    let src = &source.store;
     // Shared locks on both sides: no prune deletes what is being copied, and
     // none runs on the destination while objects arrive.
     let holder = Holder {
@@ -386,7 +545,20 @@ fn ship_tenant(
         // taking its lock and has not written the key yet, or was killed
         // right then. There is nothing to ship.
         Err(Error::NotFound { .. }) if !has_content(src, &prefix)? => return Ok(None),
+        Err(e @ Error::TooLarge { .. }) => {
+            rejected.push(Rejected::new(src, &key_path, e));
+            return Ok(None);
+        }
         Err(e) => return Err(e),
+    };
+    // Nothing of a tenant whose key does not open can be checked, nor read
+    // on the destination: none of it ships.
+    let opened = match source.open_tenant_key(tenant, &key) {
+        Ok(t) => t,
+        Err(e) => {
+            rejected.push(Rejected::new(src, &key_path, e));
+            return Ok(None);
+        }
     };
     match dst.get_limited(&key_path, ReadLimit::TenantKey) {
         Ok(existing) if existing == key => {}
@@ -437,18 +609,48 @@ fn ship_tenant(
         format!("ship {tenant} → {}", dst.name()),
         plan.missing_bytes(),
     );
-    for (kind, group) in [
-        ("packs", &plan.packs),
-        ("index", &plan.index),
-        ("snapshots", &plan.snapshots),
+    let open_index: &Authenticate =
+        &|path, bytes| source.open_index(&opened, path, bytes).map(drop);
+    let open_snapshot: &Authenticate =
+        &|path, bytes| source.open_snapshot(&opened, path, bytes).map(drop);
+    let mut index_refused = false;
+    for (kind, group, authenticate) in [
+        ("packs", &plan.packs, None),
+        ("index", &plan.index, Some(open_index)),
+        ("snapshots", &plan.snapshots, Some(open_snapshot)),
     ] {
         if group.is_empty() {
             continue;
         }
         if kind == "snapshots" {
+            // The index left behind may be the one these snapshots need.
+            if index_refused {
+                report.snapshots_held_back = group.len();
+                report.snapshots_copied = 0;
+                break;
+            }
             dst_lock.check()?;
         }
-        copy_all(src, dst, group, opts.verify, &opts.cancel, &bar)?;
+        let refused = copy_all(
+            src,
+            dst,
+            group,
+            opts.verify,
+            &opts.cancel,
+            &bar,
+            authenticate,
+        )?;
+        let left: BTreeSet<&str> = refused.iter().map(|r| r.object.as_str()).collect();
+        let group: Vec<&Listed> = group
+            .iter()
+            .filter(|o| !left.contains(o.path.as_str()))
+            .collect();
+        match kind {
+            "index" => index_refused = !refused.is_empty(),
+            "snapshots" => report.snapshots_copied = group.len(),
+            _ => {}
+        }
+        rejected.extend(refused);
         // Sizes as the destination lists them, before anything that names
         // these objects is copied.
         let now: HashMap<String, u64> = dst
@@ -456,7 +658,7 @@ fn ship_tenant(
             .into_iter()
             .map(|o| (o.path, o.size))
             .collect();
-        for o in group {
+        for o in &group {
             match now.get(&o.path) {
                 Some(size) if *size == o.size => {}
                 other => {
@@ -515,9 +717,16 @@ fn each_parallel(objects: &[Listed], work: impl Fn(&Listed) -> Result<()> + Sync
     }
 }
 
-/// Copies objects in parallel, checking each one's bytes against its name
-/// before writing (a damaged source object is never shipped) and, with
-/// `verify`, reading it back from the destination.
+/// Opens an object's bytes as its readers do: `Ok` if it authenticates.
+type Authenticate<'a> = dyn Fn(&str, &[u8]) -> Result<()> + Sync + 'a;
+
+/// Copies objects in parallel and, with `verify`, reads each back from the
+/// destination. Before writing, an object is checked: with `authenticate`,
+/// opened, and one that does not open is left behind and returned; without
+/// (packs), checked against its name, and one that does not match stops
+/// the copy (a damaged source object is never shipped). Packs are not
+/// opened: a forged pack that matches its name is referenced by no index
+/// that authenticates, so no reader uses it and prune collects it.
 fn copy_all(
     src: &Store,
     dst: &Store,
@@ -525,11 +734,23 @@ fn copy_all(
     verify: bool,
     cancel: &crate::cancel::Cancel,
     bar: &indicatif::ProgressBar,
-) -> Result<()> {
+    authenticate: Option<&Authenticate>,
+) -> Result<Vec<Rejected>> {
+    let refused = Mutex::new(Vec::new());
     each_parallel(objects, |o| {
         cancel.check()?;
         let bytes = src.get(&o.path)?;
-        check_named(src.name(), &o.path, &bytes)?;
+        match authenticate {
+            None => check_named(src.name(), &o.path, &bytes)?,
+            Some(open) => {
+                if let Err(e) = open(&o.path, &bytes) {
+                    let mut refused = refused.lock().expect("not poisoned");
+                    refused.push(Rejected::new(src, &o.path, e));
+                    bar.inc(bytes.len() as u64);
+                    return Ok(());
+                }
+            }
+        }
         let len = bytes.len() as u64;
         dst.put(&o.path, bytes)?;
         if verify {
@@ -538,7 +759,10 @@ fn copy_all(
         }
         bar.inc(len);
         Ok(())
-    })
+    })?;
+    let mut refused = refused.into_inner().expect("not poisoned");
+    refused.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok(refused)
 }
 
 /// The objects of `all` that `dst` holds (those not in `lacking`) but whose

@@ -943,3 +943,292 @@ fn repair_target_replaces_a_damaged_object_and_init_will_not_fork_the_repository
     env.ok(&["repair-target", "local"]);
     assert_eq!(snapshot_ids(env, None), snapshot_ids(env, Some("offsite")));
 }
+
+/// Hex SHA-256: the name a content-named object must have.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Files of the primary that offsite lacks, leaving out locks (taken and
+/// released by each run) and `planted`.
+fn not_on_offsite(setup: &Setup, planted: &[&str]) -> BTreeSet<PathBuf> {
+    let there = relative_files(&setup.offsite);
+    relative_files(&setup.env.repo)
+        .into_iter()
+        .filter(|p| !there.contains(p))
+        .filter(|p| !p.iter().any(|c| c == "locks"))
+        .filter(|p| !planted.iter().any(|x| p == Path::new(x)))
+        .collect()
+}
+
+#[test]
+fn a_bad_event_object_is_not_shipped() {
+    let setup = Setup::new("1 MiB", "");
+    let env = &setup.env;
+    let mut rng = Rng::new(311);
+    fill_tenants(&setup, &mut rng);
+    env.init();
+    env.backup(&[]);
+    env.ok(&["hold", "set", "acme", "--reason", "court order"]);
+    let events = files_under(&env.repo.join("lifecycle/events"));
+    assert_eq!(events.len(), 1, "hold set wrote one event: {events:?}");
+    let real = events[0].strip_prefix(&env.repo).unwrap().to_path_buf();
+    // Offsite lacks the real event (it was down), and the primary holds a
+    // garbage event and an authentic one moved under another name.
+    fs::remove_file(setup.offsite.join(&real)).unwrap();
+    write_file(
+        &setup.tenant_dir("globex").join("uploads/new.bin"),
+        &rng.bytes(300_000),
+    );
+    env.backup(&["--no-ship"]);
+    let garbage = "lifecycle/events/garbage-1";
+    let moved = "lifecycle/events/moved-1";
+    // Larger than an event may be: refused like the others, not a reason
+    // to ship nothing at all.
+    let huge = "lifecycle/events/huge-1";
+    write_file(&env.repo.join(garbage), &rng.bytes(400));
+    fs::copy(&events[0], env.repo.join(moved)).unwrap();
+    write_file(&env.repo.join(huge), &rng.bytes(300 << 10));
+
+    let out = env.run(&["ship"]);
+    assert_exit(&out, 1, "ship with bad event objects");
+    let err = stderr(&out);
+    for name in [garbage, moved, huge] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
+            "ship must name {name}, the target and that it is not shipped: {err}"
+        );
+        assert!(
+            !setup.offsite.join(name).exists(),
+            "{name} must not be on offsite"
+        );
+    }
+    assert!(setup.offsite.join(&real).exists(), "the real event ships");
+    let missing = not_on_offsite(&setup, &[garbage, moved, huge]);
+    assert!(missing.is_empty(), "every other object ships: {missing:?}");
+    assert_eq!(content_objects(&setup.offsite), content_objects(&env.repo));
+
+    let out = env.run(&["ship", "--json"]);
+    assert_exit(&out, 1, "ship --json with bad event objects");
+    let reports = parse_json(&out);
+    let errors: Vec<&str> = reports
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r.get("error").and_then(Value::as_str))
+        .collect();
+    assert_eq!(errors.len(), 3, "{reports}");
+    assert!(errors.iter().any(|e| e.contains(garbage)), "{reports}");
+
+    for name in [garbage, moved, huge] {
+        fs::remove_file(env.repo.join(name)).unwrap();
+    }
+    env.ok(&["ship"]);
+}
+
+#[test]
+fn a_snapshot_whose_index_does_not_authenticate_is_held_back() {
+    let setup = Setup::new("1 MiB", "");
+    let env = &setup.env;
+    let mut rng = Rng::new(313);
+    fill_tenants(&setup, &mut rng);
+    env.init();
+    env.backup(&[]);
+    let shipped = snapshot_ids(env, None);
+    for tenant in ["acme", "globex"] {
+        write_file(
+            &setup.tenant_dir(tenant).join("uploads/new.bin"),
+            &rng.bytes(300_000),
+        );
+    }
+    let backup = env.backup(&["--no-ship"]);
+    let acme_new = backup_snapshot_id(&backup, "acme", "www");
+    let globex_new = backup_snapshot_id(&backup, "globex", "www");
+    // Named by its own hash, so that only opening it tells it is no index.
+    let forged = rng.bytes(2_000);
+    let planted = format!("tenants/acme/index/{}", sha256_hex(&forged));
+    write_file(&env.repo.join(&planted), &forged);
+
+    let out = env.run(&["ship"]);
+    assert_exit(&out, 1, "ship with a forged index");
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.contains(&planted) && l.contains("offsite") && l.contains("not shipped")),
+        "ship must name the index: {err}"
+    );
+    assert!(!setup.offsite.join(&planted).exists());
+    let on_offsite = snapshot_ids(env, Some("offsite"));
+    assert!(
+        !on_offsite.contains(&acme_new),
+        "acme's new snapshot waits for its index to authenticate"
+    );
+    let mut expected = shipped.clone();
+    expected.insert(globex_new);
+    assert_eq!(on_offsite, expected, "globex is not held back");
+    // acme's real packs and index are there; only its snapshot waits.
+    let missing = not_on_offsite(&setup, &[&planted]);
+    assert!(
+        missing
+            .iter()
+            .all(|p| p.starts_with("tenants/acme/snapshots"))
+            && missing.len() == 1,
+        "{missing:?}"
+    );
+    assert_check_ok(
+        env,
+        Some("offsite"),
+        &["--read-data"],
+        "after a held-back snapshot",
+    );
+
+    fs::remove_file(env.repo.join(&planted)).unwrap();
+    env.ok(&["ship"]);
+    assert!(snapshot_ids(env, Some("offsite")).contains(&acme_new));
+}
+
+#[test]
+fn an_audit_record_or_head_that_does_not_authenticate_is_not_shipped() {
+    let setup = Setup::new("1 MiB", "");
+    let env = &setup.env;
+    let mut rng = Rng::new(317);
+    fill_tenants(&setup, &mut rng);
+    env.init();
+    env.backup(&[]);
+    // Offsite is away while the next backup appends its audit record.
+    let away = env.path("offsite-away");
+    fs::rename(&setup.offsite, &away).unwrap();
+    write_file(
+        &setup.tenant_dir("acme").join("uploads/new.bin"),
+        &rng.bytes(300_000),
+    );
+    env.backup(&["--no-ship"]);
+    fs::rename(&away, &setup.offsite).unwrap();
+    let record = "audit/testhost/000000000999-0123456789abcdef";
+    let head = "audit-heads/intruder";
+    write_file(&env.repo.join(record), &rng.bytes(500));
+    write_file(&env.repo.join(head), &rng.bytes(200));
+
+    let out = env.run(&["ship"]);
+    assert_exit(&out, 1, "ship with a forged audit record and head");
+    let err = stderr(&out);
+    for name in [record, head] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
+            "ship must name {name}: {err}"
+        );
+        assert!(!setup.offsite.join(name).exists(), "{name} is not shipped");
+    }
+    let missing = not_on_offsite(&setup, &[record, head]);
+    assert!(missing.is_empty(), "every other object ships: {missing:?}");
+    // The head of the record offsite missed: offsite catches up.
+    let own_head = "audit-heads/testhost";
+    assert_eq!(
+        fs::read(setup.offsite.join(own_head)).unwrap(),
+        fs::read(env.repo.join(own_head)).unwrap(),
+        "offsite gets the primary's latest head"
+    );
+
+    fs::remove_file(env.repo.join(record)).unwrap();
+    fs::remove_file(env.repo.join(head)).unwrap();
+    env.ok(&["ship"]);
+    let verify = env.run(&["audit", "verify"]);
+    assert_success(&verify, "audit verify after the ship");
+}
+
+#[test]
+fn a_tenant_key_or_key_slot_that_does_not_open_is_not_shipped() {
+    let setup = Setup::new("1 MiB", "");
+    let env = &setup.env;
+    let mut rng = Rng::new(319);
+    fill_tenants(&setup, &mut rng);
+    env.init();
+    env.backup(&[]);
+    // acme's key moved to another tenant's folder (it is bound to acme's
+    // name), with a pack named by its hash; and a slot that is no key slot.
+    let key = "tenants/intruder/key";
+    fs::create_dir_all(env.repo.join("tenants/intruder")).unwrap();
+    fs::copy(env.repo.join("tenants/acme/key"), env.repo.join(key)).unwrap();
+    let pack = rng.bytes(5_000);
+    let hash = sha256_hex(&pack);
+    let pack_path = format!("tenants/intruder/packs/{}/{hash}", &hash[..2]);
+    write_file(&env.repo.join(&pack_path), &pack);
+    let slot = "keys/0123456789abcdef";
+    write_file(&env.repo.join(slot), &rng.bytes(300));
+    write_file(
+        &setup.tenant_dir("acme").join("uploads/new.bin"),
+        &rng.bytes(300_000),
+    );
+    env.backup(&["--no-ship"]);
+
+    let out = env.run(&["ship"]);
+    assert_exit(&out, 1, "ship with a moved tenant key and a bad slot");
+    let err = stderr(&out);
+    for name in [key, slot] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
+            "ship must name {name}: {err}"
+        );
+        assert!(!setup.offsite.join(name).exists(), "{name} is not shipped");
+    }
+    assert!(
+        !setup.offsite.join("tenants/intruder").exists(),
+        "nothing of a tenant whose key does not open ships"
+    );
+    let missing = not_on_offsite(&setup, &[key, slot, &pack_path]);
+    assert!(missing.is_empty(), "every other object ships: {missing:?}");
+    // The slot in use still opens offsite, and every snapshot is there.
+    let snapshots = files_under(&env.repo.join("tenants/acme/snapshots")).len()
+        + files_under(&env.repo.join("tenants/globex/snapshots")).len();
+    assert_eq!(snapshot_ids(env, Some("offsite")).len(), snapshots);
+}
+
+/// Backups append their audit record to the primary only and leave the
+/// rest to ship; so does every append while a target is down. Ship copied
+/// the records but never `audit-heads/`, so offsites had no head of the
+/// backups' records, and nothing there told a removed tail from the end.
+#[test]
+fn ship_brings_each_target_the_latest_audit_head() {
+    let setup = Setup::new("1 MiB", "");
+    let env = &setup.env;
+    let mut rng = Rng::new(323);
+    fill_tenants(&setup, &mut rng);
+    env.init();
+    env.backup(&[]);
+    let head = "audit-heads/testhost";
+    let stale = fs::read(env.repo.join(head)).unwrap();
+    let away = env.path("offsite-away");
+    fs::rename(&setup.offsite, &away).unwrap();
+    write_file(
+        &setup.tenant_dir("acme").join("uploads/new.bin"),
+        &rng.bytes(300_000),
+    );
+    env.backup(&["--no-ship"]);
+    fs::rename(&away, &setup.offsite).unwrap();
+    assert_ne!(stale, fs::read(env.repo.join(head)).unwrap());
+
+    env.ok(&["ship"]);
+    assert_eq!(
+        fs::read(setup.offsite.join(head)).ok(),
+        fs::read(env.repo.join(head)).ok(),
+        "offsite's head names the record it missed"
+    );
+    // A head ahead of the primary's (written while the primary was away)
+    // is not turned back: here the primary's is put back to its older one.
+    fs::write(env.repo.join(head), &stale).unwrap();
+    env.ok(&["ship"]);
+    assert_ne!(fs::read(setup.offsite.join(head)).unwrap(), stale);
+    fs::write(
+        env.repo.join(head),
+        fs::read(setup.offsite.join(head)).unwrap(),
+    )
+    .unwrap();
+    assert_success(
+        &env.run(&["audit", "verify"]),
+        "audit verify after the ships",
+    );
+}

@@ -236,7 +236,7 @@ fn backup_ship_restore_and_check_on_memory_targets() {
     );
 
     // First ship copies everything, verified; the second copies nothing.
-    let first = ship::ship(&primary, &offsite, &ship_options()).expect("first ship");
+    let first = ship::ship(&repo, &offsite, &ship_options()).expect("first ship");
     assert_eq!(first.from, "local");
     assert_eq!(first.target, "offsite");
     assert_eq!(first.repository_objects, 2, "one key slot and the config");
@@ -282,7 +282,7 @@ fn backup_ship_restore_and_check_on_memory_targets() {
     assert!(lock_objects(&primary).is_empty(), "ship released its locks");
     assert!(lock_objects(&offsite).is_empty(), "ship released its locks");
 
-    let second = ship::ship(&primary, &offsite, &ship_options()).expect("second ship");
+    let second = ship::ship(&repo, &offsite, &ship_options()).expect("second ship");
     assert_eq!(second.repository_objects, 0, "{second:?}");
     assert_eq!(second.copied, 0, "{second:?}");
     assert_eq!(second.copied_bytes, 0, "{second:?}");
@@ -417,7 +417,7 @@ fn locks_and_conditional_create_on_memory_targets() {
     assert_eq!(report.snapshots[0].snapshot.tenant, "beta");
     // Shipping acme is refused while it is locked, naming the holder; beta
     // ships all the same.
-    let shipped = ship::ship(&primary, &offsite, &ship_options()).expect("ship runs");
+    let shipped = ship::ship(&repo, &offsite, &ship_options()).expect("ship runs");
     assert!(!shipped.ok());
     assert_eq!(shipped.failed.len(), 1, "{shipped:?}");
     assert_eq!(shipped.failed[0].tenant, "acme");
@@ -484,11 +484,11 @@ fn locks_and_conditional_create_on_memory_targets() {
         &holder("lockhost", "lifecycle apply"),
     )
     .expect("exclusive lock on offsite");
-    let locked = ship::ship(&primary, &offsite, &ship_options()).expect("ship runs");
+    let locked = ship::ship(&repo, &offsite, &ship_options()).expect("ship runs");
     assert_eq!(locked.failed.len(), 1, "{locked:?}");
     assert!(locked.failed[0].error.contains("lockhost"), "{locked:?}");
     drop(off);
-    let unlocked = ship::ship(&primary, &offsite, &ship_options()).expect("ship after unlocking");
+    let unlocked = ship::ship(&repo, &offsite, &ship_options()).expect("ship after unlocking");
     assert!(unlocked.ok(), "{unlocked:?}");
     for t in ship::status(&primary, &offsite).unwrap() {
         assert_eq!(t.missing, 0, "{t:?}");
@@ -521,7 +521,7 @@ fn a_tenant_holding_only_a_lock_is_neither_damage_nor_a_ship_failure() {
     let c = check::run(&repo, ReadData::None, "test").expect("check runs");
     assert!(c.ok(), "a lock-only tenant is not damage: {:?}", c.errors);
     assert_eq!(c.snapshots, 2);
-    let shipped = ship::ship(&primary, &offsite, &ship_options())
+    let shipped = ship::ship(&repo, &offsite, &ship_options())
         .expect("a lock-only tenant does not stop the ship");
     assert_eq!(
         shipped
@@ -574,7 +574,7 @@ fn a_tenant_named_kunda_ring_round_trips_on_memory_targets() {
     }
     assert!(primary.get("tenants/kund%C3%A5/key").is_ok());
 
-    let shipped = ship::ship(&primary, &offsite, &ship_options()).expect("ship");
+    let shipped = ship::ship(&repo, &offsite, &ship_options()).expect("ship");
     assert!(shipped.ok(), "{:?}", shipped.failed);
     let mut shipped_names: Vec<String> = shipped.tenants.iter().map(|t| t.tenant.clone()).collect();
     shipped_names.sort();

@@ -677,7 +677,7 @@ impl<'a> Lifecycle<'a> {
                 // The primary's new index and packs first, so the secondary
                 // prunes to the same layout instead of writing its own.
                 let ship = crate::ship::ship(
-                    &self.primary().store,
+                    self.primary(),
                     &repo.store,
                     &crate::ship::ShipOptions {
                         tenants: vec![tenant.to_string()],
@@ -991,6 +991,9 @@ fn pending_prunes(state_dir: &Path) -> Vec<String> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().to_string())
+                // `.name.tmp`: a mark a crash left half made (no tenant
+                // name starts with '.').
+                .filter(|name| !name.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default()
@@ -998,9 +1001,12 @@ fn pending_prunes(state_dir: &Path) -> Vec<String> {
 
 fn mark_prune_pending(state_dir: &Path, tenant: &str) -> Result<()> {
     let dir = pending_dir(state_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::files::ensure_state_dir(state_dir).map_err(|e| Error::io(state_dir, e))?;
+    // Whoever can write the state folder may have planted a link where the
+    // mark goes: neither the folder nor the mark is followed through one.
+    crate::files::private_subdir(state_dir, "prune-pending").map_err(|e| Error::io(&dir, e))?;
     let f = dir.join(tenant);
-    std::fs::write(&f, b"").map_err(|e| Error::io(&f, e))
+    crate::files::replace_file(&f, b"").map_err(|e| Error::io(&f, e))
 }
 
 fn clear_prune_pending(state_dir: &Path, tenant: &str) -> Result<()> {
@@ -1008,5 +1014,27 @@ fn clear_prune_pending(state_dir: &Path, tenant: &str) -> Result<()> {
     match std::fs::remove_file(&f) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&f, e)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+
+    #[test]
+    fn a_prune_mark_never_writes_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"keep me").unwrap();
+        std::fs::create_dir_all(pending_dir(&state)).unwrap();
+        std::os::unix::fs::symlink(&outside, pending_dir(&state).join("acme")).unwrap();
+        mark_prune_pending(&state, "acme").unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+        let mark = std::fs::symlink_metadata(pending_dir(&state).join("acme")).unwrap();
+        assert!(mark.file_type().is_file(), "the link is replaced by a mark");
+        assert_eq!(pending_prunes(&state), vec!["acme".to_string()]);
+        clear_prune_pending(&state, "acme").unwrap();
+        assert!(pending_prunes(&state).is_empty());
     }
 }

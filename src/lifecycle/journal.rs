@@ -44,18 +44,13 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
         ..TargetEvents::default()
     };
     for o in repo.store.list(EVENTS_PREFIX)? {
-        let opened = repo.store.get(&o.path).and_then(|bytes| {
-            record::open::<StoredEvent>(&bytes, Kind::Event, repo.master(), &repo.repo_id, &o.path)
-        });
-        let id = o
-            .path
-            .strip_prefix(&format!("{EVENTS_PREFIX}/"))
-            .unwrap_or(&o.path)
-            .to_string();
+        let opened = repo
+            .store
+            .get(&o.path)
+            .and_then(|bytes| open_event(repo, &o.path, &bytes));
+        let id = event_id_of_path(&o.path).to_string();
         match opened {
-            // An object whose body names another id was moved: not this event.
-            Ok(e) if e.event.id == id => out.events.push(e),
-            Ok(_) => out.unreadable.push(id),
+            Ok(e) => out.events.push(e),
             Err(e) => {
                 tracing::warn!(
                     "event object {} on target {} cannot be read: {e}",
@@ -67,6 +62,28 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
         }
     }
     Ok(out)
+}
+
+fn event_id_of_path(path: &str) -> &str {
+    path.strip_prefix(&format!("{EVENTS_PREFIX}/"))
+        .unwrap_or(path)
+}
+
+/// Opens the bytes of an event object found at `path`: sealed with the
+/// repository key, bound to that name, and holding the event of that id.
+/// What `load_target` (the lifecycle's reader) accepts, and so what ship
+/// copies.
+pub fn open_event(repo: &Repository, path: &str, bytes: &[u8]) -> Result<StoredEvent> {
+    let stored: StoredEvent = record::open(bytes, Kind::Event, repo.master(), &repo.repo_id, path)?;
+    let id = event_id_of_path(path);
+    if stored.event.id != id {
+        // Moved from another name: not the event this name would be.
+        return Err(Error::corrupt(
+            path,
+            format!("it holds event {:?}, not {id:?}", stored.event.id),
+        ));
+    }
+    Ok(stored)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -97,6 +97,17 @@ pub fn tenant_names_on(store: &Store) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Checks that an object's bytes are what its name (their SHA-256) says.
+pub fn check_named(path: &str, bytes: &[u8]) -> Result<()> {
+    match id_of_path(path) {
+        Some(id) if Id::of_bytes(bytes) == id => Ok(()),
+        _ => Err(Error::corrupt(
+            path,
+            "content does not match its name (damaged object)",
+        )),
+    }
+}
+
 /// The last path component, parsed as an id.
 pub fn id_of_path(path: &str) -> Option<Id> {
     Id::from_hex(path.rsplit('/').next()?)
@@ -228,14 +239,7 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let body = tenant_key::open(&bytes, &self.master, &self.repo_id, name, &path)?;
-        let keys = TenantKeys::derive(&body.key, &self.repo_id);
-        let tenant = Arc::new(Tenant {
-            name: name.to_string(),
-            cipher: keys.data.cipher(),
-            keys,
-            context: tenant_context(&self.repo_id, name),
-        });
+        let tenant = Arc::new(self.open_tenant_key(name, &bytes)?);
         self.tenants
             .lock()
             .expect("not poisoned")
@@ -243,20 +247,25 @@ impl Repository {
         Ok(tenant)
     }
 
-    /// Reads an object whose name is the SHA-256 of its bytes, checking
-    /// that; with `limit`, refusing one larger than its kind may be.
-    fn get_named(&self, path: &str, limit: Option<ReadLimit>) -> Result<Bytes> {
-        let bytes = match limit {
-            Some(l) => self.store.get_limited(path, l)?,
-            None => self.store.get(path)?,
-        };
-        match id_of_path(path) {
-            Some(id) if Id::of_bytes(&bytes) == id => Ok(bytes),
-            _ => Err(Error::corrupt(
-                path,
-                "content does not match its name (damaged object)",
-            )),
-        }
+    /// Opens the bytes of a tenant's key object (`tenants/<name>/key`).
+    /// Every reader of a tenant key, and ship, goes through here.
+    pub fn open_tenant_key(&self, name: &str, bytes: &[u8]) -> Result<Tenant> {
+        let path = tenant_key_path(name);
+        let body = tenant_key::open(bytes, &self.master, &self.repo_id, name, &path)?;
+        let keys = TenantKeys::derive(&body.key, &self.repo_id);
+        Ok(Tenant {
+            name: name.to_string(),
+            cipher: keys.data.cipher(),
+            keys,
+            context: tenant_context(&self.repo_id, name),
+        })
+    }
+
+    /// Opens the bytes of an index object found at `path`: its name, then
+    /// its seal. What `load_index` accepts, and so what ship copies.
+    pub fn open_index(&self, tenant: &Tenant, path: &str, bytes: &[u8]) -> Result<IndexBody> {
+        check_named(path, bytes)?;
+        crate::format::index::open(bytes, &tenant.cipher, &tenant.context, path)
     }
 
     /// Loads every index object of a tenant into one in-memory index.
@@ -267,10 +276,8 @@ impl Repository {
             .list(&format!("{}/index", tenant_prefix(&tenant.name)))?
         {
             // Index objects grow with the tenant: the listing's size is theirs.
-            let bytes = self.get_named(&obj.path, None)?;
-            let body =
-                crate::format::index::open(&bytes, &tenant.cipher, &tenant.context, &obj.path)?;
-            index.add_body(&body);
+            let bytes = self.store.get(&obj.path)?;
+            index.add_body(&self.open_index(tenant, &obj.path, &bytes)?);
         }
         Ok(index)
     }
@@ -295,11 +302,19 @@ impl Repository {
 
     pub fn read_snapshot(&self, tenant: &Tenant, id: &Id) -> Result<Snapshot> {
         let path = snapshot_path(&tenant.name, id);
-        let bytes = self.get_named(&path, Some(ReadLimit::Snapshot))?;
-        let snap = snapshot::open(&bytes, &tenant.cipher, &tenant.context, &path)?;
+        let bytes = self.store.get_limited(&path, ReadLimit::Snapshot)?;
+        self.open_snapshot(tenant, &path, &bytes)
+    }
+
+    /// Opens the bytes of a snapshot object found at `path`: its name, its
+    /// seal and its tenant. What `read_snapshot` accepts, and so what ship
+    /// copies.
+    pub fn open_snapshot(&self, tenant: &Tenant, path: &str, bytes: &[u8]) -> Result<Snapshot> {
+        check_named(path, bytes)?;
+        let snap = snapshot::open(bytes, &tenant.cipher, &tenant.context, path)?;
         if snap.tenant != tenant.name {
             return Err(Error::corrupt(
-                &path,
+                path,
                 format!("snapshot names tenant {:?}, not its folder's", snap.tenant),
             ));
         }
