@@ -588,6 +588,32 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_pid_is_not_taken_for_the_holder() {
+        let me = std::process::id();
+        let started = process_start(me).expect("this process is in /proc");
+        let mut r = LockRecord {
+            kind: LockKind::Shared,
+            tenant: "acme".into(),
+            host: "web01".into(),
+            pid: me,
+            command: "backup".into(),
+            created: now(),
+            expires: now() + 600,
+            started: Some(started),
+        };
+        assert!(!is_dead_local(&r, "web01"), "the holder itself runs");
+        // The same pid, but a process that started at another time: the
+        // holder died and its pid went to this process.
+        r.started = Some(started.wrapping_sub(1));
+        assert!(is_dead_local(&r, "web01"));
+        // Another host's lock is never judged by this host's processes.
+        assert!(!is_dead_local(&r, "db01"));
+        // A lock of a version that recorded no start time: as before.
+        r.started = None;
+        assert!(!is_dead_local(&r, "web01"));
+    }
+
+    #[test]
     fn a_dead_process_of_this_host_does_not_block() {
         let store = crate::store::memory();
         // pid 1 never belongs to a test process: pick a pid that is surely free.
@@ -599,6 +625,7 @@ mod tests {
             command: "lifecycle".into(),
             created: now(),
             expires: now() + 600,
+            started: None,
         };
         store
             .put("tenants/acme/locks/exclusive", encode(&r))
