@@ -15,6 +15,10 @@ cat >"$dir/s3.json" <<JSON
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
 cd "$dir"
+# The volume server keeps each volume's index (c0_2_0.ldb ...) in the
+# system's temporary folder: one folder left in /tmp per run otherwise.
+mkdir -p "$dir/tmp"
+export TMPDIR="$dir/tmp"
 exec "$weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port=$((base)) -master.port.grpc=$((base + 1)) \
     -volume.port=$((base + 2)) -volume.port.grpc=$((base + 3)) \
