@@ -511,10 +511,11 @@ struct Walker<'a> {
 const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
 /// Folders nested deeper than this are not descended into: the walk holds
-/// one descriptor and one stack frame per level, and a tenant could
-/// otherwise nest folders until the backup of every tenant aborts. Real
-/// trees stay far below it (a deep Node.js tree is about 40).
-const MAX_DEPTH: usize = 1024;
+/// one descriptor and a few stack frames per level, and a tenant could
+/// otherwise nest folders until the descriptors (a soft limit of 1024 by
+/// default, shared with every other job) or a 2 MiB worker stack run out.
+/// Real trees stay far below it (a deep Node.js tree is about 40).
+const MAX_DEPTH: usize = 256;
 
 fn is_cache_dir(dir: &OwnedFd) -> bool {
     let mut buf = [0u8; CACHEDIR_SIGNATURE.len()];
@@ -1203,13 +1204,26 @@ fn run_command(
         let done = done.clone();
         let cancel = pipe.cancel.clone();
         std::thread::spawn(move || {
+            let step = std::time::Duration::from_millis(100);
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 if cancel.is_cancelled() {
                     // SAFETY: as in end_process_group.
                     unsafe { libc::kill(-pgid, libc::SIGTERM) };
+                    // A command that ignores SIGTERM (`trap '' TERM`) gets
+                    // SIGKILL after the grace period (the group id stays the
+                    // command's while it or any member of its group lives).
+                    let deadline = Instant::now() + COMMAND_TERM_GRACE;
+                    while Instant::now() < deadline {
+                        if done.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(step);
+                    }
+                    // SAFETY: as above.
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
                     return;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(step);
             }
         })
     };

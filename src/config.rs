@@ -646,6 +646,14 @@ impl Config {
                         if !p.starts_with('/') {
                             return Err(err(format!("{at}: path {p:?} is not absolute")));
                         }
+                        // A source path is opened one folder at a time from
+                        // `/` (`beneath::open_source`); `..` after a tenant's
+                        // folder would climb out of what the operator named.
+                        if p.split('/').any(|c| c == ".." || c == ".") {
+                            return Err(err(format!(
+                                "{at}: path {p:?} holds a \".\" or \"..\" component; write the path it means"
+                            )));
+                        }
                         let n = p.matches("{tenant}").count();
                         let whole = p.split('/').filter(|c| *c == "{tenant}").count();
                         if n > 1 || n != whole {
@@ -892,6 +900,7 @@ paths = ["/var/www/{tenant}"]
             (r#"paths = ["/var/www/x{tenant}"]"#, "whole path component"),
             (r#"paths = ["/var/www/static"]"#, "needs `tenant"),
             (r#"paths = ["relative/{tenant}"]"#, "not absolute"),
+            (r#"paths = ["/srv/{tenant}/../common"]"#, "\"..\" component"),
         ] {
             let text = MINIMAL.replace(r#"paths = ["/var/www/{tenant}"]"#, bad);
             let msg = parse(&text).unwrap_err().to_string();

@@ -61,6 +61,18 @@ pub struct LockRecord {
     /// Absent in locks of versions before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<u64>,
+    /// The holder's pid namespace (the inode of `/proc/self/ns/pid`): a pid
+    /// and a start time mean the same process only within one namespace (a
+    /// container that shares the host's name has a pid 1 of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
+}
+
+/// This process's pid namespace, from `/proc/self/ns/pid` ("pid:[N]").
+fn pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let text = link.to_str()?;
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// The start time of process `pid` (ticks since boot), if it runs.
@@ -209,7 +221,8 @@ fn is_dead_local(record: &LockRecord, host: &str) -> bool {
     // the holder: the holder died and its pid was given again (it may even
     // be ours). A process /proc does not show us (ProtectProc=invisible,
     // another user's) is judged by kill(0) below, which calls it alive.
-    if let (Some(then), Some(now)) = (record.started, process_start(record.pid)) {
+    let same_namespace = record.pid_ns.is_some() && record.pid_ns == pid_namespace();
+    if same_namespace && let (Some(then), Some(now)) = (record.started, process_start(record.pid)) {
         return then != now;
     }
     if record.pid == std::process::id() {
@@ -294,6 +307,7 @@ fn try_acquire(
         created,
         expires: created + lease.as_secs() as i64,
         started: process_start(std::process::id()),
+        pid_ns: pid_namespace(),
     };
     let exclusive = exclusive_path(tenant);
     // A conflicting lock, after removing it if its process died on this host.
@@ -476,6 +490,7 @@ mod tests {
             created: now() - 3600,
             expires: now() + expires_in,
             started: None,
+            pid_ns: None,
         };
         store.put(path, encode(&r)).unwrap();
     }
@@ -600,6 +615,7 @@ mod tests {
             created: now(),
             expires: now() + 600,
             started: Some(started),
+            pid_ns: pid_namespace(),
         };
         assert!(!is_dead_local(&r, "web01"), "the holder itself runs");
         // The same pid, but a process that started at another time: the
@@ -608,7 +624,12 @@ mod tests {
         assert!(is_dead_local(&r, "web01"));
         // Another host's lock is never judged by this host's processes.
         assert!(!is_dead_local(&r, "db01"));
+        // Recorded in another pid namespace: its pid means another process
+        // here, so the start times say nothing (and this pid runs).
+        r.pid_ns = pid_namespace().map(|n| n + 1);
+        assert!(!is_dead_local(&r, "web01"));
         // A lock of a version that recorded no start time: as before.
+        r.pid_ns = pid_namespace();
         r.started = None;
         assert!(!is_dead_local(&r, "web01"));
     }
@@ -626,6 +647,7 @@ mod tests {
             created: now(),
             expires: now() + 600,
             started: None,
+            pid_ns: None,
         };
         store
             .put("tenants/acme/locks/exclusive", encode(&r))

@@ -246,6 +246,7 @@ enum KeyCommand {
 
 fn main() {
     limit_heap_retention();
+    raise_descriptor_limit();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -308,6 +309,19 @@ fn limit_heap_retention() {
     // SAFETY: mallopt only tunes the allocator; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
+/// The walk holds a descriptor per folder level and every job shares the
+/// process's table; the default soft limit (1024) is a relic of select(2),
+/// which gallra does not use, so it takes the hard limit (systemd's
+/// default is 524288), as systemd's own documentation advises.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }
 

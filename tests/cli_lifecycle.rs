@@ -1297,6 +1297,41 @@ fn a_hold_event_missing_from_the_primary_blocks_deletion() {
     );
 }
 
+/// The hold's only copy is on the offsite, and the offsite cannot be read
+/// at the lifecycle run (and this host's audit trail, rebuilt, no longer
+/// records the hold): deleting from the primary would break the hold.
+#[test]
+fn a_hold_recorded_only_on_an_unreadable_offsite_blocks_deletion() {
+    let lc = Lc::new("16 MiB", None);
+    let env = &lc.env;
+    let ids = tenants_backed_up(&lc, &["acme"], 7);
+    let hold = hold_set(env, "acme", "court order");
+    fs::remove_file(
+        lc.target_dir("local")
+            .join(format!("lifecycle/events/{hold}")),
+    )
+    .unwrap();
+    fs::remove_file(env.state.join("audit.jsonl")).unwrap();
+    let offsite = lc.target_dir("offsite").to_path_buf();
+    let away = offsite.with_file_name("offsite-unmounted");
+    fs::rename(&offsite, &away).unwrap();
+
+    let out = env.run(&["lifecycle", "apply"]);
+    assert_exit(&out, 1, "apply with the offsite's events unknown");
+    assert!(
+        stderr(&out).contains("offsite") && stderr(&out).contains("could not be read"),
+        "the operator is told why nothing is deleted\n{}",
+        describe(&out)
+    );
+    assert!(
+        ids_on(env, "local").contains(&ids["acme"]),
+        "the held snapshot stays on the primary\n{}",
+        describe(&out)
+    );
+    fs::rename(&away, &offsite).unwrap();
+    assert!(on_both(env, &ids["acme"]));
+}
+
 #[test]
 fn an_unreadable_event_object_stops_backups_not_erasures() {
     let lc = Lc::new("16 MiB", None);

@@ -291,3 +291,33 @@ fn restore_to_the_root_leaves_the_folders_above_the_source_as_they_are() {
         b"<h1>acme</h1>\n"
     );
 }
+
+#[test]
+fn a_tree_nested_deeper_than_the_walk_goes_is_backed_up_to_that_depth() {
+    let env = Env::new();
+    let src = env.path("home/alice");
+    // 300 levels: past the walk's 256, far below anything real.
+    let mut deep = src.clone();
+    for _ in 0..300 {
+        deep.push("d");
+    }
+    write_file(&deep.join("bottom.txt"), b"too deep\n");
+    write_file(&src.join("index.html"), b"<h1>alice</h1>\n");
+    env.write_config(
+        "16 MiB",
+        &tenant_paths_source("www", "site", "alice", &[s(&src)]),
+    );
+    env.init();
+    let backup = env.backup(&[]);
+    let snap = backup_snapshot(&backup, "alice", "www");
+    let warnings = array_field(snap, "warnings");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("nested more than 256")),
+        "{warnings:?}"
+    );
+    let restored = restored_contents(&env, str_field(snap, "id"));
+    assert!(restored.iter().any(|(f, _)| f.ends_with("index.html")));
+    assert!(!restored.iter().any(|(f, _)| f.ends_with("bottom.txt")));
+}

@@ -233,6 +233,37 @@ impl<'a> Lifecycle<'a> {
         }
         let tenants: BTreeSet<String> = world.tenants.values().flatten().cloned().collect();
         world.states = fold_targets(&events, &audited_holds, &tenants);
+        // A target whose events were not read may hold the only copy of a
+        // hold (one removed from the primary, say): fail closed, as for an
+        // event object no target can read. Deletions wait until every
+        // target's events are known; the overdue alert says they wait.
+        let unknown: Vec<&str> = self
+            .unopened
+            .iter()
+            .map(|f| f.target.as_str())
+            .chain(
+                world
+                    .failures
+                    .iter()
+                    .filter(|f| f.tenant.is_none() && f.error.starts_with("events not read"))
+                    .map(|f| f.target.as_str()),
+            )
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !unknown.is_empty() {
+            let why = format!(
+                "the events of target(s) {} could not be read, and a hold may be recorded only there; nothing is deleted until they can be",
+                unknown.join(", ")
+            );
+            for tenant in &tenants {
+                let state = world.states.entry(tenant.clone()).or_default();
+                state.dispute = Some(match state.dispute.take() {
+                    Some(d) => format!("{d}; {why}"),
+                    None => why.clone(),
+                });
+            }
+        }
         Ok(world)
     }
 

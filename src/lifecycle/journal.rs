@@ -46,7 +46,7 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
     for o in repo.store.list(EVENTS_PREFIX)? {
         let opened = repo
             .store
-            .get(&o.path)
+            .get_limited(&o.path, ReadLimit::Event)
             .and_then(|bytes| open_event(repo, &o.path, &bytes));
         let id = event_id_of_path(&o.path).to_string();
         match opened {
