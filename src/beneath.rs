@@ -246,6 +246,46 @@ pub fn open_source(path: &Path) -> Result<SourcePath, SourcePathError> {
     })
 }
 
+/// Opens the directory `path` (made absolute against the working folder),
+/// creating what is missing of it, by the rule of [`open_source`]: a
+/// symlink on the way is followed only in a folder that nobody but root or
+/// gallra's user can change. A restore's `--to` goes through here, so
+/// `--to /home/alice/restores/today` cannot be sent elsewhere by a link
+/// `restores -> /etc/nginx` that alice planted.
+pub fn open_dir_creating(path: &Path) -> Result<OwnedFd, SourcePathError> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| SourcePathError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?
+            .join(path)
+    };
+    let io_err = |p: &Path, e: io::Error| SourcePathError::Io {
+        path: p.display().to_string(),
+        source: e,
+    };
+    let mut cur = open_dir_path(Path::new("/")).map_err(|e| io_err(Path::new("/"), e))?;
+    let mut so_far = std::path::PathBuf::from("/");
+    let mut links = 0usize;
+    for comp in absolute.components() {
+        let name = match comp {
+            Component::Normal(n) => n,
+            Component::ParentDir => OsStr::new(".."),
+            _ => continue,
+        };
+        so_far.push(name);
+        match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o777)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(io_err(&so_far, to_io(e))),
+        }
+        cur = resolve_dir(cur, name, &so_far, &mut links)?;
+    }
+    Ok(cur)
+}
+
 /// Opens directory `name` in `dir`, following a symlink only if `dir` is
 /// trusted; `shown` is the configured path so far, for messages.
 fn resolve_dir(

@@ -369,7 +369,7 @@ struct RestoreRoot {
 impl RestoreRoot {
     fn open(to: &Path) -> io::Result<RestoreRoot> {
         Ok(RestoreRoot {
-            fd: beneath::open_dir_path(to)?,
+            fd: beneath::open_dir_creating(to).map_err(io::Error::other)?,
             base: to.to_path_buf(),
         })
     }
@@ -594,7 +594,8 @@ pub fn restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Restore
 /// their content. Reads every tree on the way: a tree that cannot be read
 /// fails the whole restore, naming it.
 pub fn plan_restore(snap: &OpenSnapshot<'_>, opts: &RestoreOptions) -> Result<Vec<Planned>> {
-    std::fs::create_dir_all(&opts.to).map_err(|e| Error::io(&opts.to, e))?;
+    // `--to` is the operator's, but folders on its way may be a tenant's.
+    beneath::open_dir_creating(&opts.to)?;
     let mut planned = Vec::new();
     match opts
         .path

@@ -321,3 +321,32 @@ fn a_tree_nested_deeper_than_the_walk_goes_is_backed_up_to_that_depth() {
     assert!(restored.iter().any(|(f, _)| f.ends_with("index.html")));
     assert!(!restored.iter().any(|(f, _)| f.ends_with("bottom.txt")));
 }
+
+#[test]
+fn a_restore_to_never_follows_a_tenants_link_on_the_way_to_it() {
+    let env = Env::new();
+    let src = env.path("site/acme");
+    write_file(&src.join("index.html"), b"<h1>acme</h1>\n");
+    env.write_config(
+        "16 MiB",
+        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
+    );
+    env.init();
+    let id = backup_snapshot_id(&env.backup(&[]), "acme", "www");
+    // Support restores into the customer's home; the customer made the
+    // folder on the way a link to a system folder.
+    let home = env.path("home/alice");
+    fs::create_dir_all(&home).unwrap();
+    let system = env.path("etc-nginx");
+    fs::create_dir_all(&system).unwrap();
+    symlink(&system, home.join("restores")).unwrap();
+    make_tenant_owned(&home);
+    let to = home.join("restores/today");
+    let out = env.run(&["restore", &id, "--to", s(&to)]);
+    let err = assert_error(&out, 1, "restore through a tenant's link", &["restores"]);
+    assert!(err.contains("symlink"), "{err}");
+    assert!(
+        fs::read_dir(&system).unwrap().next().is_none(),
+        "nothing was created in the system folder"
+    );
+}
