@@ -213,10 +213,7 @@ fn backup_ships_to_the_secondary_and_ship_is_idempotent() {
     assert!(before == after, "an idempotent ship rewrites nothing");
 
     // A backup without shipping leaves offsite behind ...
-    write_file(
-        &setup.tenant_dir("acme").join("uploads/new.bin"),
-        &rng.bytes(300_000),
-    );
+    add_upload(&setup, &mut rng, "acme");
     let second = env.backup(&["--no-ship"]);
     assert!(
         array_field(&second, "shipped").is_empty(),
@@ -962,14 +959,43 @@ fn not_on_offsite(setup: &Setup, planted: &[&str]) -> BTreeSet<PathBuf> {
         .collect()
 }
 
+/// A setup whose tenants are backed up and shipped once, with the Rng
+/// that made them for what the test adds.
+fn shipped_setup(seed: u64) -> (Setup, Rng) {
+    let setup = Setup::new("1 MiB", "");
+    let mut rng = Rng::new(seed);
+    fill_tenants(&setup, &mut rng);
+    setup.env.init();
+    setup.env.backup(&[]);
+    (setup, rng)
+}
+
+/// A new file in `tenant`'s tree, so that its next backup has new objects.
+fn add_upload(setup: &Setup, rng: &mut Rng, tenant: &str) {
+    write_file(
+        &setup.tenant_dir(tenant).join("uploads/new.bin"),
+        &rng.bytes(300_000),
+    );
+}
+
+/// Ship's stderr names `name`, the target and that it is not shipped, and
+/// the offsite does not have it.
+fn assert_not_shipped(setup: &Setup, err: &str, name: &str) {
+    assert!(
+        err.lines()
+            .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
+        "ship must name {name}, the target and that it is not shipped: {err}"
+    );
+    assert!(
+        !setup.offsite.join(name).exists(),
+        "{name} must not be on offsite"
+    );
+}
+
 #[test]
 fn a_bad_event_object_is_not_shipped() {
-    let setup = Setup::new("1 MiB", "");
+    let (setup, mut rng) = shipped_setup(311);
     let env = &setup.env;
-    let mut rng = Rng::new(311);
-    fill_tenants(&setup, &mut rng);
-    env.init();
-    env.backup(&[]);
     env.ok(&["hold", "set", "acme", "--reason", "court order"]);
     let events = files_under(&env.repo.join("lifecycle/events"));
     assert_eq!(events.len(), 1, "hold set wrote one event: {events:?}");
@@ -977,10 +1003,7 @@ fn a_bad_event_object_is_not_shipped() {
     // Offsite lacks the real event (it was down), and the primary holds a
     // garbage event and an authentic one moved under another name.
     fs::remove_file(setup.offsite.join(&real)).unwrap();
-    write_file(
-        &setup.tenant_dir("globex").join("uploads/new.bin"),
-        &rng.bytes(300_000),
-    );
+    add_upload(&setup, &mut rng, "globex");
     env.backup(&["--no-ship"]);
     let garbage = "lifecycle/events/garbage-1";
     let moved = "lifecycle/events/moved-1";
@@ -995,15 +1018,7 @@ fn a_bad_event_object_is_not_shipped() {
     assert_exit(&out, 1, "ship with bad event objects");
     let err = stderr(&out);
     for name in [garbage, moved, huge] {
-        assert!(
-            err.lines()
-                .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
-            "ship must name {name}, the target and that it is not shipped: {err}"
-        );
-        assert!(
-            !setup.offsite.join(name).exists(),
-            "{name} must not be on offsite"
-        );
+        assert_not_shipped(&setup, &err, name);
     }
     assert!(setup.offsite.join(&real).exists(), "the real event ships");
     let missing = not_on_offsite(&setup, &[garbage, moved, huge]);
@@ -1030,18 +1045,11 @@ fn a_bad_event_object_is_not_shipped() {
 
 #[test]
 fn a_snapshot_whose_index_does_not_authenticate_is_held_back() {
-    let setup = Setup::new("1 MiB", "");
+    let (setup, mut rng) = shipped_setup(313);
     let env = &setup.env;
-    let mut rng = Rng::new(313);
-    fill_tenants(&setup, &mut rng);
-    env.init();
-    env.backup(&[]);
     let shipped = snapshot_ids(env, None);
     for tenant in ["acme", "globex"] {
-        write_file(
-            &setup.tenant_dir(tenant).join("uploads/new.bin"),
-            &rng.bytes(300_000),
-        );
+        add_upload(&setup, &mut rng, tenant);
     }
     let backup = env.backup(&["--no-ship"]);
     let acme_new = backup_snapshot_id(&backup, "acme", "www");
@@ -1054,12 +1062,7 @@ fn a_snapshot_whose_index_does_not_authenticate_is_held_back() {
     let out = env.run(&["ship"]);
     assert_exit(&out, 1, "ship with a forged index");
     let err = stderr(&out);
-    assert!(
-        err.lines()
-            .any(|l| l.contains(&planted) && l.contains("offsite") && l.contains("not shipped")),
-        "ship must name the index: {err}"
-    );
-    assert!(!setup.offsite.join(&planted).exists());
+    assert_not_shipped(&setup, &err, &planted);
     let on_offsite = snapshot_ids(env, Some("offsite"));
     assert!(
         !on_offsite.contains(&acme_new),
@@ -1091,19 +1094,12 @@ fn a_snapshot_whose_index_does_not_authenticate_is_held_back() {
 
 #[test]
 fn an_audit_record_or_head_that_does_not_authenticate_is_not_shipped() {
-    let setup = Setup::new("1 MiB", "");
+    let (setup, mut rng) = shipped_setup(317);
     let env = &setup.env;
-    let mut rng = Rng::new(317);
-    fill_tenants(&setup, &mut rng);
-    env.init();
-    env.backup(&[]);
     // Offsite is away while the next backup appends its audit record.
     let away = env.path("offsite-away");
     fs::rename(&setup.offsite, &away).unwrap();
-    write_file(
-        &setup.tenant_dir("acme").join("uploads/new.bin"),
-        &rng.bytes(300_000),
-    );
+    add_upload(&setup, &mut rng, "acme");
     env.backup(&["--no-ship"]);
     fs::rename(&away, &setup.offsite).unwrap();
     let record = "audit/testhost/000000000999-0123456789abcdef";
@@ -1115,12 +1111,7 @@ fn an_audit_record_or_head_that_does_not_authenticate_is_not_shipped() {
     assert_exit(&out, 1, "ship with a forged audit record and head");
     let err = stderr(&out);
     for name in [record, head] {
-        assert!(
-            err.lines()
-                .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
-            "ship must name {name}: {err}"
-        );
-        assert!(!setup.offsite.join(name).exists(), "{name} is not shipped");
+        assert_not_shipped(&setup, &err, name);
     }
     let missing = not_on_offsite(&setup, &[record, head]);
     assert!(missing.is_empty(), "every other object ships: {missing:?}");
@@ -1141,12 +1132,8 @@ fn an_audit_record_or_head_that_does_not_authenticate_is_not_shipped() {
 
 #[test]
 fn a_tenant_key_or_key_slot_that_does_not_open_is_not_shipped() {
-    let setup = Setup::new("1 MiB", "");
+    let (setup, mut rng) = shipped_setup(319);
     let env = &setup.env;
-    let mut rng = Rng::new(319);
-    fill_tenants(&setup, &mut rng);
-    env.init();
-    env.backup(&[]);
     // acme's key moved to another tenant's folder (it is bound to acme's
     // name), with a pack named by its hash; and a slot that is no key slot.
     let key = "tenants/intruder/key";
@@ -1158,22 +1145,14 @@ fn a_tenant_key_or_key_slot_that_does_not_open_is_not_shipped() {
     write_file(&env.repo.join(&pack_path), &pack);
     let slot = "keys/0123456789abcdef";
     write_file(&env.repo.join(slot), &rng.bytes(300));
-    write_file(
-        &setup.tenant_dir("acme").join("uploads/new.bin"),
-        &rng.bytes(300_000),
-    );
+    add_upload(&setup, &mut rng, "acme");
     env.backup(&["--no-ship"]);
 
     let out = env.run(&["ship"]);
     assert_exit(&out, 1, "ship with a moved tenant key and a bad slot");
     let err = stderr(&out);
     for name in [key, slot] {
-        assert!(
-            err.lines()
-                .any(|l| l.contains(name) && l.contains("offsite") && l.contains("not shipped")),
-            "ship must name {name}: {err}"
-        );
-        assert!(!setup.offsite.join(name).exists(), "{name} is not shipped");
+        assert_not_shipped(&setup, &err, name);
     }
     assert!(
         !setup.offsite.join("tenants/intruder").exists(),
@@ -1193,20 +1172,13 @@ fn a_tenant_key_or_key_slot_that_does_not_open_is_not_shipped() {
 /// backups' records, and nothing there told a removed tail from the end.
 #[test]
 fn ship_brings_each_target_the_latest_audit_head() {
-    let setup = Setup::new("1 MiB", "");
+    let (setup, mut rng) = shipped_setup(323);
     let env = &setup.env;
-    let mut rng = Rng::new(323);
-    fill_tenants(&setup, &mut rng);
-    env.init();
-    env.backup(&[]);
     let head = "audit-heads/testhost";
     let stale = fs::read(env.repo.join(head)).unwrap();
     let away = env.path("offsite-away");
     fs::rename(&setup.offsite, &away).unwrap();
-    write_file(
-        &setup.tenant_dir("acme").join("uploads/new.bin"),
-        &rng.bytes(300_000),
-    );
+    add_upload(&setup, &mut rng, "acme");
     env.backup(&["--no-ship"]);
     fs::rename(&away, &setup.offsite).unwrap();
     assert_ne!(stale, fs::read(env.repo.join(head)).unwrap());
