@@ -214,18 +214,33 @@ fn a_source_pattern_through_a_tenants_symlink_is_refused() {
     );
 }
 
-#[test]
-fn restore_over_a_tree_whose_folder_becomes_a_symlink_writes_nothing_outside() {
-    let env = Env::new();
-    let src = env.path("site/acme");
-    write_file(&src.join("docs/passwd"), b"acme's own file\n");
-    write_file(&src.join("docs/a.txt"), b"a\n");
+/// Backs up acme's files `files` (relative path, content) under `rel` as
+/// its `www` source; returns the source folder and the snapshot id.
+fn acme_backed_up(env: &Env, rel: &str, files: &[(&str, &[u8])]) -> (PathBuf, String) {
+    let src = env.path(rel);
+    for (name, data) in files {
+        write_file(&src.join(name), data);
+    }
     env.write_config(
         "16 MiB",
         &tenant_paths_source("www", "site", "acme", &[s(&src)]),
     );
     env.init();
     let id = backup_snapshot_id(&env.backup(&[]), "acme", "www");
+    (src, id)
+}
+
+#[test]
+fn restore_over_a_tree_whose_folder_becomes_a_symlink_writes_nothing_outside() {
+    let env = Env::new();
+    let (src, id) = acme_backed_up(
+        &env,
+        "site/acme",
+        &[
+            ("docs/passwd", b"acme's own file\n"),
+            ("docs/a.txt", b"a\n"),
+        ],
+    );
     // The restore goes over the existing tree, whose folders the tenant owns.
     let to = env.path("over");
     let docs = restored_path(&to, &src).join("docs");
@@ -258,14 +273,7 @@ fn restore_over_a_tree_whose_folder_becomes_a_symlink_writes_nothing_outside() {
 #[test]
 fn restore_to_the_root_leaves_the_folders_above_the_source_as_they_are() {
     let env = Env::new();
-    let src = env.path("srv/www/acme");
-    write_file(&src.join("index.html"), b"<h1>acme</h1>\n");
-    env.write_config(
-        "16 MiB",
-        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
-    );
-    env.init();
-    let id = backup_snapshot_id(&env.backup(&[]), "acme", "www");
+    let (src, id) = acme_backed_up(&env, "srv/www/acme", &[("index.html", b"<h1>acme</h1>\n")]);
     // Restoring into a copy of "/" (the folders above the source exist):
     // their times and modes are the system's, not the snapshot's.
     let to = env.path("fakeroot");
@@ -325,14 +333,7 @@ fn a_tree_nested_deeper_than_the_walk_goes_is_backed_up_to_that_depth() {
 #[test]
 fn a_restore_to_never_follows_a_tenants_link_on_the_way_to_it() {
     let env = Env::new();
-    let src = env.path("site/acme");
-    write_file(&src.join("index.html"), b"<h1>acme</h1>\n");
-    env.write_config(
-        "16 MiB",
-        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
-    );
-    env.init();
-    let id = backup_snapshot_id(&env.backup(&[]), "acme", "www");
+    let (_, id) = acme_backed_up(&env, "site/acme", &[("index.html", b"<h1>acme</h1>\n")]);
     // Support restores into the customer's home; the customer made the
     // folder on the way a link to a system folder.
     let home = env.path("home/alice");
