@@ -5,15 +5,13 @@
 //! config and the key) rebuilds a lost primary, and `unlock` breaks only stale
 //! locks.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Two tenant folders `src/acme` and `src/globex`, and a `{tenant}` source

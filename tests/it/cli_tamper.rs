@@ -1,12 +1,10 @@
 //! Damage to a pack is found and named; what is intact still restores;
 //! leftovers that nothing references are information, not damage.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const FILES: usize = 8;

@@ -5,11 +5,9 @@
 //! credentials, unreachable endpoint, missing bucket), and an S3 server that
 //! stops in the middle of a ship.
 
-mod common;
-
 use bytes::Bytes;
-use common::remote::{Remote, unique_prefix};
-use common::*;
+use crate::common::remote::{Remote, unique_prefix};
+use crate::common::*;
 use serde_json::Value;
 use std::fs;
 use std::process::{Child, Command, Stdio};
@@ -347,7 +345,7 @@ fn free_port_block() -> u16 {
 
 #[test]
 fn s3_server_stopped_mid_ship_then_a_retried_ship_completes() {
-    let Some(v) = common::remote::server_env(
+    let Some(v) = crate::common::remote::server_env(
         "SeaweedFS binary",
         &["GALLRA_TEST_WEED", "GALLRA_TEST_SEAWEEDFS_SCRIPT"],
     ) else {

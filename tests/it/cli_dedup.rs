@@ -1,11 +1,9 @@
 //! Deduplication within a tenant, and none across tenants.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 const MIB: u64 = 1024 * 1024;
 

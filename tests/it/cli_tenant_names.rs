@@ -6,10 +6,8 @@
 //! must find these under exactly their names, and a folder that cannot be a
 //! tenant is refused before anything is written.
 
-mod common;
-
-use common::remote::{Remote, unique_prefix};
-use common::*;
+use crate::common::remote::{Remote, unique_prefix};
+use crate::common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -3,15 +3,13 @@
 //! metrics that agree with `gallra status --json`, reloads good and bad,
 //! and SIGTERM leaving both targets clean and no lock behind.
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 struct Agent {
@@ -637,7 +635,7 @@ fn an_unreadable_event_object_stops_the_agents_backups() {
 
 /// The samples of the agent's /metrics, or None while it does not answer
 /// or has no status yet.
-fn scrape(a: &Agent) -> Option<Vec<common::alerts::Sample>> {
+fn scrape(a: &Agent) -> Option<Vec<crate::common::alerts::Sample>> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", a.port)).ok()?;
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -649,12 +647,12 @@ fn scrape(a: &Agent) -> Option<Vec<common::alerts::Sample>> {
         return None;
     }
     let (_, body) = text.split_once("\r\n\r\n")?;
-    Some(common::alerts::parse(body))
+    Some(crate::common::alerts::parse(body))
 }
 
 /// The value of `name` with exactly `labels`, if the scrape has it.
 fn value_of(
-    samples: &[common::alerts::Sample],
+    samples: &[crate::common::alerts::Sample],
     name: &str,
     labels: &[(&str, &str)],
 ) -> Option<f64> {
@@ -671,7 +669,7 @@ fn value_of(
 }
 
 /// Whether any series of the scrape names `tenant` and `source`.
-fn has_source_series(samples: &[common::alerts::Sample], tenant: &str, source: &str) -> bool {
+fn has_source_series(samples: &[crate::common::alerts::Sample], tenant: &str, source: &str) -> bool {
     samples.iter().any(|(_, l, _)| {
         l.iter().any(|(k, v)| k == "tenant" && v == tenant)
             && l.iter().any(|(k, v)| k == "source" && v == source)
@@ -893,7 +891,7 @@ fn an_ended_tenant_has_no_freshness_series() {
 /// long as the outage lasted.
 #[test]
 fn the_backlog_alert_fires_while_the_offsite_is_down() {
-    let backlog_alert = common::alerts::README_ALERTS
+    let backlog_alert = crate::common::alerts::README_ALERTS
         .iter()
         .find(|a| a.starts_with("gallra_ship_backlog_objects"))
         .unwrap();
@@ -905,7 +903,7 @@ fn the_backlog_alert_fires_while_the_offsite_is_down() {
     });
     let now = jiff::Timestamp::now().as_second() as f64;
     assert!(
-        common::alerts::fires(backlog_alert, now, &up, &up).is_empty(),
+        crate::common::alerts::fires(backlog_alert, now, &up, &up).is_empty(),
         "nothing is behind"
     );
     // The offsite goes away (an unmounted backup server).
@@ -914,7 +912,7 @@ fn the_backlog_alert_fires_while_the_offsite_is_down() {
     let down = agent.wait_for(30, "offsite down", |a| {
         scrape(a).filter(|s| value_of(s, "gallra_target_up", &[("target", "offsite")]) == Some(0.0))
     });
-    let firing = common::alerts::fires(backlog_alert, now, &down, &down);
+    let firing = crate::common::alerts::fires(backlog_alert, now, &down, &down);
     assert_eq!(
         firing.into_iter().collect::<Vec<_>>(),
         vec![vec![("target".to_string(), "offsite".to_string())]]

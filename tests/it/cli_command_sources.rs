@@ -2,9 +2,7 @@
 //! inherit from gallra, and what happens to them when gallra stops or dies
 //! (issue 15, items 12 and 17).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::time::{Duration, Instant};
 

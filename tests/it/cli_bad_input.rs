@@ -2,14 +2,12 @@
 //! with the documented exit status and one `error: ` line that names the
 //! culprit, and leaves earlier snapshots restorable.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// A small backed-up tenant: the env, the tenant folder and the snapshot id.

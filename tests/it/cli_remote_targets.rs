@@ -3,10 +3,8 @@
 //! (Azurite). Under CI the servers must be there; a developer's plain
 //! `cargo test` skips with a printed reason.
 
-mod common;
-
-use common::remote::{Remote, unique_prefix};
-use common::*;
+use crate::common::remote::{Remote, unique_prefix};
+use crate::common::*;
 use std::fs;
 
 fn config(env: &Env, remote: &Remote, prefix: &str, options: &str, source: &str) -> String {

@@ -1,9 +1,7 @@
 //! Key slots and passphrases, restore's refusal to follow symlinks, special
 //! files, and the quickstart's idempotence.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::path::Path;
 

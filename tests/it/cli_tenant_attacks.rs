@@ -4,9 +4,7 @@
 //! build's race hook (`GALLRA_TEST_PAUSE`: the backup or restore stops just
 //! before it opens the named file, until the test says go).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -4,12 +4,10 @@
 //! drilling the offsite copy after losing the local one, the scratch folder
 //! emptied whatever happens, reports and the audit trail.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use gallra::config::Config;
 use gallra::format::Kind;
 use gallra::repo::Repository;

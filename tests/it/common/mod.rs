@@ -1,14 +1,9 @@
-//! Helpers shared by the CLI integration tests (`tests/cli_*.rs`).
+//! Helpers shared by the integration tests (the modules of `tests/it`).
 //!
 //! Every test drives the real `gallra` binary through its command line, the
 //! way an operator or a script would, against a throw-away environment in a
 //! temporary directory: a key file made by `gallra key generate`, an
 //! `agent.toml`, a `file://` repository and a state directory.
-
-// Each test crate includes this module with `mod common;` and uses a different
-// subset of it; without this, every crate would warn about the helpers it does
-// not happen to use.
-#![allow(dead_code)]
 
 pub mod alerts;
 pub mod remote;

@@ -3,11 +3,9 @@
 //! that fires for ever (a tenant rightly no longer backed up) is ignored,
 //! one that goes quiet when its target is down misses the outage.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::alerts::{README_ALERTS, Sample, fires, parse};
+use crate::common::alerts::{README_ALERTS, Sample, fires, parse};
 use gallra::agent::state::JobRun;
 use gallra::status::{AgentSummary, SourceStatus, Status, TargetStatus, TenantStatus};
 
@@ -98,7 +96,7 @@ fn label(k: &str, v: &str) -> (String, String) {
 
 #[test]
 fn the_readme_suggests_exactly_the_alerts_tested_here() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let block = readme
         .split("Alerts worth having")
         .nth(1)

@@ -7,14 +7,12 @@
 //! again gives an empty store), so the CLI cannot drive it: each target is
 //! opened once here and the `Store` values are kept and cloned.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use gallra::backup::{self, BackupOptions};
 use gallra::check::{self, ReadData};
 use gallra::config::Config;

@@ -1,9 +1,7 @@
 //! Small truths an operator's first week found (issue 15, item 26): advice,
 //! exit codes and output shapes that said something other than what holds.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::time::Instant;
 

@@ -5,8 +5,6 @@
 //! of idle connections, two agents on one state folder, and names that
 //! would forge lines on a terminal.
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -14,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 
 /// One tenant, acme, with a `www` source, initialised on `local`.
 fn acme_env(extra_targets: &str) -> Env {

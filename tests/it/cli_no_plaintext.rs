@@ -2,12 +2,10 @@
 //! no content, no file or directory name, no symlink target, no tag. And the
 //! key file itself appears neither in the repository nor in any output.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use common::*;
+use crate::common::*;
 
 const MARKER: &str = "GALLRA-MARKER-7f3a9c";
 const UNRELATED_TEXT: &str = "The quick brown fox jumps over the lazy dog near Vänersborg 1893";

@@ -2,14 +2,12 @@
 //! tenants and of the same tenant; and a live exclusive lock of another host
 //! that blocks a backup until it is gone.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// Longest one of the concurrent backups may take.

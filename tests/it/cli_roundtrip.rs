@@ -3,14 +3,12 @@
 //! hard links. Also `dump`, `ls`, `snapshots`, `backup --time`, command
 //! sources, exclude globs and CACHEDIR.TAG.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Excluded by the source's `exclude` globs or by CACHEDIR.TAG: skipped when
