@@ -4,11 +4,10 @@
 //! and SIGTERM leaving both targets clean and no lock behind.
 
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::agent::{RunningAgent, free_port, get_metrics};
 use crate::common::*;
 use serde_json::Value;
 
@@ -16,27 +15,7 @@ struct Agent {
     env: Env,
     offsite: PathBuf,
     port: u16,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A free loopback port (there is a small window in which another
-/// process could take it; nothing else here binds ports).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    process: RunningAgent,
 }
 
 /// The environment's config with `[agent]` and `[drill]` settings for a
@@ -58,74 +37,27 @@ fn config_text(env: &Env, port: u16, schedule: &str, src: &Path) -> String {
 }
 
 fn start(env: Env, offsite: PathBuf, port: u16) -> Agent {
-    let log = env.path("agent.log");
-    let child = env
-        .spawnable(&["agent"])
-        .env("GALLRA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start gallra agent");
+    let process = RunningAgent::start(&env, "agent.log");
     Agent {
         env,
         offsite,
         port,
-        log,
-        child: Some(child),
+        process,
     }
 }
 
 impl Agent {
     fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: i32) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
-        // SAFETY: sends a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.process.log_text()
     }
 
     /// Polls `what` every 200 ms until it returns Some, for at most `secs`.
-    fn wait_for<T>(
-        &mut self,
-        secs: u64,
-        label: &str,
-        mut what: impl FnMut(&Agent) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(v) = what(self) {
-                return v;
-            }
-            assert!(
-                self.alive(),
-                "the agent died while waiting for {label}:\n{}",
-                self.log_text()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "waited {secs}s for {label}; agent log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn wait_for<T>(&self, secs: u64, label: &str, mut what: impl FnMut(&Agent) -> Option<T>) -> T {
+        self.process.wait_for(secs, label, || what(self))
     }
 
     fn metrics(&self) -> String {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
+        get_metrics(self.port).unwrap()
     }
 
     fn snapshot_ids(&self, target: &str, tenant: &str) -> Vec<String> {
@@ -237,7 +169,7 @@ fn locks(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cleanly() {
     let (env, src, offsite, port) = setup("every 2s");
-    let mut agent = start(env, offsite, port);
+    let agent = start(env, offsite, port);
 
     // Backups of both tenants reach the offsite target.
     agent.wait_for(60, "both tenants on offsite", |a| {
@@ -267,17 +199,13 @@ fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cl
         .date()
         .checked_sub(jiff::Span::new().days(40))
         .unwrap();
-    let inbox = agent.env.state.join("inbox");
-    fs::create_dir_all(&inbox).unwrap();
     let event = format!(
         r#"{{"id": "crm-agent-1", "type": "contract_ended", "tenant": "bravo", "effective": "{last_day}"}}"#
     );
-    fs::write(inbox.join(".crm-agent-1.json"), event).unwrap();
-    fs::rename(
-        inbox.join(".crm-agent-1.json"),
-        inbox.join("crm-agent-1.json"),
-    )
-    .unwrap();
+    agent
+        .env
+        .drop_in_inbox("crm-agent-1.json", event.as_bytes());
+    let inbox = agent.env.state.join("inbox");
     agent.wait_for(60, "bravo gone from both targets", |a| {
         (a.snapshot_ids("local", "bravo").is_empty()
             && a.snapshot_ids("offsite", "bravo").is_empty())
@@ -314,7 +242,7 @@ fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cl
     let quiet = config_text(&agent.env, port, "daily 02:00", &src)
         .replace("schedule = \"every 4s\"", "schedule = \"off\"");
     fs::write(&agent.env.config, quiet).unwrap();
-    agent.signal(libc::SIGHUP);
+    agent.process.signal(libc::SIGHUP);
     agent.wait_for(20, "the reload", |a| {
         a.log_text()
             .contains("configuration reloaded")
@@ -371,7 +299,7 @@ fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cl
     let broken = good.replace("[key]\n", "[key]\nfiel = \"oops\"\n");
     let bad_line = broken.lines().position(|l| l.starts_with("fiel")).unwrap() + 1;
     fs::write(&agent.env.config, &broken).unwrap();
-    agent.signal(libc::SIGHUP);
+    agent.process.signal(libc::SIGHUP);
     agent.wait_for(20, "the refused reload", |a| {
         a.log_text()
             .contains("configuration not reloaded")
@@ -382,15 +310,15 @@ fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cl
         log.contains(&format!("line {bad_line}")) && log.contains("fiel"),
         "{log}"
     );
-    assert!(agent.alive());
+    assert!(agent.process.alive());
     assert!(agent.metrics().starts_with("HTTP/1.1 200 OK"));
     fs::write(&agent.env.config, &good).unwrap();
 
     // SIGTERM: exit 0 well within 30 s, nothing locked, both targets clean.
     let stopped = Instant::now();
-    agent.signal(libc::SIGTERM);
+    agent.process.signal(libc::SIGTERM);
     let code = loop {
-        if let Some(st) = agent.child.as_mut().unwrap().try_wait().unwrap() {
+        if let Some(st) = agent.process.exit_status() {
             break st.code();
         }
         assert!(
@@ -399,7 +327,6 @@ fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cl
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    agent.child = None;
     assert_eq!(code, Some(0), "{}", agent.log_text());
     assert!(agent.log_text().contains("stopped"));
     assert_eq!(locks(&agent.env.repo), Vec::<PathBuf>::new());
@@ -416,11 +343,17 @@ fn the_agent_backs_up_ships_applies_an_event_drills_reports_reloads_and_stops_cl
     assert_eq!(status["agent"]["running"], false, "{status}");
 }
 
-/// SIGTERM in the middle of a slow backup (reads capped at 256 KiB/s): the
-/// agent stops it before it commits, exits 0 within 30 s, releases the
-/// tenant's lock, and leaves no snapshot and nothing damaged.
-#[test]
-fn sigterm_abandons_a_backup_in_flight_without_a_snapshot_or_a_lock() {
+/// An agent stopped by SIGTERM two seconds into a slow backup (8 MiB of
+/// acme alone, reads capped at 256 KiB/s), with its exit code and how long
+/// it took to exit.
+struct StoppedBackup {
+    agent: Agent,
+    src: PathBuf,
+    code: Option<i32>,
+    took: Duration,
+}
+
+fn sigterm_during_a_slow_backup() -> StoppedBackup {
     let (env, src, offsite, port) = setup("every 1s");
     write_file(&src.join("acme/big.bin"), &Rng::new(3).bytes(8 << 20));
     fs::remove_dir_all(src.join("bravo")).unwrap();
@@ -429,7 +362,7 @@ fn sigterm_abandons_a_backup_in_flight_without_a_snapshot_or_a_lock() {
         "splay = \"1s\"\nmax_read = \"256 KiB/s\"\n",
     );
     fs::write(&env.config, text).unwrap();
-    let mut agent = start(env, offsite, port);
+    let agent = start(env, offsite, port);
     agent.wait_for(30, "the backup to start", |a| {
         a.log_text()
             .contains("starting job=backup:www")
@@ -437,10 +370,24 @@ fn sigterm_abandons_a_backup_in_flight_without_a_snapshot_or_a_lock() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let stopped = Instant::now();
-    agent.signal(libc::SIGTERM);
-    let code = agent.child.as_mut().unwrap().wait().unwrap().code();
-    agent.child = None;
-    let took = stopped.elapsed();
+    agent.process.signal(libc::SIGTERM);
+    let code = agent.process.wait_exit().code();
+    StoppedBackup {
+        agent,
+        src,
+        code,
+        took: stopped.elapsed(),
+    }
+}
+
+/// SIGTERM in the middle of a slow backup (reads capped at 256 KiB/s): the
+/// agent stops it before it commits, exits 0 within 30 s, releases the
+/// tenant's lock, and leaves no snapshot and nothing damaged.
+#[test]
+fn sigterm_abandons_a_backup_in_flight_without_a_snapshot_or_a_lock() {
+    let StoppedBackup {
+        agent, code, took, ..
+    } = sigterm_during_a_slow_backup();
     let log = agent.log_text();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("stopped before committing"), "{log}");
@@ -614,7 +561,7 @@ fn an_unreadable_event_object_stops_the_agents_backups() {
     for e in fs::read_dir(env.repo.join("lifecycle/events")).unwrap() {
         fs::write(e.unwrap().path(), b"damaged").unwrap();
     }
-    let mut agent = start(env, offsite, port);
+    let agent = start(env, offsite, port);
     let error = agent.wait_for(30, "acme's backup refused", |a| {
         let st: Value =
             serde_json::from_slice(&fs::read(a.env.state.join("agent-state.json")).ok()?).ok()?;
@@ -636,12 +583,7 @@ fn an_unreadable_event_object_stops_the_agents_backups() {
 /// The samples of the agent's /metrics, or None while it does not answer
 /// or has no status yet.
 fn scrape(a: &Agent) -> Option<Vec<crate::common::alerts::Sample>> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", a.port)).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
+    let text = get_metrics(a.port).ok()?;
     // 503 until the agent's first status: no samples yet, not a bad scrape.
     if !text.starts_with("HTTP/1.1 200") {
         return None;
@@ -669,19 +611,15 @@ fn value_of(
 }
 
 /// Whether any series of the scrape names `tenant` and `source`.
-fn has_source_series(samples: &[crate::common::alerts::Sample], tenant: &str, source: &str) -> bool {
+fn has_source_series(
+    samples: &[crate::common::alerts::Sample],
+    tenant: &str,
+    source: &str,
+) -> bool {
     samples.iter().any(|(_, l, _)| {
         l.iter().any(|(k, v)| k == "tenant" && v == tenant)
             && l.iter().any(|(k, v)| k == "source" && v == source)
     })
-}
-
-fn drop_event(state: &Path, id: &str, json: &str) {
-    let inbox = state.join("inbox");
-    fs::create_dir_all(&inbox).unwrap();
-    let hidden = inbox.join(format!(".{id}.json"));
-    fs::write(&hidden, json).unwrap();
-    fs::rename(&hidden, inbox.join(format!("{id}.json"))).unwrap();
 }
 
 /// Before: a backup that SIGTERM stopped was recorded as failed, so
@@ -689,24 +627,13 @@ fn drop_event(state: &Path, id: &str, json: &str) {
 /// and `gallra_errors_total{kind="backup"}` grew with every restart.
 #[test]
 fn a_sigterm_during_a_backup_is_not_a_failure_in_metrics() {
-    let (env, src, offsite, port) = setup("every 1s");
-    write_file(&src.join("acme/big.bin"), &Rng::new(3).bytes(8 << 20));
-    fs::remove_dir_all(src.join("bravo")).unwrap();
-    let text = fs::read_to_string(&env.config).unwrap().replace(
-        "splay = \"1s\"\n",
-        "splay = \"1s\"\nmax_read = \"256 KiB/s\"\n",
-    );
-    fs::write(&env.config, text).unwrap();
-    let mut agent = start(env, offsite.clone(), port);
-    agent.wait_for(30, "the backup to start", |a| {
-        a.log_text()
-            .contains("starting job=backup:www")
-            .then_some(())
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    agent.signal(libc::SIGTERM);
-    let code = agent.child.as_mut().unwrap().wait().unwrap().code();
-    agent.child = None;
+    let StoppedBackup {
+        mut agent,
+        src,
+        code,
+        ..
+    } = sigterm_during_a_slow_backup();
+    let port = agent.port;
     let log = agent.log_text();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("stopped before committing"), "{log}");
@@ -717,16 +644,7 @@ fn a_sigterm_during_a_backup_is_not_a_failure_in_metrics() {
     let quiet = config_text(&agent.env, port, "cron 0 3 1 1 *", &src)
         .replace("schedule = \"every 4s\"", "schedule = \"off\"");
     fs::write(&agent.env.config, quiet).unwrap();
-    agent.child = Some(
-        agent
-            .env
-            .spawnable(&["agent"])
-            .env("GALLRA_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&agent.log).unwrap())
-            .spawn()
-            .expect("start gallra agent again"),
-    );
+    agent.process = RunningAgent::start(&agent.env, "agent.log");
     let samples = agent.wait_for(30, "acme's metrics", |a| {
         scrape(a).filter(|s| {
             value_of(
@@ -768,7 +686,7 @@ fn a_removed_source_has_no_series() {
         + &command_source("db", "database", "acme", &["false"], "acme.sql")
             .replace("[[source]]\n", "[[source]]\nschedule = \"every 1s\"\n");
     fs::write(&env.config, &with_db).unwrap();
-    let mut agent = start(env, offsite, port);
+    let agent = start(env, offsite, port);
     agent.wait_for(30, "db failing", |a| {
         scrape(a).filter(|s| {
             value_of(
@@ -783,7 +701,7 @@ fn a_removed_source_has_no_series() {
         config_text(&agent.env, port, "cron 0 3 1 1 *", &src),
     )
     .unwrap();
-    agent.signal(libc::SIGHUP);
+    agent.process.signal(libc::SIGHUP);
     // The drill (every 4 s) refreshes the status after the reload.
     let samples = agent.wait_for(30, "db's series gone", |a| {
         scrape(a).filter(|s| !has_source_series(s, "acme", "db"))
@@ -808,14 +726,13 @@ fn an_erased_tenant_has_no_freshness_series() {
     let (env, _src, offsite, port) = setup("every 2s");
     env.ok(&["backup", "--tenant", "acme", "--tenant", "bravo"]);
     env.ok(&["hold", "set", "bravo", "--reason", "court order 7"]);
-    let mut agent = start(env, offsite, port);
+    let agent = start(env, offsite, port);
     agent.wait_for(30, "bravo's freshness series", |a| {
         scrape(a).filter(|s| has_source_series(s, "bravo", "www"))
     });
-    drop_event(
-        &agent.env.state,
-        "erase-bravo",
-        r#"{"id": "erase-bravo", "type": "erasure_requested", "tenant": "bravo", "reason": "GDPR art. 17"}"#,
+    agent.env.drop_in_inbox(
+        "erase-bravo.json",
+        br#"{"id": "erase-bravo", "type": "erasure_requested", "tenant": "bravo", "reason": "GDPR art. 17"}"#,
     );
     let samples = agent.wait_for(30, "bravo's series gone", |a| {
         scrape(a).filter(|s| !has_source_series(s, "bravo", "www"))
@@ -868,7 +785,7 @@ fn an_ended_tenant_has_no_freshness_series() {
     env.ok(&["backup", "--tenant", "acme", "--tenant", "bravo"]);
     let yesterday = jiff::Zoned::now().date().yesterday().unwrap().to_string();
     env.ok(&["contract", "end", "bravo", "--effective", &yesterday]);
-    let mut agent = start(env, offsite, port);
+    let agent = start(env, offsite, port);
     let samples = agent.wait_for(30, "acme's freshness series", |a| {
         scrape(a).filter(|s| {
             value_of(
@@ -897,7 +814,7 @@ fn the_backlog_alert_fires_while_the_offsite_is_down() {
         .unwrap();
     let (env, _src, offsite, port) = setup("cron 0 3 1 1 *");
     env.ok(&["backup", "--tenant", "acme"]);
-    let mut agent = start(env, offsite.clone(), port);
+    let agent = start(env, offsite.clone(), port);
     let up = agent.wait_for(30, "offsite up", |a| {
         scrape(a).filter(|s| value_of(s, "gallra_target_up", &[("target", "offsite")]) == Some(1.0))
     });

@@ -743,16 +743,6 @@ fn erase_destroys_the_key_and_a_kept_copy_stays_unreadable() {
     );
 }
 
-/// Puts an event file into the inbox the way a writer should: under a dot
-/// name first, then renamed.
-fn drop_in_inbox(lc: &Lc, name: &str, bytes: &[u8]) {
-    let inbox = lc.env.state.join("inbox");
-    fs::create_dir_all(&inbox).unwrap();
-    let tmp = inbox.join(format!(".{name}.tmp"));
-    fs::write(&tmp, bytes).unwrap();
-    fs::rename(&tmp, inbox.join(name)).unwrap();
-}
-
 /// The names of the files directly in `dir`, sorted.
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match fs::read_dir(dir) {
@@ -808,14 +798,12 @@ fn inbox_takes_good_duplicate_malformed_and_unknown() {
         "tenant": "nobody",
         "effective": days_ago(40).to_string(),
     });
-    drop_in_inbox(&lc, "001-good.json", &good);
-    drop_in_inbox(&lc, "002-again.json", &good);
-    drop_in_inbox(&lc, "003-bad.json", b"this is not JSON {\n");
-    drop_in_inbox(
-        &lc,
-        "004-unknown.json",
-        &serde_json::to_vec(&unknown).unwrap(),
-    );
+    lc.env.drop_in_inbox("001-good.json", &good);
+    lc.env.drop_in_inbox("002-again.json", &good);
+    lc.env
+        .drop_in_inbox("003-bad.json", b"this is not JSON {\n");
+    lc.env
+        .drop_in_inbox("004-unknown.json", &serde_json::to_vec(&unknown).unwrap());
     // A file still being written: not touched.
     let inbox = env.state.join("inbox");
     fs::write(inbox.join(".005-partial.json"), b"{\"id\": \"crm-").unwrap();
@@ -916,11 +904,8 @@ fn inbox_takes_good_duplicate_malformed_and_unknown() {
         "tenant": "beta",
         "reason": "GDPR art. 17",
     });
-    drop_in_inbox(
-        &lc,
-        "010-erase.json",
-        &serde_json::to_vec(&erasure).unwrap(),
-    );
+    lc.env
+        .drop_in_inbox("010-erase.json", &serde_json::to_vec(&erasure).unwrap());
     let items = inbox_process(env);
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(str_field(&items[0], "outcome"), "accepted", "{items:?}");
@@ -1219,11 +1204,8 @@ fn a_future_dated_hold_release_does_not_outrank_a_later_hold() {
     let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30)).to_string();
     let release =
         json!({"id": "crm-rel-1", "type": "hold_released", "tenant": "acme", "time": future});
-    drop_in_inbox(
-        &lc,
-        "001-release.json",
-        &serde_json::to_vec(&release).unwrap(),
-    );
+    lc.env
+        .drop_in_inbox("001-release.json", &serde_json::to_vec(&release).unwrap());
     let items = inbox_process(env);
     assert_eq!(str_field(&items[0], "outcome"), "rejected", "{items:?}");
     assert!(
@@ -1238,7 +1220,8 @@ fn a_future_dated_hold_release_does_not_outrank_a_later_hold() {
     let year_ago =
         (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 365)).to_string();
     let late = json!({"id": "crm-hold-2", "type": "hold_set", "tenant": "beta", "reason": "police", "time": year_ago});
-    drop_in_inbox(&lc, "002-hold.json", &serde_json::to_vec(&late).unwrap());
+    lc.env
+        .drop_in_inbox("002-hold.json", &serde_json::to_vec(&late).unwrap());
     let items = inbox_process(env);
     assert_eq!(str_field(&items[0], "outcome"), "accepted", "{items:?}");
 
@@ -1423,11 +1406,8 @@ fn an_erasure_dated_in_the_past_covers_every_snapshot() {
         (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 30)).to_string();
     let erasure = json!({"id": "crm-erase-1", "type": "erasure_requested", "tenant": "acme",
         "reason": "GDPR art. 17", "time": month_ago});
-    drop_in_inbox(
-        &lc,
-        "001-erase.json",
-        &serde_json::to_vec(&erasure).unwrap(),
-    );
+    lc.env
+        .drop_in_inbox("001-erase.json", &serde_json::to_vec(&erasure).unwrap());
     let items = inbox_process(env);
     assert_eq!(str_field(&items[0], "outcome"), "accepted", "{items:?}");
     let out = env.run(&["lifecycle", "apply"]);

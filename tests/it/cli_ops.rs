@@ -6,12 +6,12 @@
 //! would forge lines on a terminal.
 
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::agent::{RunningAgent, agent_command, free_port, get_metrics};
 use crate::common::*;
 
 /// One tenant, acme, with a `www` source, initialised on `local`.
@@ -197,15 +197,6 @@ fn regression_a_fifo_key_file_hung_and_a_foreign_owned_key_was_accepted() {
     );
 }
 
-/// Puts an event file into the inbox as a writer should: write, rename in.
-fn drop_in_inbox(env: &Env, name: &str, bytes: &[u8]) {
-    let inbox = env.state.join("inbox");
-    fs::create_dir_all(&inbox).unwrap();
-    let tmp = inbox.join(format!(".{name}.tmp"));
-    fs::write(&tmp, bytes).unwrap();
-    fs::rename(&tmp, inbox.join(name)).unwrap();
-}
-
 #[test]
 fn regression_a_planted_symlink_made_the_rejected_reason_overwrite_its_target() {
     let env = acme_env("");
@@ -216,7 +207,7 @@ fn regression_a_planted_symlink_made_the_rejected_reason_overwrite_its_target() 
     let rejected = env.state.join("inbox/rejected");
     fs::create_dir_all(&rejected).unwrap();
     std::os::unix::fs::symlink(&victim, rejected.join("bad.json.reason")).unwrap();
-    drop_in_inbox(&env, "bad.json", b"{ not json");
+    env.drop_in_inbox("bad.json", b"{ not json");
     let items = env.json(&["inbox", "process"]);
     assert_eq!(items[0]["outcome"], "rejected", "{items}");
     assert_eq!(
@@ -231,87 +222,6 @@ fn regression_a_planted_symlink_made_the_rejected_reason_overwrite_its_target() 
     );
     let why = fs::read_to_string(&reason).unwrap();
     assert_eq!(why.trim(), items[0]["reason"].as_str().unwrap(), "{why}");
-}
-
-/// A running `gallra agent` whose log goes to a file; killed on drop.
-struct Agent {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Agent {
-    fn start(env: &Env, log_name: &str, fd_limit: Option<u64>) -> Agent {
-        let log = env.path(log_name);
-        let mut cmd = env.spawnable(&["agent"]);
-        cmd.env("GALLRA_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap());
-        if let Some(limit) = fd_limit {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe; nothing else runs in
-            // the child between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let l = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        Agent {
-            child: Some(cmd.spawn().expect("start gallra agent")),
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls until `what` holds, for at most `secs`.
-    fn wait_for(&mut self, secs: u64, label: &str, mut what: impl FnMut(&Agent) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !what(self) {
-            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
-            assert!(
-                exited.is_none(),
-                "the agent exited ({exited:?}) while waiting for {label}:\n{}",
-                self.log_text()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "waited {secs}s for {label}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Rewrites the env's config with agent settings for a test: metrics on
@@ -331,9 +241,9 @@ fn regression_the_agent_started_by_hand_made_its_state_folder_0755() {
     env.init();
     let _ = fs::remove_dir_all(&env.state);
     agent_config(&env, None);
-    let mut agent = Agent::start(&env, "agent.log", None);
+    let agent = RunningAgent::start(&env, "agent.log");
     let state_file = env.state.join("agent-state.json");
-    agent.wait_for(60, "the state file", |_| state_file.exists());
+    agent.wait_until(60, "the state file", || state_file.exists());
     let mode = fs::metadata(&env.state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "state folder mode {mode:04o}");
 }
@@ -447,20 +357,30 @@ fn regression_idle_metrics_connections_exhausted_the_agents_file_descriptors() {
     env.init();
     let port = free_port();
     agent_config(&env, Some(port));
-    let mut agent = Agent::start(&env, "agent.log", Some(128));
+    let log = env.path("agent.log");
+    let mut cmd = agent_command(&env, &log);
+    let limit = 128;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let agent = RunningAgent::spawn(cmd, log);
     let scrape = || -> Option<String> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
+        let text = get_metrics(port).ok()?;
         text.starts_with("HTTP/1.1 200").then_some(text)
     };
-    agent.wait_for(60, "the first scrape", |_| scrape().is_some());
+    agent.wait_until(60, "the first scrape", || scrape().is_some());
     let pid = agent.pid();
     // More idle connections than the agent has descriptors; they say
     // nothing. The agent's descriptors are counted all along.
@@ -493,7 +413,7 @@ fn regression_idle_metrics_connections_exhausted_the_agents_file_descriptors() {
     drop(idle);
     // Once the idle ones are gone (closed, or timed out by the agent), a
     // scrape is answered again.
-    agent.wait_for(60, "a scrape after the flood", |_| scrape().is_some());
+    agent.wait_until(60, "a scrape after the flood", || scrape().is_some());
 }
 
 #[test]
@@ -501,9 +421,9 @@ fn regression_two_agents_ran_on_one_state_folder() {
     let env = acme_env("");
     env.init();
     agent_config(&env, None);
-    let mut first = Agent::start(&env, "first.log", None);
+    let first = RunningAgent::start(&env, "first.log");
     let state_file = env.state.join("agent-state.json");
-    first.wait_for(60, "the first agent's state file", |_| {
+    first.wait_until(60, "the first agent's state file", || {
         fs::read_to_string(&state_file).is_ok_and(|t| t.contains("\"pid\": "))
             && first_started(&state_file)
     });
@@ -521,7 +441,7 @@ fn regression_two_agents_ran_on_one_state_folder() {
         &[&first.pid().to_string(), s(&env.state)],
     );
     // The first agent still runs and its state still says so.
-    first.wait_for(5, "the first agent to keep running", |_| true);
+    first.wait_until(5, "the first agent to keep running", || true);
     let st: serde_json::Value = serde_json::from_slice(&fs::read(&state_file).unwrap()).unwrap();
     assert_eq!(st["pid"], first.pid(), "{st}");
 

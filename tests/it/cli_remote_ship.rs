@@ -5,9 +5,9 @@
 //! credentials, unreachable endpoint, missing bucket), and an S3 server that
 //! stops in the middle of a ship.
 
-use bytes::Bytes;
 use crate::common::remote::{Remote, unique_prefix};
 use crate::common::*;
+use bytes::Bytes;
 use serde_json::Value;
 use std::fs;
 use std::process::{Child, Command, Stdio};

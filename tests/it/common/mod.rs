@@ -5,6 +5,7 @@
 //! temporary directory: a key file made by `gallra key generate`, an
 //! `agent.toml`, a `file://` repository and a state directory.
 
+pub mod agent;
 pub mod alerts;
 pub mod remote;
 
@@ -125,6 +126,17 @@ impl Env {
     /// `gallra init`, asserting success.
     pub fn init(&self) {
         self.ok(&["init"]);
+    }
+
+    /// Puts an event file into the agent's inbox as a writer should: under
+    /// a dot name first (which the inbox skips), then renamed into place, so
+    /// that no reader ever sees half of it.
+    pub fn drop_in_inbox(&self, name: &str, bytes: &[u8]) {
+        let inbox = self.state.join("inbox");
+        fs::create_dir_all(&inbox).expect("create the inbox");
+        let tmp = inbox.join(format!(".{name}.tmp"));
+        fs::write(&tmp, bytes).expect("write the event");
+        fs::rename(&tmp, inbox.join(name)).expect("rename the event into the inbox");
     }
 
     /// A path inside the temporary directory.
