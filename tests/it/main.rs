@@ -24,6 +24,6 @@ mod cli_small_truths;
 mod cli_tamper;
 mod cli_tenant_attacks;
 mod cli_tenant_names;
+mod conformance;
 mod fixture_repo;
-mod memory_targets;
 mod metrics_alerts;

@@ -254,6 +254,14 @@ impl Default for Env {
     }
 }
 
+/// The library's `Store` for a target, with no folder made for a missing
+/// `file://` one. Every test opens its stores here, so that a change to
+/// `Store::open` changes one line of the tests.
+pub fn open_store(target: &gallra::config::Target) -> gallra::store::Store {
+    gallra::store::Store::open(target, false)
+        .unwrap_or_else(|e| panic!("open target {}: {e}", target.name))
+}
+
 /// Where `restore --to DIR` puts the source path `source` (its full path).
 pub fn restored_path(dir: &Path, source: &Path) -> PathBuf {
     dir.join(source.strip_prefix("/").expect("source paths are absolute"))
