@@ -1,5 +1,6 @@
 //! The S3 (SeaweedFS) and Azure Blob (Azurite) servers that
-//! tests/servers/start.sh starts, as targets for the CLI tests.
+//! tests/servers/start.sh starts, as targets for the CLI tests and the
+//! conformance suite.
 
 use super::*;
 use gallra::store::Store;
