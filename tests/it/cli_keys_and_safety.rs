@@ -7,12 +7,7 @@ use std::path::Path;
 
 fn one_tenant_env() -> Env {
     let env = Env::new();
-    let src = env.path("src/acme");
-    write_file(&src.join("index.html"), b"<h1>acme</h1>\n");
-    env.write_config(
-        "16 MiB",
-        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
-    );
+    env.write_acme_site_config();
     env
 }
 
@@ -121,9 +116,7 @@ fn restore_never_writes_through_a_symlink_in_the_target() {
 fn special_files_are_skipped_with_a_warning() {
     let env = one_tenant_env();
     let fifo = env.path("src/acme/queue.fifo");
-    let c = std::ffi::CString::new(s(&fifo)).unwrap();
-    // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    mkfifo(&fifo, 0o644);
     env.init();
     let backup = env.backup(&[]);
     let snap = backup_snapshot(&backup, "acme", "www");
@@ -195,14 +188,10 @@ fn regression_an_empty_dir_and_a_file_holding_one_zero_byte_do_not_collide() {
 /// An environment with a `file://` secondary `offsite`, initialised (init
 /// ships the repository there); returns it and the offsite's folder.
 fn env_with_offsite() -> (Env, std::path::PathBuf) {
-    let env = one_tenant_env();
+    let env = Env::new();
     let offsite = env.path("offsite");
     env.set_extra_targets(&file_target("offsite", &offsite, ""));
-    let src = env.path("src/acme");
-    env.write_config(
-        "16 MiB",
-        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
-    );
+    env.write_acme_site_config();
     env.init();
     assert!(
         offsite.join("config").exists(),

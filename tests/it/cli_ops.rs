@@ -145,9 +145,7 @@ fn regression_a_fifo_key_file_hung_and_a_foreign_owned_key_was_accepted() {
     let env = acme_env("");
     env.init();
     let fifo = env.path("key.fifo");
-    let c = std::ffi::CString::new(s(&fifo)).unwrap();
-    // SAFETY: mkfifo on a path we own, with a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo, 0o600);
     let text = fs::read_to_string(&env.config).unwrap().replace(
         &format!("file = {}", toml_str(s(&env.key))),
         &format!("file = {}", toml_str(s(&fifo))),

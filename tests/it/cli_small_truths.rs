@@ -7,13 +7,8 @@ use std::time::Instant;
 
 fn env_with_offsite() -> Env {
     let env = Env::new();
-    let src = env.path("src/acme");
-    write_file(&src.join("index.html"), b"<h1>acme</h1>\n");
     env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
-    env.write_config(
-        "16 MiB",
-        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
-    );
+    env.write_acme_site_config();
     env
 }
 

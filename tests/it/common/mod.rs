@@ -87,6 +87,18 @@ impl Env {
         fs::write(&self.config, self.config_text(&self.key)).expect("write config");
     }
 
+    /// The smallest useful setup: one page in `src/acme`, and a config
+    /// (with the extra targets set so far) whose one source `www` backs it
+    /// up as tenant `acme`.
+    pub fn write_acme_site_config(&self) {
+        let src = self.path("src/acme");
+        write_file(&src.join("index.html"), b"<h1>acme</h1>\n");
+        self.write_config(
+            "16 MiB",
+            &tenant_paths_source("www", "site", "acme", &[s(&src)]),
+        );
+    }
+
     /// Adds `[[target]]` tables (TOML text, e.g. from `file_target`) after
     /// the primary; takes effect at the next `write_config`.
     pub fn set_extra_targets(&self, tables: &str) {
@@ -615,6 +627,14 @@ pub fn chmod(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// Make a FIFO at `path` with permission bits `mode`.
+pub fn mkfifo(path: &Path, mode: u32) {
+    let c = std::ffi::CString::new(s(path)).expect("a path without NUL");
+    // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+    let made = unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) };
+    assert_eq!(made, 0, "mkfifo {}", path.display());
 }
 
 /// Whether `needle` occurs in `hay`.
