@@ -25,11 +25,12 @@ use gallra::check::{self, ReadData};
 use gallra::config::Config;
 use gallra::lock::{self, Holder, LockKind};
 use gallra::repo::Repository;
-use gallra::restore::{self, OpenSnapshot, RestoreOptions};
+use gallra::restore::{self, OpenSnapshot, RestoreOptions, RestoreReport};
 use gallra::ship::{self, ShipOptions};
 use gallra::store::Store;
 use gallra::{Error, crypto};
 
+/// The host `config_head` names.
 const HOST: &str = "testhost";
 const TENANTS: [&str; 2] = ["acme", "beta"];
 
@@ -141,22 +142,8 @@ fn setup(kind: StoreKind) -> Option<Setup> {
         build_tree(&src.join(tenant), &mut rng, i);
     }
     let text = format!(
-        "[agent]\n\
-         host = {host}\n\
-         state_dir = {state}\n\
-         \n\
-         [key]\n\
-         file = {key}\n\
-         \n\
-         [repository]\n\
-         compression = 3\n\
-         pack_size = \"1 MiB\"\n\
-         \n\
-         {targets}\n\
-         {source}",
-        host = toml_str(HOST),
-        state = toml_str(s(&root.join("state"))),
-        key = toml_str(s(&key)),
+        "{head}{targets}\n{source}",
+        head = config_head(&root.join("state"), &key, "1 MiB"),
         source = paths_source("www", "site", &[&format!("{}/{{tenant}}", s(&src))], &[]),
     );
     let config_path = root.join("agent.toml");
@@ -242,6 +229,23 @@ fn ship_options() -> ShipOptions {
         initialise: true,
         ..ShipOptions::default()
     }
+}
+
+/// Restores `snap` from the offsite into `to`, verified, and compares the
+/// restored tree with `original`, the folder it was taken of.
+fn restore_and_compare(snap: &OpenSnapshot, to: PathBuf, original: &Path) -> RestoreReport {
+    let r = restore::restore(
+        snap,
+        &RestoreOptions {
+            to: to.clone(),
+            path: None,
+            verify: true,
+        },
+    )
+    .expect("restore from offsite");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    compare_trees(original, &restored_path(&to, original), &[]);
+    r
 }
 
 fn holder(host: &str, command: &str) -> Holder {
@@ -405,20 +409,9 @@ fn backup_ship_restore_and_check(kind: StoreKind) {
         assert_eq!(snap.snapshot.tenant, tenant);
         assert_eq!(snap.id.to_hex(), *id);
         let to = setup.root.join(format!("restore-{tenant}"));
-        let r = restore::restore(
-            &snap,
-            &RestoreOptions {
-                to: to.clone(),
-                path: None,
-                verify: true,
-            },
-        )
-        .expect("restore from offsite");
-        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let r = restore_and_compare(&snap, to, &setup.src.join(tenant));
         assert_eq!(r.files, 5, "{r:?}");
         assert_eq!(r.verified, r.files, "{r:?}");
-        let original = setup.src.join(tenant);
-        compare_trees(&original, &restored_path(&to, &original), &[]);
     }
 
     // check --read-data on the offsite repository, and on the primary.
@@ -676,18 +669,7 @@ fn a_tenant_named_kunda_ring_round_trips(kind: StoreKind) {
         assert_eq!(snap.tenant, name);
         let open = OpenSnapshot::open(&off_repo, &id.to_hex()).expect("open snapshot");
         let to = setup.root.join(format!("restore-{}", id.to_hex()));
-        let r = restore::restore(
-            &open,
-            &RestoreOptions {
-                to: to.clone(),
-                path: None,
-                verify: true,
-            },
-        )
-        .expect("restore from offsite");
-        assert!(r.errors.is_empty(), "{:?}", r.errors);
-        let original = src.join(name);
-        compare_trees(&original, &restored_path(&to, &original), &[]);
+        restore_and_compare(&open, to, &src.join(name));
     }
     for (what, r) in [("offsite", &off_repo), ("primary", &repo)] {
         let c = check::run(r, ReadData::All, "test").expect("check runs");

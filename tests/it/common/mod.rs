@@ -109,17 +109,7 @@ impl Env {
     pub fn config_text(&self, key_file: &Path) -> String {
         let (pack_size, sources) = &*self.settings.borrow();
         format!(
-            "[agent]\n\
-             host = \"testhost\"\n\
-             state_dir = {state}\n\
-             \n\
-             [key]\n\
-             file = {key}\n\
-             \n\
-             [repository]\n\
-             compression = 3\n\
-             pack_size = {pack_size}\n\
-             \n\
+            "{head}\
              [[target]]\n\
              name = \"local\"\n\
              url = {url}\n\
@@ -127,10 +117,8 @@ impl Env {
              \n\
              {extra}\n\
              {sources}",
+            head = config_head(&self.state, key_file, pack_size),
             extra = self.extra_targets.borrow(),
-            state = toml_str(s(&self.state)),
-            key = toml_str(s(key_file)),
-            pack_size = toml_str(pack_size),
             url = toml_str(&format!("file://{}", s(&self.repo))),
         )
     }
@@ -260,10 +248,25 @@ impl Env {
     }
 }
 
-impl Default for Env {
-    fn default() -> Self {
-        Env::new()
-    }
+/// The `[agent]`, `[key]` and `[repository]` tables every test config
+/// starts with (host `testhost`, zstd level 3), and a blank line.
+pub fn config_head(state_dir: &Path, key_file: &Path, pack_size: &str) -> String {
+    format!(
+        "[agent]\n\
+         host = \"testhost\"\n\
+         state_dir = {state}\n\
+         \n\
+         [key]\n\
+         file = {key}\n\
+         \n\
+         [repository]\n\
+         compression = 3\n\
+         pack_size = {pack_size}\n\
+         \n",
+        state = toml_str(s(state_dir)),
+        key = toml_str(s(key_file)),
+        pack_size = toml_str(pack_size),
+    )
 }
 
 /// The library's `Store` for a target, with no folder made for a missing
