@@ -12,6 +12,9 @@
 //! A memory store lives only inside one `Store` value (opening `memory://`
 //! again gives an empty store), so the CLI cannot drive it: each target is
 //! opened once per case here and the `Store` values are kept and cloned.
+//! That is also the one way the kinds differ in what a case may assert, a
+//! branch of `backup_ship_restore_and_check`; no case is memory-only, as
+//! gallra's fault injection works on processes (the CLI tests), not stores.
 
 use std::collections::BTreeMap;
 use std::fs;
