@@ -2,12 +2,14 @@
 
 use clap::Args;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 use gallra::backup::{self, BackupOptions};
 use gallra::config::Config;
 use gallra::error::Error;
 use gallra::format::snapshot::Snapshot;
 use gallra::job::JobReport;
+use gallra::lifecycle::gate::Refusal;
 use gallra::repo::Repository;
 use gallra::ship::ShipOptions;
 
@@ -45,21 +47,8 @@ pub fn run(config: &Config, json_out: bool, args: BackupArgs) -> anyhow::Result<
             config.agent.state_dir.display()
         );
     }
-    let time = args
-        .time
-        .as_deref()
-        .map(|t| {
-            t.parse::<jiff::Timestamp>()
-                .map_err(|e| Error::Usage(format!("--time {t:?}: {e}")))
-        })
-        .transpose()?;
-    let mut tags = Vec::new();
-    for t in &args.tag {
-        let (k, v) = t
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("--tag {t:?}: expected K=V")))?;
-        tags.push((k.to_string(), v.to_string()));
-    }
+    let time = parse_time(args.time.as_deref())?;
+    let tags = parse_tags(&args.tag)?;
     let now = jiff::Timestamp::now();
     if let Some(t) = time {
         gallra::lifecycle::gate::check_backup_time(t, now)?;
@@ -150,66 +139,10 @@ pub fn run(config: &Config, json_out: bool, args: BackupArgs) -> anyhow::Result<
             f.target, f.error
         );
     }
-    let total =
-        |f: fn(&Snapshot) -> u64| -> u64 { report.snapshots.iter().map(|s| f(&s.snapshot)).sum() };
     if json_out {
-        print_json(&json!({
-            "snapshots": report.snapshots.iter().map(|s| {
-                let mut v = snapshot_json(&s.id, &s.snapshot);
-                let o = v.as_object_mut().expect("object");
-                o.insert("bytes_read".into(), s.snapshot.bytes_read.into());
-                o.insert("bytes_added".into(), s.snapshot.bytes_added.into());
-                o.insert("bytes_stored".into(), s.snapshot.bytes_stored.into());
-                o.insert("seconds".into(), s.seconds.into());
-                o.insert("warnings".into(), s.snapshot.warnings.clone().into());
-                v
-            }).collect::<Vec<_>>(),
-            "failed": report.failed.iter().map(|f| json!({"tenant": f.tenant, "source": f.source, "error": f.error})).collect::<Vec<_>>(),
-            "shipped": job.ships,
-            "ship_failed": job.ship_failed,
-            "skipped": refused.iter().map(|(t, r)| json!({"tenant": t, "reason": r.why})).collect::<Vec<_>>(),
-            "files": total(|s| s.files),
-            "bytes_read": total(|s| s.bytes_read),
-            "bytes_added": total(|s| s.bytes_added),
-            "bytes_stored": total(|s| s.bytes_stored),
-            "seconds": report.seconds,
-        }))?;
+        print_json_report(&job, &refused)?;
     } else {
-        for s in &report.snapshots {
-            let snap = &s.snapshot;
-            println!(
-                "snapshot {} {}/{}: {} files, {} read, {} new, {} stored, {:.1}s{}",
-                s.id.short(),
-                snap.tenant,
-                snap.source,
-                snap.files,
-                human_bytes(snap.bytes_read),
-                human_bytes(snap.bytes_added),
-                human_bytes(snap.bytes_stored),
-                s.seconds,
-                if snap.warnings.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} warnings", snap.warnings.len())
-                }
-            );
-            for w in &snap.warnings {
-                eprintln!("warning: {}/{}: {}", snap.tenant, snap.source, esc(w));
-            }
-        }
-        println!(
-            "{} snapshots, {} failed; {} files, {} read, {} new after dedup, {} stored after compression; {:.1}s",
-            report.snapshots.len(),
-            report.failed.len(),
-            total(|s| s.files),
-            human_bytes(total(|s| s.bytes_read)),
-            human_bytes(total(|s| s.bytes_added)),
-            human_bytes(total(|s| s.bytes_stored)),
-            report.seconds
-        );
-        for r in &job.ships {
-            print_ship_report(r);
-        }
+        print_report(&job);
     }
     Ok(
         if report.failed.is_empty() && job.ship_failed.is_empty() && !refusal_failed {
@@ -218,4 +151,97 @@ pub fn run(config: &Config, json_out: bool, args: BackupArgs) -> anyhow::Result<
             1
         },
     )
+}
+
+/// `--time`, checked.
+fn parse_time(time: Option<&str>) -> anyhow::Result<Option<jiff::Timestamp>> {
+    let time = time
+        .map(|t| {
+            t.parse::<jiff::Timestamp>()
+                .map_err(|e| Error::Usage(format!("--time {t:?}: {e}")))
+        })
+        .transpose()?;
+    Ok(time)
+}
+
+/// `--tag K=V`, each split at its first `=`.
+fn parse_tags(tag: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut tags = Vec::new();
+    for t in tag {
+        let (k, v) = t
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--tag {t:?}: expected K=V")))?;
+        tags.push((k.to_string(), v.to_string()));
+    }
+    Ok(tags)
+}
+
+/// The `--json` document: each snapshot with its sizes and warnings, the
+/// failures, the ships and the tenants skipped, and the totals.
+fn print_json_report(job: &JobReport, refused: &BTreeMap<String, Refusal>) -> anyhow::Result<()> {
+    let report = &job.backup;
+    let total =
+        |f: fn(&Snapshot) -> u64| -> u64 { report.snapshots.iter().map(|s| f(&s.snapshot)).sum() };
+    print_json(&json!({
+        "snapshots": report.snapshots.iter().map(|s| {
+            let mut v = snapshot_json(&s.id, &s.snapshot);
+            let o = v.as_object_mut().expect("object");
+            o.insert("bytes_read".into(), s.snapshot.bytes_read.into());
+            o.insert("bytes_added".into(), s.snapshot.bytes_added.into());
+            o.insert("bytes_stored".into(), s.snapshot.bytes_stored.into());
+            o.insert("seconds".into(), s.seconds.into());
+            o.insert("warnings".into(), s.snapshot.warnings.clone().into());
+            v
+        }).collect::<Vec<_>>(),
+        "failed": report.failed.iter().map(|f| json!({"tenant": f.tenant, "source": f.source, "error": f.error})).collect::<Vec<_>>(),
+        "shipped": job.ships,
+        "ship_failed": job.ship_failed,
+        "skipped": refused.iter().map(|(t, r)| json!({"tenant": t, "reason": r.why})).collect::<Vec<_>>(),
+        "files": total(|s| s.files),
+        "bytes_read": total(|s| s.bytes_read),
+        "bytes_added": total(|s| s.bytes_added),
+        "bytes_stored": total(|s| s.bytes_stored),
+        "seconds": report.seconds,
+    }))
+}
+
+fn print_report(job: &JobReport) {
+    let report = &job.backup;
+    let total =
+        |f: fn(&Snapshot) -> u64| -> u64 { report.snapshots.iter().map(|s| f(&s.snapshot)).sum() };
+    for s in &report.snapshots {
+        let snap = &s.snapshot;
+        println!(
+            "snapshot {} {}/{}: {} files, {} read, {} new, {} stored, {:.1}s{}",
+            s.id.short(),
+            snap.tenant,
+            snap.source,
+            snap.files,
+            human_bytes(snap.bytes_read),
+            human_bytes(snap.bytes_added),
+            human_bytes(snap.bytes_stored),
+            s.seconds,
+            if snap.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(", {} warnings", snap.warnings.len())
+            }
+        );
+        for w in &snap.warnings {
+            eprintln!("warning: {}/{}: {}", snap.tenant, snap.source, esc(w));
+        }
+    }
+    println!(
+        "{} snapshots, {} failed; {} files, {} read, {} new after dedup, {} stored after compression; {:.1}s",
+        report.snapshots.len(),
+        report.failed.len(),
+        total(|s| s.files),
+        human_bytes(total(|s| s.bytes_read)),
+        human_bytes(total(|s| s.bytes_added)),
+        human_bytes(total(|s| s.bytes_stored)),
+        report.seconds
+    );
+    for r in &job.ships {
+        print_ship_report(r);
+    }
 }
