@@ -56,3 +56,62 @@ pub fn repair_target(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Targets a (primary), b and c, each a folder under `dir`; those in
+    /// `holding` get a repository config object.
+    fn config(dir: &std::path::Path, holding: &[&str]) -> Config {
+        let mut text = format!(
+            "[agent]\nhost = \"h\"\nstate_dir = \"{0}/state\"\n\n[key]\nfile = \"{0}/key\"\n\n",
+            dir.display()
+        );
+        for name in ["a", "b", "c"] {
+            let folder = dir.join(name);
+            std::fs::create_dir_all(&folder).unwrap();
+            if holding.contains(&name) {
+                std::fs::write(folder.join(crate::repo::CONFIG_PATH), b"x").unwrap();
+            }
+            text += &format!(
+                "[[target]]\nname = \"{name}\"\nurl = \"file://{}\"\nprimary = {}\n\n",
+                folder.display(),
+                name == "a"
+            );
+        }
+        Config::parse(&text, &dir.join("agent.toml")).unwrap()
+    }
+
+    #[test]
+    fn the_default_source_is_the_first_other_target_holding_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &["a", "c"]);
+        assert_eq!(repair_source(&config, "a", None).unwrap().name(), "c");
+        assert_eq!(repair_source(&config, "b", None).unwrap().name(), "a");
+    }
+
+    #[test]
+    fn from_names_the_source_but_never_the_target_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &["a"]);
+        assert_eq!(repair_source(&config, "a", Some("b")).unwrap().name(), "b");
+        let e = repair_source(&config, "a", Some("a")).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "--from a: a target cannot be repaired from itself"
+        );
+    }
+
+    #[test]
+    fn no_other_target_holding_the_repository_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &["a"]);
+        let e = repair_source(&config, "a", None).err().unwrap();
+        assert!(matches!(e, Error::Usage(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "no target other than a holds a repository to repair it from"
+        );
+    }
+}
