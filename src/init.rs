@@ -123,3 +123,37 @@ fn created(store: &Store, t: &Target, key_slot: Option<String>) -> Result<Target
         locks_untrustworthy: !conditional && t.locking == Locking::Lease,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gallra init --json` prints these: a field that does not apply is
+    /// absent, never null, as scripts have always read them.
+    #[test]
+    fn each_target_prints_only_the_fields_that_apply_to_it() {
+        let primary = TargetInit {
+            target: "local".into(),
+            created: true,
+            key_slot: Some("0123456789abcdef".into()),
+            conditional_create: Some(false),
+            error: None,
+            locks_untrustworthy: true,
+        };
+        let failed = TargetInit {
+            target: "offsite".into(),
+            created: false,
+            key_slot: None,
+            conditional_create: None,
+            error: Some("target offsite: unreachable".into()),
+            locks_untrustworthy: false,
+        };
+        assert_eq!(
+            serde_json::to_value([primary, failed]).unwrap(),
+            serde_json::json!([
+                {"target": "local", "created": true, "key_slot": "0123456789abcdef", "conditional_create": false},
+                {"target": "offsite", "created": false, "error": "target offsite: unreachable"},
+            ])
+        );
+    }
+}
