@@ -929,9 +929,9 @@ fn backup_tenant(
     let attempt = Timestamp::now();
     let started = Instant::now();
     let repo = Repository::open_target(config, config.primary())?;
-    let report = backup::run(
-        &repo,
+    let job = crate::job::backup_audit_ship(
         config,
+        &repo,
         &BackupOptions {
             tenants: vec![tenant.to_string()],
             sources: vec![source.to_string()],
@@ -941,10 +941,28 @@ fn backup_tenant(
             read_rate,
             ..Default::default()
         },
+        Some(ShipOptions {
+            host: config.agent.host.clone(),
+            cancel,
+            ..Default::default()
+        }),
+        |report, audit_failed| {
+            for (target, e) in audit_failed {
+                tracing::warn!(target_name = %target, "audit record not written: {e}");
+            }
+            if let Some(f) = report.failed.first() {
+                tracing::error!(tenant, source, "backup failed: {}", f.error);
+            }
+            if let Some(s) = report.snapshots.last() {
+                tracing::info!(
+                    tenant, source, snapshot = %s.id.short(), files = s.snapshot.files,
+                    bytes_read = s.snapshot.bytes_read, bytes_added = s.snapshot.bytes_added,
+                    seconds = format!("{:.1}", s.seconds), "snapshot taken"
+                );
+            }
+        },
     )?;
-    for (target, e) in backup::audit_snapshots(config, &repo, &report)? {
-        tracing::warn!(target_name = %target, "audit record not written: {e}");
-    }
+    let report = &job.backup;
     let mut run = BackupRun {
         tenant: tenant.to_string(),
         source: source.to_string(),
@@ -953,7 +971,6 @@ fn backup_tenant(
         ..Default::default()
     };
     if let Some(f) = report.failed.first() {
-        tracing::error!(tenant, source, "backup failed: {}", f.error);
         run.last_error = Some(f.error.clone());
     }
     let mut out = TenantBackup::new(tenant.to_string(), run);
@@ -961,30 +978,11 @@ fn backup_tenant(
     let Some(s) = report.snapshots.last() else {
         return Ok(out);
     };
-    tracing::info!(
-        tenant, source, snapshot = %s.id.short(), files = s.snapshot.files,
-        bytes_read = s.snapshot.bytes_read, bytes_added = s.snapshot.bytes_added,
-        seconds = format!("{:.1}", s.seconds), "snapshot taken"
-    );
     out.run.last_success = Some(attempt.to_string());
     out.run.last_snapshot = Some(s.id.to_hex());
     out.run.bytes_read = s.snapshot.bytes_read;
     out.run.bytes_added = s.snapshot.bytes_added;
-    let secondaries: Vec<&crate::config::Target> = config.secondaries().collect();
-    if secondaries.is_empty() {
-        return Ok(out);
-    }
-    let (reports, failed) = crate::ship::ship_to(
-        config,
-        &secondaries,
-        &ShipOptions {
-            tenants: vec![tenant.to_string()],
-            host: config.agent.host.clone(),
-            cancel,
-            ..Default::default()
-        },
-    )?;
-    for r in &reports {
+    for r in &job.ships {
         out.shipped_bytes += r.copied_bytes;
         out.shipped_objects += r.copied as u64;
         if r.ok() {
@@ -992,7 +990,7 @@ fn backup_tenant(
             out.shipped_to.push(r.target.clone());
         }
     }
-    out.ship_failed = failed;
+    out.ship_failed = job.ship_failed;
     Ok(out)
 }
 

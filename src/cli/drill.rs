@@ -10,7 +10,7 @@ use gallra::drill::{self, DrillResult, ReportFormat, ReportHeader, Selection};
 use gallra::error::Error;
 use gallra::text::{escape_control, human_age, short_hex};
 
-use crate::{human_bytes, print_json};
+use super::output::{human_bytes, print_json};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]

@@ -1,7 +1,7 @@
 //! `contract`, `hold`, `erase`, `inbox`, `lifecycle` and `audit`.
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use serde_json::{Value, json};
@@ -174,7 +174,7 @@ pub fn record(config: &Config, json_out: bool, event: Event) -> anyhow::Result<i
         }
         let (recorded, event) = lc.accept_event(event, "cli", Timestamp::now())?;
         if json_out {
-            crate::print_json(&json!({"event": event, "recorded": recorded}))?;
+            super::output::print_json(&json!({"event": event, "recorded": recorded}))?;
         } else {
             println!(
                 "recorded {} of tenant {} (event {})",
@@ -243,15 +243,23 @@ pub fn hold(config: &Config, json_out: bool, cmd: HoldCommand) -> anyhow::Result
     record(config, json_out, event)
 }
 
-pub fn erase(
-    config: &Config,
-    json_out: bool,
-    tenant: &str,
-    reason: &str,
+#[derive(Args)]
+pub struct EraseArgs {
+    tenant: String,
+    /// Why (recorded in the audit trail)
+    #[arg(long)]
+    reason: String,
+    /// Confirm: erasure cannot be undone
+    #[arg(long)]
     yes: bool,
+    /// Erase snapshots kept under a legal obligation too
+    #[arg(long)]
     include_legal: bool,
-) -> anyhow::Result<i32> {
-    if !yes {
+}
+
+pub fn erase(config: &Config, json_out: bool, args: EraseArgs) -> anyhow::Result<i32> {
+    let tenant = args.tenant.as_str();
+    if !args.yes {
         anyhow::bail!(Error::Usage(format!(
             "erase deletes every copy of tenant {tenant}'s data on every target and destroys its key; nothing can bring it back. Add --yes to do it"
         )));
@@ -285,8 +293,8 @@ pub fn erase(
             anyhow::bail!(Error::Refused(format!("tenant {tenant}: {why}")));
         }
         let mut event = new_event(EventType::ErasureRequested, tenant);
-        event.reason = Some(reason.to_string());
-        event.include_legal = include_legal;
+        event.reason = Some(args.reason.clone());
+        event.include_legal = args.include_legal;
         lc.accept(event, "cli", Timestamp::now())?;
         let report = lc.apply(Timestamp::now(), false, Some(tenant))?;
         print_apply(config, json_out, &report)
@@ -298,7 +306,7 @@ pub fn inbox(config: &Config, json_out: bool, _cmd: InboxCommand) -> anyhow::Res
         let items = lc.process_inbox(Timestamp::now())?;
         let failed = items.iter().any(|i| i.outcome == "failed");
         if json_out {
-            crate::print_json(&serde_json::to_value(&items)?)?;
+            super::output::print_json(&serde_json::to_value(&items)?)?;
         } else if items.is_empty() {
             println!(
                 "inbox {}: no events waiting",
@@ -338,7 +346,7 @@ pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyh
             with(config, |lc| {
                 let (plan, world) = lc.plan(now)?;
                 if json_out {
-                    crate::print_json(&serde_json::to_value(&plan.due)?)?;
+                    super::output::print_json(&serde_json::to_value(&plan.due)?)?;
                 } else {
                     print_plan(config, &plan, at.as_deref(), &world.failures);
                 }
@@ -424,7 +432,7 @@ fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failur
 
 fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow::Result<i32> {
     if json_out {
-        crate::print_json(&serde_json::to_value(report)?)?;
+        super::output::print_json(&serde_json::to_value(report)?)?;
     } else {
         if report.dry_run {
             println!("dry run: nothing is deleted");
@@ -441,12 +449,12 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
                     r.target,
                     r.snapshots_deleted,
                     r.objects_deleted,
-                    crate::human_bytes(r.bytes_deleted),
+                    super::output::human_bytes(r.bytes_deleted),
                     if r.objects_written > 0 {
                         format!(
                             ", {} objects / {} written (new index, repacked packs, or shipped from the primary)",
                             r.objects_written,
-                            crate::human_bytes(r.bytes_written)
+                            super::output::human_bytes(r.bytes_written)
                         )
                     } else {
                         String::new()
@@ -514,7 +522,7 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                 .filter(|r| tenant.is_none() || r.tenant == tenant)
                 .collect();
             if json_out {
-                crate::print_json(&serde_json::to_value(&records)?)?;
+                super::output::print_json(&serde_json::to_value(&records)?)?;
             } else {
                 println!(
                     "{:>5}  {:<21} {:<20} {:<16} {:>9}  targets",
@@ -534,7 +542,7 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                                 "{} {} objects/{}",
                                 t.target,
                                 t.objects,
-                                crate::human_bytes(t.bytes)
+                                super::output::human_bytes(t.bytes)
                             ))
                             .collect::<Vec<_>>()
                             .join(", ")
@@ -548,7 +556,7 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
             let refs: Vec<&Repository> = opened.repos.iter().collect();
             let report = log.verify(&refs)?;
             if json_out {
-                crate::print_json(&serde_json::to_value(&report)?)?;
+                super::output::print_json(&serde_json::to_value(&report)?)?;
             } else {
                 println!("{}: {} records", log.path().display(), report.local_records);
                 for t in &report.targets {
@@ -599,7 +607,7 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                     "records": records,
                     "key_destroyed": destroyed,
                 });
-                crate::print_json(&v)?;
+                super::output::print_json(&v)?;
             } else {
                 print!("{}", gallra::audit::export_markdown(&records, &tenant));
             }

@@ -1,0 +1,79 @@
+//! Printing shared by the commands: `--json`, times, sizes, errors on one
+//! line, snapshots and ship reports.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::io::Write;
+
+use gallra::format::Id;
+use gallra::format::snapshot::Snapshot;
+use gallra::ship::ShipReport;
+pub use gallra::text::{escape_control as esc, human_bytes};
+
+/// Prints one JSON document on stdout. It goes through a `Value`, whose
+/// objects are sorted maps: the keys come out in alphabetical order
+/// whatever the report's field order, as scripts have always read them.
+pub fn print_json(report: &impl Serialize) -> anyhow::Result<()> {
+    let v = serde_json::to_value(report)?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Unix time as RFC 3339 (UTC); empty when out of range.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    jiff::Timestamp::new(secs, nanos as i32)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// The error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
+    json!({
+        "id": id.to_hex(),
+        "tenant": s.tenant,
+        "source": s.source,
+        "category": s.category,
+        "time": rfc3339(s.time_secs, s.time_nanos),
+        "host": s.host,
+        "files": s.files,
+        "bytes": s.bytes,
+        "tags": s.tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "paths": s.paths,
+        "parent": s.parent.map(|p| p.to_hex()),
+    })
+}
+
+pub fn print_ship_report(r: &ShipReport) {
+    let snapshots: usize = r.tenants.iter().map(|t| t.snapshots_copied).sum();
+    let present: usize = r.tenants.iter().map(|t| t.present).sum();
+    println!(
+        "shipped {} → {}: {} objects ({}, {} snapshots) copied{}, {} already there; {:.1}s, {} requests, {} retries",
+        r.from,
+        r.target,
+        r.copied + r.repository_objects,
+        human_bytes(r.copied_bytes),
+        snapshots,
+        if r.verified > 0 {
+            format!(" and {} verified", r.verified)
+        } else {
+            String::new()
+        },
+        present,
+        r.seconds,
+        r.store.requests,
+        r.store.retries
+    );
+}

@@ -1,0 +1,50 @@
+//! `gallra repair-target`.
+
+use clap::Args;
+
+use gallra::config::Config;
+use gallra::ship::ShipOptions;
+
+use super::output::{print_json, print_ship_report};
+
+#[derive(Args)]
+pub struct RepairTargetArgs {
+    /// The target to rebuild
+    name: String,
+    /// Copy from this target (default: the first other target that has the repository)
+    #[arg(long, value_name = "NAME")]
+    from: Option<String>,
+    /// Read every copied object back and check its hash
+    #[arg(long)]
+    verify: bool,
+}
+
+pub fn run(config: &Config, json_out: bool, args: RepairTargetArgs) -> anyhow::Result<i32> {
+    let name = &args.name;
+    let report = gallra::repair::repair_target(
+        config,
+        name,
+        args.from.as_deref(),
+        ShipOptions {
+            verify: args.verify,
+            progress: !json_out,
+            host: config.agent.host.clone(),
+            ..Default::default()
+        },
+    )?;
+    for r in &report.rejected {
+        eprintln!("error: repair of target {name}: {}", r.error);
+    }
+    for f in &report.failed {
+        eprintln!(
+            "error: repair of target {name}: tenant {}: {}",
+            f.tenant, f.error
+        );
+    }
+    if json_out {
+        print_json(&report)?;
+    } else {
+        print_ship_report(&report);
+    }
+    Ok(if report.ok() { 0 } else { 1 })
+}

@@ -1,0 +1,73 @@
+//! `gallra restore`.
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+
+use gallra::config::Config;
+use gallra::restore::{self, OpenSnapshot, RestoreOptions};
+
+use super::TargetArg;
+use super::output::{esc, human_bytes, print_json};
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    snapshot: String,
+    /// Directory to restore into
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Restore only this path of the snapshot
+    #[arg(long, value_name = "P")]
+    path: Option<String>,
+    /// Check every restored file against its recorded SHA-256
+    #[arg(long)]
+    verify: bool,
+    #[command(flatten)]
+    target: TargetArg,
+}
+
+pub fn run(config: &Config, json_out: bool, args: RestoreArgs) -> anyhow::Result<i32> {
+    let repo = args.target.open(config)?;
+    let snap = OpenSnapshot::open(&repo, &args.snapshot)?;
+    let verify = args.verify;
+    let report = restore::restore(
+        &snap,
+        &RestoreOptions {
+            to: args.to.clone(),
+            path: args.path,
+            verify,
+        },
+    )
+    .with_context(|| format!("restore of snapshot {}", snap.id.short()))?;
+    for e in &report.errors {
+        eprintln!("error: {}", esc(&e.to_string()));
+    }
+    if json_out {
+        print_json(&json!({
+            "snapshot": snap.id.to_hex(), "files": report.files, "dirs": report.dirs,
+            "symlinks": report.symlinks, "bytes": report.bytes, "verified": report.verified,
+            "errors": report.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            "seconds": report.seconds,
+        }))?;
+    } else {
+        println!(
+            "restored snapshot {} ({}/{}) to {}: {} files, {} dirs, {} symlinks, {}{}; {:.1}s",
+            snap.id.short(),
+            snap.snapshot.tenant,
+            snap.snapshot.source,
+            args.to.display(),
+            report.files,
+            report.dirs,
+            report.symlinks,
+            human_bytes(report.bytes),
+            if verify {
+                format!(", {} verified", report.verified)
+            } else {
+                String::new()
+            },
+            report.seconds
+        );
+    }
+    Ok(if report.errors.is_empty() { 0 } else { 1 })
+}

@@ -1,0 +1,159 @@
+//! `gallra init`: the repository on the primary, then the same repository
+//! on every secondary by shipping it there, which proves each secondary's
+//! settings at once.
+
+use serde::Serialize;
+
+use crate::config::{Config, Locking, Target};
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::ship::{self, ShipOptions};
+use crate::store::Store;
+
+/// What init did on each target, the primary first.
+#[derive(Debug, Default)]
+pub struct InitReport {
+    pub targets: Vec<TargetInit>,
+}
+
+impl InitReport {
+    /// Every target was initialised.
+    pub fn ok(&self) -> bool {
+        self.targets.iter().all(|t| t.created)
+    }
+}
+
+/// One target's outcome; `--json` prints these as they are.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInit {
+    pub target: String,
+    /// The repository is on it now; when not, `error` says why.
+    pub created: bool,
+    /// The key slot the repository was created with (primary only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_slot: Option<String>,
+    /// Whether a second create of one object fails there, as lease locks
+    /// need; absent when the target was not initialised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conditional_create: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// It takes lease locks but does not honour conditional create: its
+    /// locks cannot be trusted and lifecycle deletes there are refused.
+    #[serde(skip)]
+    pub locks_untrustworthy: bool,
+}
+
+fn holds_repository(t: &Target) -> Result<Option<u64>> {
+    Store::open(t, false).and_then(|s| s.size_of(crate::repo::CONFIG_PATH))
+}
+
+/// Creates the repository on the primary with a key slot from `[key]`,
+/// then ships it to each secondary. A secondary that cannot be reached is
+/// reported and the others are still tried; refusing to start at all is
+/// an error.
+pub fn init_targets(config: &Config) -> Result<InitReport> {
+    // A second init is harmless, and says so; it must not send the
+    // operator to rebuild a healthy primary.
+    let primary = config.primary();
+    if holds_repository(primary).is_ok_and(|held| held.is_some()) {
+        return Err(Error::Usage(format!(
+            "target {} already holds this server's repository: nothing to initialise (`gallra check` tells whether it is healthy; `gallra repair-target NAME` fills a secondary that lacks it)",
+            primary.name
+        )));
+    }
+    // A secondary that already holds a repository means the primary
+    // was lost: a new repository there could never ship to it.
+    for t in config.secondaries() {
+        let held = holds_repository(t).unwrap_or(None);
+        if held.is_some() {
+            return Err(Error::Usage(format!(
+                "target {} already holds a repository; to rebuild the primary from it run `gallra repair-target {}` (init would start a second, different repository)",
+                t.name,
+                config.primary().name
+            )));
+        }
+    }
+    let t = config.primary();
+    let store = Store::open(t, true)?;
+    let repo = Repository::init(store.clone(), &config.key, config.repository.chunker)?;
+    let mut report = InitReport::default();
+    report
+        .targets
+        .push(created(&store, t, Some(repo.slot_in_use.clone()))?);
+    // Secondaries receive the same repository (config and key slots)
+    // by shipping.
+    for t in config.secondaries() {
+        let outcome = Store::open(t, true).and_then(|dst| {
+            ship::ship(
+                &repo,
+                &dst,
+                &ShipOptions {
+                    host: config.agent.host.clone(),
+                    initialise: true,
+                    ..Default::default()
+                },
+            )?;
+            Ok(dst)
+        });
+        match outcome {
+            Ok(dst) => report.targets.push(created(&dst, t, None)?),
+            Err(e) => report.targets.push(TargetInit {
+                target: t.name.clone(),
+                created: false,
+                key_slot: None,
+                conditional_create: None,
+                error: Some(e.to_string()),
+                locks_untrustworthy: false,
+            }),
+        }
+    }
+    Ok(report)
+}
+
+/// A target just initialised, with its conditional-create probe.
+fn created(store: &Store, t: &Target, key_slot: Option<String>) -> Result<TargetInit> {
+    let conditional = store.honours_conditional_create()?;
+    Ok(TargetInit {
+        target: t.name.clone(),
+        created: true,
+        key_slot,
+        conditional_create: Some(conditional),
+        error: None,
+        locks_untrustworthy: !conditional && t.locking == Locking::Lease,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gallra init --json` prints these: a field that does not apply is
+    /// absent, never null, as scripts have always read them.
+    #[test]
+    fn each_target_prints_only_the_fields_that_apply_to_it() {
+        let primary = TargetInit {
+            target: "local".into(),
+            created: true,
+            key_slot: Some("0123456789abcdef".into()),
+            conditional_create: Some(false),
+            error: None,
+            locks_untrustworthy: true,
+        };
+        let failed = TargetInit {
+            target: "offsite".into(),
+            created: false,
+            key_slot: None,
+            conditional_create: None,
+            error: Some("target offsite: unreachable".into()),
+            locks_untrustworthy: false,
+        };
+        assert_eq!(
+            serde_json::to_value([primary, failed]).unwrap(),
+            serde_json::json!([
+                {"target": "local", "created": true, "key_slot": "0123456789abcdef", "conditional_create": false},
+                {"target": "offsite", "created": false, "error": "target offsite: unreachable"},
+            ])
+        );
+    }
+}
