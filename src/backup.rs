@@ -9,7 +9,7 @@
 
 use crate::lock::{self, Holder, LockKind, TenantLock};
 use globset::{GlobSet, GlobSetBuilder};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rustix::fd::OwnedFd;
 use rustix::fs::{FileType, Mode, OFlags};
 use sha2::{Digest, Sha256};
@@ -952,22 +952,6 @@ fn read_files(pipe: &Pipeline<'_>, jobs: &[ReadJob]) -> Vec<Option<FileResult>> 
     crate::parallel::largest_first(jobs, |j| j.size, |j| read_file(pipe, j))
 }
 
-pub(crate) fn progress_bar(enabled: bool, label: String, total: u64) -> ProgressBar {
-    if !enabled || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(label);
-    bar
-}
-
 fn snapshot_job(
     repo: &Repository,
     config: &Config,
@@ -1034,11 +1018,10 @@ fn snapshot_job(
             let jobs = std::mem::take(&mut walker.jobs);
             tracing::debug!(files = jobs.len(), elapsed = ?started.elapsed(), "walked");
             let total: u64 = jobs.iter().map(|j| j.size).sum();
-            pipe.progress = progress_bar(
-                opts.progress,
-                format!("{}/{}", job.tenant, job.source.name),
-                total,
-            );
+            if opts.progress {
+                let label = format!("{}/{}", job.tenant, job.source.name);
+                pipe.progress = crate::progress::bytes_bar(label, total);
+            }
             let mut results = read_files(&pipe, &jobs);
             pipe.progress.finish_and_clear();
             tracing::debug!(elapsed = ?started.elapsed(), "files read");

@@ -22,6 +22,7 @@ pub mod lock;
 pub mod metrics;
 pub mod pace;
 pub mod parallel;
+pub mod progress;
 pub mod quickstart;
 pub mod repo;
 pub mod restore;
