@@ -1660,6 +1660,54 @@ mod tests {
         assert!(verdict(&[]).contains("No snapshot was drilled."));
     }
 
+    /// Three drills (passed, failed, and a tenant with nothing to drill)
+    /// with an audit record for the first only.
+    fn pinned_report(format: ReportFormat) -> String {
+        let mut pass = passing();
+        pass.tenant = "<b>|x".into();
+        pass.taken = Some("2026-03-01T10:00:00Z".into());
+        pass.expected_files = 3;
+        pass.expected_bytes = 4096;
+        pass.mb_per_s = 3.276_8;
+        let absent = DrillResult::failed(
+            "gamma",
+            "offsite",
+            Problem::of_snapshot("tenant gamma has no snapshot on target offsite".into()),
+        );
+        let results = [pass, failing(), absent];
+        let record = Record {
+            seq: 1,
+            time: "2026-03-01T12:00:01Z".into(),
+            host: "web01".into(),
+            action: Action::Drill,
+            tenant: Some("<b>|x".into()),
+            snapshots: vec![],
+            targets: vec![],
+            rule: None,
+            legal_basis: None,
+            reason: None,
+            event: None,
+            detail: None,
+            prev_hash: "0".repeat(64),
+            hash: "00112233445566778899aabbccddeeff".repeat(2),
+        };
+        let records = [Some(record), None];
+        // A fixed offset, so that no time zone database is needed.
+        let tz = TimeZone::fixed(jiff::tz::offset(1));
+        let text = report(&results, &head(&records, &tz), format);
+        text.replace(env!("CARGO_PKG_VERSION"), "VERSION")
+    }
+
+    /// The reports, byte for byte: the Markdown and HTML renderers must say
+    /// the same thing in the same words, and change only on purpose.
+    #[test]
+    fn report_renders_exactly_the_pinned_markdown_and_html() {
+        let md = pinned_report(ReportFormat::Markdown);
+        assert_eq!(md, include_str!("drill/pinned_report.md"), "{md}");
+        let html = pinned_report(ReportFormat::Html);
+        assert_eq!(html, include_str!("drill/pinned_report.html"), "{html}");
+    }
+
     #[test]
     fn report_format_follows_the_extension() {
         let of = |p: &str| ReportFormat::for_path(Path::new(p));
