@@ -3,9 +3,11 @@
 
 use std::io::{self, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::pipeline::{Pipeline, SinkError};
+use crate::cancel::Cancel;
 use crate::format::tree::{Node, NodeKind};
 
 /// Whether a variable of gallra's environment is one a command source must
@@ -41,7 +43,8 @@ fn end_process_group(pgid: i32, child: &mut std::process::Child) {
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
 
-/// Runs a command source, streaming its stdout into the repository.
+/// Runs a command source, streaming its stdout into the repository; returns
+/// the node of the file it becomes.
 ///
 /// The command runs in a process group of its own, so that a stop of gallra
 /// ends the whole pipeline a `sh -c` may start (a watcher ends the group
@@ -54,7 +57,70 @@ pub(super) fn run_command(
     stdout_file: &str,
     time: jiff::Timestamp,
     key: &crate::crypto::KeySource,
-) -> std::result::Result<(Node, u64), String> {
+) -> std::result::Result<Node, String> {
+    let mut child = command(argv, key)
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", argv[0]))?;
+    let pgid = child.id() as i32;
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let watcher = CancelWatcher::start(pgid, pipe.cancel.clone());
+    let stdout = child.stdout.take().expect("piped");
+    let stored = pipe.store_stream(stdout);
+    if stored.is_err() {
+        // Whatever stopped the read (a cancel, a full packer queue), the
+        // command must not run on without a reader.
+        end_process_group(pgid, &mut child);
+    }
+    let status = child.wait().map_err(|e| e.to_string());
+    watcher.stop();
+    // Children of the command that outlive it (a backgrounded helper) are
+    // not left behind holding its pipes.
+    // SAFETY: as in end_process_group; ESRCH when the group is empty.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let status = status?;
+    let err_text = stderr_thread.join().unwrap_or_default();
+    let (content, sha256, size) = match stored {
+        Ok(v) => v,
+        Err(SinkError::Io(e)) => return Err(format!("reading the command's output: {e}")),
+        Err(SinkError::PackerGone) => return Err("packer stopped".into()),
+        Err(SinkError::Cancelled) => return Err("stopped: the agent is shutting down".into()),
+    };
+    if !status.success() {
+        return Err(failure_message(&argv[0], status, &err_text));
+    }
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    Ok(Node {
+        name: stdout_file.as_bytes().to_vec(),
+        kind: NodeKind::File,
+        mode: 0o600,
+        uid,
+        gid,
+        mtime_secs: time.as_second(),
+        mtime_nanos: time.subsec_nanosecond() as u32,
+        ctime_secs: time.as_second(),
+        ctime_nanos: time.subsec_nanosecond() as u32,
+        dev: 0,
+        ino: 0,
+        nlink: 1,
+        size,
+        content,
+        sha256: Some(sha256),
+        subtree: None,
+        link_target: vec![],
+        changed_while_read: false,
+    })
+}
+
+/// The command of `argv`, not yet started: stdin empty, stdout and stderr
+/// piped, a process group of its own, gallra's secrets taken out of its
+/// environment, and killed when gallra dies.
+fn command(argv: &[String], key: &crate::crypto::KeySource) -> std::process::Command {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let mut cmd = Command::new(&argv[0]);
@@ -86,111 +152,76 @@ pub(super) fn run_command(
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", argv[0]))?;
-    let pgid = child.id() as i32;
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_thread = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    // A cancelled backup must not wait for a silent command: this watcher
-    // ends the group, which closes stdout and so ends the read below.
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let done = done.clone();
-        let cancel = pipe.cancel.clone();
-        std::thread::spawn(move || {
-            let step = std::time::Duration::from_millis(100);
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if cancel.is_cancelled() {
-                    // SAFETY: as in end_process_group.
-                    unsafe { libc::kill(-pgid, libc::SIGTERM) };
-                    // A command that ignores SIGTERM (`trap '' TERM`) gets
-                    // SIGKILL after the grace period (the group id stays the
-                    // command's while it or any member of its group lives).
-                    let deadline = Instant::now() + COMMAND_TERM_GRACE;
-                    while Instant::now() < deadline {
-                        if done.load(std::sync::atomic::Ordering::Relaxed) {
-                            return;
+    cmd
+}
+
+/// A cancelled backup must not wait for a silent command: this watcher
+/// ends the command's process group when the backup is cancelled, which
+/// closes stdout and so ends the read.
+struct CancelWatcher {
+    /// Set once the command has exited.
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl CancelWatcher {
+    fn start(pgid: i32, cancel: Cancel) -> CancelWatcher {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let step = std::time::Duration::from_millis(100);
+                while !done.load(Ordering::Relaxed) {
+                    if cancel.is_cancelled() {
+                        // SAFETY: as in end_process_group.
+                        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+                        // A command that ignores SIGTERM (`trap '' TERM`) gets
+                        // SIGKILL after the grace period (the group id stays the
+                        // command's while it or any member of its group lives).
+                        let deadline = Instant::now() + COMMAND_TERM_GRACE;
+                        while Instant::now() < deadline {
+                            if done.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            std::thread::sleep(step);
                         }
-                        std::thread::sleep(step);
+                        // SAFETY: as above.
+                        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                        return;
                     }
-                    // SAFETY: as above.
-                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                    return;
+                    std::thread::sleep(step);
                 }
-                std::thread::sleep(step);
-            }
-        })
-    };
-    let stdout = child.stdout.take().expect("piped");
-    let stored = pipe.store_stream(stdout);
-    if stored.is_err() {
-        // Whatever stopped the read (a cancel, a full packer queue), the
-        // command must not run on without a reader.
-        end_process_group(pgid, &mut child);
+            })
+        };
+        CancelWatcher { done, thread }
     }
-    let status = child.wait().map_err(|e| e.to_string());
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = watcher.join();
-    // Children of the command that outlive it (a backgrounded helper) are
-    // not left behind holding its pipes.
-    // SAFETY: as in end_process_group; ESRCH when the group is empty.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    let status = status?;
-    let err_text = stderr_thread.join().unwrap_or_default();
-    let (content, sha256, size) = match stored {
-        Ok(v) => v,
-        Err(SinkError::Io(e)) => return Err(format!("reading the command's output: {e}")),
-        Err(SinkError::PackerGone) => return Err("packer stopped".into()),
-        Err(SinkError::Cancelled) => return Err("stopped: the agent is shutting down".into()),
-    };
-    if !status.success() {
-        let text = String::from_utf8_lossy(&err_text);
-        let tail: String = text
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or("")
-            .chars()
-            .take(300)
-            .collect();
-        return Err(format!(
-            "command {:?} failed ({status}){}; no snapshot written",
-            argv[0],
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!(": {tail}")
-            }
-        ));
+
+    /// Called once the command has exited.
+    fn stop(self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
     }
-    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    Ok((
-        Node {
-            name: stdout_file.as_bytes().to_vec(),
-            kind: NodeKind::File,
-            mode: 0o600,
-            uid,
-            gid,
-            mtime_secs: time.as_second(),
-            mtime_nanos: time.subsec_nanosecond() as u32,
-            ctime_secs: time.as_second(),
-            ctime_nanos: time.subsec_nanosecond() as u32,
-            dev: 0,
-            ino: 0,
-            nlink: 1,
-            size,
-            content,
-            sha256: Some(sha256),
-            subtree: None,
-            link_target: vec![],
-            changed_while_read: false,
-        },
-        size,
-    ))
+}
+
+/// Why a command that exited with `status` failed, with the last line of
+/// its stderr (cut to 300 characters).
+fn failure_message(program: &str, status: std::process::ExitStatus, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let tail: String = text
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect();
+    format!(
+        "command {:?} failed ({status}){}; no snapshot written",
+        program,
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!(": {tail}")
+        }
+    )
 }

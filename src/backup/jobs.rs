@@ -1,6 +1,7 @@
 //! What a backup run is asked to do and what it comes to: its options, the
 //! jobs planned from the configured sources, and its report.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -61,9 +62,9 @@ pub struct Job<'a> {
     pub paths: Vec<PathBuf>,
 }
 
-/// Expands `{tenant}` patterns into one job per (tenant, source). A folder
-/// whose name is not a usable tenant name is a failure, not silently skipped;
-/// `lost+found` and hidden folders are no customer's and are passed over.
+/// One job per (tenant, source), a source's `{tenant}` patterns expanded
+/// over the folders they match; only of the tenants in `only`, if any.
+/// Returns the jobs, sorted by tenant and source, and what failed to expand.
 pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<Failure>) {
     let mut jobs: Vec<Job<'a>> = Vec::new();
     let mut failed = Vec::new();
@@ -80,66 +81,9 @@ pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<
                 paths: paths.iter().map(PathBuf::from).collect(),
             }),
             (SourceKind::Paths(patterns), None) => {
-                let mut by_tenant: std::collections::BTreeMap<String, Vec<PathBuf>> =
-                    Default::default();
+                let mut by_tenant = BTreeMap::new();
                 for pattern in patterns {
-                    let (prefix, suffix) = pattern.split_once("{tenant}").expect("validated");
-                    let suffix = suffix.trim_start_matches('/');
-                    let entries = match std::fs::read_dir(prefix) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            failed.push(Failure {
-                                tenant: "*".into(),
-                                source: source.name.clone(),
-                                error: format!("cannot list {prefix}: {e}"),
-                            });
-                            continue;
-                        }
-                    };
-                    for entry in entries.flatten() {
-                        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                            continue;
-                        }
-                        let name = entry.file_name();
-                        // NFC, so that a folder named in NFD (as a Mac
-                        // copies `å`) is the same tenant, not a second one.
-                        let Some(tenant) = name
-                            .to_str()
-                            .map(|n| crate::tenant_name::nfc(n).into_owned())
-                        else {
-                            failed.push(Failure {
-                                tenant: name.to_string_lossy().into_owned(),
-                                source: source.name.clone(),
-                                error: "folder name is not UTF-8, so it cannot name a tenant"
-                                    .into(),
-                            });
-                            continue;
-                        };
-                        if crate::tenant_name::is_system_folder(&tenant) {
-                            tracing::info!(
-                                "source {}: {} is a system folder, not a tenant; skipped",
-                                source.name,
-                                entry.path().display()
-                            );
-                            continue;
-                        }
-                        if let Err(m) = validate_tenant(&tenant) {
-                            failed.push(Failure {
-                                tenant: tenant.clone(),
-                                source: source.name.clone(),
-                                error: m,
-                            });
-                            continue;
-                        }
-                        let path = if suffix.is_empty() {
-                            entry.path()
-                        } else {
-                            entry.path().join(suffix)
-                        };
-                        if path.exists() {
-                            by_tenant.entry(tenant).or_default().push(path);
-                        }
-                    }
+                    expand_pattern(source, pattern, &mut by_tenant, &mut failed);
                 }
                 for (tenant, paths) in by_tenant {
                     jobs.push(Job {
@@ -158,4 +102,100 @@ pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<
     }
     jobs.sort_by(|a, b| (&a.tenant, &a.source.name).cmp(&(&b.tenant, &b.source.name)));
     (jobs, failed)
+}
+
+/// The jobs of a run: those of `opts`' tenants and sources, and a failure
+/// for each tenant named that no source backs up.
+pub(super) fn plan_run<'a>(
+    config: &'a Config,
+    opts: &BackupOptions,
+) -> (Vec<Job<'a>>, Vec<Failure>) {
+    let (mut jobs, mut failed) = plan_jobs(config, &opts.tenants);
+    if !opts.sources.is_empty() {
+        jobs.retain(|j| opts.sources.contains(&j.source.name));
+        failed.retain(|f| opts.sources.contains(&f.source));
+    }
+    for t in &opts.tenants {
+        if !config
+            .sources
+            .iter()
+            .any(|s| s.tenant.as_deref() == Some(t))
+            && !jobs.iter().any(|j| &j.tenant == t)
+        {
+            failed.push(Failure {
+                tenant: t.clone(),
+                source: "*".into(),
+                error: "no source of this tenant was found".into(),
+            });
+        }
+    }
+    (jobs, failed)
+}
+
+/// Adds each folder that `pattern`'s `{tenant}` matches to the paths of
+/// its tenant. A folder whose name is not a usable tenant name is a
+/// failure, not silently skipped; `lost+found` and hidden folders are no
+/// customer's and are passed over.
+fn expand_pattern(
+    source: &Source,
+    pattern: &str,
+    by_tenant: &mut BTreeMap<String, Vec<PathBuf>>,
+    failed: &mut Vec<Failure>,
+) {
+    let (prefix, suffix) = pattern.split_once("{tenant}").expect("validated");
+    let suffix = suffix.trim_start_matches('/');
+    let entries = match std::fs::read_dir(prefix) {
+        Ok(e) => e,
+        Err(e) => {
+            failed.push(Failure {
+                tenant: "*".into(),
+                source: source.name.clone(),
+                error: format!("cannot list {prefix}: {e}"),
+            });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        // NFC, so that a folder named in NFD (as a Mac copies `å`) is the
+        // same tenant, not a second one.
+        let Some(tenant) = name
+            .to_str()
+            .map(|n| crate::tenant_name::nfc(n).into_owned())
+        else {
+            failed.push(Failure {
+                tenant: name.to_string_lossy().into_owned(),
+                source: source.name.clone(),
+                error: "folder name is not UTF-8, so it cannot name a tenant".into(),
+            });
+            continue;
+        };
+        if crate::tenant_name::is_system_folder(&tenant) {
+            tracing::info!(
+                "source {}: {} is a system folder, not a tenant; skipped",
+                source.name,
+                entry.path().display()
+            );
+            continue;
+        }
+        if let Err(m) = validate_tenant(&tenant) {
+            failed.push(Failure {
+                tenant: tenant.clone(),
+                source: source.name.clone(),
+                error: m,
+            });
+            continue;
+        }
+        let path = if suffix.is_empty() {
+            entry.path()
+        } else {
+            entry.path().join(suffix)
+        };
+        if path.exists() {
+            by_tenant.entry(tenant).or_default().push(path);
+        }
+    }
 }

@@ -45,28 +45,32 @@ struct TenantState {
     snaps: Vec<(Id, Snapshot)>,
 }
 
+impl TenantState {
+    /// Locks the tenant (creating it if new), then reads its index and
+    /// snapshots.
+    fn load(repo: &Repository, config: &Config, name: &str) -> Result<TenantState> {
+        let holder = Holder {
+            host: config.agent.host.clone(),
+            command: "backup".into(),
+        };
+        let lock = lock::acquire(&repo.store, name, LockKind::Shared, &holder)?;
+        let tenant = repo.tenant(name, true)?;
+        let index = repo.load_index(&tenant)?;
+        let snaps = repo.snapshots(&tenant)?;
+        Ok(TenantState {
+            name: name.to_string(),
+            lock,
+            tenant,
+            index,
+            snaps,
+        })
+    }
+}
+
 /// Runs every job; a failing job is reported and the others go on.
 pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<BackupReport> {
     let started = Instant::now();
-    let (mut jobs, mut failed) = plan_jobs(config, &opts.tenants);
-    if !opts.sources.is_empty() {
-        jobs.retain(|j| opts.sources.contains(&j.source.name));
-        failed.retain(|f| opts.sources.contains(&f.source));
-    }
-    for t in &opts.tenants {
-        if !config
-            .sources
-            .iter()
-            .any(|s| s.tenant.as_deref() == Some(t))
-            && !jobs.iter().any(|j| &j.tenant == t)
-        {
-            failed.push(Failure {
-                tenant: t.clone(),
-                source: "*".into(),
-                error: "no source of this tenant was found".into(),
-            });
-        }
-    }
+    let (jobs, mut failed) = jobs::plan_run(config, opts);
     let mut report = BackupReport::default();
     let mut current: Option<TenantState> = None;
     for job in &jobs {
@@ -87,24 +91,7 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
         if current.as_ref().is_none_or(|c| c.name != job.tenant) {
             // Release the previous tenant's lock before taking the next.
             drop(current.take());
-            let holder = Holder {
-                host: config.agent.host.clone(),
-                command: "backup".into(),
-            };
-            let loaded = lock::acquire(&repo.store, &job.tenant, LockKind::Shared, &holder)
-                .and_then(|lock| {
-                    let tenant = repo.tenant(&job.tenant, true)?;
-                    let index = repo.load_index(&tenant)?;
-                    let snaps = repo.snapshots(&tenant)?;
-                    Ok(TenantState {
-                        name: job.tenant.clone(),
-                        lock,
-                        tenant,
-                        index,
-                        snaps,
-                    })
-                });
-            match loaded {
+            match TenantState::load(repo, config, &job.tenant) {
                 Ok(c) => current = Some(c),
                 Err(e) => {
                     current = None;

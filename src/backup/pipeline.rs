@@ -46,9 +46,17 @@ impl From<io::Error> for SinkError {
     }
 }
 
+/// A worker thread's chunker and zstd context, and the settings they were
+/// made for (a thread may serve another snapshot's settings next).
+struct Worker {
+    params: ChunkerParams,
+    compression: i32,
+    chunker: Chunker,
+    compressor: zstd::bulk::Compressor<'static>,
+}
+
 thread_local! {
-    static WORKER: RefCell<Option<(ChunkerParams, i32, Chunker, zstd::bulk::Compressor<'static>)>> =
-        const { RefCell::new(None) };
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
 }
 
 impl Pipeline<'_> {
@@ -95,18 +103,22 @@ impl Pipeline<'_> {
             let mut slot = cell.borrow_mut();
             if slot
                 .as_ref()
-                .is_none_or(|w| w.0 != self.params || w.1 != self.compression)
+                .is_none_or(|w| w.params != self.params || w.compression != self.compression)
             {
                 let compressor = zstd::bulk::Compressor::new(self.compression)
                     .map_err(|e| SinkError::Io(io::Error::other(e)))?;
-                *slot = Some((
-                    self.params,
-                    self.compression,
-                    Chunker::new(self.params),
+                *slot = Some(Worker {
+                    params: self.params,
+                    compression: self.compression,
+                    chunker: Chunker::new(self.params),
                     compressor,
-                ));
+                });
             }
-            let (_, _, chunker, compressor) = slot.as_mut().expect("set above");
+            let Worker {
+                chunker,
+                compressor,
+                ..
+            } = slot.as_mut().expect("set above");
             f(chunker, compressor)
         })
     }

@@ -45,47 +45,13 @@ fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
     if pipe.cancel.is_cancelled() {
         return None;
     }
-    beneath::race_hook(&job.path);
-    let rel = job.path.strip_prefix(&job.root.path).unwrap_or(&job.path);
-    // O_NONBLOCK: a FIFO swapped in for the file must not stall the backup
-    // (it has no effect on reading a regular file).
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
-    let open = beneath::open_beneath(&job.root.fd, rel, flags, Mode::empty());
-    let file = match open {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            pipe.warn(format!(
-                "{}: vanished before it was read",
-                job.path.display()
-            ));
-            return None;
-        }
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
-            pipe.warn(format!(
-                "{}: a folder on its path became a symlink after the walk; skipped, not followed",
-                job.path.display()
-            ));
-            return None;
-        }
-        Err(e) => {
-            pipe.warn(format!("{}: cannot read: {e}", job.path.display()));
+    let file = match open_walked(job) {
+        Ok(f) => f,
+        Err(why) => {
+            pipe.warn(format!("{}: {why}", job.path.display()));
             return None;
         }
     };
-    match beneath::fstat(&file) {
-        Ok(m) if m.kind == FileType::RegularFile && (m.dev, m.ino) == (job.dev, job.ino) => {}
-        Ok(_) => {
-            pipe.warn(format!(
-                "{}: replaced by another file between the walk and the read; skipped",
-                job.path.display()
-            ));
-            return None;
-        }
-        Err(e) => {
-            pipe.warn(format!("{}: cannot read: {e}", job.path.display()));
-            return None;
-        }
-    }
     match pipe.store_stream(&file) {
         Ok((content, sha256, size)) => {
             let changed = match file.metadata() {
@@ -115,6 +81,36 @@ fn read_file(pipe: &Pipeline<'_>, job: &ReadJob) -> Option<FileResult> {
             None
         }
         Err(SinkError::PackerGone | SinkError::Cancelled) => None,
+    }
+}
+
+/// Opens the file the walk found, beneath its source's held directory, if
+/// it is still the file the walk saw; else says why not.
+fn open_walked(job: &ReadJob) -> std::result::Result<std::fs::File, String> {
+    beneath::race_hook(&job.path);
+    let rel = job.path.strip_prefix(&job.root.path).unwrap_or(&job.path);
+    // O_NONBLOCK: a FIFO swapped in for the file must not stall the backup
+    // (it has no effect on reading a regular file).
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let file = match beneath::open_beneath(&job.root.fd, rel, flags, Mode::empty()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err("vanished before it was read".into());
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            return Err(
+                "a folder on its path became a symlink after the walk; skipped, not followed"
+                    .into(),
+            );
+        }
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    match beneath::fstat(&file) {
+        Ok(m) if m.kind == FileType::RegularFile && (m.dev, m.ino) == (job.dev, job.ino) => {
+            Ok(file)
+        }
+        Ok(_) => Err("replaced by another file between the walk and the read; skipped".into()),
+        Err(e) => Err(format!("cannot read: {e}")),
     }
 }
 

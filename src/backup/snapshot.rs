@@ -34,11 +34,6 @@ pub(super) fn snapshot_job(
         ..
     } = state;
     let started = Instant::now();
-    let source_err = |message: String| Error::Source {
-        source_name: job.source.name.clone(),
-        tenant: job.tenant.clone(),
-        message,
-    };
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
     let packer = Packer::start(repo.store.clone(), tenant.clone(), opts.pack_size);
     let mut pipe = Pipeline {
@@ -53,62 +48,10 @@ pub(super) fn snapshot_job(
         cancel: &opts.cancel,
         read_rate: opts.read_rate.as_deref(),
     };
-    let mut counts = Counts::default();
-    let (root, paths, bytes_read) = match &job.source.kind {
-        SourceKind::Paths(_) => {
-            let mut excludes = GlobSetBuilder::new();
-            for g in &job.source.exclude {
-                excludes.add(globset::Glob::new(g).map_err(|e| source_err(e.to_string()))?);
-            }
-            let parent_root = parent.as_ref().and_then(|(id, s)| {
-                repo.read_tree(tenant, index, &s.root)
-                    .map_err(|e| {
-                        pipe.warn(format!(
-                            "parent snapshot {} unreadable ({e}); reading every file again",
-                            id.short()
-                        ))
-                    })
-                    .ok()
-            });
-            let mut walker = Walker {
-                repo,
-                pipe: &pipe,
-                excludes: excludes.build().map_err(|e| source_err(e.to_string()))?,
-                one_file_system: job.source.one_file_system,
-                jobs: Vec::new(),
-                parent_trees_failed: false,
-            };
-            let mut root = Vec::new();
-            for p in &job.paths {
-                walker.add_source_path(&mut root, p, parent_root.as_ref())?;
-            }
-            let jobs = std::mem::take(&mut walker.jobs);
-            tracing::debug!(files = jobs.len(), elapsed = ?started.elapsed(), "walked");
-            let total: u64 = jobs.iter().map(|j| j.size).sum();
-            if opts.progress {
-                let label = format!("{}/{}", job.tenant, job.source.name);
-                pipe.progress = crate::progress::bytes_bar(label, total);
-            }
-            let mut results = read_files(&pipe, &jobs);
-            pipe.progress.finish_and_clear();
-            tracing::debug!(elapsed = ?started.elapsed(), "files read");
-            let bytes_read = results.iter().flatten().map(|r| r.size).sum();
-            let root_id = build_tree(&pipe, root, &mut results, &mut counts)
-                .map_err(|_| source_err("packer stopped".into()))?;
-            let paths = job.paths.iter().map(|p| p.display().to_string()).collect();
-            (root_id, paths, bytes_read)
-        }
+    let stored = match &job.source.kind {
+        SourceKind::Paths(_) => store_paths(repo, opts, job, &mut pipe, parent.as_ref(), started)?,
         SourceKind::Command { argv, stdout_file } => {
-            let (file_node, bytes_read) =
-                run_command(&pipe, argv, stdout_file, time, &config.key).map_err(&source_err)?;
-            counts.files = 1;
-            counts.bytes = file_node.size;
-            let root = pipe
-                .store_tree(&Tree {
-                    nodes: vec![file_node],
-                })
-                .map_err(|_| source_err("packer stopped".into()))?;
-            (root, vec![format!("/{stdout_file}")], bytes_read)
+            store_command_output(&pipe, job, argv, stdout_file, time, &config.key)?
         }
     };
     let warnings = std::mem::take(&mut *pipe.warnings.lock().expect("not poisoned"));
@@ -134,14 +77,14 @@ pub(super) fn snapshot_job(
         tenant: job.tenant.clone(),
         source: job.source.name.clone(),
         category: job.source.category.clone(),
-        paths,
+        paths: stored.paths,
         tags: opts.tags.clone(),
-        root,
+        root: stored.root,
         parent: parent.map(|(id, _)| id),
-        files: counts.files,
-        dirs: counts.dirs,
-        bytes: counts.bytes,
-        bytes_read,
+        files: stored.counts.files,
+        dirs: stored.counts.dirs,
+        bytes: stored.counts.bytes,
+        bytes_read: stored.bytes_read,
         bytes_added: stats.plain_bytes,
         bytes_stored: stats.stored_bytes,
         warnings,
@@ -157,4 +100,117 @@ pub(super) fn snapshot_job(
         snapshot,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What a source's content came to in the repository.
+struct Stored {
+    /// The root tree's id.
+    root: Id,
+    /// The paths the snapshot records it holds.
+    paths: Vec<String>,
+    counts: Counts,
+    bytes_read: u64,
+}
+
+/// Walks the job's paths, reads the files the walk found (those the parent
+/// snapshot does not already hold), and stores their trees.
+fn store_paths(
+    repo: &Repository,
+    opts: &BackupOptions,
+    job: &Job<'_>,
+    pipe: &mut Pipeline<'_>,
+    parent: Option<&(Id, Snapshot)>,
+    started: Instant,
+) -> Result<Stored> {
+    let mut excludes = GlobSetBuilder::new();
+    for g in &job.source.exclude {
+        excludes.add(globset::Glob::new(g).map_err(|e| source_error(job, e.to_string()))?);
+    }
+    let parent_root = parent.and_then(|(id, s)| {
+        repo.read_tree(pipe.tenant, pipe.index, &s.root)
+            .map_err(|e| {
+                pipe.warn(format!(
+                    "parent snapshot {} unreadable ({e}); reading every file again",
+                    id.short()
+                ))
+            })
+            .ok()
+    });
+    let mut walker = Walker {
+        repo,
+        pipe,
+        excludes: excludes
+            .build()
+            .map_err(|e| source_error(job, e.to_string()))?,
+        one_file_system: job.source.one_file_system,
+        jobs: Vec::new(),
+        parent_trees_failed: false,
+    };
+    let mut root = Vec::new();
+    for p in &job.paths {
+        walker.add_source_path(&mut root, p, parent_root.as_ref())?;
+    }
+    let jobs = std::mem::take(&mut walker.jobs);
+    tracing::debug!(files = jobs.len(), elapsed = ?started.elapsed(), "walked");
+    let total: u64 = jobs.iter().map(|j| j.size).sum();
+    if opts.progress {
+        let label = format!("{}/{}", job.tenant, job.source.name);
+        pipe.progress = crate::progress::bytes_bar(label, total);
+    }
+    let mut results = read_files(pipe, &jobs);
+    pipe.progress.finish_and_clear();
+    tracing::debug!(elapsed = ?started.elapsed(), "files read");
+    let bytes_read = results.iter().flatten().map(|r| r.size).sum();
+    let mut counts = Counts::default();
+    let root = build_tree(pipe, root, &mut results, &mut counts)
+        .map_err(|_| source_error(job, "packer stopped".into()))?;
+    let paths = job.paths.iter().map(|p| p.display().to_string()).collect();
+    Ok(Stored {
+        root,
+        paths,
+        counts,
+        bytes_read,
+    })
+}
+
+/// Runs the job's command and stores its stdout as the one file of the
+/// snapshot.
+fn store_command_output(
+    pipe: &Pipeline<'_>,
+    job: &Job<'_>,
+    argv: &[String],
+    stdout_file: &str,
+    time: jiff::Timestamp,
+    key: &crate::crypto::KeySource,
+) -> Result<Stored> {
+    let file_node =
+        run_command(pipe, argv, stdout_file, time, key).map_err(|m| source_error(job, m))?;
+    // What was read is what was stored: the command's whole stdout.
+    let bytes_read = file_node.size;
+    let counts = Counts {
+        files: 1,
+        dirs: 0,
+        bytes: file_node.size,
+    };
+    let root = pipe
+        .store_tree(&Tree {
+            nodes: vec![file_node],
+        })
+        .map_err(|_| source_error(job, "packer stopped".into()))?;
+    Ok(Stored {
+        root,
+        paths: vec![format!("/{stdout_file}")],
+        counts,
+        bytes_read,
+    })
+}
+
+/// An error of the job's source: its tenant and source are named once, by
+/// the failure that carries it.
+fn source_error(job: &Job<'_>, message: String) -> Error {
+    Error::Source {
+        source_name: job.source.name.clone(),
+        tenant: job.tenant.clone(),
+        message,
+    }
 }

@@ -29,6 +29,17 @@ pub(super) struct Entry {
     job: Option<usize>,
 }
 
+impl Entry {
+    /// An entry with no children and nothing to read.
+    fn leaf(node: Node) -> Entry {
+        Entry {
+            node,
+            children: vec![],
+            job: None,
+        }
+    }
+}
+
 pub(super) struct Walker<'a> {
     pub(super) repo: &'a Repository,
     pub(super) pipe: &'a Pipeline<'a>,
@@ -119,120 +130,138 @@ impl Walker<'_> {
         root_dev: u64,
         depth: usize,
     ) -> Option<Entry> {
-        let name = at.name.as_bytes();
-        let path = at.path;
         if meta.is_dir() {
-            let fd = match beneath::open_dir_at(at.dir, at.name) {
-                Ok(fd) => fd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-                Err(e) => {
-                    let why = if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
-                        "replaced by a symlink or file while it was walked; skipped".to_string()
-                    } else {
-                        format!("cannot open directory: {e}")
-                    };
-                    self.pipe.warn(format!("{}: {why}", path.display()));
-                    return None;
-                }
-            };
-            // What is walked is what was opened, not what stood there a
-            // moment before.
-            let opened = match beneath::fstat(&fd) {
-                Ok(m) if m.same_file(meta) => m,
-                Ok(_) => {
-                    self.pipe.warn(format!(
-                        "{}: replaced while it was walked; skipped",
-                        path.display()
-                    ));
-                    return None;
-                }
-                Err(e) => {
-                    self.pipe.warn(format!("{}: {e}", path.display()));
-                    return None;
-                }
-            };
-            if depth > 0 && is_cache_dir(&fd) {
-                return None;
-            }
-            let mut node = node_from_meta(name, &opened, NodeKind::Dir);
-            let mut children = Vec::new();
-            if self.one_file_system && opened.dev != root_dev {
-                self.pipe.warn(format!(
-                    "{}: another file system; not descending (one_file_system)",
-                    path.display()
-                ));
-            } else if depth >= MAX_DEPTH {
-                self.pipe.warn(format!(
-                    "{}: nested more than {MAX_DEPTH} folders deep; not descending",
-                    path.display()
-                ));
-            } else {
-                let sub = self.parent_subtree(parent, name);
-                children = self.walk_dir(&fd, path, at.root, sub.as_ref(), root_dev, depth + 1);
-            }
-            node.subtree = Some(Id([0; 32]));
-            Some(Entry {
-                node,
-                children,
-                job: None,
-            })
+            self.dir_entry(at, meta, parent, root_dev, depth)
         } else if meta.kind == FileType::RegularFile {
-            let mut node = node_from_meta(name, meta, NodeKind::File);
-            let reused = parent.and_then(|t| t.find(name)).filter(|p| {
-                p.kind == NodeKind::File
-                    && p.size == node.size
-                    && (p.mtime_secs, p.mtime_nanos) == (node.mtime_secs, node.mtime_nanos)
-                    && (p.ctime_secs, p.ctime_nanos) == (node.ctime_secs, node.ctime_nanos)
-                    && p.ino == node.ino
-                    && !p.changed_while_read
-                    && p.sha256.is_some()
-                    && p.content.iter().all(|id| self.pipe.index.contains(id))
-            });
-            if let Some(p) = reused {
-                node.content = p.content.clone();
-                node.sha256 = p.sha256;
-                return Some(Entry {
-                    node,
-                    children: vec![],
-                    job: None,
-                });
-            }
-            self.jobs.push(ReadJob {
-                root: at.root.clone(),
-                path: path.to_path_buf(),
-                size: meta.size,
-                mtime: meta.mtime,
-                ctime: meta.ctime,
-                dev: meta.dev,
-                ino: meta.ino,
-            });
-            Some(Entry {
-                node,
-                children: vec![],
-                job: Some(self.jobs.len() - 1),
-            })
+            Some(self.file_entry(at, meta, parent))
         } else if meta.kind == FileType::Symlink {
-            let mut node = node_from_meta(name, meta, NodeKind::Symlink);
-            match rustix::fs::readlinkat(at.dir, at.name, Vec::new()) {
-                Ok(target) => node.link_target = target.into_bytes(),
-                Err(e) => {
-                    self.pipe
-                        .warn(format!("{}: cannot read symlink: {e}", path.display()));
-                    return None;
-                }
-            }
-            Some(Entry {
-                node,
-                children: vec![],
-                job: None,
-            })
+            self.symlink_entry(at, meta)
         } else {
             self.pipe.warn(format!(
                 "{}: special file (device, fifo or socket) skipped",
-                path.display()
+                at.path.display()
             ));
             None
         }
+    }
+
+    /// A directory, opened beneath its parent and walked, unless it is a
+    /// cache, on another file system (with `one_file_system`) or too deep.
+    fn dir_entry(
+        &mut self,
+        at: &At<'_>,
+        meta: &Meta,
+        parent: Option<&Tree>,
+        root_dev: u64,
+        depth: usize,
+    ) -> Option<Entry> {
+        let name = at.name.as_bytes();
+        let path = at.path;
+        let fd = match beneath::open_dir_at(at.dir, at.name) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                let why = if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
+                    "replaced by a symlink or file while it was walked; skipped".to_string()
+                } else {
+                    format!("cannot open directory: {e}")
+                };
+                self.pipe.warn(format!("{}: {why}", path.display()));
+                return None;
+            }
+        };
+        // What is walked is what was opened, not what stood there a
+        // moment before.
+        let opened = match beneath::fstat(&fd) {
+            Ok(m) if m.same_file(meta) => m,
+            Ok(_) => {
+                self.pipe.warn(format!(
+                    "{}: replaced while it was walked; skipped",
+                    path.display()
+                ));
+                return None;
+            }
+            Err(e) => {
+                self.pipe.warn(format!("{}: {e}", path.display()));
+                return None;
+            }
+        };
+        if depth > 0 && is_cache_dir(&fd) {
+            return None;
+        }
+        let mut node = node_from_meta(name, &opened, NodeKind::Dir);
+        let mut children = Vec::new();
+        if self.one_file_system && opened.dev != root_dev {
+            self.pipe.warn(format!(
+                "{}: another file system; not descending (one_file_system)",
+                path.display()
+            ));
+        } else if depth >= MAX_DEPTH {
+            self.pipe.warn(format!(
+                "{}: nested more than {MAX_DEPTH} folders deep; not descending",
+                path.display()
+            ));
+        } else {
+            let sub = self.parent_subtree(parent, name);
+            children = self.walk_dir(&fd, path, at.root, sub.as_ref(), root_dev, depth + 1);
+        }
+        node.subtree = Some(Id([0; 32]));
+        Some(Entry {
+            node,
+            children,
+            job: None,
+        })
+    }
+
+    /// A file: its content list reused from the parent snapshot when
+    /// nothing says it changed, else a read job for it.
+    fn file_entry(&mut self, at: &At<'_>, meta: &Meta, parent: Option<&Tree>) -> Entry {
+        let name = at.name.as_bytes();
+        let path = at.path;
+        let mut node = node_from_meta(name, meta, NodeKind::File);
+        let reused = parent.and_then(|t| t.find(name)).filter(|p| {
+            p.kind == NodeKind::File
+                && p.size == node.size
+                && (p.mtime_secs, p.mtime_nanos) == (node.mtime_secs, node.mtime_nanos)
+                && (p.ctime_secs, p.ctime_nanos) == (node.ctime_secs, node.ctime_nanos)
+                && p.ino == node.ino
+                && !p.changed_while_read
+                && p.sha256.is_some()
+                && p.content.iter().all(|id| self.pipe.index.contains(id))
+        });
+        if let Some(p) = reused {
+            node.content = p.content.clone();
+            node.sha256 = p.sha256;
+            return Entry::leaf(node);
+        }
+        self.jobs.push(ReadJob {
+            root: at.root.clone(),
+            path: path.to_path_buf(),
+            size: meta.size,
+            mtime: meta.mtime,
+            ctime: meta.ctime,
+            dev: meta.dev,
+            ino: meta.ino,
+        });
+        Entry {
+            job: Some(self.jobs.len() - 1),
+            ..Entry::leaf(node)
+        }
+    }
+
+    fn symlink_entry(&mut self, at: &At<'_>, meta: &Meta) -> Option<Entry> {
+        let name = at.name.as_bytes();
+        let path = at.path;
+        let mut node = node_from_meta(name, meta, NodeKind::Symlink);
+        match rustix::fs::readlinkat(at.dir, at.name, Vec::new()) {
+            Ok(target) => node.link_target = target.into_bytes(),
+            Err(e) => {
+                self.pipe
+                    .warn(format!("{}: cannot read symlink: {e}", path.display()));
+                return None;
+            }
+        }
+        Some(Entry::leaf(node))
     }
 
     /// Lists and walks the open directory `dir`, whose path is `path`.
