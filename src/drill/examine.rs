@@ -43,7 +43,8 @@ pub(super) fn restore_into<'a>(
 }
 
 /// Turns the restore's failures into problems named by file, blob and pack,
-/// then checks every restored entry's metadata against the snapshot.
+/// then checks every restored entry's metadata against the snapshot, and
+/// what the snapshot records it holds against what its trees hold.
 pub(super) fn examine(
     result: &mut DrillResult,
     open: &OpenSnapshot<'_>,
@@ -51,13 +52,30 @@ pub(super) fn examine(
     report: &RestoreReport,
     root: &Path,
 ) {
-    let in_snapshot = |path: &Path| -> String {
-        let rel = path.strip_prefix(root).unwrap_or(path);
-        format!("/{}", rel.display())
-    };
     // A set, and each entry's ancestors looked up in it: a badly damaged
     // tenant has as many failures as files.
     let failed: HashSet<&Path> = report.errors.iter().map(|f| f.path.as_path()).collect();
+    name_failures(result, open, planned, report, &failed, root);
+    check_restored(result, planned, &failed, root);
+    check_counts(result, open, planned);
+}
+
+/// A restored path as the snapshot names it.
+fn in_snapshot(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    format!("/{}", rel.display())
+}
+
+/// The restore's failures as problems, each with the blob of its file that
+/// lives in the pack whose read failed.
+fn name_failures(
+    result: &mut DrillResult,
+    open: &OpenSnapshot<'_>,
+    planned: &[Planned],
+    report: &RestoreReport,
+    failed: &HashSet<&Path>,
+    root: &Path,
+) {
     let nodes: HashMap<&Path, &crate::format::tree::Node> = planned
         .iter()
         .filter(|p| failed.contains(p.path.as_path()))
@@ -69,39 +87,66 @@ pub(super) fn examine(
             _ => None,
         };
         result.problems.push(Problem {
-            file: Some(in_snapshot(&f.path)),
+            file: Some(in_snapshot(root, &f.path)),
             blob: blob.map(|b| b.to_hex()),
             object: f.object.clone(),
             message: f.message.clone(),
         });
     }
+}
+
+/// Whether the drill could give restored entries their recorded owner:
+/// only as root, and only then is the owner compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owners {
+    Restored,
+    NotRestored,
+}
+
+/// Checks every restored entry that no failure lies above, and counts what
+/// passed.
+fn check_restored(
+    result: &mut DrillResult,
+    planned: &[Planned],
+    failed: &HashSet<&Path>,
+    root: &Path,
+) {
     // SAFETY: geteuid and getegid have no preconditions.
     let (uid, gid, is_root) = unsafe { (libc::geteuid(), libc::getegid(), libc::geteuid() == 0) };
+    let owners = if is_root {
+        Owners::Restored
+    } else {
+        Owners::NotRestored
+    };
     let mut first_of_inode: HashMap<(u64, u64), u64> = HashMap::new();
     for p in planned {
         if p.path.ancestors().any(|a| failed.contains(a)) {
             continue;
         }
         let node = &p.node;
-        match check_entry(p, is_root, &mut first_of_inode).err() {
+        match check_entry(p, owners, &mut first_of_inode).err() {
             None => {
                 result.metadata_checked += 1;
                 if node.kind == NodeKind::File {
                     result.files += 1;
                     result.bytes += node.size;
                 }
-                if !is_root && (node.uid != uid || node.gid != gid) {
+                if owners == Owners::NotRestored && (node.uid != uid || node.gid != gid) {
                     result.ownership_not_restored += 1;
                 }
             }
             Some(message) => result.problems.push(Problem {
-                file: Some(in_snapshot(&p.path)),
+                file: Some(in_snapshot(root, &p.path)),
                 blob: None,
                 object: None,
                 message,
             }),
         }
     }
+}
+
+/// What the snapshot records it holds against what its trees hold.
+fn check_counts(result: &mut DrillResult, open: &OpenSnapshot<'_>, planned: &[Planned]) {
     let (files, bytes) = planned
         .iter()
         .filter(|p| p.node.kind == NodeKind::File)
@@ -130,7 +175,7 @@ fn failing_blob(open: &OpenSnapshot<'_>, object: &str, content: &[Id]) -> Option
 /// modification time, link target, hard links, and (as root) owner.
 fn check_entry(
     p: &Planned,
-    is_root: bool,
+    owners: Owners,
     first_of_inode: &mut HashMap<(u64, u64), u64>,
 ) -> std::result::Result<(), String> {
     let node = &p.node;
@@ -183,7 +228,7 @@ fn check_entry(
             return Err("not a hard link of the other names of its inode".into());
         }
     }
-    if is_root && (meta.uid(), meta.gid()) != (node.uid, node.gid) {
+    if owners == Owners::Restored && (meta.uid(), meta.gid()) != (node.uid, node.gid) {
         return Err(format!(
             "owner {}:{} where {}:{} was recorded",
             meta.uid(),
@@ -246,7 +291,7 @@ mod tests {
             path: path.to_path_buf(),
             node,
         };
-        check_entry(&p, false, &mut HashMap::new())
+        check_entry(&p, Owners::NotRestored, &mut HashMap::new())
     }
 
     fn refused(path: &Path, node: Node, needle: &str) {
@@ -289,7 +334,7 @@ mod tests {
             path: f,
             node: other,
         };
-        let e = check_entry(&p, true, &mut HashMap::new()).unwrap_err();
+        let e = check_entry(&p, Owners::Restored, &mut HashMap::new()).unwrap_err();
         assert!(e.contains(&format!("where {}:", meta.uid() + 1)), "{e}");
     }
 
@@ -362,7 +407,7 @@ mod tests {
                     path: path.to_path_buf(),
                     node: linked.clone(),
                 };
-                check_entry(&p, false, &mut seen)
+                check_entry(&p, Owners::NotRestored, &mut seen)
             };
             (one(a), one(b))
         };

@@ -1,5 +1,6 @@
-//! A drill's record in the audit trail, and the past drills read back from
-//! it: the `detail` field's `key=value` format is written and parsed here.
+//! A drill's record in the audit trail, written locally and on every
+//! target, and the past drills read back from it: the `detail` field's
+//! `key=value` format is written and parsed here.
 
 use std::collections::HashMap;
 
@@ -7,6 +8,8 @@ use serde::Serialize;
 
 use super::{DrillResult, Problem};
 use crate::audit::{Action, Entry, Record, TargetCounts};
+use crate::error::Result;
+use crate::repo::Repository;
 
 impl DrillResult {
     /// The audit trail's record of this drill: ids, counts and times, never
@@ -50,6 +53,44 @@ impl DrillResult {
         entry.detail = Some(detail);
         entry
     }
+}
+
+/// Appends one audit record per drill result, in order, to the local trail
+/// and to every target that takes it, `drilled` (`target`'s) first (a fresh
+/// machine continues the chain it holds). A target the record did not
+/// reach is a warning: the next ship copies it.
+pub(super) fn record(
+    config: &crate::config::Config,
+    target: &crate::config::Target,
+    drilled: Repository,
+    selection: &str,
+    results: &[DrillResult],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Option<Record>>> {
+    let mut audit_targets = vec![drilled];
+    for t in config.targets.iter().filter(|t| t.name != target.name) {
+        match Repository::open_target(config, t) {
+            Ok(r) => audit_targets.push(r),
+            Err(e) => warnings.push(format!(
+                "audit records not written to target {}: {e}",
+                t.name
+            )),
+        }
+    }
+    let refs: Vec<&Repository> = audit_targets.iter().collect();
+    let audit = crate::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
+    let mut records = Vec::new();
+    for r in results {
+        let (record, failed) = audit.append(r.audit_entry(selection), &refs)?;
+        for (t, e) in failed {
+            warnings.push(format!(
+                "audit record #{} not written to target {t} (the next ship copies it): {e}",
+                record.seq
+            ));
+        }
+        records.push(Some(record));
+    }
+    Ok(records)
 }
 
 /// A past drill, read back from the audit trail.

@@ -103,31 +103,14 @@ pub fn drill_and_record(
         now,
     };
     let results = run(&repo, &chosen, &opts)?;
-
-    let mut audit_targets = vec![repo];
-    for t in config.targets.iter().filter(|t| t.name != target.name) {
-        match Repository::open_target(config, t) {
-            Ok(r) => audit_targets.push(r),
-            Err(e) => warnings.push(format!(
-                "audit records not written to target {}: {e}",
-                t.name
-            )),
-        }
-    }
-    let refs: Vec<&Repository> = audit_targets.iter().collect();
-    let audit = crate::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
-    let described = selection.describe();
-    let mut records = Vec::new();
-    for r in &results {
-        let (record, failed) = audit.append(r.audit_entry(&described), &refs)?;
-        for (t, e) in failed {
-            warnings.push(format!(
-                "audit record #{} not written to target {t} (the next ship copies it): {e}",
-                record.seq
-            ));
-        }
-        records.push(Some(record));
-    }
+    let records = history::record(
+        config,
+        target,
+        repo,
+        &selection.describe(),
+        &results,
+        &mut warnings,
+    )?;
     Ok(DrillRun {
         results,
         records,
