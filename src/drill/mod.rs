@@ -190,6 +190,9 @@ fn drill_tenant(
     Ok(results)
 }
 
+/// Drills one snapshot: judges its source's freshness, restores it into a
+/// scratch folder of its own and examines what was restored; the folder is
+/// removed whatever happened.
 fn drill_one(
     repo: &Repository,
     tenant: &Arc<Tenant>,
