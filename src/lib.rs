@@ -24,6 +24,7 @@ pub mod lock;
 pub mod metrics;
 pub mod pace;
 pub mod parallel;
+pub mod progress;
 pub mod quickstart;
 pub mod repair;
 pub mod repo;

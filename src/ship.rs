@@ -604,11 +604,12 @@ fn ship_tenant(
     if plan.missing() == 0 {
         return Ok(Some(report));
     }
-    let bar = crate::backup::progress_bar(
-        opts.progress,
-        format!("ship {tenant} → {}", dst.name()),
-        plan.missing_bytes(),
-    );
+    let bar = if opts.progress {
+        let label = format!("ship {tenant} → {}", dst.name());
+        crate::progress::bytes_bar(label, plan.missing_bytes())
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let open_index: &Authenticate =
         &|path, bytes| source.open_index(&opened, path, bytes).map(drop);
     let open_snapshot: &Authenticate =
