@@ -231,7 +231,10 @@ mod tests {
             let parsed = ObjPath::parse(&path).unwrap();
             prop_assert_eq!(parsed.as_ref(), path.as_str());
             prop_assert!(c.is_ascii());
-            if name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            // "." and ".." are the two names a file system reserves: escaped
+            // although every byte of them is plain.
+            let reserved = name == "." || name == "..";
+            if !reserved && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
                 prop_assert_eq!(c.as_ref(), name.as_str());
             }
         }
