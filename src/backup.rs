@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::beneath::{self, Meta};
 use crate::cancel::Cancel;
 use crate::chunker::{Chunker, ChunkerParams};
-use crate::config::{Config, Source, SourceKind, validate_tenant};
+use crate::config::{Config, Source, SourceKind};
 use crate::error::{Error, Result};
 use crate::format::pack::seal_blob;
 use crate::format::snapshot::Snapshot;
@@ -149,7 +149,7 @@ pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<
                             );
                             continue;
                         }
-                        if let Err(m) = validate_tenant(&tenant) {
+                        if let Err(m) = crate::tenant_name::check(&tenant) {
                             failed.push(Failure {
                                 tenant: tenant.clone(),
                                 source: source.name.clone(),

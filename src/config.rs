@@ -10,6 +10,10 @@ use crate::chunker::ChunkerParams;
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
+use crate::tenant_name;
+
+pub use crate::lifecycle::rules::{Retention, Rule};
+pub use crate::store::{Locking, StoreLimits, TargetSettings};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gallra/agent.toml";
 
@@ -107,81 +111,50 @@ pub struct RepositorySettings {
     pub chunker: ChunkerParams,
 }
 
+/// A `[[target]]`: the settings its store is opened with, and its role.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub store: TargetSettings,
+    /// The target backups write to; the others receive ships.
+    pub primary: bool,
+    /// The target's own shorter keep period, as written.
+    pub retention: Option<Rule>,
+}
+
+/// A target reads as its store settings (`t.name`, `t.url`, and
+/// `Store::open(t)`): the role is the only thing the config adds.
+impl std::ops::Deref for Target {
+    type Target = TargetSettings;
+    fn deref(&self) -> &TargetSettings {
+        &self.store
+    }
+}
+
+/// A `[[target]]` table as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Target {
-    pub name: String,
-    pub url: String,
+struct RawTarget {
+    name: String,
+    url: String,
     #[serde(default)]
-    pub primary: bool,
+    primary: bool,
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
-    pub credentials_file: Option<PathBuf>,
-    pub retention: Option<Rule>,
+    options: BTreeMap<String, String>,
+    credentials_file: Option<PathBuf>,
+    retention: Option<Rule>,
     /// Upload bandwidth cap, e.g. "20 MiB/s" (parsed into `upload_rate`).
-    pub max_upload: Option<String>,
+    max_upload: Option<String>,
     /// Longest a single store request may take, e.g. "60s".
-    pub timeout: Option<String>,
+    timeout: Option<String>,
     /// Store requests in flight at once on this target.
-    pub concurrency: Option<usize>,
+    concurrency: Option<usize>,
     #[serde(default)]
-    pub locking: Locking,
-    #[serde(skip)]
-    pub limits: StoreLimits,
+    locking: Locking,
 }
 
-/// Whether a target's locks can be trusted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Locking {
-    /// Per-tenant lock objects, created with a conditional put.
-    #[default]
-    Lease,
-    /// No lock objects: for a store that cannot do conditional creates, where
-    /// the operator guarantees that one agent at a time uses each tenant.
-    None,
-}
-
-/// A target's request limits, from its `max_upload`, `timeout` and
-/// `concurrency` keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreLimits {
-    /// Bytes per second, if capped.
-    pub upload_rate: Option<u64>,
-    pub timeout: std::time::Duration,
-    pub concurrency: usize,
-}
-
-impl Default for StoreLimits {
-    fn default() -> Self {
-        StoreLimits {
-            upload_rate: None,
-            timeout: std::time::Duration::from_secs(120),
-            concurrency: 8,
-        }
-    }
-}
-
-impl Target {
-    /// A target from a URL, with every setting at its default.
-    pub fn new(name: &str, url: &str) -> Target {
-        Target {
-            name: name.to_string(),
-            url: url.to_string(),
-            primary: false,
-            options: BTreeMap::new(),
-            credentials_file: None,
-            retention: None,
-            max_upload: None,
-            timeout: None,
-            concurrency: None,
-            locking: Locking::Lease,
-            limits: StoreLimits::default(),
-        }
-    }
-
-    /// Parses `max_upload`, `timeout` and `concurrency` into `limits`.
-    fn resolve_limits(&mut self) -> std::result::Result<(), String> {
+impl RawTarget {
+    /// Parses `max_upload`, `timeout` and `concurrency`.
+    fn limits(&self) -> std::result::Result<StoreLimits, String> {
         let mut limits = StoreLimits::default();
         if let Some(text) = &self.max_upload {
             let rate = parse_rate(text).ok_or_else(|| {
@@ -207,8 +180,7 @@ impl Target {
             }
             limits.concurrency = n;
         }
-        self.limits = limits;
-        Ok(())
+        Ok(limits)
     }
 }
 
@@ -235,28 +207,6 @@ pub struct Source {
     pub schedule: Schedule,
 }
 
-/// A retention rule as written in agent.toml. Interpreted by the lifecycle.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub keep: Option<String>,
-    pub after_contract: Option<String>,
-    pub legal_basis: Option<String>,
-    #[serde(default)]
-    pub legal_obligation: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    #[serde(default)]
-    pub default: Rule,
-    #[serde(default)]
-    pub category: BTreeMap<String, Rule>,
-    #[serde(default)]
-    pub tenant: BTreeMap<String, Rule>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -266,7 +216,7 @@ struct RawConfig {
     #[serde(default)]
     repository: RawRepository,
     #[serde(default)]
-    target: Vec<Target>,
+    target: Vec<RawTarget>,
     #[serde(default)]
     source: Vec<RawSource>,
     #[serde(default)]
@@ -367,12 +317,6 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     (num >= 0.0).then_some((num * mult as f64) as u64)
-}
-
-/// Whether a tenant name can name objects and folders safely: the rule is
-/// `crate::tenant_name::check`, in one place for config, CLI and events.
-pub fn validate_tenant(name: &str) -> std::result::Result<(), String> {
-    crate::tenant_name::check(name)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -584,12 +528,12 @@ impl Config {
             ));
         }
 
-        let mut targets = raw.target;
-        if targets.is_empty() {
+        let mut raw_targets = raw.target;
+        if raw_targets.is_empty() {
             return Err(err("no [[target]]: name at least one store".into()));
         }
-        for (i, t) in targets.iter().enumerate() {
-            if targets[..i].iter().any(|o| o.name == t.name) {
+        for (i, t) in raw_targets.iter().enumerate() {
+            if raw_targets[..i].iter().any(|o| o.name == t.name) {
                 return Err(err(format!("[[target]] name {:?} appears twice", t.name)));
             }
             if let Some(f) = &t.credentials_file
@@ -601,19 +545,32 @@ impl Config {
                 )));
             }
         }
-        if targets.len() == 1 {
-            targets[0].primary = true;
+        if raw_targets.len() == 1 {
+            raw_targets[0].primary = true;
         }
-        let primaries = targets.iter().filter(|t| t.primary).count();
+        let primaries = raw_targets.iter().filter(|t| t.primary).count();
         if primaries != 1 {
             return Err(err(format!(
                 "exactly one [[target]] must have primary = true (found {primaries})"
             )));
         }
-        for t in &mut targets {
-            t.credentials_file = t.credentials_file.take().map(&resolve);
-            t.resolve_limits()
+        let mut targets = Vec::with_capacity(raw_targets.len());
+        for t in raw_targets {
+            let limits = t
+                .limits()
                 .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
+            targets.push(Target {
+                store: TargetSettings {
+                    name: t.name,
+                    url: t.url,
+                    options: t.options,
+                    credentials_file: t.credentials_file.map(&resolve),
+                    limits,
+                    locking: t.locking,
+                },
+                primary: t.primary,
+                retention: t.retention,
+            });
         }
 
         if let Some(t) = targets.iter().find(|t| !t.primary && t.retention.is_some()) {
@@ -635,7 +592,7 @@ impl Config {
                 return Err(err(format!("{at}: the name appears twice")));
             }
             if let Some(t) = &s.tenant {
-                validate_tenant(t).map_err(|m| err(format!("{at}: {m}")))?;
+                tenant_name::check(t).map_err(|m| err(format!("{at}: {m}")))?;
             }
             let kind = match (s.paths, s.command) {
                 (Some(paths), None) => {
@@ -1141,14 +1098,5 @@ inbox_poll = "1s"
             &MINIMAL.replace("[key]\nfile = \"key\"\n", ""),
             &["missing [key]"],
         );
-    }
-
-    #[test]
-    fn tenant_names() {
-        assert!(validate_tenant("acme").is_ok());
-        assert!(validate_tenant("example.com").is_ok());
-        assert!(validate_tenant("..").is_err());
-        assert!(validate_tenant("a/b").is_err());
-        assert!(validate_tenant("").is_err());
     }
 }

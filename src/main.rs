@@ -368,7 +368,7 @@ fn sync_key_slot(config: &Config, repo: &Repository, id: &str, added: bool) -> (
     let mut out = Vec::new();
     let mut failed = false;
     for t in config.secondaries() {
-        let done = Store::open(t, false)
+        let done = Store::open(t)
             .map_err(|e| match e {
                 Error::NotInitialised { target } => Error::NoRepository { target },
                 e => e,
@@ -516,7 +516,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             // A second init is harmless, and says so; it must not send the
             // operator to rebuild a healthy primary.
             let primary = config.primary();
-            if Store::open(primary, false)
+            if Store::open(primary)
                 .and_then(|s| s.size_of(gallra::repo::CONFIG_PATH))
                 .is_ok_and(|held| held.is_some())
             {
@@ -528,7 +528,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             // A secondary that already holds a repository means the primary
             // was lost: a new repository there could never ship to it.
             for t in config.secondaries() {
-                let held = Store::open(t, false)
+                let held = Store::open(t)
                     .and_then(|s| s.size_of(gallra::repo::CONFIG_PATH))
                     .unwrap_or(None);
                 if held.is_some() {
@@ -540,13 +540,13 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                 }
             }
             let t = config.primary();
-            let store = Store::open(t, true)?;
+            let store = Store::open_or_create(t)?;
             let repo = Repository::init(store.clone(), &config.key, config.repository.chunker)?;
             let mut out = Vec::new();
             let mut failed = false;
             let conditional = |store: &Store, t: &Target| -> anyhow::Result<bool> {
                 let ok = store.honours_conditional_create()?;
-                if !ok && t.locking == gallra::config::Locking::Lease {
+                if !ok && t.locking == gallra::store::Locking::Lease {
                     eprintln!(
                         "warning: target {} does not honour conditional create (a second create of one object succeeded): its locks cannot be trusted, and lifecycle deletes there will be refused unless its [[target]] sets locking = \"none\"",
                         t.name
@@ -565,7 +565,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             // Secondaries receive the same repository (config and key slots)
             // by shipping; doing it now proves their settings at once.
             for t in config.secondaries() {
-                let outcome = Store::open(t, true).and_then(|dst| {
+                let outcome = Store::open_or_create(t).and_then(|dst| {
                     let r = ship::ship(
                         &repo,
                         &dst,
@@ -927,12 +927,12 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                 Some(f) if *f == name => anyhow::bail!(Error::Usage(format!(
                     "--from {f}: a target cannot be repaired from itself"
                 ))),
-                Some(f) => Store::open(config.target(f)?, false)?,
+                Some(f) => Store::open(config.target(f)?)?,
                 None => {
                     // The first other target that holds a repository.
                     let mut found = None;
                     for t in config.targets.iter().filter(|t| t.name != name) {
-                        if let Ok(store) = Store::open(t, false)
+                        if let Ok(store) = Store::open(t)
                             && store.size_of(gallra::repo::CONFIG_PATH)?.is_some()
                         {
                             found = Some(store);
@@ -948,7 +948,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             };
             // Only someone holding the key may rebuild a target from it.
             let src = Repository::open(src, &config.key)?;
-            let dst = Store::open(dst_target, true)?;
+            let dst = Store::open_or_create(dst_target)?;
             let report = ship::ship(
                 &src,
                 &dst,
@@ -980,7 +980,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
         }
         Command::Unlock { tenant, target } => {
             let config = load()?;
-            gallra::config::validate_tenant(&tenant)
+            gallra::tenant_name::check(&tenant)
                 .map_err(|m| Error::Usage(format!("--tenant {tenant:?}: {m}")))?;
             let targets: Vec<&Target> = match &target {
                 Some(name) => vec![config.target(name)?],
@@ -989,7 +989,7 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
             let mut reports = Vec::new();
             for t in targets {
                 reports.push(gallra::lock::unlock(
-                    &Store::open(t, false)?,
+                    &Store::open(t)?,
                     &tenant,
                     &config.agent.host,
                 )?);

@@ -272,13 +272,13 @@ pub fn ship_to(
     targets: &[&crate::config::Target],
     opts: &ShipOptions,
 ) -> Result<(Vec<ShipReport>, Vec<ShipFailure>)> {
-    let src = Repository::open(Store::open(config.primary(), false)?, &config.key)?;
+    let src = Repository::open(Store::open(config.primary())?, &config.key)?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for t in targets {
         // Never create a missing file:// folder: it is an unmounted mount
         // point, not a new target (see `ShipOptions::initialise`).
-        let opened = Store::open(t, false).map_err(|e| match e {
+        let opened = Store::open(t).map_err(|e| match e {
             Error::NotInitialised { target } => Error::NoRepository { target },
             e => e,
         });

@@ -114,7 +114,7 @@ fn largest_offsite_data_pack(d: &Drill) -> (PathBuf, String) {
 /// acme's largest pack on `offsite` holding a tree (`trees`) or none.
 fn offsite_packs(d: &Drill, trees: bool) -> (PathBuf, String) {
     let config = Config::load(&d.env.config).unwrap();
-    let store = Store::open(config.target("offsite").unwrap(), false).unwrap();
+    let store = Store::open(config.target("offsite").unwrap()).unwrap();
     let repo = Repository::open(store, &config.key).unwrap();
     let tenant = repo.tenant("acme", false).unwrap();
     let index = repo.load_index(&tenant).unwrap();

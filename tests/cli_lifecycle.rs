@@ -528,7 +528,7 @@ fn scenario_with_real_dates() {
 /// holds on `pack`; returns the names of the tenants whose key reads it.
 fn keys_that_read(lc: &Lc, pack: &[u8]) -> Vec<String> {
     let url = format!("file://{}", s(&lc.env.repo));
-    let store = gallra::store::Store::open(&gallra::config::Target::new("local", &url), false)
+    let store = gallra::store::Store::open(&gallra::store::TargetSettings::new("local", &url))
         .expect("open the primary");
     let repo =
         gallra::repo::Repository::open(store, &gallra::crypto::KeySource::File(lc.env.key.clone()))

@@ -173,8 +173,8 @@ fn holder(host: &str, command: &str) -> Holder {
 fn backup_ship_restore_and_check_on_memory_targets() {
     let setup = setup();
     let config = &setup.config;
-    let primary = Store::open(&config.targets[0], true).expect("open memory primary");
-    let offsite = Store::open(&config.targets[1], true).expect("open memory offsite");
+    let primary = Store::open_or_create(&config.targets[0]).expect("open memory primary");
+    let offsite = Store::open_or_create(&config.targets[1]).expect("open memory offsite");
     assert_eq!(primary.name(), "local");
     assert_eq!(offsite.name(), "offsite");
     assert!(!primary.is_local(), "a memory store is not a local folder");
@@ -189,7 +189,7 @@ fn backup_ship_restore_and_check_on_memory_targets() {
         "a second init on the same store is refused"
     );
     // Each open of memory:// is a new, empty store.
-    let fresh = Store::open(&config.targets[0], true).expect("open memory again");
+    let fresh = Store::open_or_create(&config.targets[0]).expect("open memory again");
     assert!(
         matches!(
             Repository::open(fresh, &config.key),
@@ -343,8 +343,8 @@ fn backup_ship_restore_and_check_on_memory_targets() {
 fn locks_and_conditional_create_on_memory_targets() {
     let setup = setup();
     let config = &setup.config;
-    let primary = Store::open(&config.targets[0], true).expect("open memory primary");
-    let offsite = Store::open(&config.targets[1], true).expect("open memory offsite");
+    let primary = Store::open_or_create(&config.targets[0]).expect("open memory primary");
+    let offsite = Store::open_or_create(&config.targets[1]).expect("open memory offsite");
 
     assert!(primary.honours_conditional_create().unwrap());
     assert!(offsite.honours_conditional_create().unwrap());
@@ -504,8 +504,8 @@ fn locks_and_conditional_create_on_memory_targets() {
 fn a_tenant_holding_only_a_lock_is_neither_damage_nor_a_ship_failure() {
     let setup = setup();
     let config = &setup.config;
-    let primary = Store::open(&config.targets[0], true).expect("open memory primary");
-    let offsite = Store::open(&config.targets[1], true).expect("open memory offsite");
+    let primary = Store::open_or_create(&config.targets[0]).expect("open memory primary");
+    let offsite = Store::open_or_create(&config.targets[1]).expect("open memory offsite");
     let repo = Repository::init(primary.clone(), &config.key, config.repository.chunker)
         .expect("init on the memory primary");
     let report = backup::run(&repo, config, &backup_options()).expect("backup runs");
@@ -552,8 +552,8 @@ fn a_tenant_named_kunda_ring_round_trips_on_memory_targets() {
         .expect("read config")
         .replace(s(&setup.src.join("{tenant}")), s(&src.join("{tenant}")));
     let config = Config::parse(&text, &config_path).expect("the config parses");
-    let primary = Store::open(&config.targets[0], true).expect("open memory primary");
-    let offsite = Store::open(&config.targets[1], true).expect("open memory offsite");
+    let primary = Store::open_or_create(&config.targets[0]).expect("open memory primary");
+    let offsite = Store::open_or_create(&config.targets[1]).expect("open memory offsite");
     let repo = Repository::init(primary.clone(), &config.key, config.repository.chunker)
         .expect("init on the memory primary");
     let mut want: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();

@@ -272,10 +272,10 @@ fn self_test(config: &Config) -> Result<()> {
     for t in &config.targets {
         // Not `create`: a missing file:// folder is an unmounted target,
         // and ship refuses it; making it here would hide that.
-        let outcome = Store::open(t, false).and_then(|s| s.honours_conditional_create());
+        let outcome = Store::open(t).and_then(|s| s.honours_conditional_create());
         match outcome {
             Ok(true) => tracing::info!(target_name = %t.name, "conditional create honoured"),
-            Ok(false) if t.locking == crate::config::Locking::Lease => tracing::error!(
+            Ok(false) if t.locking == crate::store::Locking::Lease => tracing::error!(
                 target_name = %t.name,
                 "target does not honour conditional create: its locks cannot be trusted and lifecycle deletes there are refused; set locking = \"none\" only if one agent at a time uses each tenant"
             ),

@@ -13,11 +13,11 @@ use super::plan::{self, HeldEntry, Plan, PlanEntry, Reason, SnapshotFacts};
 use super::prune::{self, PrimaryLayout, PruneReport};
 use super::rules::Policy;
 use crate::audit::{Action, AuditLog, Entry, TargetCounts};
-use crate::config::Locking;
 use crate::error::{Error, Result};
 use crate::format::Id;
 use crate::lock::{self, Holder, LockKind};
 use crate::repo::{self, Repository, id_of_path};
+use crate::store::Locking;
 
 /// Everything applying the lifecycle needs.
 pub struct Lifecycle<'a> {

@@ -113,7 +113,7 @@ impl Event {
                 self.id
             ));
         }
-        crate::config::validate_tenant(&self.tenant)?;
+        crate::tenant_name::check(&self.tenant)?;
         let needs_reason = matches!(self.kind, EventType::ErasureRequested | EventType::HoldSet);
         if needs_reason && self.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
             return Err(format!("{} needs a \"reason\"", self.kind.as_str()));

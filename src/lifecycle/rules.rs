@@ -11,7 +11,32 @@
 use jiff::Span;
 use std::collections::BTreeMap;
 
-use crate::config::{Retention, Rule};
+use serde::Deserialize;
+
+/// A retention rule as written in agent.toml (`[retention.default]`,
+/// `[retention.category.C]`, `[retention.tenant.T]`, a target's
+/// `retention`): each key optional, resolved by [`Policy::rule_for`].
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub keep: Option<String>,
+    pub after_contract: Option<String>,
+    pub legal_basis: Option<String>,
+    #[serde(default)]
+    pub legal_obligation: bool,
+}
+
+/// The `[retention]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default)]
+    pub default: Rule,
+    #[serde(default)]
+    pub category: BTreeMap<String, Rule>,
+    #[serde(default)]
+    pub tenant: BTreeMap<String, Rule>,
+}
 
 pub const BUILTIN_KEEP: &str = "6 months";
 pub const BUILTIN_AFTER_CONTRACT: &str = "1 month";
@@ -97,7 +122,7 @@ impl Policy {
         }
         let mut tenant = BTreeMap::new();
         for (name, rule) in &retention.tenant {
-            crate::config::validate_tenant(name)
+            crate::tenant_name::check(name)
                 .map_err(|m| format!("[retention.tenant.{name}]: {m}"))?;
             tenant.insert(
                 name.clone(),

@@ -119,7 +119,7 @@ impl Repository {
         config: &crate::config::Config,
         target: &crate::config::Target,
     ) -> Result<Repository> {
-        Repository::open(crate::store::Store::open(target, false)?, &config.key)
+        Repository::open(crate::store::Store::open(target)?, &config.key)
     }
 
     /// Creates a repository: a key slot for `key`, then the config object

@@ -18,10 +18,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
-use crate::config::{self, StoreLimits};
 use crate::error::{Error, Result};
 
 mod remote;
+mod settings;
+
+pub use settings::{Locking, StoreLimits, TargetSettings};
 
 /// Objects at least this large are uploaded in parts, so that a failed
 /// request repeats one part rather than the whole object, and parts travel
@@ -224,7 +226,7 @@ pub struct Store {
     /// pool for each cost more than the read itself.
     local: Option<Arc<LocalFileSystem>>,
     layer: Arc<Layer>,
-    locking: config::Locking,
+    locking: Locking,
 }
 
 impl std::fmt::Debug for Store {
@@ -235,7 +237,7 @@ impl std::fmt::Debug for Store {
 
 /// Checks a target's URL and options as `Store::open` would, without
 /// reading credentials, creating folders or making a request.
-pub fn check_target(target: &config::Target) -> Result<()> {
+pub fn check_target(target: &TargetSettings) -> Result<()> {
     let conf_err = |message: String| Error::TargetConfig {
         target: target.name.clone(),
         message,
@@ -279,7 +281,7 @@ pub fn check_target(target: &config::Target) -> Result<()> {
 /// What is wrong with a target's credentials file (missing, unreadable,
 /// readable by others, or a line that is not `KEY=value` with a known key),
 /// read as `Store::open` would and naming lines by number only.
-pub fn credentials_file_problem(target: &config::Target) -> Option<String> {
+pub fn credentials_file_problem(target: &TargetSettings) -> Option<String> {
     let path = target.credentials_file.as_ref()?;
     let scheme = url::Url::parse(&target.url).ok()?.scheme().to_string();
     remote::read_credentials_file(&target.name, path, &scheme)
@@ -287,9 +289,27 @@ pub fn credentials_file_problem(target: &config::Target) -> Option<String> {
         .map(|e| e.to_string())
 }
 
+/// Whether opening a `file://` target may make its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    Existing,
+    Create,
+}
+
 impl Store {
-    /// Opens a target. With `create`, a missing `file://` folder is made.
-    pub fn open(target: &config::Target, create: bool) -> Result<Store> {
+    /// Opens a target that holds a repository: a missing `file://` folder
+    /// is `Error::NotInitialised`, not made.
+    pub fn open(target: &TargetSettings) -> Result<Store> {
+        Store::open_as(target, OpenMode::Existing)
+    }
+
+    /// Opens a target, making a missing `file://` folder (for `init`, and
+    /// the copy a ship or repair writes).
+    pub fn open_or_create(target: &TargetSettings) -> Result<Store> {
+        Store::open_as(target, OpenMode::Create)
+    }
+
+    fn open_as(target: &TargetSettings, mode: OpenMode) -> Result<Store> {
         let err = |message: String| Error::Store {
             target: target.name.clone(),
             object: target.url.clone(),
@@ -308,7 +328,7 @@ impl Store {
                 let dir = url
                     .to_file_path()
                     .map_err(|()| err("not a local path".into()))?;
-                if create {
+                if mode == OpenMode::Create {
                     std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
                 } else if !dir.is_dir() {
                     return Err(Error::NotInitialised {
@@ -346,7 +366,7 @@ impl Store {
     }
 
     /// Whether this target's tenants are locked (see `crate::lock`).
-    pub fn locking(&self) -> config::Locking {
+    pub fn locking(&self) -> Locking {
         self.locking
     }
 
@@ -815,7 +835,7 @@ impl PendingPut {
 /// A fresh in-memory store, for the library's own tests.
 #[cfg(test)]
 pub(crate) fn memory() -> Store {
-    Store::open(&config::Target::new("mem", "memory://"), true).unwrap()
+    Store::open_or_create(&TargetSettings::new("mem", "memory://")).unwrap()
 }
 
 #[cfg(test)]
@@ -852,9 +872,9 @@ mod tests {
 
     #[test]
     fn the_upload_cap_holds_across_parallel_uploads() {
-        let mut t = config::Target::new("capped", "memory://");
+        let mut t = TargetSettings::new("capped", "memory://");
         t.limits.upload_rate = Some(1 << 20);
-        let store = Store::open(&t, true).unwrap();
+        let store = Store::open_or_create(&t).unwrap();
         let started = Instant::now();
         let pending: Vec<PendingPut> = (0..3)
             .map(|i| store.put_background(format!("o/{i}"), Bytes::from(vec![0u8; 512 << 10])))
@@ -884,7 +904,7 @@ mod tests {
                 held.push(conn);
             }
         });
-        let mut t = config::Target::new("offsite", "s3://bucket/web01");
+        let mut t = TargetSettings::new("offsite", "s3://bucket/web01");
         for (k, v) in [
             ("endpoint", format!("http://127.0.0.1:{port}")),
             ("region", "eu-north-1".into()),
@@ -895,7 +915,7 @@ mod tests {
             t.options.insert(k.into(), v);
         }
         t.limits.timeout = Duration::from_millis(300);
-        let store = Store::open(&t, false).unwrap();
+        let store = Store::open(&t).unwrap();
         let e = store.get("config").unwrap_err().to_string();
         assert!(
             e.contains("offsite") && e.contains("config") && e.contains("after 6 attempts"),
@@ -910,7 +930,7 @@ mod tests {
         use crate::limits::ReadLimit;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
-        let local = Store::open(&config::Target::new("local", &url), true).unwrap();
+        let local = Store::open_or_create(&TargetSettings::new("local", &url)).unwrap();
         for s in [memory(), local] {
             let max = ReadLimit::Lock.bytes() as usize;
             s.put("l/ok", Bytes::from(vec![b'x'; max])).unwrap();

@@ -121,6 +121,6 @@ impl Remote {
         );
         let config = gallra::config::Config::parse(&text, Path::new("/test/agent.toml"))
             .expect("test target parses");
-        Store::open(&config.targets[0], false).expect("test target opens")
+        Store::open(&config.targets[0]).expect("test target opens")
     }
 }
