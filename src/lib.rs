@@ -31,5 +31,6 @@ pub mod status;
 pub mod store;
 pub mod tenant_name;
 pub mod text;
+pub mod units;
 
 pub use error::{Error, Result};

@@ -42,16 +42,7 @@ pub const BUILTIN_KEEP: &str = "6 months";
 pub const BUILTIN_AFTER_CONTRACT: &str = "1 month";
 pub const BUILTIN_LEGAL_BASIS: &str = "contract";
 
-/// A positive calendar span such as "6 months", "30 days", "7 years", "12h".
-pub fn parse_period(text: &str) -> Result<Span, String> {
-    let span: Span = text.trim().parse().map_err(|_| {
-        format!("{text:?} is not a period like \"6 months\", \"30 days\" or \"7 years\"")
-    })?;
-    if !span.is_positive() {
-        return Err(format!("{text:?}: a period must be longer than zero"));
-    }
-    Ok(span)
-}
+pub use crate::units::parse_period;
 
 /// The rule that governs a snapshot, with every key resolved.
 #[derive(Debug, Clone)]
