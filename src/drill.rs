@@ -416,7 +416,7 @@ pub fn drill_and_record(
     scratch: PathBuf,
     max_age: jiff::Span,
 ) -> Result<DrillRun> {
-    let repo = Repository::open_target(config, target)?;
+    let repo = Repository::open_target(target, &config.key)?;
     let now = jiff::Timestamp::now();
     let time_zone = config.policy.time_zone.clone();
     let mut warnings = Vec::new();
@@ -439,7 +439,7 @@ pub fn drill_and_record(
 
     let mut audit_targets = vec![repo];
     for t in config.targets.iter().filter(|t| t.name != target.name) {
-        match Repository::open_target(config, t) {
+        match Repository::open_target(t, &config.key) {
             Ok(r) => audit_targets.push(r),
             Err(e) => warnings.push(format!(
                 "audit records not written to target {}: {e}",

@@ -4,6 +4,7 @@
 //! network; I/O lives in `store` and the command modules.
 
 pub mod agent;
+pub mod agent_state;
 pub mod audit;
 pub mod backup;
 pub mod beneath;

@@ -406,7 +406,7 @@ fn open_repo(config: &Config, target: &TargetArg) -> anyhow::Result<Repository> 
         Some(name) => config.target(name)?,
         None => config.primary(),
     };
-    Ok(Repository::open_target(config, t)?)
+    Ok(Repository::open_target(t, &config.key)?)
 }
 
 fn ship_report_json(r: &ShipReport) -> Value {
@@ -779,7 +779,8 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                 (Vec::new(), Vec::new())
             } else {
                 ship::ship_to(
-                    &config,
+                    config.primary(),
+                    &config.key,
                     &secondaries,
                     &ShipOptions {
                         tenants: backed_up,
@@ -894,7 +895,8 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
                 )));
             }
             let (reports, failed) = ship::ship_to(
-                &config,
+                config.primary(),
+                &config.key,
                 &targets,
                 &ShipOptions {
                     tenants: tenant,

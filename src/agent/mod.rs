@@ -10,7 +10,6 @@
 //! within 30 seconds.
 
 pub mod http;
-pub mod state;
 
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -25,14 +24,13 @@ use crate::cancel::Cancel;
 use crate::config::{Config, IoClass};
 use crate::drill::Selection;
 use crate::error::{Error, Result};
-use crate::lifecycle::apply::{Lifecycle, Opened};
 use crate::pace::Pacer;
 use crate::repo::Repository;
 use crate::schedule::{Schedule, splay_cap, splay_delay};
 use crate::ship::{ShipFailure, ShipOptions};
 use crate::status::Status;
 use crate::store::Store;
-use state::{AgentState, BackupRun, JobRun};
+use crate::agent_state::{AgentState, BackupRun, JobRun};
 
 /// How long a stopping agent waits for its jobs before it exits anyway.
 const STOP_WAIT: Duration = Duration::from_secs(25);
@@ -267,7 +265,7 @@ fn next_run(config: &Config, schedule: &Schedule) -> Timestamp {
 /// depend on it). A secondary that cannot be reached is a warning: the
 /// ships retry it.
 fn self_test(config: &Config) -> Result<()> {
-    let primary = Repository::open_target(config, config.primary())?;
+    let primary = Repository::open_target(config.primary(), &config.key)?;
     drop(primary);
     for t in &config.targets {
         // Not `create`: a missing file:// folder is an unmounted target,
@@ -832,7 +830,7 @@ async fn backup_source(
     let c = config.clone();
     let asked = tenants.clone();
     let refusals = match blocking(move || {
-        let repo = Repository::open_target(&c, c.primary())?;
+        let repo = Repository::open_target(c.primary(), &c.key)?;
         Ok(crate::lifecycle::gate::backup_refusals(
             &repo,
             &c.policy,
@@ -928,7 +926,7 @@ fn backup_tenant(
 ) -> Result<TenantBackup> {
     let attempt = Timestamp::now();
     let started = Instant::now();
-    let repo = Repository::open_target(config, config.primary())?;
+    let repo = Repository::open_target(config.primary(), &config.key)?;
     let report = backup::run(
         &repo,
         config,
@@ -975,7 +973,8 @@ fn backup_tenant(
         return Ok(out);
     }
     let (reports, failed) = crate::ship::ship_to(
-        config,
+        config.primary(),
+        &config.key,
         &secondaries,
         &ShipOptions {
             tenants: vec![tenant.to_string()],
@@ -1000,7 +999,8 @@ fn backup_tenant(
 fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
     let secondaries: Vec<&crate::config::Target> = config.secondaries().collect();
     let (reports, failed) = crate::ship::ship_to(
-        config,
+        config.primary(),
+        &config.key,
         &secondaries,
         &ShipOptions {
             host: config.agent.host.clone(),
@@ -1023,12 +1023,12 @@ fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
 /// something expires next.
 fn lifecycle(config: &Config) -> Result<Done> {
     let started = Instant::now();
-    let opened = Opened::open(config)?;
+    let opened = config.open_repositories()?;
     for f in &opened.failures {
         tracing::warn!(target_name = %f.target, "target not opened for the lifecycle: {}", f.error);
     }
     let audit = crate::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
-    let lc = Lifecycle::new(config, &opened, &audit);
+    let lc = config.lifecycle(&opened, &audit);
     let now = Timestamp::now();
     let items = lc.process_inbox(now)?;
     for i in &items {

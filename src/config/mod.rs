@@ -12,8 +12,10 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::audit::AuditLog;
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
+use crate::lifecycle::apply::{Lifecycle, TargetRepositories};
 use crate::schedule::Schedule;
 
 mod agent;
@@ -156,6 +158,33 @@ impl Config {
             policy,
             drill,
         })
+    }
+
+    /// Opens every target's repository with the configured key, the
+    /// primary first (which must open).
+    pub fn open_repositories(&self) -> Result<TargetRepositories> {
+        TargetRepositories::open(
+            self.primary(),
+            self.secondaries().map(|t| &t.store),
+            &self.key,
+        )
+    }
+
+    /// The lifecycle of `targets` under this config's rules and agent.
+    pub fn lifecycle<'a>(
+        &'a self,
+        targets: &'a TargetRepositories,
+        audit: &'a AuditLog,
+    ) -> Lifecycle<'a> {
+        Lifecycle {
+            policy: &self.policy,
+            repos: &targets.repos,
+            unopened: targets.failures.clone(),
+            host: self.agent.host.clone(),
+            state_dir: self.agent.state_dir.clone(),
+            pack_size: self.repository.pack_size,
+            audit,
+        }
     }
 
     pub fn primary(&self) -> &Target {

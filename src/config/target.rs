@@ -31,6 +31,12 @@ impl std::ops::Deref for Target {
     }
 }
 
+impl AsRef<TargetSettings> for Target {
+    fn as_ref(&self) -> &TargetSettings {
+        &self.store
+    }
+}
+
 /// A `[[target]]` table as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

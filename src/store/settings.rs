@@ -34,6 +34,12 @@ impl TargetSettings {
     }
 }
 
+impl AsRef<TargetSettings> for TargetSettings {
+    fn as_ref(&self) -> &TargetSettings {
+        self
+    }
+}
+
 /// Whether a target's locks can be trusted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
