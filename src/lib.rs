@@ -17,6 +17,8 @@ pub mod drill;
 pub mod error;
 pub mod files;
 pub mod format;
+#[cfg(test)]
+mod layers;
 pub mod lifecycle;
 pub mod limits;
 pub mod lock;

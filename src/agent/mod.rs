@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::agent_state::{AgentState, BackupRun, JobRun};
 use crate::backup::{self, BackupOptions};
 use crate::cancel::Cancel;
 use crate::config::{Config, IoClass};
@@ -30,7 +31,6 @@ use crate::schedule::{Schedule, splay_cap, splay_delay};
 use crate::ship::{ShipFailure, ShipOptions};
 use crate::status::Status;
 use crate::store::Store;
-use crate::agent_state::{AgentState, BackupRun, JobRun};
 
 /// How long a stopping agent waits for its jobs before it exits anyway.
 const STOP_WAIT: Duration = Duration::from_secs(25);
