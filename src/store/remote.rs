@@ -149,7 +149,7 @@ pub(super) fn build(target: &TargetSettings, url: &url::Url) -> Result<Arc<dyn O
         message: e.to_string(),
     };
     let scheme = url.scheme();
-    // gallra's own layer retries and times out every call (store/mod.rs), so
+    // gallra retries and times out every call itself (store/requests.rs), so
     // object_store's retries are off: two nested loops would multiply.
     let no_retry = RetryConfig {
         max_retries: 0,
