@@ -107,7 +107,8 @@ fn code_only(text: &str) -> String {
                 // A character literal ('x', '\n', '\u{..}', '"'), or a lifetime.
                 let rest = &text[i + 1..];
                 let len = if rest.starts_with('\\') {
-                    rest.find('\'').map(|e| e + 1)
+                    // Past the escaped character, which may itself be '.
+                    rest.get(2..).and_then(|r| r.find('\'')).map(|e| e + 3)
                 } else {
                     rest.chars()
                         .next()
@@ -326,7 +327,7 @@ fn no_module_imports_a_higher_layer() {
 #[test]
 fn the_checker_sees_groups_and_skips_comments_strings_and_tests() {
     let code = code_only(
-        "use crate::{a, b::{c, d}, self};\n// crate::e\nlet u = \"crate::f //\"; crate::g::h();\n/* crate::i */ let c = '\"'; crate::j\n#[cfg(test)]\nmod tests { use crate::k; }\n",
+        "use crate::{a, b::{c, d}, self};\n// crate::e\nlet u = \"crate::f //\"; crate::g::h();\n/* crate::i */ let c = '\"'; let q = '\\''; crate::j\n#[cfg(test)]\nmod tests { use crate::k; }\n",
     );
     let found = crate_references(&without_tests(&code));
     let names: Vec<&str> = found.iter().map(String::as_str).collect();

@@ -26,6 +26,8 @@ mod retention;
 mod source;
 mod target;
 
+// The types the tables parse into that live with their readers, where a
+// reader of the config looks for them too.
 pub use crate::lifecycle::rules::{Retention, Rule};
 pub use crate::store::{Locking, StoreLimits, TargetSettings};
 pub use agent::{
