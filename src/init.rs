@@ -45,7 +45,7 @@ pub struct TargetInit {
 }
 
 fn holds_repository(t: &Target) -> Result<Option<u64>> {
-    Store::open(t, false).and_then(|s| s.size_of(crate::repo::CONFIG_PATH))
+    Store::open(t).and_then(|s| s.size_of(crate::repo::CONFIG_PATH))
 }
 
 /// Creates the repository on the primary with a key slot from `[key]`,
@@ -75,7 +75,7 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
         }
     }
     let t = config.primary();
-    let store = Store::open(t, true)?;
+    let store = Store::open_or_create(t)?;
     let repo = Repository::init(store.clone(), &config.key, config.repository.chunker)?;
     let mut report = InitReport::default();
     report
@@ -84,7 +84,7 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
     // Secondaries receive the same repository (config and key slots)
     // by shipping.
     for t in config.secondaries() {
-        let outcome = Store::open(t, true).and_then(|dst| {
+        let outcome = Store::open_or_create(t).and_then(|dst| {
             ship::ship(
                 &repo,
                 &dst,

@@ -56,7 +56,11 @@ pub fn backup_audit_ship(
     if tenants.is_empty() || secondaries.is_empty() {
         return Ok(job);
     }
-    (job.ships, job.ship_failed) =
-        ship::ship_to(config, &secondaries, &ShipOptions { tenants, ..ship })?;
+    (job.ships, job.ship_failed) = ship::ship_to(
+        config.primary(),
+        &config.key,
+        &secondaries,
+        &ShipOptions { tenants, ..ship },
+    )?;
     Ok(job)
 }

@@ -4,6 +4,7 @@
 //! network; I/O lives in `store` and the command modules.
 
 pub mod agent;
+pub mod agent_state;
 pub mod audit;
 pub mod backup;
 pub mod beneath;
@@ -18,6 +19,8 @@ pub mod files;
 pub mod format;
 pub mod init;
 pub mod job;
+#[cfg(test)]
+mod layers;
 pub mod lifecycle;
 pub mod limits;
 pub mod lock;
@@ -35,5 +38,6 @@ pub mod status;
 pub mod store;
 pub mod tenant_name;
 pub mod text;
+pub mod units;
 
 pub use error::{Error, Result};

@@ -19,10 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use crate::config::Locking;
 use crate::error::{Error, Result};
 use crate::repo::tenant_prefix;
-use crate::store::Store;
+use crate::store::{Locking, Store};
 
 /// How long a lock stays valid without renewal.
 pub const LEASE: Duration = Duration::from_secs(10 * 60);
@@ -694,9 +693,9 @@ mod tests {
 
     #[test]
     fn no_lock_objects_when_locking_is_none() {
-        let mut t = crate::config::Target::new("nolock", "memory://");
+        let mut t = crate::store::TargetSettings::new("nolock", "memory://");
         t.locking = Locking::None;
-        let store = Store::open(&t, true).unwrap();
+        let store = Store::open_or_create(&t).unwrap();
         let a = acquire(&store, "acme", LockKind::Exclusive, &holder("web01")).unwrap();
         let b = acquire(&store, "acme", LockKind::Exclusive, &holder("web01")).unwrap();
         assert!(store.list("tenants").unwrap().is_empty());

@@ -286,7 +286,7 @@ pub fn render(s: &Status) -> String {
 mod tests {
     use super::*;
 
-    use crate::agent::state::{JobRun, Totals};
+    use crate::agent_state::{JobRun, Totals};
     use crate::status::{AgentSummary, SourceStatus, TargetHolding, TargetStatus, TenantStatus};
     use std::collections::BTreeMap;
 

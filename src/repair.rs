@@ -14,10 +14,10 @@ pub fn repair_source(config: &Config, name: &str, from: Option<&str>) -> Result<
         Some(f) if f == name => Err(Error::Usage(format!(
             "--from {f}: a target cannot be repaired from itself"
         ))),
-        Some(f) => Store::open(config.target(f)?, false),
+        Some(f) => Store::open(config.target(f)?),
         None => {
             for t in config.targets.iter().filter(|t| t.name != name) {
-                if let Ok(store) = Store::open(t, false)
+                if let Ok(store) = Store::open(t)
                     && store.size_of(crate::repo::CONFIG_PATH)?.is_some()
                 {
                     return Ok(store);
@@ -44,7 +44,7 @@ pub fn repair_target(
     let src = repair_source(config, name, from)?;
     // Only someone holding the key may rebuild a target from it.
     let src = Repository::open(src, &config.key)?;
-    let dst = Store::open(dst_target, true)?;
+    let dst = Store::open_or_create(dst_target)?;
     ship::ship(
         &src,
         &dst,

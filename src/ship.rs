@@ -21,12 +21,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use crate::crypto::KeySource;
 use crate::error::{Error, Result};
 use crate::format::Id;
 use crate::limits::ReadLimit;
 use crate::lock::{self, Holder, LockKind};
 use crate::repo::{self, CONFIG_PATH, Repository, id_of_path};
-use crate::store::{Listed, Store, StoreStats};
+use crate::store::{Listed, Store, StoreStats, TargetSettings};
 
 /// Objects copied at once. Each holds one object (a pack: 16 MiB by
 /// default) in memory.
@@ -265,20 +266,21 @@ pub struct ShipFailure {
     pub error: String,
 }
 
-/// Ships from the primary to each of `targets`; every target is tried even
-/// when one fails. Returns the reports and the failures.
+/// Ships from the primary, opened with `key`, to each of `targets`; every
+/// target is tried even when one fails. Returns the reports and the failures.
 pub fn ship_to(
-    config: &crate::config::Config,
-    targets: &[&crate::config::Target],
+    primary: &TargetSettings,
+    key: &KeySource,
+    targets: &[impl AsRef<TargetSettings>],
     opts: &ShipOptions,
 ) -> Result<(Vec<ShipReport>, Vec<ShipFailure>)> {
-    let src = Repository::open(Store::open(config.primary(), false)?, &config.key)?;
+    let src = Repository::open(Store::open(primary)?, key)?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
-    for t in targets {
+    for t in targets.iter().map(AsRef::as_ref) {
         // Never create a missing file:// folder: it is an unmounted mount
         // point, not a new target (see `ShipOptions::initialise`).
-        let opened = Store::open(t, false).map_err(|e| match e {
+        let opened = Store::open(t).map_err(|e| match e {
             Error::NotInitialised { target } => Error::NoRepository { target },
             e => e,
         });
@@ -442,16 +444,13 @@ fn usable_slot(path: &str, bytes: &[u8]) -> Result<()> {
 /// heads, after the records they name.
 fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) -> Result<usize> {
     type Open = fn(&Repository, &str, &[u8]) -> Result<()>;
-    let event: Open = |r, path, b| crate::lifecycle::journal::open_event(r, path, b).map(drop);
+    let event: Open =
+        |r, path, b| crate::format::event::open(b, r.master(), &r.repo_id, path).map(drop);
     let record: Open = |r, path, b| crate::audit::open_record(r, path, b).map(drop);
     let src = &source.store;
     let mut copied = 0;
     for (prefix, limit, open) in [
-        (
-            crate::lifecycle::journal::EVENTS_PREFIX,
-            ReadLimit::Event,
-            event,
-        ),
+        (crate::format::event::EVENTS_PREFIX, ReadLimit::Event, event),
         ("audit", ReadLimit::AuditRecord, record),
     ] {
         let have: BTreeSet<String> = dst.list(prefix)?.into_iter().map(|o| o.path).collect();

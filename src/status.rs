@@ -6,11 +6,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::agent::state::{AgentState, JobRun, ShipState, Totals};
+use crate::agent_state::{AgentState, JobRun, ShipState, Totals};
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::error::Result;
-use crate::lifecycle::apply::{Lifecycle, Opened};
 use crate::lifecycle::plan;
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,12 +143,12 @@ pub struct NextDeletion {
 /// agent's state file. Touches nothing.
 pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
     let state = AgentState::load(&config.agent.state_dir)?;
-    let opened = match Opened::open(config) {
+    let opened = match config.open_repositories() {
         Ok(o) => o,
         Err(e) => return Ok(primary_unreadable(config, state, now, &e)),
     };
     let audit = AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
-    let lc = Lifecycle::new(config, &opened, &audit);
+    let lc = config.lifecycle(&opened, &audit);
     let (due, world) = lc.plan(now)?;
 
     let mut tenants: BTreeMap<String, TenantStatus> = BTreeMap::new();

@@ -204,6 +204,15 @@ mod tests {
         assert_eq!(nfc("kunda\u{30A}"), "kundå");
     }
 
+    #[test]
+    fn names_the_config_accepts() {
+        assert!(check("acme").is_ok());
+        assert!(check("example.com").is_ok());
+        assert!(check("..").is_err());
+        assert!(check("a/b").is_err());
+        assert!(check("").is_err());
+    }
+
     /// Characters a strategy draws names from: ASCII, Swedish and other
     /// letters, and some that are escaped or refused.
     fn name_char() -> impl Strategy<Value = char> {

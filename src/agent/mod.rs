@@ -10,7 +10,6 @@
 //! within 30 seconds.
 
 pub mod http;
-pub mod state;
 
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -20,19 +19,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::{RwLock, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::agent_state::{AgentState, BackupRun, JobRun};
 use crate::backup::{self, BackupOptions};
 use crate::cancel::Cancel;
 use crate::config::{Config, IoClass};
 use crate::drill::Selection;
 use crate::error::{Error, Result};
-use crate::lifecycle::apply::{Lifecycle, Opened};
 use crate::pace::Pacer;
 use crate::repo::Repository;
 use crate::schedule::{Schedule, splay_cap, splay_delay};
 use crate::ship::{ShipFailure, ShipOptions};
 use crate::status::Status;
 use crate::store::Store;
-use state::{AgentState, BackupRun, JobRun};
 
 /// How long a stopping agent waits for its jobs before it exits anyway.
 const STOP_WAIT: Duration = Duration::from_secs(25);
@@ -267,15 +265,15 @@ fn next_run(config: &Config, schedule: &Schedule) -> Timestamp {
 /// depend on it). A secondary that cannot be reached is a warning: the
 /// ships retry it.
 fn self_test(config: &Config) -> Result<()> {
-    let primary = Repository::open_target(config, config.primary())?;
+    let primary = Repository::open_target(config.primary(), &config.key)?;
     drop(primary);
     for t in &config.targets {
         // Not `create`: a missing file:// folder is an unmounted target,
         // and ship refuses it; making it here would hide that.
-        let outcome = Store::open(t, false).and_then(|s| s.honours_conditional_create());
+        let outcome = Store::open(t).and_then(|s| s.honours_conditional_create());
         match outcome {
             Ok(true) => tracing::info!(target_name = %t.name, "conditional create honoured"),
-            Ok(false) if t.locking == crate::config::Locking::Lease => tracing::error!(
+            Ok(false) if t.locking == crate::store::Locking::Lease => tracing::error!(
                 target_name = %t.name,
                 "target does not honour conditional create: its locks cannot be trusted and lifecycle deletes there are refused; set locking = \"none\" only if one agent at a time uses each tenant"
             ),
@@ -832,7 +830,7 @@ async fn backup_source(
     let c = config.clone();
     let asked = tenants.clone();
     let refusals = match blocking(move || {
-        let repo = Repository::open_target(&c, c.primary())?;
+        let repo = Repository::open_target(c.primary(), &c.key)?;
         Ok(crate::lifecycle::gate::backup_refusals(
             &repo,
             &c.policy,
@@ -928,7 +926,7 @@ fn backup_tenant(
 ) -> Result<TenantBackup> {
     let attempt = Timestamp::now();
     let started = Instant::now();
-    let repo = Repository::open_target(config, config.primary())?;
+    let repo = Repository::open_target(config.primary(), &config.key)?;
     let job = crate::job::backup_audit_ship(
         config,
         &repo,
@@ -998,7 +996,8 @@ fn backup_tenant(
 fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
     let secondaries: Vec<&crate::config::Target> = config.secondaries().collect();
     let (reports, failed) = crate::ship::ship_to(
-        config,
+        config.primary(),
+        &config.key,
         &secondaries,
         &ShipOptions {
             host: config.agent.host.clone(),
@@ -1021,12 +1020,12 @@ fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
 /// something expires next.
 fn lifecycle(config: &Config) -> Result<Done> {
     let started = Instant::now();
-    let opened = Opened::open(config)?;
+    let opened = config.open_repositories()?;
     for f in &opened.failures {
         tracing::warn!(target_name = %f.target, "target not opened for the lifecycle: {}", f.error);
     }
     let audit = crate::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
-    let lc = Lifecycle::new(config, &opened, &audit);
+    let lc = config.lifecycle(&opened, &audit);
     let now = Timestamp::now();
     let items = lc.process_inbox(now)?;
     for i in &items {

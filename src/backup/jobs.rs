@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cancel::Cancel;
-use crate::config::{Config, Source, SourceKind, validate_tenant};
+use crate::config::{Config, Source, SourceKind};
 use crate::format::Id;
 use crate::format::snapshot::Snapshot;
 use crate::pace::Pacer;
@@ -181,7 +181,7 @@ fn expand_pattern(
             );
             continue;
         }
-        if let Err(m) = validate_tenant(&tenant) {
+        if let Err(m) = crate::tenant_name::check(&tenant) {
             failed.push(Failure {
                 tenant: tenant.clone(),
                 source: source.name.clone(),

@@ -59,7 +59,7 @@ pub fn run(config: &Config, json_out: bool, args: BackupArgs) -> anyhow::Result<
         )
         .into());
     }
-    let repo = Repository::open_target(config, config.primary())?;
+    let repo = Repository::open_target(config.primary(), &config.key)?;
     let (jobs, _) = backup::plan_jobs(config, &args.tenant);
     let mut wanted: Vec<String> = jobs.iter().map(|j| j.tenant.clone()).collect();
     wanted.extend(args.tenant.iter().cloned());

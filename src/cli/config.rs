@@ -86,7 +86,7 @@ fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
         config
             .targets
             .iter()
-            .filter_map(gallra::store::credentials_file_problem),
+            .filter_map(|t| gallra::store::credentials_file_problem(&t.store)),
     );
     let mut categories: Vec<String> = config
         .sources

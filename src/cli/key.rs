@@ -52,7 +52,7 @@ pub fn run(config: &Config, json_out: bool, command: KeyCommand) -> anyhow::Resu
     if let KeyCommand::Generate { file } = &command {
         return generate(json_out, file);
     }
-    let repo = Repository::open_target(config, config.primary())?;
+    let repo = Repository::open_target(config.primary(), &config.key)?;
     match command {
         KeyCommand::Generate { .. } => unreachable!("handled above"),
         KeyCommand::List => {
@@ -138,7 +138,7 @@ fn sync_key_slot(
 ) -> Vec<SlotSync> {
     let mut out = Vec::new();
     for t in config.secondaries() {
-        let done = Store::open(t, false)
+        let done = Store::open(t)
             .map_err(|e| match e {
                 Error::NotInitialised { target } => Error::NoRepository { target },
                 e => e,

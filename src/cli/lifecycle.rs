@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use gallra::audit::{Action, AuditLog, Record};
 use gallra::config::Config;
 use gallra::error::Error;
-use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle, Opened};
+use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle, TargetRepositories};
 use gallra::lifecycle::{Event, EventType, Plan};
 use gallra::repo::Repository;
 
@@ -91,8 +91,8 @@ pub enum AuditCommand {
 }
 
 /// Every target's repository; a secondary that does not open is warned.
-pub fn open_all(config: &Config) -> anyhow::Result<Opened> {
-    let opened = Opened::open(config)?;
+pub fn open_all(config: &Config) -> anyhow::Result<TargetRepositories> {
+    let opened = config.open_repositories()?;
     for f in &opened.failures {
         eprintln!("warning: target {}: {}", f.target, f.error);
     }
@@ -152,7 +152,7 @@ fn with<R>(
 ) -> anyhow::Result<R> {
     let opened = open_all(config)?;
     let audit = audit_log(config)?;
-    work(&Lifecycle::new(config, &opened, &audit))
+    work(&config.lifecycle(&opened, &audit))
 }
 
 /// contract end/reinstate, hold set/release: one event, taken in.

@@ -41,6 +41,6 @@ impl TargetArg {
             Some(name) => config.target(name)?,
             None => config.primary(),
         };
-        Ok(Repository::open_target(config, t)?)
+        Ok(Repository::open_target(t, &config.key)?)
     }
 }

@@ -45,7 +45,8 @@ pub fn run(config: &Config, json_out: bool, args: ShipArgs) -> anyhow::Result<i3
         )));
     }
     let (reports, failed) = ship::ship_to(
-        config,
+        config.primary(),
+        &config.key,
         &targets,
         &ShipOptions {
             tenants: args.tenant,

@@ -19,7 +19,7 @@ pub struct UnlockArgs {
 
 pub fn run(config: &Config, json_out: bool, args: UnlockArgs) -> anyhow::Result<i32> {
     let tenant = &args.tenant;
-    gallra::config::validate_tenant(tenant)
+    gallra::tenant_name::check(tenant)
         .map_err(|m| Error::Usage(format!("--tenant {tenant:?}: {m}")))?;
     let targets: Vec<&Target> = match &args.target {
         Some(name) => vec![config.target(name)?],
@@ -28,7 +28,7 @@ pub fn run(config: &Config, json_out: bool, args: UnlockArgs) -> anyhow::Result<
     let mut reports = Vec::new();
     for t in targets {
         reports.push(gallra::lock::unlock(
-            &Store::open(t, false)?,
+            &Store::open(t)?,
             tenant,
             &config.agent.host,
         )?);

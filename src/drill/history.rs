@@ -69,7 +69,7 @@ pub(super) fn record(
 ) -> Result<Vec<Option<Record>>> {
     let mut audit_targets = vec![drilled];
     for t in config.targets.iter().filter(|t| t.name != target.name) {
-        match Repository::open_target(config, t) {
+        match Repository::open_target(t, &config.key) {
             Ok(r) => audit_targets.push(r),
             Err(e) => warnings.push(format!(
                 "audit records not written to target {}: {e}",

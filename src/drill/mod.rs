@@ -83,7 +83,7 @@ pub fn drill_and_record(
     scratch: PathBuf,
     max_age: jiff::Span,
 ) -> Result<DrillRun> {
-    let repo = Repository::open_target(config, target)?;
+    let repo = Repository::open_target(target, &config.key)?;
     let now = jiff::Timestamp::now();
     let time_zone = config.policy.time_zone.clone();
     let mut warnings = Vec::new();

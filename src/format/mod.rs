@@ -13,6 +13,7 @@
 //! tenant, or slot id), so that an object moved to another name or tenant
 //! fails to open.
 
+pub mod event;
 pub mod index;
 pub mod keyslot;
 pub mod pack;

@@ -13,11 +13,12 @@ use super::plan::{self, HeldEntry, Plan, PlanEntry, Reason, SnapshotFacts};
 use super::prune::{self, PrimaryLayout, PruneReport};
 use super::rules::Policy;
 use crate::audit::{Action, AuditLog, Entry, TargetCounts};
-use crate::config::Locking;
+use crate::crypto::KeySource;
 use crate::error::{Error, Result};
 use crate::format::Id;
 use crate::lock::{self, Holder, LockKind};
 use crate::repo::{self, Repository, id_of_path};
+use crate::store::{Locking, TargetSettings};
 
 /// Everything applying the lifecycle needs.
 pub struct Lifecycle<'a> {
@@ -51,21 +52,25 @@ fn known_snapshots() -> &'static std::sync::Mutex<KnownSnapshots> {
 
 /// The repositories of every target (primary first) and the targets that
 /// could not be opened.
-pub struct Opened {
+pub struct TargetRepositories {
     pub repos: Vec<Repository>,
     pub failures: Vec<Failure>,
 }
 
-impl Opened {
-    /// Opens every target with the configured key. The primary must open;
-    /// a secondary that does not is a failure the caller reports.
-    pub fn open(config: &crate::config::Config) -> Result<Opened> {
-        let mut out = Opened {
-            repos: vec![Repository::open_target(config, config.primary())?],
+impl TargetRepositories {
+    /// Opens every target with `key`. The primary must open; a secondary
+    /// that does not is a failure the caller reports.
+    pub fn open<'t>(
+        primary: &TargetSettings,
+        secondaries: impl IntoIterator<Item = &'t TargetSettings>,
+        key: &KeySource,
+    ) -> Result<TargetRepositories> {
+        let mut out = TargetRepositories {
+            repos: vec![Repository::open_target(primary, key)?],
             failures: Vec::new(),
         };
-        for t in config.secondaries() {
-            match Repository::open_target(config, t) {
+        for t in secondaries {
+            match Repository::open_target(t, key) {
                 Ok(r) => out.repos.push(r),
                 Err(e) => out.failures.push(Failure {
                     tenant: None,
@@ -75,24 +80,6 @@ impl Opened {
             }
         }
         Ok(out)
-    }
-}
-
-impl<'a> Lifecycle<'a> {
-    pub fn new(
-        config: &'a crate::config::Config,
-        opened: &'a Opened,
-        audit: &'a AuditLog,
-    ) -> Lifecycle<'a> {
-        Lifecycle {
-            policy: &config.policy,
-            repos: &opened.repos,
-            unopened: opened.failures.clone(),
-            host: config.agent.host.clone(),
-            state_dir: config.agent.state_dir.clone(),
-            pack_size: config.repository.pack_size,
-            audit,
-        }
     }
 }
 

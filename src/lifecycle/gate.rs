@@ -141,7 +141,7 @@ mod tests {
 
     fn policy() -> Policy {
         Policy::new(
-            &crate::config::Retention::default(),
+            &crate::lifecycle::rules::Retention::default(),
             &[],
             jiff::tz::TimeZone::UTC,
         )

@@ -12,10 +12,11 @@ use crate::format::{Kind, record};
 use crate::limits::ReadLimit;
 use crate::repo::Repository;
 
-pub const EVENTS_PREFIX: &str = "lifecycle/events";
+pub use crate::format::event::EVENTS_PREFIX;
+use crate::format::event::{self, id_of_path as event_id_of_path};
 
 pub fn event_path(id: &str) -> String {
-    format!("{EVENTS_PREFIX}/{id}")
+    event::path(id)
 }
 
 /// Every accepted event in a repository.
@@ -64,28 +65,11 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
     Ok(out)
 }
 
-fn event_id_of_path(path: &str) -> &str {
-    path.strip_prefix(&format!("{EVENTS_PREFIX}/"))
-        .unwrap_or(path)
-}
-
-/// Opens the bytes of an event object found at `path`: sealed with the
-/// repository key, bound to that name, and holding the event of that id.
-/// What `load_target` (the lifecycle's reader) accepts, and so what ship
-/// copies.
+/// Opens the bytes of an event object found at `path` of `repo`
+/// (`format::event::open`).
 pub fn open_event(repo: &Repository, path: &str, bytes: &[u8]) -> Result<StoredEvent> {
-    let stored: StoredEvent = record::open(bytes, Kind::Event, repo.master(), &repo.repo_id, path)?;
-    let id = event_id_of_path(path);
-    if stored.event.id != id {
-        // Moved from another name: not the event this name would be.
-        return Err(Error::corrupt(
-            path,
-            format!("it holds event {:?}, not {id:?}", stored.event.id),
-        ));
-    }
-    Ok(stored)
+    event::open(bytes, repo.master(), &repo.repo_id, path)
 }
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recorded {
@@ -101,15 +85,8 @@ pub enum Recorded {
 pub fn record_event(repos: &[&Repository], stored: &StoredEvent) -> Result<Recorded> {
     let primary = repos[0];
     let path = event_path(&stored.event.id);
-    let seal = |repo: &Repository| {
-        Bytes::from(record::seal(
-            stored,
-            Kind::Event,
-            repo.master(),
-            &repo.repo_id,
-            &path,
-        ))
-    };
+    let seal =
+        |repo: &Repository| Bytes::from(event::seal(stored, repo.master(), &repo.repo_id, &path));
     if !primary.store.put_new(&path, seal(primary))? {
         let existing: StoredEvent = record::open(
             &primary.store.get_limited(&path, ReadLimit::Event)?,

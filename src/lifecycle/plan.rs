@@ -264,7 +264,7 @@ pub fn key_destruction_due(
 mod tests {
     use super::super::events::{ContractEnd, Erasure, Hold};
     use super::*;
-    use crate::config::{Retention, Rule};
+    use crate::lifecycle::rules::{Retention, Rule};
     use proptest::prelude::*;
 
     fn stockholm() -> Policy {

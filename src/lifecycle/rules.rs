@@ -11,22 +11,38 @@
 use jiff::Span;
 use std::collections::BTreeMap;
 
-use crate::config::{Retention, Rule};
+use serde::Deserialize;
+
+/// A retention rule as written in agent.toml (`[retention.default]`,
+/// `[retention.category.C]`, `[retention.tenant.T]`, a target's
+/// `retention`): each key optional, resolved by [`Policy::rule_for`].
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub keep: Option<String>,
+    pub after_contract: Option<String>,
+    pub legal_basis: Option<String>,
+    #[serde(default)]
+    pub legal_obligation: bool,
+}
+
+/// The `[retention]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default)]
+    pub default: Rule,
+    #[serde(default)]
+    pub category: BTreeMap<String, Rule>,
+    #[serde(default)]
+    pub tenant: BTreeMap<String, Rule>,
+}
 
 pub const BUILTIN_KEEP: &str = "6 months";
 pub const BUILTIN_AFTER_CONTRACT: &str = "1 month";
 pub const BUILTIN_LEGAL_BASIS: &str = "contract";
 
-/// A positive calendar span such as "6 months", "30 days", "7 years", "12h".
-pub fn parse_period(text: &str) -> Result<Span, String> {
-    let span: Span = text.trim().parse().map_err(|_| {
-        format!("{text:?} is not a period like \"6 months\", \"30 days\" or \"7 years\"")
-    })?;
-    if !span.is_positive() {
-        return Err(format!("{text:?}: a period must be longer than zero"));
-    }
-    Ok(span)
-}
+pub use crate::units::parse_period;
 
 /// The rule that governs a snapshot, with every key resolved.
 #[derive(Debug, Clone)]
@@ -97,7 +113,7 @@ impl Policy {
         }
         let mut tenant = BTreeMap::new();
         for (name, rule) in &retention.tenant {
-            crate::config::validate_tenant(name)
+            crate::tenant_name::check(name)
                 .map_err(|m| format!("[retention.tenant.{name}]: {m}"))?;
             tenant.insert(
                 name.clone(),

@@ -114,12 +114,12 @@ pub fn id_of_path(path: &str) -> Option<Id> {
 }
 
 impl Repository {
-    /// The repository on one configured target, opened with the configured key.
+    /// The repository on one target, opened with `key`.
     pub fn open_target(
-        config: &crate::config::Config,
-        target: &crate::config::Target,
+        target: &crate::store::TargetSettings,
+        key: &KeySource,
     ) -> Result<Repository> {
-        Repository::open(crate::store::Store::open(target, false)?, &config.key)
+        Repository::open(crate::store::Store::open(target)?, key)
     }
 
     /// Creates a repository: a key slot for `key`, then the config object

@@ -1,9 +1,11 @@
 //! Targets: a repository's home in an object store, through `object_store`.
 //!
 //! The engine above is synchronous (CPU-bound work runs on rayon and plain
-//! threads); this module owns the one tokio runtime and turns each store call
-//! into a blocking call on it, so no other module knows about async. Every
-//! error names the target and the object.
+//! threads); this module owns the tokio runtime every store call runs on and
+//! turns each call into a blocking one, so that no module above knows about
+//! async (the agent's HTTP server has its own runtime). Every error names the
+//! target and the object. What every request goes through (limits, retries,
+//! counters) is `requests`; what a store is opened with is `settings`.
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -13,29 +15,25 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
-use crate::config::{self, StoreLimits};
 use crate::error::{Error, Result};
 
 mod remote;
+mod requests;
+mod settings;
+
+pub use requests::StoreStats;
+use requests::{Failed, Failure, Requests, describe, http_status};
+pub use settings::{Locking, StoreLimits, TargetSettings};
 
 /// Objects at least this large are uploaded in parts, so that a failed
 /// request repeats one part rather than the whole object, and parts travel
 /// in parallel. Default packs (16 MiB) stay below it: one PUT is cheaper.
 pub const MULTIPART_THRESHOLD: usize = 32 << 20;
 const MULTIPART_PART: usize = 16 << 20;
-
-/// Attempts per store call, and the back-off between them: exponential from
-/// `RETRY_BASE`, capped, with equal jitter so that a fleet retrying after the
-/// same outage spreads out. The waits add up to at most 7.75 s (plus each
-/// attempt's own time, bounded by the timeout).
-const RETRY_ATTEMPTS: u32 = 6;
-const RETRY_BASE: Duration = Duration::from_millis(250);
-const RETRY_CAP: Duration = Duration::from_secs(8);
 
 fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
@@ -56,164 +54,6 @@ pub struct Listed {
     pub size: u64,
 }
 
-/// What a target's calls have cost so far, for summaries and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct StoreStats {
-    pub requests: u64,
-    pub retries: u64,
-    pub failures: u64,
-    pub bytes_up: u64,
-    pub bytes_down: u64,
-    /// Objects uploaded in parts.
-    pub multipart_uploads: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    retries: AtomicU64,
-    failures: AtomicU64,
-    bytes_up: AtomicU64,
-    bytes_down: AtomicU64,
-    multipart_uploads: AtomicU64,
-}
-
-/// The gallra-owned layer every call to a target goes through: bounded
-/// concurrency, an upload rate cap, a timeout per request, retries of
-/// transient failures, and counters.
-struct Layer {
-    limits: StoreLimits,
-    permits: tokio::sync::Semaphore,
-    /// The upload cap, shared by parallel uploads.
-    upload_pacer: Option<crate::pace::Pacer>,
-    counters: Counters,
-}
-
-impl Layer {
-    fn new(limits: StoreLimits) -> Layer {
-        Layer {
-            limits,
-            permits: tokio::sync::Semaphore::new(limits.concurrency),
-            upload_pacer: limits.upload_rate.map(crate::pace::Pacer::new),
-            counters: Counters::default(),
-        }
-    }
-
-    /// Waits until `bytes` more may be uploaded under the cap.
-    async fn pace_upload(&self, bytes: u64) {
-        if let Some(pacer) = &self.upload_pacer {
-            let start = pacer.reserve(bytes, Instant::now());
-            tokio::time::sleep_until(start.into()).await;
-        }
-    }
-}
-
-/// Why a call failed after its retries.
-enum Failure {
-    Store(object_store::Error),
-    Timeout(Duration),
-}
-
-struct Failed {
-    failure: Failure,
-    attempts: u32,
-}
-
-/// Whether a store error may go away if the call is repeated: connection
-/// failures, timeouts, throttling and server errors. Authentication,
-/// permission, not-found and conflict answers are final.
-fn is_transient(e: &object_store::Error) -> bool {
-    use object_store::Error as E;
-    match e {
-        E::Generic { .. } | E::JoinError { .. } => {}
-        _ => return false,
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
-            use object_store::client::HttpErrorKind as K;
-            return matches!(
-                h.kind(),
-                K::Connect | K::Request | K::Timeout | K::Interrupted
-            );
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            return matches!(
-                io.kind(),
-                K::ConnectionRefused
-                    | K::ConnectionReset
-                    | K::ConnectionAborted
-                    | K::TimedOut
-                    | K::Interrupted
-                    | K::BrokenPipe
-                    | K::UnexpectedEof
-            );
-        }
-        cause = c.source();
-    }
-    http_status(&e.to_string()).is_some_and(|code| code == 429 || code >= 500)
-}
-
-/// The HTTP status in an object_store error's text: its HTTP stores say it
-/// in the message and keep the typed error private.
-fn http_status(text: &str) -> Option<u16> {
-    let i = text.find("status code: ")?;
-    text[i + 13..].get(..3)?.parse().ok()
-}
-
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = text.find(open)? + open.len();
-    let len = text[start..].find(close)?;
-    Some(text[start..start + len].trim())
-}
-
-/// An object_store error in one short line: the HTTP status, the server's
-/// error code and message, and the request without its query string (which
-/// may hold a signature or SAS token), instead of the whole response body.
-fn describe(e: &object_store::Error) -> String {
-    let text = e.to_string().replace('\n', " ");
-    // The innermost "Error performing METHOD URL in TIME" names the request.
-    let innermost = text
-        .rfind("Error performing ")
-        .map_or(text.as_str(), |i| &text[i..]);
-    let request = between(innermost, "Error performing ", " in ").map(|r| {
-        let r = r.split('?').next().unwrap_or(r);
-        format!(" ({r})")
-    });
-    let marker = "status code: ";
-    if let Some(i) = text.find(marker) {
-        let rest = &text[i + marker.len()..];
-        let status = rest.split(':').next().unwrap_or(rest).trim();
-        let code = between(rest, "<Code>", "</Code>")
-            .map(|c| format!(" {c}"))
-            .unwrap_or_default();
-        let message = between(rest, "<Message>", "</Message>")
-            .map(|m| {
-                let m = m.split("RequestId:").next().unwrap_or(m).trim();
-                format!(": {m}")
-            })
-            .unwrap_or_default();
-        return format!("{status}{code}{message}{}", request.unwrap_or_default());
-    }
-    if text.contains("error sending request") {
-        return format!(
-            "cannot reach the server{}: connection failed",
-            request.unwrap_or_default()
-        );
-    }
-    text
-}
-
-fn backoff(attempt: u32) -> Duration {
-    use rand::RngExt;
-    let exp = RETRY_BASE
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(RETRY_CAP);
-    let half = exp / 2;
-    half + half.mul_f64(rand::rng().random_range(0.0..1.0))
-}
-
 #[derive(Clone)]
 pub struct Store {
     name: String,
@@ -223,8 +63,8 @@ pub struct Store {
     /// thousands of small ranges, and a hop through the runtime's blocking
     /// pool for each cost more than the read itself.
     local: Option<Arc<LocalFileSystem>>,
-    layer: Arc<Layer>,
-    locking: config::Locking,
+    requests: Arc<Requests>,
+    locking: Locking,
 }
 
 impl std::fmt::Debug for Store {
@@ -235,7 +75,7 @@ impl std::fmt::Debug for Store {
 
 /// Checks a target's URL and options as `Store::open` would, without
 /// reading credentials, creating folders or making a request.
-pub fn check_target(target: &config::Target) -> Result<()> {
+pub fn check_target(target: &TargetSettings) -> Result<()> {
     let conf_err = |message: String| Error::TargetConfig {
         target: target.name.clone(),
         message,
@@ -279,7 +119,7 @@ pub fn check_target(target: &config::Target) -> Result<()> {
 /// What is wrong with a target's credentials file (missing, unreadable,
 /// readable by others, or a line that is not `KEY=value` with a known key),
 /// read as `Store::open` would and naming lines by number only.
-pub fn credentials_file_problem(target: &config::Target) -> Option<String> {
+pub fn credentials_file_problem(target: &TargetSettings) -> Option<String> {
     let path = target.credentials_file.as_ref()?;
     let scheme = url::Url::parse(&target.url).ok()?.scheme().to_string();
     remote::read_credentials_file(&target.name, path, &scheme)
@@ -287,9 +127,27 @@ pub fn credentials_file_problem(target: &config::Target) -> Option<String> {
         .map(|e| e.to_string())
 }
 
+/// Whether opening a `file://` target may make its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    Existing,
+    Create,
+}
+
 impl Store {
-    /// Opens a target. With `create`, a missing `file://` folder is made.
-    pub fn open(target: &config::Target, create: bool) -> Result<Store> {
+    /// Opens a target that holds a repository: a missing `file://` folder
+    /// is `Error::NotInitialised`, not made.
+    pub fn open(target: &TargetSettings) -> Result<Store> {
+        Store::open_as(target, OpenMode::Existing)
+    }
+
+    /// Opens a target, making a missing `file://` folder (for `init`, and
+    /// the copy a ship or repair writes).
+    pub fn open_or_create(target: &TargetSettings) -> Result<Store> {
+        Store::open_as(target, OpenMode::Create)
+    }
+
+    fn open_as(target: &TargetSettings, mode: OpenMode) -> Result<Store> {
         let err = |message: String| Error::Store {
             target: target.name.clone(),
             object: target.url.clone(),
@@ -308,7 +166,7 @@ impl Store {
                 let dir = url
                     .to_file_path()
                     .map_err(|()| err("not a local path".into()))?;
-                if create {
+                if mode == OpenMode::Create {
                     std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
                 } else if !dir.is_dir() {
                     return Err(Error::NotInitialised {
@@ -336,7 +194,7 @@ impl Store {
             name: target.name.clone(),
             inner,
             local,
-            layer: Arc::new(Layer::new(target.limits)),
+            requests: Arc::new(Requests::new(target.limits)),
             locking: target.locking,
         })
     }
@@ -346,7 +204,7 @@ impl Store {
     }
 
     /// Whether this target's tenants are locked (see `crate::lock`).
-    pub fn locking(&self) -> config::Locking {
+    pub fn locking(&self) -> Locking {
         self.locking
     }
 
@@ -356,70 +214,17 @@ impl Store {
     }
 
     pub fn stats(&self) -> StoreStats {
-        let c = &self.layer.counters;
-        StoreStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            retries: c.retries.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
-            bytes_up: c.bytes_up.load(Ordering::Relaxed),
-            bytes_down: c.bytes_down.load(Ordering::Relaxed),
-            multipart_uploads: c.multipart_uploads.load(Ordering::Relaxed),
-        }
+        self.requests.stats()
     }
 
-    /// Runs one store operation through the layer: waits for the upload cap
-    /// and a permit, bounds it by the timeout, repeats it on transient
-    /// failures with back-off, and counts it. `upload` is the bytes it sends.
+    /// Runs one store operation through the target's request limits,
+    /// retries and counters (`Requests::call`).
     async fn call<T, F, Fut>(&self, upload: u64, op: F) -> std::result::Result<T, Failed>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = object_store::Result<T>>,
     {
-        let layer = &self.layer;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            layer.pace_upload(upload).await;
-            let outcome = {
-                let _permit = layer.permits.acquire().await.expect("never closed");
-                layer.counters.requests.fetch_add(1, Ordering::Relaxed);
-                tokio::time::timeout(layer.limits.timeout, op()).await
-            };
-            let failure = match outcome {
-                Ok(Ok(v)) => {
-                    layer.counters.bytes_up.fetch_add(upload, Ordering::Relaxed);
-                    return Ok(v);
-                }
-                Ok(Err(e)) if !is_transient(&e) => {
-                    layer.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    return Err(Failed {
-                        failure: Failure::Store(e),
-                        attempts: attempt,
-                    });
-                }
-                Ok(Err(e)) => Failure::Store(e),
-                Err(_) => Failure::Timeout(layer.limits.timeout),
-            };
-            if attempt >= RETRY_ATTEMPTS {
-                layer.counters.failures.fetch_add(1, Ordering::Relaxed);
-                return Err(Failed {
-                    failure,
-                    attempts: attempt,
-                });
-            }
-            layer.counters.retries.fetch_add(1, Ordering::Relaxed);
-            let wait = backoff(attempt);
-            tracing::info!(
-                target: "gallra::store",
-                "target {}: retrying in {wait:?} after: {}",
-                self.name,
-                match &failure {
-                    Failure::Store(e) => describe(e),
-                    Failure::Timeout(t) => format!("no answer in {t:?}"),
-                }
-            );
-            tokio::time::sleep(wait).await;
-        }
+        self.requests.call(&self.name, upload, op).await
     }
 
     fn fail(&self, object: &str, f: Failed) -> Error {
@@ -447,7 +252,7 @@ impl Store {
     }
 
     fn count_download(&self, bytes: usize) {
-        self.layer
+        self.requests
             .counters
             .bytes_down
             .fetch_add(bytes as u64, Ordering::Relaxed);
@@ -491,7 +296,10 @@ impl Store {
 
     pub fn get(&self, path: &str) -> Result<Bytes> {
         let bytes = if let Some(fs) = &self.local {
-            self.layer.counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.requests
+                .counters
+                .requests
+                .fetch_add(1, Ordering::Relaxed);
             let file = self.local_file(fs, path)?;
             std::fs::read(&file)
                 .map(Bytes::from)
@@ -513,7 +321,10 @@ impl Store {
     pub fn get_limited(&self, path: &str, limit: crate::limits::ReadLimit) -> Result<Bytes> {
         let max = limit.bytes();
         let got = if let Some(fs) = &self.local {
-            self.layer.counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.requests
+                .counters
+                .requests
+                .fetch_add(1, Ordering::Relaxed);
             let file = self.local_file(fs, path)?;
             std::fs::File::open(&file)
                 .and_then(|mut f| crate::files::read_capped(&mut f, max))
@@ -549,7 +360,10 @@ impl Store {
 
     pub fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         let bytes = if let Some(fs) = &self.local {
-            self.layer.counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.requests
+                .counters
+                .requests
+                .fetch_add(1, Ordering::Relaxed);
             let file = self.local_file(fs, path)?;
             read_local_range(&file, range).map_err(|e| self.map_io_err(path, e))?
         } else {
@@ -588,7 +402,7 @@ impl Store {
                 })
                 .await;
             if done.is_ok() {
-                self.layer
+                self.requests
                     .counters
                     .multipart_uploads
                     .fetch_add(1, Ordering::Relaxed);
@@ -815,46 +629,19 @@ impl PendingPut {
 /// A fresh in-memory store, for the library's own tests.
 #[cfg(test)]
 pub(crate) fn memory() -> Store {
-    Store::open(&config::Target::new("mem", "memory://"), true).unwrap()
+    Store::open_or_create(&TargetSettings::new("mem", "memory://")).unwrap()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn store_errors_are_summarised_without_body_or_query() {
-        let text = "Error performing GET http://127.0.0.1:1/b?list-type=2&X-Amz-Signature=abc in 1ms - Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?> <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><RequestId>X</RequestId></Error>";
-        let e = object_store::Error::Generic {
-            store: "S3",
-            source: text.into(),
-        };
-        assert_eq!(
-            describe(&e),
-            "404 Not Found NoSuchBucket: The specified bucket does not exist (GET http://127.0.0.1:1/b)"
-        );
-        assert!(!is_transient(&e));
-        let e = object_store::Error::Generic {
-            store: "S3",
-            source: "Error performing PUT http://h/b/k in 2ms - Server returned non-2xx status code: 503 Service Unavailable: slow down".into(),
-        };
-        assert!(is_transient(&e));
-        assert_eq!(describe(&e), "503 Service Unavailable (PUT http://h/b/k)");
-        let e = object_store::Error::Generic {
-            store: "S3",
-            source: "Error performing GET http://127.0.0.1:1/b?sig=s in 1ms - HTTP error: error sending request".into(),
-        };
-        assert_eq!(
-            describe(&e),
-            "cannot reach the server (GET http://127.0.0.1:1/b): connection failed"
-        );
-    }
+    use std::time::{Duration, Instant};
 
     #[test]
     fn the_upload_cap_holds_across_parallel_uploads() {
-        let mut t = config::Target::new("capped", "memory://");
+        let mut t = TargetSettings::new("capped", "memory://");
         t.limits.upload_rate = Some(1 << 20);
-        let store = Store::open(&t, true).unwrap();
+        let store = Store::open_or_create(&t).unwrap();
         let started = Instant::now();
         let pending: Vec<PendingPut> = (0..3)
             .map(|i| store.put_background(format!("o/{i}"), Bytes::from(vec![0u8; 512 << 10])))
@@ -884,7 +671,7 @@ mod tests {
                 held.push(conn);
             }
         });
-        let mut t = config::Target::new("offsite", "s3://bucket/web01");
+        let mut t = TargetSettings::new("offsite", "s3://bucket/web01");
         for (k, v) in [
             ("endpoint", format!("http://127.0.0.1:{port}")),
             ("region", "eu-north-1".into()),
@@ -895,7 +682,7 @@ mod tests {
             t.options.insert(k.into(), v);
         }
         t.limits.timeout = Duration::from_millis(300);
-        let store = Store::open(&t, false).unwrap();
+        let store = Store::open(&t).unwrap();
         let e = store.get("config").unwrap_err().to_string();
         assert!(
             e.contains("offsite") && e.contains("config") && e.contains("after 6 attempts"),
@@ -910,7 +697,7 @@ mod tests {
         use crate::limits::ReadLimit;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
-        let local = Store::open(&config::Target::new("local", &url), true).unwrap();
+        let local = Store::open_or_create(&TargetSettings::new("local", &url)).unwrap();
         for s in [memory(), local] {
             let max = ReadLimit::Lock.bytes() as usize;
             s.put("l/ok", Bytes::from(vec![b'x'; max])).unwrap();

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-use crate::config;
+use super::TargetSettings;
 use crate::error::{Error, Result};
 
 /// Environment variables read for each kind of store, as object_store keys.
@@ -105,7 +105,7 @@ pub fn read_credentials_file(target: &str, path: &Path, scheme: &str) -> Result<
 
 /// The options a target is built with: environment, then credentials file,
 /// then `options` from agent.toml, later ones winning.
-fn gather(target: &config::Target, scheme: &str, env_names: &[&str]) -> Result<Secrets> {
+fn gather(target: &TargetSettings, scheme: &str, env_names: &[&str]) -> Result<Secrets> {
     let mut all = Secrets::new();
     for name in env_names {
         if let Ok(v) = std::env::var(name)
@@ -131,7 +131,7 @@ fn parse_key<K: FromStr>(target: &str, scheme: &str, key: &str) -> Result<K> {
 }
 
 /// Checks a remote target's option keys, without credentials or network.
-pub(super) fn check_options(target: &config::Target, scheme: &str) -> Result<()> {
+pub(super) fn check_options(target: &TargetSettings, scheme: &str) -> Result<()> {
     for k in target.options.keys() {
         match scheme {
             "s3" | "s3a" => parse_key::<AmazonS3ConfigKey>(&target.name, scheme, k).map(drop)?,
@@ -142,14 +142,14 @@ pub(super) fn check_options(target: &config::Target, scheme: &str) -> Result<()>
     Ok(())
 }
 
-pub(super) fn build(target: &config::Target, url: &url::Url) -> Result<Arc<dyn ObjectStore>> {
+pub(super) fn build(target: &TargetSettings, url: &url::Url) -> Result<Arc<dyn ObjectStore>> {
     let name = target.name.as_str();
     let build_err = |e: object_store::Error| Error::TargetConfig {
         target: name.to_string(),
         message: e.to_string(),
     };
     let scheme = url.scheme();
-    // gallra's own layer retries and times out every call (store/mod.rs), so
+    // gallra retries and times out every call itself (store/requests.rs), so
     // object_store's retries are off: two nested loops would multiply.
     let no_retry = RetryConfig {
         max_retries: 0,
@@ -205,8 +205,8 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    fn target(url: &str, options: &[(&str, &str)]) -> config::Target {
-        let mut t = config::Target::new("offsite", url);
+    fn target(url: &str, options: &[(&str, &str)]) -> TargetSettings {
+        let mut t = TargetSettings::new("offsite", url);
         t.options = options
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -224,26 +224,20 @@ mod tests {
 
     #[test]
     fn s3_azure_and_gcs_targets_build_from_url_and_options() {
-        Store::open(&target("s3://bucket/web01", S3_OPTS), false).unwrap();
-        Store::open(
-            &target(
-                "az://container/web01",
-                &[
-                    ("use_emulator", "true"),
-                    ("account_name", "devstoreaccount1"),
-                    ("access_key", "a2V5"),
-                ],
-            ),
-            false,
-        )
+        Store::open(&target("s3://bucket/web01", S3_OPTS)).unwrap();
+        Store::open(&target(
+            "az://container/web01",
+            &[
+                ("use_emulator", "true"),
+                ("account_name", "devstoreaccount1"),
+                ("access_key", "a2V5"),
+            ],
+        ))
         .unwrap();
         // GCS has no emulator here: its options are checked, not exercised.
-        let e = Store::open(
-            &target("gs://bucket/web01", &[("service_acount", "x")]),
-            false,
-        )
-        .unwrap_err()
-        .to_string();
+        let e = Store::open(&target("gs://bucket/web01", &[("service_acount", "x")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("service_acount") && e.contains("gs://"), "{e}");
     }
 
@@ -251,12 +245,12 @@ mod tests {
     fn an_unknown_option_names_target_and_key_and_no_value() {
         let mut opts = S3_OPTS.to_vec();
         opts.push(("endpont", "http://127.0.0.1:2"));
-        let e = Store::open(&target("s3://bucket/web01", &opts), false).unwrap_err();
+        let e = Store::open(&target("s3://bucket/web01", &opts)).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("offsite") && msg.contains("endpont"), "{msg}");
         assert!(!msg.contains("s3cr3t"), "{msg}");
         assert_eq!(e.exit_code(), 2);
-        let e = Store::open(&target("file:///tmp/x", &[("region", "x")]), false).unwrap_err();
+        let e = Store::open(&target("file:///tmp/x", &[("region", "x")])).unwrap_err();
         assert!(e.to_string().contains("region"), "{e}");
     }
 
@@ -298,7 +292,7 @@ mod tests {
         )
         .unwrap();
         t.credentials_file = Some(path);
-        Store::open(&t, false).unwrap();
+        Store::open(&t).unwrap();
     }
 
     #[test]
@@ -320,7 +314,7 @@ mod tests {
             assert!(!e.contains("wJalr") && !e.contains("EXAMPLE"), "{e}");
             let mut t = target("s3://bucket/web01", &[("region", "x")]);
             t.credentials_file = Some(path.clone());
-            let e = Store::open(&t, false).unwrap_err().to_string();
+            let e = Store::open(&t).unwrap_err().to_string();
             assert!(e.contains("line 2") && !e.contains("wJalr"), "{e}");
             let problem = crate::store::credentials_file_problem(&t).unwrap();
             assert!(

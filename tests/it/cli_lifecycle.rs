@@ -526,7 +526,7 @@ fn scenario_with_real_dates() {
 /// holds on `pack`; returns the names of the tenants whose key reads it.
 fn keys_that_read(lc: &Lc, pack: &[u8]) -> Vec<String> {
     let url = format!("file://{}", s(&lc.env.repo));
-    let store = open_store(&gallra::config::Target::new("local", &url));
+    let store = open_store(&gallra::store::TargetSettings::new("local", &url));
     let repo =
         gallra::repo::Repository::open(store, &gallra::crypto::KeySource::File(lc.env.key.clone()))
             .expect("open the repository with the key file");

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::common::alerts::{README_ALERTS, Sample, fires, parse};
-use gallra::agent::state::JobRun;
+use gallra::agent_state::JobRun;
 use gallra::status::{AgentSummary, SourceStatus, Status, TargetStatus, TenantStatus};
 
 const NOW: &str = "2026-03-10T12:00:00Z";

@@ -272,8 +272,8 @@ pub fn config_head(state_dir: &Path, key_file: &Path, pack_size: &str) -> String
 /// The library's `Store` for a target, with no folder made for a missing
 /// `file://` one. Every test opens its stores here, so that a change to
 /// `Store::open` changes one line of the tests.
-pub fn open_store(target: &gallra::config::Target) -> gallra::store::Store {
-    gallra::store::Store::open(target, false)
+pub fn open_store(target: &gallra::store::TargetSettings) -> gallra::store::Store {
+    gallra::store::Store::open(target)
         .unwrap_or_else(|e| panic!("open target {}: {e}", target.name))
 }
 

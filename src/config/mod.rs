@@ -1,0 +1,296 @@
+//! agent.toml: typed, validated; errors name the line and key.
+//!
+//! One module per table (`[agent]`, `[key]`, `[repository]`, `[[target]]`,
+//! `[[source]]`, `[retention]`, `[drill]`), each with the table as written
+//! (`Raw*`, deserialised with unknown keys refused) and its parsing into the
+//! settings the rest of gallra reads. `Config::parse` composes them in the
+//! order of the file's dependencies: the agent's time zone and state folder
+//! come first, the targets before the rules and drills that name them.
+//! Units (sizes, rates, durations, periods) are read by `crate::units`.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::audit::AuditLog;
+use crate::crypto::KeySource;
+use crate::error::{Error, Result};
+use crate::lifecycle::apply::{Lifecycle, TargetRepositories};
+use crate::schedule::Schedule;
+
+mod agent;
+mod drill;
+mod key;
+mod repository;
+mod retention;
+mod source;
+mod target;
+
+// The types the tables parse into that live with their readers, where a
+// reader of the config looks for them too.
+pub use crate::lifecycle::rules::{Retention, Rule};
+pub use crate::store::{Locking, StoreLimits, TargetSettings};
+pub use agent::{
+    Agent, DEFAULT_LIFECYCLE_SCHEDULE, DEFAULT_SCHEDULE, DEFAULT_TIME_ZONE, IoClass, LogFormat,
+};
+pub use drill::{
+    DEFAULT_DRILL_MAX_AGE, DEFAULT_DRILL_SAMPLE, DEFAULT_DRILL_SCHEDULE, DrillSettings,
+};
+pub use repository::RepositorySettings;
+pub use source::{Source, SourceKind};
+pub use target::Target;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/gallra/agent.toml";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub agent: Agent,
+    pub key: KeySource,
+    pub repository: RepositorySettings,
+    pub targets: Vec<Target>,
+    pub sources: Vec<Source>,
+    pub retention: Retention,
+    /// The retention rules, parsed; in `agent.time_zone`.
+    pub policy: crate::lifecycle::Policy,
+    pub drill: DrillSettings,
+}
+
+/// agent.toml as written, one field per table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    agent: agent::RawAgent,
+    key: Option<key::RawKey>,
+    #[serde(default)]
+    repository: repository::RawRepository,
+    #[serde(default)]
+    target: Vec<target::RawTarget>,
+    #[serde(default)]
+    source: Vec<source::RawSource>,
+    #[serde(default)]
+    retention: Retention,
+    #[serde(default)]
+    drill: drill::RawDrill,
+}
+
+/// The file being parsed: errors name it, relative paths are resolved
+/// against its folder, and offsets into its text become line numbers.
+struct ConfigFile<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl ConfigFile<'_> {
+    fn error(&self, message: String) -> Error {
+        Error::Config {
+            file: self.path.to_path_buf(),
+            message,
+        }
+    }
+
+    fn resolve(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            p
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    /// The schedule at `key`, or `default` when the key is not given.
+    fn schedule(&self, key: &str, text: Option<&str>, default: &str) -> Result<Schedule> {
+        text.unwrap_or(default)
+            .parse::<Schedule>()
+            .map_err(|m| self.error(format!("{key}: {m}")))
+    }
+
+    /// The positive duration at `key`, or `default` when it is not given.
+    fn duration(&self, key: &str, text: Option<&str>, default: &str) -> Result<Duration> {
+        let text = text.unwrap_or(default);
+        crate::units::parse_positive_duration(text).ok_or_else(|| {
+            self.error(format!(
+                "{key}: {text:?} is not a duration like \"30s\" or \"10m\""
+            ))
+        })
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let file = ConfigFile { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!("line {}: ", file.line_of(s.start)))
+                .unwrap_or_default();
+            file.error(format!("{at}{}", e.message().trim().replace('\n', " ")))
+        })?;
+        let time_zone = agent::time_zone(&raw.agent, &file)?;
+        let agent = agent::parse(raw.agent, &file)?;
+        let key = key::parse(raw.key, &file)?;
+        let repository = repository::parse(raw.repository, &file)?;
+        let targets = target::parse(raw.target, &file)?;
+        let policy = retention::policy(&raw.retention, &targets, time_zone, &file)?;
+        let sources = source::parse(raw.source, &agent, &file)?;
+        let drill = drill::parse(raw.drill, &targets, &agent, &file)?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            agent,
+            key,
+            repository,
+            targets,
+            sources,
+            retention: raw.retention,
+            policy,
+            drill,
+        })
+    }
+
+    /// Opens every target's repository with the configured key, the
+    /// primary first (which must open).
+    pub fn open_repositories(&self) -> Result<TargetRepositories> {
+        TargetRepositories::open(
+            self.primary(),
+            self.secondaries().map(|t| &t.store),
+            &self.key,
+        )
+    }
+
+    /// The lifecycle of `targets` under this config's rules and agent.
+    pub fn lifecycle<'a>(
+        &'a self,
+        targets: &'a TargetRepositories,
+        audit: &'a AuditLog,
+    ) -> Lifecycle<'a> {
+        Lifecycle {
+            policy: &self.policy,
+            repos: &targets.repos,
+            unopened: targets.failures.clone(),
+            host: self.agent.host.clone(),
+            state_dir: self.agent.state_dir.clone(),
+            pack_size: self.repository.pack_size,
+            audit,
+        }
+    }
+
+    pub fn primary(&self) -> &Target {
+        self.targets
+            .iter()
+            .find(|t| t.primary)
+            .expect("validated: one primary")
+    }
+
+    /// The targets that receive ships.
+    pub fn secondaries(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(|t| !t.primary)
+    }
+
+    /// The target of this name, or an error listing the names there are.
+    pub fn target(&self, name: &str) -> Result<&Target> {
+        self.targets.iter().find(|t| t.name == name).ok_or_else(|| {
+            Error::Usage(format!(
+                "no target named {name:?} in {} (targets: {})",
+                self.path.display(),
+                self.targets
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+}
+
+/// What the tables' tests share: a minimal config and ways to vary it.
+#[cfg(test)]
+mod testing {
+    use super::*;
+
+    pub fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/etc/gallra/agent.toml"))
+    }
+
+    pub const MINIMAL: &str = r#"
+[key]
+file = "key"
+
+[[target]]
+name = "local"
+url = "file:///srv/gallra"
+
+[[source]]
+name = "www"
+category = "site"
+paths = ["/var/www/{tenant}"]
+"#;
+
+    /// The config error of `text`: exit code 2, one line, naming every needle.
+    pub fn refused(text: &str, needles: &[&str]) {
+        let e = parse(text).expect_err(text);
+        let msg = e.to_string();
+        assert_eq!(e.exit_code(), 2, "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        for n in needles {
+            assert!(
+                msg.contains(n),
+                "{text}\nmessage {msg:?} does not name {n:?}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let c = parse(include_str!("../../agent.toml.example")).unwrap();
+        assert_eq!(c.targets.len(), 2);
+        assert_eq!(c.primary().name, "local");
+        assert_eq!(c.sources.len(), 3);
+        assert!(c.retention.category["bookkeeping"].legal_obligation);
+        assert_eq!((c.drill.target.as_str(), c.drill.sample), ("offsite", 2));
+    }
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.key, KeySource::File("/etc/gallra/key".into()));
+        assert!(c.primary().primary);
+        assert_eq!(c.repository.compression, 3);
+        assert_eq!(c.repository.pack_size, 16 << 20);
+        assert_eq!(c.agent.time_zone, "Europe/Stockholm");
+        assert!(c.sources[0].one_file_system);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = MINIMAL.replace("[key]", "[repository]\ncompresion = 3\n\n[key]");
+        let e = parse(&text).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("line 3") && msg.contains("compresion"),
+            "{msg}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        assert!(!msg.contains('\n'));
+    }
+}

@@ -1,0 +1,141 @@
+//! `[[target]]`: the stores a repository lives in. One is the primary,
+//! which backups write; the others receive ships. What a store is opened
+//! with is `store::TargetSettings`; a target adds its role and its own
+//! retention rule.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::ConfigFile;
+use crate::error::Result;
+use crate::lifecycle::rules::Rule;
+use crate::store::{Locking, StoreLimits, TargetSettings};
+
+/// A `[[target]]`: the settings its store is opened with, and its role.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub store: TargetSettings,
+    /// The target backups write to; the others receive ships.
+    pub primary: bool,
+    /// The target's own shorter keep period, as written.
+    pub retention: Option<Rule>,
+}
+
+/// A target reads as its store settings (`t.name`, `t.url`, and
+/// `Store::open(t)`): the role is the only thing the config adds.
+impl std::ops::Deref for Target {
+    type Target = TargetSettings;
+    fn deref(&self) -> &TargetSettings {
+        &self.store
+    }
+}
+
+impl AsRef<TargetSettings> for Target {
+    fn as_ref(&self) -> &TargetSettings {
+        &self.store
+    }
+}
+
+/// A `[[target]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    name: String,
+    url: String,
+    #[serde(default)]
+    primary: bool,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+    credentials_file: Option<PathBuf>,
+    retention: Option<Rule>,
+    /// Upload bandwidth cap, e.g. "20 MiB/s" (parsed into `upload_rate`).
+    max_upload: Option<String>,
+    /// Longest a single store request may take, e.g. "60s".
+    timeout: Option<String>,
+    /// Store requests in flight at once on this target.
+    concurrency: Option<usize>,
+    #[serde(default)]
+    locking: Locking,
+}
+
+impl RawTarget {
+    /// Parses `max_upload`, `timeout` and `concurrency`.
+    fn limits(&self) -> std::result::Result<StoreLimits, String> {
+        let mut limits = StoreLimits::default();
+        if let Some(text) = &self.max_upload {
+            let rate = crate::units::parse_rate(text).ok_or_else(|| {
+                format!(
+                    "max_upload {text:?}: expected a rate of at least 1 KiB/s, like \"20 MiB/s\""
+                )
+            })?;
+            limits.upload_rate = Some(rate);
+        }
+        if let Some(text) = &self.timeout {
+            let d = crate::units::parse_duration(text)
+                .ok_or_else(|| format!("timeout {text:?}: expected a duration, like \"60s\""))?;
+            if d.as_secs() < 1 || d.as_secs() > 3600 {
+                return Err(format!("timeout {text:?}: must be between 1s and 1h"));
+            }
+            limits.timeout = d.unsigned_abs();
+        }
+        if let Some(n) = self.concurrency {
+            if !(1..=256).contains(&n) {
+                return Err(format!("concurrency {n}: must be between 1 and 256"));
+            }
+            limits.concurrency = n;
+        }
+        Ok(limits)
+    }
+}
+
+/// The targets, checked: at least one, names unique, exactly one primary
+/// (a lone target is it), limits in range, credentials files resolved
+/// against the config's folder.
+pub(super) fn parse(mut raw: Vec<RawTarget>, file: &ConfigFile) -> Result<Vec<Target>> {
+    let err = |message: String| file.error(message);
+    if raw.is_empty() {
+        return Err(err("no [[target]]: name at least one store".into()));
+    }
+    for (i, t) in raw.iter().enumerate() {
+        if raw[..i].iter().any(|o| o.name == t.name) {
+            return Err(err(format!("[[target]] name {:?} appears twice", t.name)));
+        }
+        if let Some(f) = &t.credentials_file
+            && f.as_os_str().is_empty()
+        {
+            return Err(err(format!(
+                "[[target]] {}: credentials_file is empty",
+                t.name
+            )));
+        }
+    }
+    if raw.len() == 1 {
+        raw[0].primary = true;
+    }
+    let primaries = raw.iter().filter(|t| t.primary).count();
+    if primaries != 1 {
+        return Err(err(format!(
+            "exactly one [[target]] must have primary = true (found {primaries})"
+        )));
+    }
+    let mut targets = Vec::with_capacity(raw.len());
+    for t in raw {
+        let limits = t
+            .limits()
+            .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
+        targets.push(Target {
+            store: TargetSettings {
+                name: t.name,
+                url: t.url,
+                options: t.options,
+                credentials_file: t.credentials_file.map(|p| file.resolve(p)),
+                limits,
+                locking: t.locking,
+            },
+            primary: t.primary,
+            retention: t.retention,
+        });
+    }
+    Ok(targets)
+}
