@@ -16,6 +16,7 @@ pub mod drill;
 pub mod error;
 pub mod files;
 pub mod format;
+pub mod layout;
 pub mod lifecycle;
 pub mod limits;
 pub mod lock;

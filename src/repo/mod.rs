@@ -23,8 +23,12 @@ use crate::format::{Id, Kind, tenant_context};
 use crate::limits::ReadLimit;
 use crate::store::Store;
 pub use index::{BlobLocation, Index};
-
-pub const CONFIG_PATH: &str = "config";
+// Paths live in `crate::layout`; these names stay for the callers that
+// still reach them through the repository.
+use crate::layout::tenant_key_path;
+pub use crate::layout::{
+    CONFIG_PATH, id_of_path, index_path, pack_path, snapshot_path, tenant_prefix,
+};
 
 /// Objects that could not be read, by id, each with why.
 pub type Unreadable = Vec<(Id, Error)>;
@@ -59,26 +63,6 @@ pub struct Repository {
     tenants: Mutex<HashMap<String, Arc<Tenant>>>,
 }
 
-/// The folder of a tenant's objects. Every object path of a tenant is
-/// built from this, so that its name goes through the one mapping to a
-/// store component (`crate::tenant_name`).
-pub fn tenant_prefix(tenant: &str) -> String {
-    format!("tenants/{}", crate::tenant_name::component(tenant))
-}
-pub fn pack_path(tenant: &str, id: &Id) -> String {
-    let hex = id.to_hex();
-    format!("{}/packs/{}/{hex}", tenant_prefix(tenant), &hex[..2])
-}
-pub fn index_path(tenant: &str, id: &Id) -> String {
-    format!("{}/index/{id}", tenant_prefix(tenant))
-}
-pub fn snapshot_path(tenant: &str, id: &Id) -> String {
-    format!("{}/snapshots/{id}", tenant_prefix(tenant))
-}
-fn tenant_key_path(tenant: &str) -> String {
-    format!("{}/key", tenant_prefix(tenant))
-}
-
 /// The tenants with a folder on a store, by name: each folder under
 /// `tenants/` mapped back through `crate::tenant_name`. A folder gallra
 /// never writes is no tenant, and is named in a warning.
@@ -106,11 +90,6 @@ pub fn check_named(path: &str, bytes: &[u8]) -> Result<()> {
             "content does not match its name (damaged object)",
         )),
     }
-}
-
-/// The last path component, parsed as an id.
-pub fn id_of_path(path: &str) -> Option<Id> {
-    Id::from_hex(path.rsplit('/').next()?)
 }
 
 impl Repository {
