@@ -285,7 +285,7 @@ mod tests {
     // 80 bytes each) has less than half its bytes live, header counted as
     // dead, and so is repacked again by every prune.
     fn blob_entry(n: u8, offset: u64) -> PackEntry {
-        let kind = if n % 3 == 0 {
+        let kind = if n.is_multiple_of(3) {
             Kind::TreeBlob
         } else {
             Kind::DataBlob
@@ -388,10 +388,8 @@ mod tests {
                 continue;
             }
             let path = layout::index_path("acme", &Id([0xc0 + j as u8; 32]));
-            if j == 0 {
-                if let Some(p) = primary.as_mut() {
-                    p.index.insert(path.clone());
-                }
+            if let Some(p) = primary.as_mut().filter(|_| j == 0) {
+                p.index.insert(path.clone());
             }
             index_objects.push(IndexObject {
                 path,
