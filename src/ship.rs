@@ -23,9 +23,10 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::Id;
+use crate::layout::{self, CONFIG_PATH, id_of_path};
 use crate::limits::ReadLimit;
 use crate::lock::{self, Holder, LockKind};
-use crate::repo::{self, CONFIG_PATH, Repository, id_of_path};
+use crate::repo::{self, Repository};
 use crate::store::{Listed, Store, StoreStats};
 
 /// Objects copied at once. Each holds one object (a pack: 16 MiB by
@@ -364,14 +365,14 @@ fn ship_repository(
         });
     }
     let mut copied = 0;
-    let src_slots = src.list("keys")?;
+    let src_slots = src.list(layout::KEYS_FOLDER)?;
     if src_slots.is_empty() {
         return Err(Error::corrupt(
             format!("{}: keys/", src.name()),
             "no key slots (the repository cannot be opened)",
         ));
     }
-    let dst_slots = dst.list("keys")?;
+    let dst_slots = dst.list(layout::KEYS_FOLDER)?;
     let dst_sizes: HashMap<&str, u64> = dst_slots
         .iter()
         .map(|o| (o.path.as_str(), o.size))
@@ -447,12 +448,8 @@ fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) 
     let src = &source.store;
     let mut copied = 0;
     for (prefix, limit, open) in [
-        (
-            crate::lifecycle::journal::EVENTS_PREFIX,
-            ReadLimit::Event,
-            event,
-        ),
-        ("audit", ReadLimit::AuditRecord, record),
+        (layout::EVENTS_PREFIX, ReadLimit::Event, event),
+        (layout::AUDIT_FOLDER, ReadLimit::AuditRecord, record),
     ] {
         let have: BTreeSet<String> = dst.list(prefix)?.into_iter().map(|o| o.path).collect();
         for o in src.list(prefix)? {
@@ -479,7 +476,7 @@ fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) 
 fn ship_heads(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) -> Result<usize> {
     let src = &source.store;
     let mut copied = 0;
-    for o in src.list("audit-heads")? {
+    for o in src.list(layout::AUDIT_HEADS_FOLDER)? {
         let Some(bytes) = read_or_reject(src, &o.path, ReadLimit::AuditRecord, rejected)? else {
             continue;
         };
@@ -537,8 +534,8 @@ fn ship_tenant(
     };
     let _src_lock = lock::acquire(src, tenant, LockKind::Shared, &holder)?;
     let dst_lock = lock::acquire(dst, tenant, LockKind::Shared, &holder)?;
-    let prefix = repo::tenant_prefix(tenant);
-    let key_path = format!("{prefix}/key");
+    let prefix = layout::tenant_prefix(tenant);
+    let key_path = layout::tenant_key_path(tenant);
     let key = match src.get_limited(&key_path, ReadLimit::TenantKey) {
         Ok(key) => key,
         // A folder holding only locks: a first backup of the tenant is
@@ -577,9 +574,9 @@ fn ship_tenant(
         Err(e) => return Err(e),
     }
     // Source lists in reverse write order: see `plan_tenant`.
-    let snapshots = src.list(&format!("{prefix}/snapshots"))?;
-    let index = src.list(&format!("{prefix}/index"))?;
-    let packs = src.list(&format!("{prefix}/packs"))?;
+    let snapshots = src.list(&layout::snapshots_folder(tenant))?;
+    let index = src.list(&layout::index_folder(tenant))?;
+    let packs = src.list(&layout::packs_folder(tenant))?;
     let on_dst = dst.list(&prefix)?;
     let mut plan = plan_tenant(&snapshots, &index, &packs, &on_dst);
     if opts.replace_damaged {
@@ -614,10 +611,20 @@ fn ship_tenant(
     let open_snapshot: &Authenticate =
         &|path, bytes| source.open_snapshot(&opened, path, bytes).map(drop);
     let mut index_refused = false;
-    for (kind, group, authenticate) in [
-        ("packs", &plan.packs, None),
-        ("index", &plan.index, Some(open_index)),
-        ("snapshots", &plan.snapshots, Some(open_snapshot)),
+    for (kind, folder, group, authenticate) in [
+        ("packs", layout::packs_folder(tenant), &plan.packs, None),
+        (
+            "index",
+            layout::index_folder(tenant),
+            &plan.index,
+            Some(open_index),
+        ),
+        (
+            "snapshots",
+            layout::snapshots_folder(tenant),
+            &plan.snapshots,
+            Some(open_snapshot),
+        ),
     ] {
         if group.is_empty() {
             continue;
@@ -654,7 +661,7 @@ fn ship_tenant(
         // Sizes as the destination lists them, before anything that names
         // these objects is copied.
         let now: HashMap<String, u64> = dst
-            .list(&format!("{prefix}/{kind}"))?
+            .list(&folder)?
             .into_iter()
             .map(|o| (o.path, o.size))
             .collect();
@@ -821,7 +828,7 @@ pub fn status(reference: &Store, target: &Store) -> Result<Vec<TenantStatus>> {
     names.extend(reference_names.iter().cloned());
     let mut out = Vec::new();
     for tenant in names {
-        let prefix = repo::tenant_prefix(&tenant);
+        let prefix = layout::tenant_prefix(&tenant);
         let here = target.list(&prefix)?;
         let mut st = TenantStatus {
             tenant: tenant.clone(),

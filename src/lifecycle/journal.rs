@@ -9,19 +9,17 @@ use std::path::{Path, PathBuf};
 use super::events::{Event, StoredEvent, TargetEvents};
 use crate::error::{Error, Result};
 use crate::format::{Kind, record};
+use crate::layout;
 use crate::limits::ReadLimit;
 use crate::repo::Repository;
 
-pub const EVENTS_PREFIX: &str = "lifecycle/events";
-
-pub fn event_path(id: &str) -> String {
-    format!("{EVENTS_PREFIX}/{id}")
-}
+// Kept for the callers that reach the event paths through the journal.
+pub use crate::layout::{EVENTS_PREFIX, event_path};
 
 /// Every accepted event in a repository.
 pub fn load(repo: &Repository) -> Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
-    for o in repo.store.list(EVENTS_PREFIX)? {
+    for o in repo.store.list(layout::EVENTS_PREFIX)? {
         let bytes = repo.store.get_limited(&o.path, ReadLimit::Event)?;
         out.push(record::open(
             &bytes,
@@ -43,12 +41,12 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
         target: repo.store.name().to_string(),
         ..TargetEvents::default()
     };
-    for o in repo.store.list(EVENTS_PREFIX)? {
+    for o in repo.store.list(layout::EVENTS_PREFIX)? {
         let opened = repo
             .store
             .get_limited(&o.path, ReadLimit::Event)
             .and_then(|bytes| open_event(repo, &o.path, &bytes));
-        let id = event_id_of_path(&o.path).to_string();
+        let id = layout::event_id_of_path(&o.path).to_string();
         match opened {
             Ok(e) => out.events.push(e),
             Err(e) => {
@@ -64,18 +62,13 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
     Ok(out)
 }
 
-fn event_id_of_path(path: &str) -> &str {
-    path.strip_prefix(&format!("{EVENTS_PREFIX}/"))
-        .unwrap_or(path)
-}
-
 /// Opens the bytes of an event object found at `path`: sealed with the
 /// repository key, bound to that name, and holding the event of that id.
 /// What `load_target` (the lifecycle's reader) accepts, and so what ship
 /// copies.
 pub fn open_event(repo: &Repository, path: &str, bytes: &[u8]) -> Result<StoredEvent> {
     let stored: StoredEvent = record::open(bytes, Kind::Event, repo.master(), &repo.repo_id, path)?;
-    let id = event_id_of_path(path);
+    let id = layout::event_id_of_path(path);
     if stored.event.id != id {
         // Moved from another name: not the event this name would be.
         return Err(Error::corrupt(
@@ -100,7 +93,7 @@ pub enum Recorded {
 /// refused.
 pub fn record_event(repos: &[&Repository], stored: &StoredEvent) -> Result<Recorded> {
     let primary = repos[0];
-    let path = event_path(&stored.event.id);
+    let path = layout::event_path(&stored.event.id);
     let seal = |repo: &Repository| {
         Bytes::from(record::seal(
             stored,

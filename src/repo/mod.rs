@@ -20,12 +20,12 @@ use crate::format::snapshot::{self, Snapshot};
 use crate::format::tenant_key::{self, TenantKeyBody, TenantKeys};
 use crate::format::tree::Tree;
 use crate::format::{Id, Kind, tenant_context};
+use crate::layout::{self, tenant_key_path};
 use crate::limits::ReadLimit;
 use crate::store::Store;
 pub use index::{BlobLocation, Index};
 // Paths live in `crate::layout`; these names stay for the callers that
 // still reach them through the repository.
-use crate::layout::tenant_key_path;
 pub use crate::layout::{
     CONFIG_PATH, id_of_path, index_path, pack_path, snapshot_path, tenant_prefix,
 };
@@ -68,7 +68,7 @@ pub struct Repository {
 /// never writes is no tenant, and is named in a warning.
 pub fn tenant_names_on(store: &Store) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for folder in store.list_dirs("tenants")? {
+    for folder in store.list_dirs(layout::TENANTS_FOLDER)? {
         match crate::tenant_name::from_component(&folder) {
             Some(name) => names.push(name),
             None => tracing::warn!(
@@ -126,7 +126,7 @@ impl Repository {
         let slot = keys::write_slot(&store, &repo_id, &master, &material)?;
         let bytes = repo_config::seal(&config, &master, &repo_id);
         if !store.put_new(CONFIG_PATH, Bytes::from(bytes))? {
-            store.delete(&keys::slot_path(&slot))?;
+            store.delete(&layout::slot_path(&slot))?;
             return Err(Error::AlreadyInitialised {
                 target: store.name().to_string(),
             });
@@ -250,10 +250,7 @@ impl Repository {
     /// Loads every index object of a tenant into one in-memory index.
     pub fn load_index(&self, tenant: &Tenant) -> Result<Index> {
         let mut index = Index::default();
-        for obj in self
-            .store
-            .list(&format!("{}/index", tenant_prefix(&tenant.name)))?
-        {
+        for obj in self.store.list(&layout::index_folder(&tenant.name))? {
             // Index objects grow with the tenant: the listing's size is theirs.
             let bytes = self.store.get(&obj.path)?;
             index.add_body(&self.open_index(tenant, &obj.path, &bytes)?);
@@ -317,10 +314,7 @@ impl Repository {
     /// snapshots cannot be listed.
     pub fn readable_snapshots(&self, tenant: &Tenant) -> Result<(Vec<(Id, Snapshot)>, Unreadable)> {
         let (mut out, mut unreadable) = (Vec::new(), Vec::new());
-        for obj in self
-            .store
-            .list(&format!("{}/snapshots", tenant_prefix(&tenant.name)))?
-        {
+        for obj in self.store.list(&layout::snapshots_folder(&tenant.name))? {
             let Some(id) = id_of_path(&obj.path) else {
                 continue;
             };
@@ -344,10 +338,7 @@ impl Repository {
         }
         let mut found = Vec::new();
         for tenant in self.tenant_names()? {
-            for obj in self
-                .store
-                .list(&format!("{}/snapshots", tenant_prefix(&tenant)))?
-            {
+            for obj in self.store.list(&layout::snapshots_folder(&tenant))? {
                 if let Some(id) = id_of_path(&obj.path)
                     && id.to_hex().starts_with(&prefix)
                 {
