@@ -28,9 +28,9 @@ pub fn execute(
     let mut report = PruneReport::default();
     let Some(new_index) = &plan.index else {
         report.after = PrimaryLayout {
-            packs: objects.packs.keys().copied().collect(),
+            packs: objects.packs().keys().copied().collect(),
             index: objects
-                .index_objects
+                .index_objects()
                 .iter()
                 .map(|o| o.path.clone())
                 .collect(),
@@ -68,7 +68,7 @@ pub fn execute(
     let repacked = plan.repack.iter().map(|r| &r.pack);
     for id in plan.delete.iter().chain(repacked) {
         let path = layout::pack_path(name, id);
-        let size = objects.packs[id];
+        let size = objects.packs()[id];
         store.delete(&path)?;
         report.packs_deleted += 1;
         report.bytes_deleted += size;
@@ -78,7 +78,7 @@ pub fn execute(
     report.after = PrimaryLayout {
         packs: plan.keep.iter().copied().chain(new_pack_ids).collect(),
         index: objects
-            .index_objects
+            .index_objects()
             .iter()
             .map(|o| o.path.clone())
             .filter(|path| objects.is_primary_index(path))

@@ -41,13 +41,13 @@ pub struct IndexObject {
 }
 
 /// What a tenant holds on one target as prune found it, and the index
-/// that gives each blob its one place.
+/// that gives each blob its one place (built once, so read-only).
 pub struct TenantObjects<'a> {
     /// Every pack listed, with its size.
-    pub packs: HashMap<Id, u64>,
-    pub index_objects: Vec<IndexObject>,
+    packs: HashMap<Id, u64>,
+    index_objects: Vec<IndexObject>,
     /// `None` on the primary.
-    pub primary: Option<&'a PrimaryLayout>,
+    primary: Option<&'a PrimaryLayout>,
     index: Index,
 }
 
@@ -77,6 +77,16 @@ impl<'a> TenantObjects<'a> {
         }
         objects.index = index;
         objects
+    }
+
+    /// Every pack listed, with its size.
+    pub fn packs(&self) -> &HashMap<Id, u64> {
+        &self.packs
+    }
+
+    /// In listing order.
+    pub fn index_objects(&self) -> &[IndexObject] {
+        &self.index_objects
     }
 
     /// Each indexed blob in its one place: what the live blobs are found
