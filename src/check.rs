@@ -86,9 +86,7 @@ pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckRe
             Ok(t) => t,
             // Only locks: a first backup of the tenant is starting (or was
             // killed before writing the key); nothing to check.
-            Err(Error::NotFound { .. })
-                if !crate::ship::has_content(&repo.store, &layout::tenant_prefix(&name))? =>
-            {
+            Err(Error::NotFound { .. }) if !crate::ship::has_content(&repo.store, &name)? => {
                 continue;
             }
             Err(Error::NotFound { object, .. }) => {
@@ -99,9 +97,9 @@ pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckRe
                     object,
                     "missing: the tenant's other objects cannot be read by any key",
                 );
-                let prefix = layout::tenant_prefix(&name);
-                for o in repo.store.list(&prefix)? {
-                    if !o.path[prefix.len()..].starts_with("/locks/") {
+                let locks = layout::locks_folder(&name);
+                for o in repo.store.list(&layout::tenant_prefix(&name))? {
+                    if !layout::is_under(&o.path, &locks) {
                         report.unreferenced.push(Finding {
                             object: o.path,
                             message: "unreadable: its tenant has no key (left after an erasure, or the key was lost)".into(),

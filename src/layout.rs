@@ -145,6 +145,23 @@ pub fn host_of_audit_head_path(path: &str) -> &str {
         .unwrap_or(path)
 }
 
+/// Whether `path` is inside `folder` (not merely a name that starts the
+/// same, as `tenants/ab` does `tenants/abc/key`).
+pub fn is_under(path: &str, folder: &str) -> bool {
+    path.strip_prefix(folder)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether `path` is a tenant's pack, index object or snapshot: the
+/// objects named by their hash, which ship copies and compares.
+pub fn is_content_path(path: &str) -> bool {
+    let mut parts = path.split('/');
+    matches!(
+        (parts.next(), parts.nth(1)),
+        (Some(TENANTS_FOLDER), Some("packs" | "index" | "snapshots"))
+    ) && id_of_path(path).is_some()
+}
+
 /// The id a content-named object's path ends in (a pack, index or
 /// snapshot: the SHA-256 of its bytes, FORMAT.md 8).
 pub fn id_of_path(path: &str) -> Option<Id> {
@@ -224,6 +241,21 @@ mod tests {
         assert_eq!(event_id_of_path("lifecycle/eventsx"), "lifecycle/eventsx");
         assert_eq!(host_of_audit_head_path("audit/web01"), "audit/web01");
         assert_eq!(id_of_path("tenants/acme/key"), None);
+        assert!(is_under(
+            "tenants/acme/locks/exclusive",
+            &locks_folder("acme")
+        ));
+        assert!(!is_under("tenants/acme/locksmith", &locks_folder("acme")));
+        assert!(!is_under("tenants/acme/locks", &locks_folder("acme")));
+        for other in [
+            tenant_key_path("acme"),
+            exclusive_lock_path("acme"),
+            packs_folder("acme") + "/ab",
+            event_path(AB),
+            audit_head_path(AB),
+        ] {
+            assert!(!is_content_path(&other), "{other}");
+        }
     }
 
     proptest! {
@@ -233,6 +265,7 @@ mod tests {
             let folder = format!("{}/", tenant_prefix(&tenant));
             for path in [pack_path(&tenant, &id), index_path(&tenant, &id), snapshot_path(&tenant, &id)] {
                 prop_assert!(path.starts_with(&folder));
+                prop_assert!(is_content_path(&path));
                 prop_assert_eq!(id_of_path(&path), Some(id));
             }
         }

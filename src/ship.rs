@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::Id;
-use crate::layout::{self, CONFIG_PATH, id_of_path};
+use crate::layout::{self, CONFIG_PATH, id_of_path, is_content_path};
 use crate::limits::ReadLimit;
 use crate::lock::{self, Holder, LockKind};
 use crate::repo::{self, Repository};
@@ -113,18 +113,9 @@ pub fn plan_tenant(
     plan.snapshots = lacking(src_snapshots, &mut plan);
     plan.extra = dst
         .iter()
-        .filter(|o| !src_paths.contains(&o.path) && is_content_named(&o.path))
+        .filter(|o| !src_paths.contains(&o.path) && is_content_path(&o.path))
         .count();
     plan
-}
-
-/// Packs, index and snapshot objects: the ones shipping copies and compares.
-fn is_content_named(path: &str) -> bool {
-    let mut parts = path.split('/');
-    matches!(
-        (parts.next(), parts.nth(1)),
-        (Some("tenants"), Some("packs" | "index" | "snapshots"))
-    ) && id_of_path(path).is_some()
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -541,7 +532,7 @@ fn ship_tenant(
         // A folder holding only locks: a first backup of the tenant is
         // taking its lock and has not written the key yet, or was killed
         // right then. There is nothing to ship.
-        Err(Error::NotFound { .. }) if !has_content(src, &prefix)? => return Ok(None),
+        Err(Error::NotFound { .. }) if !has_content(src, tenant)? => return Ok(None),
         Err(e @ Error::TooLarge { .. }) => {
             rejected.push(Rejected::new(src, &key_path, e));
             return Ok(None);
@@ -691,12 +682,13 @@ fn ship_tenant(
     Ok(Some(report))
 }
 
-/// Whether a tenant folder holds anything but locks.
-pub fn has_content(store: &Store, tenant_prefix: &str) -> Result<bool> {
+/// Whether a tenant's folder holds anything but locks.
+pub fn has_content(store: &Store, tenant: &str) -> Result<bool> {
+    let locks = layout::locks_folder(tenant);
     Ok(store
-        .list(tenant_prefix)?
+        .list(&layout::tenant_prefix(tenant))?
         .iter()
-        .any(|o| !o.path[tenant_prefix.len()..].starts_with("/locks/")))
+        .any(|o| !layout::is_under(&o.path, &locks)))
 }
 
 /// Runs `work` on every object, a few at a time; stops at the first error.
@@ -835,7 +827,7 @@ pub fn status(reference: &Store, target: &Store) -> Result<Vec<TenantStatus>> {
             ..Default::default()
         };
         let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-        for o in here.iter().filter(|o| is_content_named(&o.path)) {
+        for o in here.iter().filter(|o| is_content_path(&o.path)) {
             st.objects += 1;
             st.bytes += o.size;
             let kind = o.path.split('/').nth(2).unwrap_or_default();
@@ -847,7 +839,7 @@ pub fn status(reference: &Store, target: &Store) -> Result<Vec<TenantStatus>> {
             let split = |kind: &str| -> Vec<Listed> {
                 theirs
                     .iter()
-                    .filter(|o| is_content_named(&o.path) && o.path.split('/').nth(2) == Some(kind))
+                    .filter(|o| is_content_path(&o.path) && o.path.split('/').nth(2) == Some(kind))
                     .cloned()
                     .collect()
             };

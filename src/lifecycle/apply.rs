@@ -868,6 +868,10 @@ impl<'a> Lifecycle<'a> {
     /// Returns the targets it did this on.
     fn destroy_key(&self, tenant: &str, world: &World) -> Result<Vec<String>> {
         let prefix = layout::tenant_prefix(tenant);
+        let (snapshots, locks) = (
+            layout::snapshots_folder(tenant),
+            layout::locks_folder(tenant),
+        );
         let mut counts = Vec::new();
         for repo in self.repos.iter() {
             let target = repo.store.name().to_string();
@@ -885,10 +889,7 @@ impl<'a> Lifecycle<'a> {
                 &self.holder("lifecycle key destruction"),
             )?;
             let listed = repo.store.list(&prefix)?;
-            if listed.iter().any(|o| {
-                o.path
-                    .starts_with(&format!("{}/", layout::snapshots_folder(tenant)))
-            }) {
+            if listed.iter().any(|o| layout::is_under(&o.path, &snapshots)) {
                 return Err(Error::Refused(format!(
                     "tenant {tenant}: a new snapshot appeared on target {target}; its key is kept"
                 )));
@@ -899,10 +900,7 @@ impl<'a> Lifecycle<'a> {
             let mut gone = Vec::new();
             let (key, rest): (Vec<_>, Vec<_>) = listed
                 .into_iter()
-                .filter(|o| {
-                    !o.path
-                        .starts_with(&format!("{}/", layout::locks_folder(tenant)))
-                })
+                .filter(|o| !layout::is_under(&o.path, &locks))
                 .partition(|o| o.path == key_path);
             for o in rest.iter().chain(&key) {
                 lock.check()?;
