@@ -271,6 +271,32 @@ mod tests {
         }
 
         #[test]
+        fn tenant_paths_give_back_their_tenant(
+            chars in proptest::collection::vec(
+                prop_oneof![proptest::char::range(' ', '~'), proptest::sample::select(vec!['å', 'Ö', 'ж', '東'])],
+                1..30,
+            ),
+            bytes in any::<[u8; 32]>(),
+        ) {
+            // Any name, valid or not: its component never splits the path.
+            let name: String = chars.into_iter().collect();
+            let id = Id(bytes);
+            for path in [
+                tenant_key_path(&name),
+                pack_path(&name, &id),
+                index_path(&name, &id),
+                snapshot_path(&name, &id),
+                exclusive_lock_path(&name),
+                shared_lock_path(&name, "0123456789abcdef"),
+            ] {
+                let mut parts = path.split('/');
+                prop_assert_eq!(parts.next(), Some(TENANTS_FOLDER));
+                let component = parts.next().unwrap_or_default();
+                prop_assert_eq!(tenant_name::from_component(component), Some(name.clone()));
+            }
+        }
+
+        #[test]
         fn event_paths_give_back_their_id(event in "[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}") {
             let path = event_path(&event);
             prop_assert_eq!(event_id_of_path(&path), event.as_str());
