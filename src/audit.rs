@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::format::{Kind, record};
+use crate::layout;
 use crate::limits::ReadLimit;
 use crate::repo::Repository;
 use crate::text::{human_bytes, md_cell as cell, short_hex as short};
@@ -137,7 +138,7 @@ impl Record {
     /// `audit/<host>/<seq:012>-<hash[..16]>`: names sort in seq order.
     pub fn object_path(&self) -> String {
         let (host, seq, hash) = (&self.host, self.seq, short(&self.hash, 16));
-        format!("audit/{host}/{seq:012}-{hash}")
+        layout::audit_record_path(host, seq, hash)
     }
 }
 
@@ -163,11 +164,6 @@ impl Head {
             hash: rec.hash.clone(),
         }
     }
-}
-
-/// `audit-heads/<host>`: outside `audit/`, whose objects are records.
-pub fn head_path(host: &str) -> String {
-    format!("audit-heads/{host}")
 }
 
 pub struct AuditLog {
@@ -339,9 +335,15 @@ impl AuditLog {
                 target: target.clone(),
                 records,
             });
-            let place = format!("target {target}: {}", head_path(&self.host));
+            let place = format!("target {target}: {}", layout::audit_head_path(&self.host));
             if let Some(end) = end {
-                ends.push((format!("target {target}: audit/{}", self.host), end));
+                ends.push((
+                    format!(
+                        "target {target}: {}",
+                        layout::audit_chain_folder(&self.host)
+                    ),
+                    end,
+                ));
             }
             match read_head(repo, &self.host) {
                 Ok(Some(h)) => heads.push((place, h)),
@@ -393,7 +395,7 @@ impl AuditLog {
         out: &mut Vec<Problem>,
     ) -> (u64, Option<u64>) {
         let (name, host) = (repo.store.name(), &self.host);
-        let chains = match repo.store.list("audit") {
+        let chains = match repo.store.list(layout::AUDIT_FOLDER) {
             Ok(listed) => load_objects(repo, listed.into_iter().map(|l| l.path), out),
             Err(e) => {
                 report(out, format!("target {name}"), format!("cannot list: {e}"));
@@ -434,7 +436,11 @@ impl AuditLog {
             let records = seq_range(from, tail.next_back().unwrap_or(from));
             let why = format!("lost by the local file, or another machine writes as host {host}");
             let message = format!("{records} on target {name} but not in {FILE_NAME} ({why})");
-            report(out, format!("target {name}: audit/{host}"), message);
+            report(
+                out,
+                format!("target {name}: {}", layout::audit_chain_folder(host)),
+                message,
+            );
         }
         (chains.values().map(|c| c.len() as u64).sum(), Some(end))
     }
@@ -503,14 +509,14 @@ pub fn put_record(repo: &Repository, rec: &Record) -> Result<()> {
 
 /// Overwrites this host's head on a target.
 fn put_head(repo: &Repository, head: &Head) -> Result<()> {
-    let path = head_path(&head.host);
+    let path = layout::audit_head_path(&head.host);
     let sealed = record::seal(head, Kind::AuditRecord, repo.master(), &repo.repo_id, &path);
     repo.store.put(&path, Bytes::from(sealed))
 }
 
 /// A host's head on a target; `None` when it has none (yet).
 fn read_head(repo: &Repository, host: &str) -> Result<Option<Head>> {
-    let path = head_path(host);
+    let path = layout::audit_head_path(host);
     match repo.store.get_limited(&path, ReadLimit::AuditRecord) {
         Ok(bytes) => open_head(repo, &path, &bytes).map(Some),
         Err(Error::NotFound { .. }) => Ok(None),
@@ -522,7 +528,7 @@ fn read_head(repo: &Repository, host: &str) -> Result<Option<Head>> {
 /// with the repository key, bound to that name, of that host. What `verify`
 /// accepts, and so what ship copies.
 pub fn open_head(repo: &Repository, path: &str, bytes: &[u8]) -> Result<Head> {
-    let host = path.strip_prefix("audit-heads/").unwrap_or(path);
+    let host = layout::host_of_audit_head_path(path);
     let head: Head = record::open(bytes, Kind::AuditRecord, repo.master(), &repo.repo_id, path)
         .map_err(|e| Error::corrupt(path, format!("forged or damaged audit head: {e}")))?;
     if head.host != host {
@@ -602,7 +608,7 @@ fn check_heads(
 
 /// This host's chain as `repo` holds it, checked, in seq order.
 fn recover(repo: &Repository, host: &str) -> Result<Vec<Record>> {
-    let listed = repo.store.list(&format!("audit/{host}"))?;
+    let listed = repo.store.list(&layout::audit_chain_folder(host))?;
     let mut problems = Vec::new();
     let mut chains = load_objects(repo, listed.into_iter().map(|l| l.path), &mut problems);
     let chain = chains.remove(host).unwrap_or_default();
@@ -615,7 +621,11 @@ fn recover(repo: &Repository, host: &str) -> Result<Vec<Record>> {
         why += &format!(" {}: {};", p.place, p.message);
     }
     Err(Error::corrupt(
-        format!("target {}: audit/{host}", repo.store.name()),
+        format!(
+            "target {}: {}",
+            repo.store.name(),
+            layout::audit_chain_folder(host)
+        ),
         why,
     ))
 }

@@ -11,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 use crate::error::{Error, Result};
 use crate::format::pack::{open_blob, read_header};
 use crate::format::{Id, Kind};
-use crate::repo::{self, Index, Repository, Tenant, id_of_path};
+use crate::layout::{self, id_of_path};
+use crate::repo::{Index, Repository, Tenant};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
@@ -76,7 +77,7 @@ pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckRe
         ) {
             Ok(l) => l,
             Err(e @ Error::Locked { .. }) => {
-                report.error(repo::tenant_prefix(&name), format!("not checked: {e}"));
+                report.error(layout::tenant_prefix(&name), format!("not checked: {e}"));
                 continue;
             }
             Err(e) => return Err(e),
@@ -85,9 +86,7 @@ pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckRe
             Ok(t) => t,
             // Only locks: a first backup of the tenant is starting (or was
             // killed before writing the key); nothing to check.
-            Err(Error::NotFound { .. })
-                if !crate::ship::has_content(&repo.store, &repo::tenant_prefix(&name))? =>
-            {
+            Err(Error::NotFound { .. }) if !crate::ship::has_content(&repo.store, &name)? => {
                 continue;
             }
             Err(Error::NotFound { object, .. }) => {
@@ -98,9 +97,9 @@ pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckRe
                     object,
                     "missing: the tenant's other objects cannot be read by any key",
                 );
-                let prefix = repo::tenant_prefix(&name);
-                for o in repo.store.list(&prefix)? {
-                    if !o.path[prefix.len()..].starts_with("/locks/") {
+                let locks = layout::locks_folder(&name);
+                for o in repo.store.list(&layout::tenant_prefix(&name))? {
+                    if !layout::is_under(&o.path, &locks) {
                         report.unreferenced.push(Finding {
                             object: o.path,
                             message: "unreadable: its tenant has no key (left after an erasure, or the key was lost)".into(),
@@ -125,7 +124,7 @@ fn check_tenant(
     read_data: ReadData,
     report: &mut CheckReport,
 ) -> Result<()> {
-    let prefix = repo::tenant_prefix(&tenant.name);
+    let prefix = layout::tenant_prefix(&tenant.name);
     let listed = repo.store.list(&prefix)?;
     let mut pack_sizes: HashMap<Id, (String, u64)> = HashMap::new();
     let mut index = Index::default();
@@ -135,7 +134,7 @@ fn check_tenant(
         let kind = rel.split('/').next().unwrap_or_default();
         match (kind, id_of_path(&obj.path)) {
             ("packs", Some(id)) => {
-                if obj.path != repo::pack_path(&tenant.name, &id) {
+                if obj.path != layout::pack_path(&tenant.name, &id) {
                     report.error(
                         &obj.path,
                         "pack is in the wrong folder (restore would not find it)",
@@ -170,7 +169,7 @@ fn check_tenant(
     // Every indexed pack must exist with the size the index gives.
     let indexed: HashSet<Id> = index.packs().iter().map(|(id, _)| *id).collect();
     for (id, size) in index.packs() {
-        let path = repo::pack_path(&tenant.name, id);
+        let path = layout::pack_path(&tenant.name, id);
         match pack_sizes.get(id) {
             None => report.error(&path, "missing pack"),
             Some((_, actual)) if actual != size => report.error(
@@ -195,7 +194,7 @@ fn check_tenant(
     let mut seen_trees: HashSet<Id> = HashSet::new();
     let mut referenced: HashSet<Id> = HashSet::new();
     for id in snapshot_ids {
-        let path = repo::snapshot_path(&tenant.name, &id);
+        let path = layout::snapshot_path(&tenant.name, &id);
         let snap = match repo.read_snapshot(tenant, &id) {
             Ok(s) => s,
             Err(e) => {

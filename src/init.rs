@@ -45,7 +45,7 @@ pub struct TargetInit {
 }
 
 fn holds_repository(t: &Target) -> Result<Option<u64>> {
-    Store::open(t).and_then(|s| s.size_of(crate::repo::CONFIG_PATH))
+    Store::open(t).and_then(|s| s.size_of(crate::layout::CONFIG_PATH))
 }
 
 /// Creates the repository on the primary with a key slot from `[key]`,

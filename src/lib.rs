@@ -21,6 +21,7 @@ pub mod init;
 pub mod job;
 #[cfg(test)]
 mod layers;
+pub mod layout;
 pub mod lifecycle;
 pub mod limits;
 pub mod lock;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::repo::tenant_prefix;
+use crate::layout::{exclusive_lock_path, locks_folder, shared_lock_path};
 use crate::store::{Locking, Store};
 
 /// How long a lock stays valid without renewal.
@@ -138,14 +138,6 @@ impl LockRecord {
 pub struct Holder {
     pub host: String,
     pub command: String,
-}
-
-fn locks_dir(tenant: &str) -> String {
-    format!("{}/locks", tenant_prefix(tenant))
-}
-
-fn exclusive_path(tenant: &str) -> String {
-    format!("{}/exclusive", locks_dir(tenant))
 }
 
 fn now() -> i64 {
@@ -308,7 +300,7 @@ fn try_acquire(
         started: process_start(std::process::id()),
         pid_ns: pid_namespace(),
     };
-    let exclusive = exclusive_path(tenant);
+    let exclusive = exclusive_lock_path(tenant);
     // A conflicting lock, after removing it if its process died on this host.
     let blocking = |path: &str, other: Option<LockRecord>| -> Result<Option<LockRecord>> {
         match other {
@@ -329,14 +321,13 @@ fn try_acquire(
             if let Some(other) = blocking(&exclusive, read_record(store, &exclusive)?)? {
                 return Ok(Err(other));
             }
-            let path = format!(
-                "{}/shared-{}",
-                locks_dir(tenant),
+            let path = shared_lock_path(
+                tenant,
                 // 16 hex digits, as FORMAT.md 17.6 says.
                 crate::text::short_hex(
                     &crate::format::Id(crate::crypto::random_bytes()).to_hex(),
-                    16
-                )
+                    16,
+                ),
             );
             store.put_new(&path, encode(&record))?;
             if let Some(other) = read_record(store, &exclusive)? {
@@ -354,7 +345,7 @@ fn try_acquire(
                     None => try_acquire(store, tenant, kind, holder, lease),
                 };
             }
-            for obj in store.list(&locks_dir(tenant))? {
+            for obj in store.list(&locks_folder(tenant))? {
                 if obj.path == exclusive {
                     continue;
                 }
@@ -447,7 +438,7 @@ pub fn unlock(store: &Store, tenant: &str, host: &str) -> Result<UnlockReport> {
         ..Default::default()
     };
     let now = now();
-    for obj in store.list(&locks_dir(tenant))? {
+    for obj in store.list(&locks_folder(tenant))? {
         match read_record(store, &obj.path) {
             Ok(None) => {}
             Ok(Some(r)) if !r.is_dead(now) && !is_dead_local(&r, host) => {
@@ -510,7 +501,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            read_record(&store, &exclusive_path("acme"))
+            read_record(&store, &exclusive_lock_path("acme"))
                 .unwrap()
                 .is_none(),
             "the loser removed its exclusive lock"

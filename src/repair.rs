@@ -18,7 +18,7 @@ pub fn repair_source(config: &Config, name: &str, from: Option<&str>) -> Result<
         None => {
             for t in config.targets.iter().filter(|t| t.name != name) {
                 if let Ok(store) = Store::open(t)
-                    && store.size_of(crate::repo::CONFIG_PATH)?.is_some()
+                    && store.size_of(crate::layout::CONFIG_PATH)?.is_some()
                 {
                     return Ok(store);
                 }
@@ -72,7 +72,7 @@ mod tests {
             let folder = dir.join(name);
             std::fs::create_dir_all(&folder).unwrap();
             if holding.contains(&name) {
-                std::fs::write(folder.join(crate::repo::CONFIG_PATH), b"x").unwrap();
+                std::fs::write(folder.join(crate::layout::CONFIG_PATH), b"x").unwrap();
             }
             text += &format!(
                 "[[target]]\nname = \"{name}\"\nurl = \"file://{}\"\nprimary = {}\n\n",

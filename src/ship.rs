@@ -24,9 +24,10 @@ use std::time::Instant;
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
 use crate::format::Id;
+use crate::layout::{self, CONFIG_PATH, id_of_path, is_content_path};
 use crate::limits::ReadLimit;
 use crate::lock::{self, Holder, LockKind};
-use crate::repo::{self, CONFIG_PATH, Repository, id_of_path};
+use crate::repo::{self, Repository};
 use crate::store::{Listed, Store, StoreStats, TargetSettings};
 
 /// Objects copied at once. Each holds one object (a pack: 16 MiB by
@@ -113,18 +114,9 @@ pub fn plan_tenant(
     plan.snapshots = lacking(src_snapshots, &mut plan);
     plan.extra = dst
         .iter()
-        .filter(|o| !src_paths.contains(&o.path) && is_content_named(&o.path))
+        .filter(|o| !src_paths.contains(&o.path) && is_content_path(&o.path))
         .count();
     plan
-}
-
-/// Packs, index and snapshot objects: the ones shipping copies and compares.
-fn is_content_named(path: &str) -> bool {
-    let mut parts = path.split('/');
-    matches!(
-        (parts.next(), parts.nth(1)),
-        (Some("tenants"), Some("packs" | "index" | "snapshots"))
-    ) && id_of_path(path).is_some()
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -366,14 +358,14 @@ fn ship_repository(
         });
     }
     let mut copied = 0;
-    let src_slots = src.list("keys")?;
+    let src_slots = src.list(layout::KEYS_FOLDER)?;
     if src_slots.is_empty() {
         return Err(Error::corrupt(
             format!("{}: keys/", src.name()),
             "no key slots (the repository cannot be opened)",
         ));
     }
-    let dst_slots = dst.list("keys")?;
+    let dst_slots = dst.list(layout::KEYS_FOLDER)?;
     let dst_sizes: HashMap<&str, u64> = dst_slots
         .iter()
         .map(|o| (o.path.as_str(), o.size))
@@ -444,14 +436,22 @@ fn usable_slot(path: &str, bytes: &[u8]) -> Result<()> {
 /// heads, after the records they name.
 fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) -> Result<usize> {
     type Open = fn(&Repository, &str, &[u8]) -> Result<()>;
-    let event: Open =
-        |r, path, b| crate::format::event::open(b, r.master(), &r.repo_id, path).map(drop);
+    let event: Open = |r, path, b| {
+        crate::format::event::open(
+            b,
+            r.master(),
+            &r.repo_id,
+            path,
+            layout::event_id_of_path(path),
+        )
+        .map(drop)
+    };
     let record: Open = |r, path, b| crate::audit::open_record(r, path, b).map(drop);
     let src = &source.store;
     let mut copied = 0;
     for (prefix, limit, open) in [
-        (crate::format::event::EVENTS_PREFIX, ReadLimit::Event, event),
-        ("audit", ReadLimit::AuditRecord, record),
+        (layout::EVENTS_PREFIX, ReadLimit::Event, event),
+        (layout::AUDIT_FOLDER, ReadLimit::AuditRecord, record),
     ] {
         let have: BTreeSet<String> = dst.list(prefix)?.into_iter().map(|o| o.path).collect();
         for o in src.list(prefix)? {
@@ -478,7 +478,7 @@ fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) 
 fn ship_heads(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) -> Result<usize> {
     let src = &source.store;
     let mut copied = 0;
-    for o in src.list("audit-heads")? {
+    for o in src.list(layout::AUDIT_HEADS_FOLDER)? {
         let Some(bytes) = read_or_reject(src, &o.path, ReadLimit::AuditRecord, rejected)? else {
             continue;
         };
@@ -536,14 +536,14 @@ fn ship_tenant(
     };
     let _src_lock = lock::acquire(src, tenant, LockKind::Shared, &holder)?;
     let dst_lock = lock::acquire(dst, tenant, LockKind::Shared, &holder)?;
-    let prefix = repo::tenant_prefix(tenant);
-    let key_path = format!("{prefix}/key");
+    let prefix = layout::tenant_prefix(tenant);
+    let key_path = layout::tenant_key_path(tenant);
     let key = match src.get_limited(&key_path, ReadLimit::TenantKey) {
         Ok(key) => key,
         // A folder holding only locks: a first backup of the tenant is
         // taking its lock and has not written the key yet, or was killed
         // right then. There is nothing to ship.
-        Err(Error::NotFound { .. }) if !has_content(src, &prefix)? => return Ok(None),
+        Err(Error::NotFound { .. }) if !has_content(src, tenant)? => return Ok(None),
         Err(e @ Error::TooLarge { .. }) => {
             rejected.push(Rejected::new(src, &key_path, e));
             return Ok(None);
@@ -576,9 +576,9 @@ fn ship_tenant(
         Err(e) => return Err(e),
     }
     // Source lists in reverse write order: see `plan_tenant`.
-    let snapshots = src.list(&format!("{prefix}/snapshots"))?;
-    let index = src.list(&format!("{prefix}/index"))?;
-    let packs = src.list(&format!("{prefix}/packs"))?;
+    let snapshots = src.list(&layout::snapshots_folder(tenant))?;
+    let index = src.list(&layout::index_folder(tenant))?;
+    let packs = src.list(&layout::packs_folder(tenant))?;
     let on_dst = dst.list(&prefix)?;
     let mut plan = plan_tenant(&snapshots, &index, &packs, &on_dst);
     if opts.replace_damaged {
@@ -614,10 +614,20 @@ fn ship_tenant(
     let open_snapshot: &Authenticate =
         &|path, bytes| source.open_snapshot(&opened, path, bytes).map(drop);
     let mut index_refused = false;
-    for (kind, group, authenticate) in [
-        ("packs", &plan.packs, None),
-        ("index", &plan.index, Some(open_index)),
-        ("snapshots", &plan.snapshots, Some(open_snapshot)),
+    for (kind, folder, group, authenticate) in [
+        ("packs", layout::packs_folder(tenant), &plan.packs, None),
+        (
+            "index",
+            layout::index_folder(tenant),
+            &plan.index,
+            Some(open_index),
+        ),
+        (
+            "snapshots",
+            layout::snapshots_folder(tenant),
+            &plan.snapshots,
+            Some(open_snapshot),
+        ),
     ] {
         if group.is_empty() {
             continue;
@@ -654,7 +664,7 @@ fn ship_tenant(
         // Sizes as the destination lists them, before anything that names
         // these objects is copied.
         let now: HashMap<String, u64> = dst
-            .list(&format!("{prefix}/{kind}"))?
+            .list(&folder)?
             .into_iter()
             .map(|o| (o.path, o.size))
             .collect();
@@ -684,12 +694,13 @@ fn ship_tenant(
     Ok(Some(report))
 }
 
-/// Whether a tenant folder holds anything but locks.
-pub fn has_content(store: &Store, tenant_prefix: &str) -> Result<bool> {
+/// Whether a tenant's folder holds anything but locks.
+pub fn has_content(store: &Store, tenant: &str) -> Result<bool> {
+    let locks = layout::locks_folder(tenant);
     Ok(store
-        .list(tenant_prefix)?
+        .list(&layout::tenant_prefix(tenant))?
         .iter()
-        .any(|o| !o.path[tenant_prefix.len()..].starts_with("/locks/")))
+        .any(|o| !layout::is_under(&o.path, &locks)))
 }
 
 /// Runs `work` on every object, a few at a time; stops at the first error.
@@ -821,14 +832,14 @@ pub fn status(reference: &Store, target: &Store) -> Result<Vec<TenantStatus>> {
     names.extend(reference_names.iter().cloned());
     let mut out = Vec::new();
     for tenant in names {
-        let prefix = repo::tenant_prefix(&tenant);
+        let prefix = layout::tenant_prefix(&tenant);
         let here = target.list(&prefix)?;
         let mut st = TenantStatus {
             tenant: tenant.clone(),
             ..Default::default()
         };
         let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-        for o in here.iter().filter(|o| is_content_named(&o.path)) {
+        for o in here.iter().filter(|o| is_content_path(&o.path)) {
             st.objects += 1;
             st.bytes += o.size;
             let kind = o.path.split('/').nth(2).unwrap_or_default();
@@ -840,7 +851,7 @@ pub fn status(reference: &Store, target: &Store) -> Result<Vec<TenantStatus>> {
             let split = |kind: &str| -> Vec<Listed> {
                 theirs
                     .iter()
-                    .filter(|o| is_content_named(&o.path) && o.path.split('/').nth(2) == Some(kind))
+                    .filter(|o| is_content_path(&o.path) && o.path.split('/').nth(2) == Some(kind))
                     .cloned()
                     .collect()
             };

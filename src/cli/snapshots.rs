@@ -54,7 +54,7 @@ pub fn run(config: &Config, json_out: bool, args: SnapshotsArgs) -> anyhow::Resu
     all.sort_by_key(|(id, s)| (s.time_secs, s.time_nanos, s.tenant.clone(), *id));
     let events = gallra::lifecycle::journal::load_target(&repo)?;
     bad.extend(events.unreadable.iter().map(|id| {
-        let path = gallra::lifecycle::journal::event_path(id);
+        let path = gallra::layout::event_path(id);
         format!("event object {path} cannot be read; expiries shown without it")
     }));
     let states = gallra::lifecycle::events::fold(&events.events);

@@ -84,6 +84,6 @@ pub fn choose(repo: &Repository, selection: &Selection) -> Result<Chosen> {
 }
 
 fn has_snapshots(repo: &Repository, tenant: &str) -> Result<bool> {
-    let prefix = format!("{}/snapshots", crate::repo::tenant_prefix(tenant));
+    let prefix = crate::layout::snapshots_folder(tenant);
     Ok(!repo.store.list(&prefix)?.is_empty())
 }

@@ -18,21 +18,6 @@ use super::{Kind, record};
 use crate::crypto::SecretKey;
 use crate::error::{Error, Result};
 
-/// The folder of event objects in a repository.
-pub const EVENTS_PREFIX: &str = "lifecycle/events";
-
-/// Where the event of this id lives.
-pub fn path(id: &str) -> String {
-    format!("{EVENTS_PREFIX}/{id}")
-}
-
-/// The event id a path names (the path itself if it is not under
-/// `EVENTS_PREFIX`).
-pub fn id_of_path(path: &str) -> &str {
-    path.strip_prefix(&format!("{EVENTS_PREFIX}/"))
-        .unwrap_or(path)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
@@ -186,16 +171,17 @@ pub fn seal(stored: &StoredEvent, master: &SecretKey, repo_id: &[u8; 16], path: 
 }
 
 /// Opens the bytes of an event object found at `path`: sealed with the
-/// repository key, bound to that name, and holding the event of that id.
-/// What the lifecycle's reader accepts, and so what ship copies.
+/// repository key, bound to that name, and holding the event `id` that the
+/// name gives (`layout::event_id_of_path`). What the lifecycle's reader
+/// accepts, and so what ship copies.
 pub fn open(
     bytes: &[u8],
     master: &SecretKey,
     repo_id: &[u8; 16],
     path: &str,
+    id: &str,
 ) -> Result<StoredEvent> {
     let stored: StoredEvent = record::open(bytes, Kind::Event, master, repo_id, path)?;
-    let id = id_of_path(path);
     if stored.event.id != id {
         // Moved from another name: not the event this name would be.
         return Err(Error::corrupt(

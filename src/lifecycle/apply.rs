@@ -16,8 +16,9 @@ use crate::audit::{Action, AuditLog, Entry, TargetCounts};
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
 use crate::format::Id;
+use crate::layout::{self, id_of_path};
 use crate::lock::{self, Holder, LockKind};
-use crate::repo::{self, Repository, id_of_path};
+use crate::repo::Repository;
 use crate::store::{Locking, TargetSettings};
 
 /// Everything applying the lifecycle needs.
@@ -180,7 +181,7 @@ impl<'a> Lifecycle<'a> {
                             target: t.target.clone(),
                             error: format!(
                                 "event object {} cannot be read",
-                                journal::event_path(id)
+                                layout::event_path(id)
                             ),
                         });
                     }
@@ -276,7 +277,6 @@ impl<'a> Lifecycle<'a> {
         let mut failures = Vec::new();
         let target = repo.store.name().to_string();
         for name in repo.tenant_names()? {
-            let prefix = repo::tenant_prefix(&name);
             let fail = |error: String| Failure {
                 tenant: Some(name.clone()),
                 target: target.clone(),
@@ -284,7 +284,7 @@ impl<'a> Lifecycle<'a> {
             };
             // One request, where a listing of the whole folder would name
             // every pack.
-            match repo.store.size_of(&format!("{prefix}/key")) {
+            match repo.store.size_of(&layout::tenant_key_path(&name)) {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     keyless.insert(name);
@@ -298,7 +298,7 @@ impl<'a> Lifecycle<'a> {
                 }
             }
             tenants.insert(name.clone());
-            let listed = match repo.store.list(&format!("{prefix}/snapshots")) {
+            let listed = match repo.store.list(&layout::snapshots_folder(&name)) {
                 Ok(l) => l,
                 Err(e) => {
                     failures.push(fail(format!("snapshots not listed: {e}")));
@@ -826,22 +826,21 @@ impl<'a> Lifecycle<'a> {
             LockKind::Exclusive,
             &self.holder("lifecycle apply"),
         )?;
-        let prefix = repo::tenant_prefix(tenant);
         let sizes: HashMap<String, u64> = repo
             .store
-            .list(&format!("{prefix}/snapshots"))?
+            .list(&layout::snapshots_folder(tenant))?
             .into_iter()
             .map(|o| (o.path, o.size))
             .collect();
         let mut deleted = Vec::new();
         for e in due {
             let id = Id::from_hex(&e.snapshot).expect("plan entries hold hex ids");
-            let path = repo::snapshot_path(tenant, &id);
+            let path = layout::snapshot_path(tenant, &id);
             lock.check()?;
             repo.store.delete(&path)?;
             deleted.push((path.clone(), sizes.get(&path).copied().unwrap_or(0)));
         }
-        prune::verify_gone(repo, &format!("{prefix}/snapshots"), &deleted)?;
+        prune::verify_gone(repo, &layout::snapshots_folder(tenant), &deleted)?;
         let pruned = match prune_now {
             true => prune::prune_tenant(repo, &t, primary, self.pack_size, &lock),
             false => Err(Error::Refused(
@@ -855,7 +854,11 @@ impl<'a> Lifecycle<'a> {
     /// its key last, and checks by listing that nothing but locks is left.
     /// Returns the targets it did this on.
     fn destroy_key(&self, tenant: &str, world: &World) -> Result<Vec<String>> {
-        let prefix = repo::tenant_prefix(tenant);
+        let prefix = layout::tenant_prefix(tenant);
+        let (snapshots, locks) = (
+            layout::snapshots_folder(tenant),
+            layout::locks_folder(tenant),
+        );
         let mut counts = Vec::new();
         for repo in self.repos.iter() {
             let target = repo.store.name().to_string();
@@ -873,21 +876,18 @@ impl<'a> Lifecycle<'a> {
                 &self.holder("lifecycle key destruction"),
             )?;
             let listed = repo.store.list(&prefix)?;
-            if listed
-                .iter()
-                .any(|o| o.path.starts_with(&format!("{prefix}/snapshots/")))
-            {
+            if listed.iter().any(|o| layout::is_under(&o.path, &snapshots)) {
                 return Err(Error::Refused(format!(
                     "tenant {tenant}: a new snapshot appeared on target {target}; its key is kept"
                 )));
             }
-            let key_path = format!("{prefix}/key");
+            let key_path = layout::tenant_key_path(tenant);
             let mut objects = 0;
             let mut bytes = 0;
             let mut gone = Vec::new();
             let (key, rest): (Vec<_>, Vec<_>) = listed
                 .into_iter()
-                .filter(|o| !o.path.starts_with(&format!("{prefix}/locks/")))
+                .filter(|o| !layout::is_under(&o.path, &locks))
                 .partition(|o| o.path == key_path);
             for o in rest.iter().chain(&key) {
                 lock.check()?;

@@ -12,7 +12,8 @@ use super::journal;
 use super::plan::contract_window_start;
 use super::rules::Policy;
 use crate::error::{Error, Result};
-use crate::repo::{self, Repository};
+use crate::layout;
+use crate::repo::Repository;
 
 /// Why a tenant is not backed up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,12 +102,7 @@ pub fn backup_refusals(
     };
     let mut out = BTreeMap::new();
     for t in tenants {
-        let has_key = || {
-            Ok(repo
-                .store
-                .size_of(&format!("{}/key", repo::tenant_prefix(t)))?
-                .is_some())
-        };
+        let has_key = || Ok(repo.store.size_of(&layout::tenant_key_path(t))?.is_some());
         if let Some(r) = refusal(
             policy,
             t,

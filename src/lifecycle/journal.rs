@@ -8,21 +8,15 @@ use std::path::{Path, PathBuf};
 
 use super::events::{Event, StoredEvent, TargetEvents};
 use crate::error::{Error, Result};
-use crate::format::{Kind, record};
+use crate::format::{Kind, event, record};
+use crate::layout;
 use crate::limits::ReadLimit;
 use crate::repo::Repository;
-
-pub use crate::format::event::EVENTS_PREFIX;
-use crate::format::event::{self, id_of_path as event_id_of_path};
-
-pub fn event_path(id: &str) -> String {
-    event::path(id)
-}
 
 /// Every accepted event in a repository.
 pub fn load(repo: &Repository) -> Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
-    for o in repo.store.list(EVENTS_PREFIX)? {
+    for o in repo.store.list(layout::EVENTS_PREFIX)? {
         let bytes = repo.store.get_limited(&o.path, ReadLimit::Event)?;
         out.push(record::open(
             &bytes,
@@ -44,12 +38,12 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
         target: repo.store.name().to_string(),
         ..TargetEvents::default()
     };
-    for o in repo.store.list(EVENTS_PREFIX)? {
+    for o in repo.store.list(layout::EVENTS_PREFIX)? {
         let opened = repo
             .store
             .get_limited(&o.path, ReadLimit::Event)
             .and_then(|bytes| open_event(repo, &o.path, &bytes));
-        let id = event_id_of_path(&o.path).to_string();
+        let id = layout::event_id_of_path(&o.path).to_string();
         match opened {
             Ok(e) => out.events.push(e),
             Err(e) => {
@@ -66,9 +60,15 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
 }
 
 /// Opens the bytes of an event object found at `path` of `repo`
-/// (`format::event::open`).
+/// (`format::event::open`, expecting the id the path names).
 pub fn open_event(repo: &Repository, path: &str, bytes: &[u8]) -> Result<StoredEvent> {
-    event::open(bytes, repo.master(), &repo.repo_id, path)
+    event::open(
+        bytes,
+        repo.master(),
+        &repo.repo_id,
+        path,
+        layout::event_id_of_path(path),
+    )
 }
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,7 +84,7 @@ pub enum Recorded {
 /// refused.
 pub fn record_event(repos: &[&Repository], stored: &StoredEvent) -> Result<Recorded> {
     let primary = repos[0];
-    let path = event_path(&stored.event.id);
+    let path = layout::event_path(&stored.event.id);
     let seal =
         |repo: &Repository| Bytes::from(event::seal(stored, repo.master(), &repo.repo_id, &path));
     if !primary.store.put_new(&path, seal(primary))? {

@@ -6,11 +6,8 @@ use super::Repository;
 use crate::crypto::{self, Argon2Params, KeyMaterial, KeySource, SecretKey};
 use crate::error::{Error, Result};
 use crate::format::keyslot::{self, KeySlotHeader, SlotKind};
+use crate::layout::{CONFIG_PATH, KEYS_FOLDER, slot_path};
 use crate::store::Store;
-
-pub fn slot_path(slot: &str) -> String {
-    format!("keys/{slot}")
-}
 
 /// Argon2id costs for new passphrase slots; `GALLRA_TEST_ARGON2_KIB` lowers
 /// the memory cost so that test suites stay fast (never below 8 KiB).
@@ -67,7 +64,7 @@ pub(crate) fn unlock(
         KeyMaterial::File(_) => SlotKind::File,
         KeyMaterial::Passphrase(_) => SlotKind::Passphrase,
     };
-    for obj in store.list("keys")? {
+    for obj in store.list(KEYS_FOLDER)? {
         let slot = obj.path.rsplit('/').next().unwrap_or_default().to_string();
         let bytes = store.get_limited(&obj.path, crate::limits::ReadLimit::KeySlot)?;
         // A damaged or newer slot must not lock out the keys of the others.
@@ -119,7 +116,7 @@ pub struct SlotInfo {
 impl Repository {
     pub fn list_slots(&self) -> Result<Vec<SlotInfo>> {
         let mut out = Vec::new();
-        for obj in self.store.list("keys")? {
+        for obj in self.store.list(KEYS_FOLDER)? {
             let bytes = self
                 .store
                 .get_limited(&obj.path, crate::limits::ReadLimit::KeySlot)?;
@@ -190,8 +187,8 @@ fn slot_id(path: &str) -> String {
 
 /// Compares the key slots of `target` with the primary's, by listing.
 pub fn slot_difference(primary: &Store, target: &Store) -> Result<SlotDifference> {
-    let ours = primary.list("keys")?;
-    let theirs = target.list("keys")?;
+    let ours = primary.list(KEYS_FOLDER)?;
+    let theirs = target.list(KEYS_FOLDER)?;
     let mut d = SlotDifference::default();
     for o in &ours {
         if !theirs.iter().any(|t| t.path == o.path && t.size == o.size) {
@@ -212,8 +209,8 @@ pub fn slot_difference(primary: &Store, target: &Store) -> Result<SlotDifference
 /// repository, or another one: a slot is only meaningful beside its own
 /// repository's config.
 pub fn sync_slot(primary: &Store, target: &Store, id: &str) -> Result<()> {
-    let config = primary.get_limited(super::CONFIG_PATH, crate::limits::ReadLimit::Config)?;
-    match target.get_limited(super::CONFIG_PATH, crate::limits::ReadLimit::Config) {
+    let config = primary.get_limited(CONFIG_PATH, crate::limits::ReadLimit::Config)?;
+    match target.get_limited(CONFIG_PATH, crate::limits::ReadLimit::Config) {
         Ok(theirs) if theirs == config => {}
         Ok(_) => {
             return Err(Error::DifferentRepository {

@@ -20,11 +20,11 @@ use crate::format::snapshot::{self, Snapshot};
 use crate::format::tenant_key::{self, TenantKeyBody, TenantKeys};
 use crate::format::tree::Tree;
 use crate::format::{Id, Kind, tenant_context};
+use crate::layout::{self, tenant_key_path};
+use crate::layout::{CONFIG_PATH, id_of_path, index_path, pack_path, snapshot_path, tenant_prefix};
 use crate::limits::ReadLimit;
 use crate::store::Store;
 pub use index::{BlobLocation, Index};
-
-pub const CONFIG_PATH: &str = "config";
 
 /// Objects that could not be read, by id, each with why.
 pub type Unreadable = Vec<(Id, Error)>;
@@ -59,32 +59,12 @@ pub struct Repository {
     tenants: Mutex<HashMap<String, Arc<Tenant>>>,
 }
 
-/// The folder of a tenant's objects. Every object path of a tenant is
-/// built from this, so that its name goes through the one mapping to a
-/// store component (`crate::tenant_name`).
-pub fn tenant_prefix(tenant: &str) -> String {
-    format!("tenants/{}", crate::tenant_name::component(tenant))
-}
-pub fn pack_path(tenant: &str, id: &Id) -> String {
-    let hex = id.to_hex();
-    format!("{}/packs/{}/{hex}", tenant_prefix(tenant), &hex[..2])
-}
-pub fn index_path(tenant: &str, id: &Id) -> String {
-    format!("{}/index/{id}", tenant_prefix(tenant))
-}
-pub fn snapshot_path(tenant: &str, id: &Id) -> String {
-    format!("{}/snapshots/{id}", tenant_prefix(tenant))
-}
-fn tenant_key_path(tenant: &str) -> String {
-    format!("{}/key", tenant_prefix(tenant))
-}
-
 /// The tenants with a folder on a store, by name: each folder under
 /// `tenants/` mapped back through `crate::tenant_name`. A folder gallra
 /// never writes is no tenant, and is named in a warning.
 pub fn tenant_names_on(store: &Store) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for folder in store.list_dirs("tenants")? {
+    for folder in store.list_dirs(layout::TENANTS_FOLDER)? {
         match crate::tenant_name::from_component(&folder) {
             Some(name) => names.push(name),
             None => tracing::warn!(
@@ -106,11 +86,6 @@ pub fn check_named(path: &str, bytes: &[u8]) -> Result<()> {
             "content does not match its name (damaged object)",
         )),
     }
-}
-
-/// The last path component, parsed as an id.
-pub fn id_of_path(path: &str) -> Option<Id> {
-    Id::from_hex(path.rsplit('/').next()?)
 }
 
 impl Repository {
@@ -147,7 +122,7 @@ impl Repository {
         let slot = keys::write_slot(&store, &repo_id, &master, &material)?;
         let bytes = repo_config::seal(&config, &master, &repo_id);
         if !store.put_new(CONFIG_PATH, Bytes::from(bytes))? {
-            store.delete(&keys::slot_path(&slot))?;
+            store.delete(&layout::slot_path(&slot))?;
             return Err(Error::AlreadyInitialised {
                 target: store.name().to_string(),
             });
@@ -271,10 +246,7 @@ impl Repository {
     /// Loads every index object of a tenant into one in-memory index.
     pub fn load_index(&self, tenant: &Tenant) -> Result<Index> {
         let mut index = Index::default();
-        for obj in self
-            .store
-            .list(&format!("{}/index", tenant_prefix(&tenant.name)))?
-        {
+        for obj in self.store.list(&layout::index_folder(&tenant.name))? {
             // Index objects grow with the tenant: the listing's size is theirs.
             let bytes = self.store.get(&obj.path)?;
             index.add_body(&self.open_index(tenant, &obj.path, &bytes)?);
@@ -338,10 +310,7 @@ impl Repository {
     /// snapshots cannot be listed.
     pub fn readable_snapshots(&self, tenant: &Tenant) -> Result<(Vec<(Id, Snapshot)>, Unreadable)> {
         let (mut out, mut unreadable) = (Vec::new(), Vec::new());
-        for obj in self
-            .store
-            .list(&format!("{}/snapshots", tenant_prefix(&tenant.name)))?
-        {
+        for obj in self.store.list(&layout::snapshots_folder(&tenant.name))? {
             let Some(id) = id_of_path(&obj.path) else {
                 continue;
             };
@@ -365,10 +334,7 @@ impl Repository {
         }
         let mut found = Vec::new();
         for tenant in self.tenant_names()? {
-            for obj in self
-                .store
-                .list(&format!("{}/snapshots", tenant_prefix(&tenant)))?
-            {
+            for obj in self.store.list(&layout::snapshots_folder(&tenant))? {
                 if let Some(id) = id_of_path(&obj.path)
                     && id.to_hex().starts_with(&prefix)
                 {

@@ -7,11 +7,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::{Tenant, pack_path};
+use super::Tenant;
 use crate::error::Result;
 use crate::format::index::IndexPack;
 use crate::format::pack::PackBuilder;
 use crate::format::{Id, Kind};
+use crate::layout::pack_path;
 use crate::store::{PendingPut, Store};
 
 /// Uploads in flight at once; each holds one pack in memory.

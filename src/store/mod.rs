@@ -522,9 +522,8 @@ impl Store {
     /// as locks need. Some S3-compatible servers ignore `If-None-Match` and
     /// overwrite: on those, two agents could both believe they hold a lock.
     pub fn honours_conditional_create(&self) -> Result<bool> {
-        let path = format!(
-            "locks-selftest/{}",
-            crate::format::Id(crate::crypto::random_bytes()).to_hex()
+        let path = crate::layout::locks_selftest_path(
+            &crate::format::Id(crate::crypto::random_bytes()).to_hex(),
         );
         let first = self.put_new(&path, Bytes::from_static(b"first"))?;
         let second = self.put_new(&path, Bytes::from_static(b"second"));

@@ -1,0 +1,171 @@
+//! Prune: after snapshots are deleted, remove the data no remaining snapshot
+//! of a tenant references, on one target, under the tenant's exclusive lock.
+//!
+//! Order keeps every remaining snapshot restorable at any instant: packs of
+//! moved blobs first, then the new index, then the old index objects, then
+//! the packs nothing indexes any more. A kill at any point leaves at worst
+//! duplicates and unindexed packs, which the next prune removes.
+//!
+//! The primary repacks packs that are mostly garbage. A secondary does not:
+//! its packs come from the primary by ship, and blobs the primary moved
+//! arrive in the primary's new packs with the next ship. A secondary keeps
+//! every pack the primary has and prefers those for each blob, so that its
+//! own copies become garbage and go, and it never deletes what the next ship
+//! would copy again.
+//!
+//! Three steps, as restic's prune: `load` reads what the tenant holds and
+//! the snapshots give the live blobs, `plan::plan` decides (pure, and
+//! property-tested), `execute` writes and deletes.
+
+mod execute;
+pub mod plan;
+
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::Id;
+use crate::layout;
+use crate::lock::TenantLock;
+use crate::repo::{Index, Repository, Tenant};
+use plan::{IndexObject, REPACK_BELOW_LIVE_SHARE, TenantObjects};
+
+/// What the primary holds of a tenant, for pruning a secondary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PrimaryLayout {
+    pub packs: HashSet<Id>,
+    /// Paths of index objects.
+    pub index: HashSet<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PruneReport {
+    pub packs_deleted: u64,
+    pub index_deleted: u64,
+    pub bytes_deleted: u64,
+    pub packs_written: u64,
+    pub index_written: u64,
+    pub bytes_written: u64,
+    pub blobs_repacked: u64,
+    /// The tenant's packs and index objects afterwards.
+    #[serde(skip)]
+    pub after: PrimaryLayout,
+}
+
+impl PruneReport {
+    pub fn objects_deleted(&self) -> u64 {
+        self.packs_deleted + self.index_deleted
+    }
+}
+
+/// Prunes one tenant on one target. `primary` is `None` when pruning the
+/// primary itself (which repacks), else the primary's layout. Returns what
+/// was done.
+pub fn prune_tenant(
+    repo: &Repository,
+    tenant: &Arc<Tenant>,
+    primary: Option<&PrimaryLayout>,
+    pack_size: u64,
+    lock: &TenantLock,
+) -> Result<PruneReport> {
+    let objects = load(repo, tenant, primary)?;
+    let live = live_blobs(repo, tenant, objects.index())?;
+    let plan = plan::plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
+    execute::execute(repo, tenant, &objects, &plan, pack_size, lock)
+}
+
+/// Lists the tenant's packs and reads its index objects, each checked
+/// against its name.
+fn load<'a>(
+    repo: &Repository,
+    tenant: &Tenant,
+    primary: Option<&'a PrimaryLayout>,
+) -> Result<TenantObjects<'a>> {
+    let store = &repo.store;
+    let mut packs: HashMap<Id, u64> = HashMap::new();
+    for o in store.list(&layout::packs_folder(&tenant.name))? {
+        if let Some(id) = layout::id_of_path(&o.path) {
+            packs.insert(id, o.size);
+        }
+    }
+    let mut index_objects = Vec::new();
+    for o in store.list(&layout::index_folder(&tenant.name))? {
+        let bytes = store.get(&o.path)?;
+        if layout::id_of_path(&o.path) != Some(Id::of_bytes(&bytes)) {
+            return Err(refuse(&o.path, "content does not match its name"));
+        }
+        let body = crate::format::index::open(&bytes, &tenant.cipher, &tenant.context, &o.path)?;
+        index_objects.push(IndexObject {
+            path: o.path,
+            size: o.size,
+            body,
+        });
+    }
+    Ok(TenantObjects::new(packs, index_objects, primary))
+}
+
+/// Every tree and data blob the tenant's snapshots on this target
+/// reference. Refuses (deleting nothing) if any of them cannot be found:
+/// that is damage for `check` to name, not garbage.
+fn live_blobs(repo: &Repository, tenant: &Tenant, index: &Index) -> Result<HashSet<Id>> {
+    let mut live: HashSet<Id> = HashSet::new();
+    for (snap_id, snap) in repo.snapshots(tenant)? {
+        let mut stack = vec![snap.root];
+        while let Some(tree_id) = stack.pop() {
+            if !live.insert(tree_id) {
+                continue;
+            }
+            let tree = repo.read_tree(tenant, index, &tree_id).map_err(|e| {
+                refuse(
+                    &layout::snapshot_path(&tenant.name, &snap_id),
+                    &format!("cannot be read fully ({e})"),
+                )
+            })?;
+            for node in tree.nodes {
+                if let Some(sub) = node.subtree {
+                    stack.push(sub);
+                }
+                for blob in node.content {
+                    if live.insert(blob) && !index.contains(&blob) {
+                        return Err(refuse(
+                            &layout::snapshot_path(&tenant.name, &snap_id),
+                            &format!("names data blob {} that no index holds", blob.to_hex()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(live)
+}
+
+fn refuse(object: &str, why: &str) -> Error {
+    Error::corrupt(
+        object,
+        format!(
+            "{why}; prune refuses to delete anything of this tenant until `gallra check` is clean"
+        ),
+    )
+}
+
+/// Lists the tenant again and fails if any deleted object is still there.
+pub fn verify_gone(repo: &Repository, prefix: &str, gone: &[(String, u64)]) -> Result<()> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let left: HashSet<String> = repo
+        .store
+        .list(prefix)?
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
+    if let Some((path, _)) = gone.iter().find(|(p, _)| left.contains(p)) {
+        return Err(Error::Store {
+            target: repo.store.name().to_string(),
+            object: path.clone(),
+            message: "still listed after it was deleted".into(),
+        });
+    }
+    Ok(())
+}
