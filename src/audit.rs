@@ -547,11 +547,10 @@ pub fn open_head(repo: &Repository, path: &str, bytes: &[u8]) -> Result<Head> {
 pub fn open_record(repo: &Repository, path: &str, bytes: &[u8]) -> Result<Record> {
     let (master, id, kind) = (repo.master(), &repo.repo_id, Kind::AuditRecord);
     let rec: Record = record::open(bytes, kind, master, id, path).map_err(|e| match e {
-        Error::Corrupt { message, .. } => Error::corrupt(
+        crate::format::Error::Corrupt { message, .. } => Error::corrupt(
             path,
             format!("forged or damaged: does not open with the repository key ({message})"),
         ),
-        e => e,
     })?;
     if rec.object_path() != path {
         // Sealing binds a record to its name: only a key holder could have

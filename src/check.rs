@@ -151,6 +151,7 @@ fn check_tenant(
                         ));
                     }
                     crate::format::index::open(&bytes, &tenant.cipher, &tenant.context, &obj.path)
+                        .map_err(Error::from)
                 });
                 match loaded {
                     Ok(body) => index.add_body(&body),

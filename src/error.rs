@@ -148,6 +148,15 @@ pub enum Error {
     Refused(String),
 }
 
+/// The format's only error is a corrupt object, the same words as ours.
+impl From<gallra_format::Error> for Error {
+    fn from(e: gallra_format::Error) -> Self {
+        match e {
+            gallra_format::Error::Corrupt { object, message } => Error::Corrupt { object, message },
+        }
+    }
+}
+
 impl Error {
     /// Exit status the binary should use: 2 for bad usage or config, 1 otherwise.
     pub fn exit_code(&self) -> i32 {

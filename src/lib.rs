@@ -1,7 +1,9 @@
 //! gallra: an encrypted backup lifecycle agent.
 //!
-//! The pure parts (format codecs, chunker, index) know nothing of tokio or the
-//! network; I/O lives in `store` and the command modules.
+//! The pure format (codecs, chunker, crypto primitives, tenant names) is
+//! the `gallra-format` crate, which knows nothing of tokio, the network or
+//! files, and is re-exported here under its old paths; I/O lives in `store`
+//! and the command modules.
 
 pub mod agent;
 pub mod agent_state;
@@ -10,13 +12,11 @@ pub mod backup;
 pub mod beneath;
 pub mod cancel;
 pub mod check;
-pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod drill;
 pub mod error;
 pub mod files;
-pub mod format;
 pub mod init;
 pub mod job;
 #[cfg(test)]
@@ -37,8 +37,9 @@ pub mod schedule;
 pub mod ship;
 pub mod status;
 pub mod store;
-pub mod tenant_name;
 pub mod text;
 pub mod units;
 
 pub use error::{Error, Result};
+pub use gallra_format as format;
+pub use gallra_format::{chunker, tenant_name};

@@ -445,6 +445,7 @@ fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) 
             layout::event_id_of_path(path),
         )
         .map(drop)
+        .map_err(Error::from)
     };
     let record: Open = |r, path, b| crate::audit::open_record(r, path, b).map(drop);
     let src = &source.store;

@@ -62,13 +62,13 @@ pub fn load_target(repo: &Repository) -> Result<TargetEvents> {
 /// Opens the bytes of an event object found at `path` of `repo`
 /// (`format::event::open`, expecting the id the path names).
 pub fn open_event(repo: &Repository, path: &str, bytes: &[u8]) -> Result<StoredEvent> {
-    event::open(
+    Ok(event::open(
         bytes,
         repo.master(),
         &repo.repo_id,
         path,
         layout::event_id_of_path(path),
-    )
+    )?)
 }
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

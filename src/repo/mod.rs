@@ -241,6 +241,7 @@ impl Repository {
     pub fn open_index(&self, tenant: &Tenant, path: &str, bytes: &[u8]) -> Result<IndexBody> {
         check_named(path, bytes)?;
         crate::format::index::open(bytes, &tenant.cipher, &tenant.context, path)
+            .map_err(Error::from)
     }
 
     /// Loads every index object of a tenant into one in-memory index.
@@ -381,7 +382,7 @@ impl Repository {
         if sealed.len() != loc.length as usize {
             return Err(Error::corrupt(&path, "truncated pack"));
         }
-        pack::open_blob(&tenant.cipher, kind, id, &sealed, &path)
+        Ok(pack::open_blob(&tenant.cipher, kind, id, &sealed, &path)?)
     }
 
     /// Reads many blobs of one kind with as few requests as it can: blobs
@@ -450,7 +451,7 @@ impl Repository {
 
     pub fn read_tree(&self, tenant: &Tenant, index: &Index, id: &Id) -> Result<Tree> {
         let bytes = self.read_blob(tenant, index, id, Kind::TreeBlob)?;
-        Tree::decode(&bytes, &format!("tree {}", id.to_hex()))
+        Ok(Tree::decode(&bytes, &format!("tree {}", id.to_hex()))?)
     }
 }
 

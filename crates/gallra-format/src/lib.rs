@@ -1,8 +1,12 @@
-//! On-store objects and their versioned encodings. Pure: no I/O, no tokio.
+//! gallra's on-store format: what `docs/FORMAT.md` specifies byte for byte
+//! and the fixture repository under `tests/fixtures/` pins. The object
+//! codecs (one module per kind), the chunker, the crypto primitives, `Id`
+//! and the tenant names on a store. Pure: no I/O, no tokio, and a crate of
+//! its own so that the compiler, not a review, keeps it so. gallra
+//! re-exports it as `gallra::format` (and `chunker`, `crypto`,
+//! `tenant_name` at its root).
 //!
-//! `docs/FORMAT.md` specifies every object byte for byte; the fixture
-//! repository under `tests/fixtures/` pins it. An object in a store is an
-//! *envelope*:
+//! An object in a store is an *envelope*:
 //!
 //! ```text
 //! magic "GLRA" | version u8 | kind u8 | clear header (kind-specific) | nonce(12) | ciphertext | tag(16)
@@ -12,6 +16,11 @@
 //! context`, where the context names what the object is (repository id and
 //! tenant, or slot id), so that an object moved to another name or tenant
 //! fails to open.
+
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod tenant_name;
 
 pub mod event;
 pub mod index;
@@ -27,8 +36,7 @@ use aes_gcm::Aes256Gcm;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::crypto;
-use crate::error::{Error, Result};
+pub use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 4] = b"GLRA";
 /// The format version this build writes and reads.
