@@ -1,6 +1,6 @@
 //! Chunks always concatenate to the input and respect the bounds.
 #![no_main]
-use gallra::chunker::{Chunker, ChunkerParams};
+use gallra_format::chunker::{Chunker, ChunkerParams};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,10 +1,10 @@
 //! A pack as read from a store: its trailer, header and blobs.
 #![no_main]
-use gallra::format::pack::{open_blob, read_header};
+use gallra_format::pack::{open_blob, read_header};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let cipher = gallra::crypto::SecretKey::from_bytes([7; 32]).cipher();
+    let cipher = gallra_format::crypto::SecretKey::from_bytes([7; 32]).cipher();
     if let Ok(entries) = read_header(data, &cipher, b"fuzz", "fuzz") {
         for e in entries {
             let kind = e.blob_kind().expect("read_header checks kinds");

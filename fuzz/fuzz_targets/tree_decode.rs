@@ -4,12 +4,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(tree) = gallra::format::tree::Tree::decode(data, "fuzz") {
+    if let Ok(tree) = gallra_format::tree::Tree::decode(data, "fuzz") {
         for node in &tree.nodes {
-            assert!(gallra::format::tree::is_safe_name(&node.name));
+            assert!(gallra_format::tree::is_safe_name(&node.name));
         }
         assert_eq!(
-            gallra::format::tree::Tree::decode(&tree.encode(), "fuzz").unwrap(),
+            gallra_format::tree::Tree::decode(&tree.encode(), "fuzz").unwrap(),
             tree
         );
     }
