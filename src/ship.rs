@@ -181,6 +181,28 @@ impl Rejected {
 pub struct TenantFailure {
     pub tenant: String,
     pub error: String,
+    /// The error said of the tenant ("tenant NAME: ..." unless it names
+    /// it already), for a line about the whole ship.
+    #[serde(skip)]
+    pub of_tenant: String,
+}
+
+impl TenantFailure {
+    fn new(tenant: &str, error: String) -> TenantFailure {
+        TenantFailure {
+            tenant: tenant.to_string(),
+            of_tenant: format!("tenant {tenant}: {error}"),
+            error,
+        }
+    }
+
+    fn of(tenant: String, e: &Error) -> TenantFailure {
+        TenantFailure {
+            error: e.to_string(),
+            of_tenant: e.text_for_tenant(&tenant),
+            tenant,
+        }
+    }
 }
 
 impl ShipReport {
@@ -208,10 +230,10 @@ pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<Ship
     // for with it (every tenant a backup just wrote) are shipped all the same.
     for name in &opts.tenants {
         if !tenants.contains(name) {
-            report.failed.push(TenantFailure {
-                tenant: name.clone(),
-                error: format!("no backups on target {}", src.name()),
-            });
+            report.failed.push(TenantFailure::new(
+                name,
+                format!("no backups on target {}", src.name()),
+            ));
         }
     }
     for tenant in tenants {
@@ -225,23 +247,20 @@ pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<Ship
         match ship_tenant(source, dst, &tenant, opts, verified, rejected) {
             Ok(Some(t)) => {
                 if t.snapshots_held_back > 0 {
-                    report.failed.push(TenantFailure {
-                        tenant: tenant.clone(),
-                        error: format!(
+                    report.failed.push(TenantFailure::new(
+                        &tenant,
+                        format!(
                             "{} snapshot(s) held back until every index of the tenant ships",
                             t.snapshots_held_back
                         ),
-                    });
+                    ));
                 }
                 report.copied += t.copied;
                 report.copied_bytes += t.copied_bytes;
                 report.tenants.push(t);
             }
             Ok(None) => {}
-            Err(e) => report.failed.push(TenantFailure {
-                tenant,
-                error: e.to_string(),
-            }),
+            Err(e) => report.failed.push(TenantFailure::of(tenant, &e)),
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -285,28 +304,17 @@ pub fn ship_to(
                     });
                 }
                 for f in &r.failed {
-                    let text = f.error.replace('\n', " ");
                     failed.push(ShipFailure {
                         target: t.name.clone(),
-                        error: if text.contains(&format!("tenant {}", f.tenant)) {
-                            text
-                        } else {
-                            format!("tenant {}: {text}", f.tenant)
-                        },
+                        error: f.of_tenant.replace('\n', " "),
                     });
                 }
                 reports.push(r);
             }
-            Err(e) => {
-                let text = e.to_string().replace('\n', " ");
-                failed.push(ShipFailure {
-                    target: t.name.clone(),
-                    error: match text.strip_prefix(&format!("target {}: ", t.name)) {
-                        Some(rest) => rest.to_string(),
-                        None => text,
-                    },
-                });
-            }
+            Err(e) => failed.push(ShipFailure {
+                target: t.name.clone(),
+                error: e.text_within_target(&t.name).replace('\n', " "),
+            }),
         }
     }
     Ok((reports, failed))

@@ -33,8 +33,15 @@ pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
         let s = c.to_string();
+        // Only for errors of other crates (an `io::Error` wrapping
+        // another, jiff's), which may print their cause in their own text.
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
+        }
+        // gallra's errors print their cause in their own text (see
+        // `gallra::error`): the rest of the chain is said.
+        if c.is::<gallra::error::Error>() {
+            break;
         }
     }
     parts.join(": ").replace('\n', " ")
