@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
         "text",
         "limits",
         "error",
+        "failure",
         "files",
         "crypto",
         "chunker",

@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod drill;
 pub mod error;
+pub mod failure;
 pub mod files;
 pub mod format;
 pub mod init;

@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
+use crate::failure::Failure;
 use crate::format::Id;
 use crate::layout::{self, CONFIG_PATH, id_of_path, is_content_path};
 use crate::limits::ReadLimit;
@@ -268,23 +269,16 @@ pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<Ship
     Ok(report)
 }
 
-/// A target a ship could not complete, and why.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ShipFailure {
-    pub target: String,
-    /// The cause, without the "target NAME: " prefix, naming the tenant
-    /// when one tenant failed.
-    pub error: String,
-}
-
 /// Ships from the primary, opened with `key`, to each of `targets`; every
-/// target is tried even when one fails. Returns the reports and the failures.
+/// target is tried even when one fails. Returns the reports and the failures,
+/// one per target or tenant that failed, each naming its target; the error
+/// leaves the target out and names the tenant when one tenant failed.
 pub fn ship_to(
     primary: &TargetSettings,
     key: &KeySource,
     targets: &[impl AsRef<TargetSettings>],
     opts: &ShipOptions,
-) -> Result<(Vec<ShipReport>, Vec<ShipFailure>)> {
+) -> Result<(Vec<ShipReport>, Vec<Failure>)> {
     let src = Repository::open(Store::open(primary)?, key)?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
@@ -298,23 +292,17 @@ pub fn ship_to(
         match opened.and_then(|dst| ship(&src, &dst, opts)) {
             Ok(r) => {
                 for rejected in &r.rejected {
-                    failed.push(ShipFailure {
-                        target: t.name.clone(),
-                        error: rejected.error.clone(),
-                    });
+                    failed.push(Failure::on_target(&t.name, &rejected.error));
                 }
                 for f in &r.failed {
-                    failed.push(ShipFailure {
-                        target: t.name.clone(),
-                        error: f.of_tenant.replace('\n', " "),
-                    });
+                    failed.push(Failure::on_target(&t.name, f.of_tenant.replace('\n', " ")));
                 }
                 reports.push(r);
             }
-            Err(e) => failed.push(ShipFailure {
-                target: t.name.clone(),
-                error: e.text_within_target(&t.name).replace('\n', " "),
-            }),
+            Err(e) => failed.push(Failure::on_target(
+                &t.name,
+                e.text_within_target(&t.name).replace('\n', " "),
+            )),
         }
     }
     Ok((reports, failed))

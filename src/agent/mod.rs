@@ -25,10 +25,11 @@ use crate::cancel::Cancel;
 use crate::config::{Config, IoClass};
 use crate::drill::Selection;
 use crate::error::{Error, Result};
+use crate::failure::Failure;
 use crate::pace::Pacer;
 use crate::repo::Repository;
 use crate::schedule::{Schedule, splay_cap, splay_delay};
-use crate::ship::{ShipFailure, ShipOptions};
+use crate::ship::ShipOptions;
 use crate::status::Status;
 use crate::store::Store;
 
@@ -64,7 +65,7 @@ enum Done {
         source: String,
         tenants: Vec<TenantBackup>,
     },
-    Ship(Vec<ShipFailure>, Vec<String>),
+    Ship(Vec<Failure>, Vec<String>),
     Lifecycle {
         run: JobRun,
         /// The earliest moment something expires next.
@@ -82,7 +83,7 @@ struct TenantBackup {
     shipped_objects: u64,
     /// Targets shipped to, and those that failed.
     shipped_to: Vec<String>,
-    ship_failed: Vec<ShipFailure>,
+    ship_failed: Vec<Failure>,
     /// Stopped by the agent's stop before it committed: the last run on
     /// record (success or failure) stays the last run.
     cancelled: bool,
@@ -517,13 +518,7 @@ impl Agent {
                     (
                         Some(job),
                         done.unwrap_or_else(|e| {
-                            Done::Ship(
-                                vec![ShipFailure {
-                                    target: "*".into(),
-                                    error: e.to_string(),
-                                }],
-                                Vec::new(),
-                            )
+                            Done::Ship(vec![Failure::on_target("*", e.to_string())], Vec::new())
                         }),
                     )
                 });
@@ -794,10 +789,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::io("agent job", std::io::Error::other(e)))?
 }
 
-fn ship_failures(st: &mut AgentState, failed: Vec<ShipFailure>) {
+fn ship_failures(st: &mut AgentState, failed: Vec<Failure>) {
     for f in failed {
-        tracing::error!(target_name = %f.target, "ship failed: {}", f.error);
-        st.ship_failed(f.target, f.error);
+        let target = f.target.unwrap_or_default();
+        tracing::error!(target_name = %target, "ship failed: {}", f.error);
+        st.ship_failed(target, f.error);
     }
 }
 
@@ -858,8 +854,11 @@ async fn backup_source(
     };
     let mut results: Vec<TenantBackup> = failed
         .into_iter()
-        .filter(|f| f.source == source)
-        .map(|f| TenantBackup::failed(f.tenant, &source, Timestamp::now(), f.error))
+        .filter(|f| f.source.as_ref() == Some(&source))
+        .map(|f| {
+            let tenant = f.tenant.unwrap_or_default();
+            TenantBackup::failed(tenant, &source, Timestamp::now(), f.error)
+        })
         .collect();
     tenants.retain(|t| {
         let Some(r) = refusals.get(t) else {
@@ -1022,7 +1021,7 @@ fn lifecycle(config: &Config) -> Result<Done> {
     let started = Instant::now();
     let opened = config.open_repositories()?;
     for f in &opened.failures {
-        tracing::warn!(target_name = %f.target, "target not opened for the lifecycle: {}", f.error);
+        tracing::warn!(target_name = %f.target_or_empty(), "target not opened for the lifecycle: {}", f.error);
     }
     let audit = crate::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
     let lc = config.lifecycle(&opened, &audit);
@@ -1058,7 +1057,7 @@ fn lifecycle(config: &Config) -> Result<Done> {
         }
     }
     for f in &report.failures {
-        tracing::error!(target_name = %f.target, tenant = f.tenant.as_deref().unwrap_or("-"), "lifecycle: {}", f.error);
+        tracing::error!(target_name = %f.target_or_empty(), tenant = f.tenant.as_deref().unwrap_or("-"), "lifecycle: {}", f.error);
     }
     let (plan, _) = lc.plan(Timestamp::now())?;
     let next_expiry = plan.upcoming.iter().map(|u| u.expires).min();
@@ -1070,7 +1069,7 @@ fn lifecycle(config: &Config) -> Result<Done> {
         error: report
             .failures
             .first()
-            .map(|f| format!("target {}: {}", f.target, f.error))
+            .map(|f| format!("target {}: {}", f.target_or_empty(), f.error))
             .or_else(|| (inbox_failed > 0).then(|| format!("{inbox_failed} inbox files refused"))),
         detail: format!(
             "{} events taken in, {deleted} snapshot copies deleted, {} still due",

@@ -94,7 +94,7 @@ pub enum AuditCommand {
 pub fn open_all(config: &Config) -> anyhow::Result<TargetRepositories> {
     let opened = config.open_repositories()?;
     for f in &opened.failures {
-        eprintln!("warning: target {}: {}", f.target, f.error);
+        eprintln!("warning: target {}: {}", f.target_or_empty(), f.error);
     }
     Ok(opened)
 }
@@ -386,7 +386,11 @@ fn print_entries(config: &Config, entries: &[&gallra::lifecycle::PlanEntry]) {
 
 fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failure]) {
     for f in failures {
-        println!("target {} could not be read: {}", f.target, f.error);
+        println!(
+            "target {} could not be read: {}",
+            f.target_or_empty(),
+            f.error
+        );
     }
     let when = at.map_or("now".to_string(), |d| format!("by {d}"));
     if plan.due.is_empty() {
@@ -504,7 +508,7 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
                     .as_ref()
                     .map(|t| format!("tenant {t}, "))
                     .unwrap_or_default(),
-                f.target,
+                f.target_or_empty(),
                 f.error
             );
         }
@@ -578,7 +582,8 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
             for f in &opened.failures {
                 eprintln!(
                     "error: target {} could not be checked: {}",
-                    f.target, f.error
+                    f.target_or_empty(),
+                    f.error
                 );
             }
             Ok(i32::from(!report.ok() || !opened.failures.is_empty()))

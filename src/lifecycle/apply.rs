@@ -15,6 +15,7 @@ use super::rules::Policy;
 use crate::audit::{Action, AuditLog, Entry, TargetCounts};
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
+pub use crate::failure::Failure;
 use crate::format::Id;
 use crate::layout::{self, id_of_path};
 use crate::lock::{self, Holder, LockKind};
@@ -73,22 +74,13 @@ impl TargetRepositories {
         for t in secondaries {
             match Repository::open_target(t, key) {
                 Ok(r) => out.repos.push(r),
-                Err(e) => out.failures.push(Failure {
-                    tenant: None,
-                    target: t.name.clone(),
-                    error: e.to_string(),
-                }),
+                Err(e) => out
+                    .failures
+                    .push(Failure::on_target(t.name.clone(), e.to_string())),
             }
         }
         Ok(out)
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub tenant: Option<String>,
-    pub target: String,
-    pub error: String,
 }
 
 /// What every target holds, as the planner sees it.
@@ -133,6 +125,7 @@ pub struct ApplyReport {
     pub held: Vec<HeldEntry>,
     pub legal_kept: Vec<PlanEntry>,
     pub tenants: Vec<TenantResult>,
+    #[serde(serialize_with = "crate::failure::json::lifecycle")]
     pub failures: Vec<Failure>,
 }
 
@@ -176,23 +169,18 @@ impl<'a> Lifecycle<'a> {
             match journal::load_target(repo) {
                 Ok(t) => {
                     for id in &t.unreadable {
-                        world.failures.push(Failure {
-                            tenant: None,
-                            target: t.target.clone(),
-                            error: format!(
-                                "event object {} cannot be read",
-                                layout::event_path(id)
-                            ),
-                        });
+                        world.failures.push(Failure::on_target(
+                            t.target.clone(),
+                            format!("event object {} cannot be read", layout::event_path(id)),
+                        ));
                     }
                     events.push(t);
                 }
                 Err(e) if i == 0 => return Err(e),
-                Err(e) => world.failures.push(Failure {
-                    tenant: None,
-                    target: repo.store.name().to_string(),
-                    error: format!("events not read: {e}"),
-                }),
+                Err(e) => world.failures.push(Failure::on_target(
+                    repo.store.name().to_string(),
+                    format!("events not read: {e}"),
+                )),
             }
         }
         let audited_holds: Vec<(String, String)> = self
@@ -212,11 +200,9 @@ impl<'a> Lifecycle<'a> {
                     world.failures.extend(failures);
                 }
                 Err(e) if i == 0 => return Err(e),
-                Err(e) => world.failures.push(Failure {
-                    tenant: None,
-                    target,
-                    error: e.to_string(),
-                }),
+                Err(e) => world
+                    .failures
+                    .push(Failure::on_target(target, e.to_string())),
             }
         }
         let tenants: BTreeSet<String> = world.tenants.values().flatten().cloned().collect();
@@ -228,13 +214,13 @@ impl<'a> Lifecycle<'a> {
         let unknown: Vec<&str> = self
             .unopened
             .iter()
-            .map(|f| f.target.as_str())
+            .map(Failure::target_or_empty)
             .chain(
                 world
                     .failures
                     .iter()
                     .filter(|f| f.tenant.is_none() && f.error.starts_with("events not read"))
-                    .map(|f| f.target.as_str()),
+                    .map(Failure::target_or_empty),
             )
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -277,11 +263,8 @@ impl<'a> Lifecycle<'a> {
         let mut failures = Vec::new();
         let target = repo.store.name().to_string();
         for name in repo.tenant_names()? {
-            let fail = |error: String| Failure {
-                tenant: Some(name.clone()),
-                target: target.clone(),
-                error,
-            };
+            let fail =
+                |error: String| Failure::of_tenant(name.clone(), Some(target.clone()), error);
             // One request, where a listing of the whole folder would name
             // every pack.
             match repo.store.size_of(&layout::tenant_key_path(&name)) {
@@ -537,11 +520,9 @@ impl<'a> Lifecycle<'a> {
         // fault the operator must clear: the run fails and says so.
         for (tenant, state) in world.states.iter().filter(|(t, _)| keep(t)) {
             if let Some(why) = &state.dispute {
-                report.failures.push(Failure {
-                    tenant: Some(tenant.clone()),
-                    target: String::new(),
-                    error: why.clone(),
-                });
+                report
+                    .failures
+                    .push(Failure::of_tenant(tenant.clone(), None, why.clone()));
             }
         }
         if dry_run {
@@ -607,11 +588,11 @@ impl<'a> Lifecycle<'a> {
                             ..Default::default()
                         }),
                     },
-                    Err(e) => report.failures.push(Failure {
-                        tenant: Some(tenant.clone()),
-                        target: String::new(),
-                        error: e.to_string(),
-                    }),
+                    Err(e) => report.failures.push(Failure::of_tenant(
+                        tenant.clone(),
+                        None,
+                        e.to_string(),
+                    )),
                 }
             }
         }
@@ -679,11 +660,11 @@ impl<'a> Lifecycle<'a> {
                 // The primary first, always: a secondary emptied before it
                 // would be refilled by the next ship.
                 all_ok = false;
-                failures.push(Failure {
-                    tenant: Some(tenant.to_string()),
-                    target,
-                    error: "skipped: the primary target could not be processed first".into(),
-                });
+                failures.push(Failure::of_tenant(
+                    tenant.to_string(),
+                    Some(target),
+                    "skipped: the primary target could not be processed first",
+                ));
                 continue;
             }
             let mut shipped = (0u64, 0u64);
@@ -728,11 +709,11 @@ impl<'a> Lifecycle<'a> {
                 let prune = prune.unwrap_or_else(|e| {
                     all_ok = false;
                     primary_prune_failed |= i == 0;
-                    failures.push(Failure {
-                        tenant: Some(tenant.to_string()),
-                        target: target.clone(),
-                        error: format!("prune not done: {e}"),
-                    });
+                    failures.push(Failure::of_tenant(
+                        tenant.to_string(),
+                        Some(target.clone()),
+                        format!("prune not done: {e}"),
+                    ));
                     PruneReport::default()
                 });
                 (deleted, prune)
@@ -771,11 +752,11 @@ impl<'a> Lifecycle<'a> {
                 }
                 Err(e) => {
                     all_ok = false;
-                    failures.push(Failure {
-                        tenant: Some(tenant.to_string()),
-                        target,
-                        error: e.to_string(),
-                    });
+                    failures.push(Failure::of_tenant(
+                        tenant.to_string(),
+                        Some(target),
+                        e.to_string(),
+                    ));
                 }
             }
         }
