@@ -65,7 +65,12 @@ enum Done {
         source: String,
         tenants: Vec<TenantBackup>,
     },
-    Ship(Vec<Failure>, Vec<String>),
+    Ship {
+        /// The targets shipped to in full.
+        shipped_to: Vec<String>,
+        /// Each target (or tenant on one) that was not.
+        failed: Vec<Failure>,
+    },
     Lifecycle {
         run: JobRun,
         /// The earliest moment something expires next.
@@ -140,12 +145,21 @@ struct Agent {
 /// with the process, however it ends; the file stays.
 pub const AGENT_LOCK: &str = "agent.lock";
 
-fn open_agent_lock(state_dir: &std::path::Path, create: bool) -> std::io::Result<std::fs::File> {
+/// How the agent lock file is opened: by the agent that takes it, or by a
+/// command that only asks whether an agent holds it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LockFileUse {
+    Take,
+    Ask,
+}
+
+fn open_agent_lock(state_dir: &std::path::Path, by: LockFileUse) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let take = by == LockFileUse::Take;
     std::fs::OpenOptions::new()
         .read(true)
-        .write(create)
-        .create(create)
+        .write(take)
+        .create(take)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(state_dir.join(AGENT_LOCK))
@@ -166,7 +180,8 @@ fn pid_in(file: &mut std::fs::File) -> String {
 fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
     use std::io::Write;
     let path = state_dir.join(AGENT_LOCK);
-    let mut file = open_agent_lock(state_dir, true).map_err(|e| Error::io(&path, e))?;
+    let mut file =
+        open_agent_lock(state_dir, LockFileUse::Take).map_err(|e| Error::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -186,7 +201,7 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
 /// The pid of the agent that runs on this state folder, if one does (it
 /// holds the agent lock), for commands that should say so.
 pub fn running_agent(state_dir: &std::path::Path) -> Option<String> {
-    let mut file = open_agent_lock(state_dir, false).ok()?;
+    let mut file = open_agent_lock(state_dir, LockFileUse::Ask).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,
         Err(std::fs::TryLockError::WouldBlock) => Some(pid_in(&mut file)),
@@ -344,7 +359,7 @@ async fn main_loop(config: Config) -> Result<()> {
         doing: "starting".into(),
         inbox_tried: Default::default(),
     };
-    agent.schedule_all(true);
+    agent.schedule_all();
     agent.start(Job::Lifecycle);
     if agent
         .state
@@ -429,9 +444,9 @@ impl Agent {
         }
     }
 
-    /// Sets the next run of every scheduled job; with `fresh`, also of
-    /// those that have one already.
-    fn schedule_all(&mut self, fresh: bool) {
+    /// Sets the next run of every scheduled job anew (at start and after
+    /// a config reload), and forgets jobs no longer configured.
+    fn schedule_all(&mut self) {
         let mut jobs: Vec<Job> = self
             .config
             .sources
@@ -442,9 +457,7 @@ impl Agent {
         jobs.push(Job::Drill);
         self.next.retain(|j, _| jobs.contains(j) || *j == Job::Ship);
         for job in jobs {
-            if fresh || !self.next.contains_key(&job) {
-                self.reschedule(&job);
-            }
+            self.reschedule(&job);
         }
     }
 
@@ -517,8 +530,9 @@ impl Agent {
                     let done = blocking(move || ship_all(&config, cancel)).await;
                     (
                         Some(job),
-                        done.unwrap_or_else(|e| {
-                            Done::Ship(vec![Failure::on_target("*", e.to_string())], Vec::new())
+                        done.unwrap_or_else(|e| Done::Ship {
+                            shipped_to: Vec::new(),
+                            failed: vec![Failure::on_target("*", e.to_string())],
                         }),
                     )
                 });
@@ -632,8 +646,8 @@ impl Agent {
                         ship_failures(&mut st, t.ship_failed);
                     }
                 }
-                Done::Ship(failed, ok) => {
-                    for target in ok {
+                Done::Ship { shipped_to, failed } => {
+                    for target in shipped_to {
                         st.ship_succeeded(target);
                     }
                     retry_ship = !failed.is_empty();
@@ -735,7 +749,7 @@ impl Agent {
                 }
                 self.read_rate = new.agent.max_read.map(|r| Arc::new(Pacer::new(r)));
                 self.config = Arc::new(new);
-                self.schedule_all(true);
+                self.schedule_all();
                 tracing::info!(config = %path.display(), sources = self.config.sources.len(), "configuration reloaded");
             }
             Err(e) => {
@@ -1004,7 +1018,7 @@ fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
             ..Default::default()
         },
     )?;
-    let ok = reports
+    let shipped_to = reports
         .iter()
         .filter(|r| r.ok())
         .map(|r| {
@@ -1012,7 +1026,7 @@ fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
             r.target.clone()
         })
         .collect();
-    Ok(Done::Ship(failed, ok))
+    Ok(Done::Ship { shipped_to, failed })
 }
 
 /// Takes in the inbox's events and applies the lifecycle; returns when
@@ -1043,7 +1057,7 @@ fn lifecycle(config: &Config) -> Result<Done> {
             tracing::info!(tenant = i.tenant.as_deref().unwrap_or("-"), "{line}");
         }
     }
-    let report = lc.apply(now, false, None)?;
+    let report = lc.apply(now, crate::lifecycle::apply::Mode::Delete, None)?;
     let mut deleted = 0;
     for t in &report.tenants {
         for r in &t.targets {
