@@ -204,12 +204,21 @@ pub fn plan(
     repack.sort_by_key(|r| r.pack);
     keep.sort();
 
-    // Blobs the kept index objects of the primary already place.
+    // Blobs the kept index objects of the primary already place, in packs
+    // held here. A pack they name may be missing on a secondary (lost
+    // there, and its copy refused by ship since); a live blob of it that
+    // an own pack also holds is indexed in the own index, else nothing
+    // here would find it. One held nowhere never gets here: the caller
+    // refuses to prune. The secondary keeps pruning rather than refusing
+    // as soon as any index names a missing pack (restic's prune does):
+    // every live blob still has a held place, and the next ship brings
+    // the pack, whose copy then takes the blob's place.
     let covered: HashSet<Id> = objects
         .index_objects
         .iter()
         .filter(|o| objects.is_primary_index(&o.path))
         .flat_map(|o| &o.body.packs)
+        .filter(|p| objects.packs.contains_key(&p.id))
         .flat_map(|p| p.blobs.iter().map(|e| e.id))
         .collect();
     let own: Vec<&IndexObject> = objects
@@ -353,8 +362,10 @@ mod tests {
     }
 
     /// What a tenant holds on a target. On a secondary, index object 0 is
-    /// the primary's: it lists the primary's packs and only those, which
-    /// the secondary holds (ship copies packs before the index naming them).
+    /// the primary's: it lists the primary's packs and only those. Ship
+    /// copies packs before the index naming them, yet the secondary may
+    /// lack one: a pack lost there since, whose copy from a damaged source
+    /// ship then refuses.
     struct Holdings {
         packs: HashMap<Id, u64>,
         index_objects: Vec<IndexObject>,
@@ -375,17 +386,15 @@ mod tests {
                 }),
             );
             let mut in_index = a.in_index.clone();
-            let mut listed = a.listed;
             if let Some(p) = primary.as_mut() {
                 if a.of_primary {
                     p.packs.insert(id);
                     in_index.insert(0);
-                    listed = true;
                 } else {
                     in_index.remove(&0);
                 }
             }
-            if listed {
+            if a.listed {
                 packs.insert(id, pack.size);
             }
             for j in in_index {
@@ -511,6 +520,37 @@ mod tests {
         assert_eq!(plan.keep, [Id([0x80; 32])]);
     }
 
+    /// Bug: the primary's index object on a secondary names a pack the
+    /// secondary lacks, and a live blob of that pack is held here in an own
+    /// pack. Counted as indexed by the primary's object, it was left out of
+    /// the new own index: the next prune refused, a restore failed.
+    #[test]
+    fn a_secondary_keeps_indexing_a_blob_whose_primary_pack_it_lacks() {
+        let missing = ArbPack {
+            blobs: [1, 2].into(),
+            listed: false,
+            in_index: [].into(),
+            of_primary: true,
+        };
+        let own = ArbPack {
+            blobs: [1, 3].into(),
+            listed: true,
+            in_index: [1].into(),
+            of_primary: false,
+        };
+        let h = holdings(&[missing, own], true);
+        let objects = TenantObjects::new(h.packs, h.index_objects, h.primary.as_ref());
+        let live: HashSet<Id> = [blob_id(1)].into();
+        let plan = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
+        assert_eq!(plan.keep, [Id([0x81; 32])]);
+        let new_index = plan
+            .index
+            .expect("blob 3 is dead, so the own index is rewritten");
+        assert_eq!(new_index.body.packs.len(), 1);
+        assert_eq!(new_index.body.packs[0].id, Id([0x81; 32]));
+        assert_eq!(new_index.body.packs[0].blobs, [blob_entry(1, 0)]);
+    }
+
     proptest! {
         #[test]
         fn prune_plan_laws(
@@ -597,10 +637,14 @@ mod tests {
 
             // What is left indexes nothing else: one own index object at
             // most, listing live blobs only, each at its one place, and
-            // none the primary's index objects list.
+            // none the primary's index objects list in a pack held here.
             let (shared, own): (Vec<&IndexObject>, Vec<&IndexObject>) =
                 left.index_objects.iter().partition(|o| left.is_primary_index(&o.path));
-            let covered: HashSet<Id> = shared.iter().flat_map(|o| &o.body.packs).flat_map(|p| p.blobs.iter().map(|e| e.id)).collect();
+            let covered: HashSet<Id> = shared.iter()
+                .flat_map(|o| &o.body.packs)
+                .filter(|p| left.packs.contains_key(&p.id))
+                .flat_map(|p| p.blobs.iter().map(|e| e.id))
+                .collect();
             prop_assert!(own.len() <= 1);
             for p in own.iter().flat_map(|o| &o.body.packs) {
                 for e in &p.blobs {
