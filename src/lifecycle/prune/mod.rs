@@ -31,9 +31,11 @@ use crate::lock::TenantLock;
 use crate::repo::{Index, Repository, Tenant};
 use plan::{IndexObject, REPACK_BELOW_LIVE_SHARE, TenantObjects};
 
-/// What the primary holds of a tenant, for pruning a secondary.
+/// The packs and index objects a target holds of a tenant. The primary's,
+/// as its prune leaves them, are what each secondary prunes to: it keeps
+/// those packs and does not replace those index objects.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PrimaryLayout {
+pub struct TenantHoldings {
     pub packs: HashSet<Id>,
     /// Paths of index objects.
     pub index: HashSet<String>,
@@ -50,7 +52,7 @@ pub struct PruneReport {
     pub blobs_repacked: u64,
     /// The tenant's packs and index objects afterwards.
     #[serde(skip)]
-    pub after: PrimaryLayout,
+    pub after: TenantHoldings,
 }
 
 impl PruneReport {
@@ -60,12 +62,12 @@ impl PruneReport {
 }
 
 /// Prunes one tenant on one target. `primary` is `None` when pruning the
-/// primary itself (which repacks), else the primary's layout. Returns what
-/// was done.
+/// primary itself (which repacks), else what the primary holds of the
+/// tenant. Returns what was done.
 pub fn prune_tenant(
     repo: &Repository,
     tenant: &Arc<Tenant>,
-    primary: Option<&PrimaryLayout>,
+    primary: Option<&TenantHoldings>,
     pack_size: u64,
     lock: &TenantLock,
 ) -> Result<PruneReport> {
@@ -80,7 +82,7 @@ pub fn prune_tenant(
 fn load<'a>(
     repo: &Repository,
     tenant: &Tenant,
-    primary: Option<&'a PrimaryLayout>,
+    primary: Option<&'a TenantHoldings>,
 ) -> Result<TenantObjects<'a>> {
     let store = &repo.store;
     let mut packs: HashMap<Id, u64> = HashMap::new();

@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::PrimaryLayout;
+use super::TenantHoldings;
 use crate::crypto::SEAL_OVERHEAD;
 use crate::format::index::{IndexBody, IndexPack};
 use crate::format::pack::PackEntry;
@@ -70,7 +70,7 @@ pub struct TenantObjects<'a> {
     packs: HashMap<Id, u64>,
     index_objects: Vec<IndexObject>,
     /// `None` on the primary.
-    primary: Option<&'a PrimaryLayout>,
+    primary: Option<&'a TenantHoldings>,
     index: Index,
 }
 
@@ -78,7 +78,7 @@ impl<'a> TenantObjects<'a> {
     pub fn new(
         packs: HashMap<Id, u64>,
         index_objects: Vec<IndexObject>,
-        primary: Option<&'a PrimaryLayout>,
+        primary: Option<&'a TenantHoldings>,
     ) -> TenantObjects<'a> {
         let mut objects = TenantObjects {
             packs,
@@ -385,16 +385,16 @@ mod tests {
     /// copies packs before the index naming them, yet the secondary may
     /// lack one: a pack lost there since, whose copy from a damaged source
     /// ship then refuses.
-    struct Holdings {
+    struct Stored {
         packs: HashMap<Id, u64>,
         index_objects: Vec<IndexObject>,
-        primary: Option<PrimaryLayout>,
+        primary: Option<TenantHoldings>,
     }
 
-    fn holdings(arb: &[ArbPack], secondary: bool) -> Holdings {
+    fn stored(arb: &[ArbPack], secondary: bool) -> Stored {
         let mut packs = HashMap::new();
         let mut bodies: [IndexBody; 3] = Default::default();
-        let mut primary = secondary.then(PrimaryLayout::default);
+        let mut primary = secondary.then(TenantHoldings::default);
         for (k, a) in arb.iter().enumerate() {
             let id = Id([0x80 + k as u8; 32]);
             let pack = pack_of(
@@ -435,7 +435,7 @@ mod tests {
                 body,
             });
         }
-        Holdings {
+        Stored {
             packs,
             index_objects,
             primary,
@@ -507,7 +507,7 @@ mod tests {
             in_index: [1].into(),
             of_primary: false,
         };
-        let h = holdings(&[arb(&[1]), arb(&[2, 3, 11]), arb(&[4, 5])], false);
+        let h = stored(&[arb(&[1]), arb(&[2, 3, 11]), arb(&[4, 5])], false);
         let objects = TenantObjects::new(h.packs, h.index_objects, None);
         let live: HashSet<Id> = [2, 4, 5].map(blob_id).into();
         let plan = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
@@ -523,7 +523,7 @@ mod tests {
 
     #[test]
     fn a_tenant_without_garbage_plans_nothing() {
-        let h = holdings(
+        let h = stored(
             &[ArbPack {
                 blobs: [1, 2].into(),
                 listed: true,
@@ -557,7 +557,7 @@ mod tests {
             in_index: [1].into(),
             of_primary: false,
         };
-        let h = holdings(&[missing, own], true);
+        let h = stored(&[missing, own], true);
         let objects = TenantObjects::new(h.packs, h.index_objects, h.primary.as_ref());
         let live: HashSet<Id> = [blob_id(1)].into();
         let plan = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
@@ -604,7 +604,7 @@ mod tests {
             in_index: [1].into(),
             of_primary: false,
         };
-        let h = holdings(&[arb(&[0, 1, 2]), arb(&[3, 11])], false);
+        let h = stored(&[arb(&[0, 1, 2]), arb(&[3, 11])], false);
         let objects = TenantObjects::new(h.packs, h.index_objects, None);
         let live: HashSet<Id> = [0, 1, 2, 3].map(blob_id).into();
         let first = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
@@ -624,7 +624,7 @@ mod tests {
             live_mask in any::<u16>(),
             secondary in any::<bool>(),
         ) {
-            let h = holdings(&arb, secondary);
+            let h = stored(&arb, secondary);
             let objects = TenantObjects::new(h.packs.clone(), h.index_objects.clone(), h.primary.as_ref());
             let index = objects.index();
             let live: HashSet<Id> = (0..BLOBS)
@@ -634,7 +634,7 @@ mod tests {
                 .collect();
             let result = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
 
-            // The same holdings (hashed in another order) plan the same.
+            // The same objects (hashed in another order) plan the same.
             let again = TenantObjects::new(h.packs.clone(), h.index_objects.clone(), h.primary.as_ref());
             prop_assert_eq!(&plan(&again, &live, REPACK_BELOW_LIVE_SHARE), &result);
 
