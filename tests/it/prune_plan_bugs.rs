@@ -131,10 +131,39 @@ fn a_secondary_missing_a_pack_of_the_primarys_index_keeps_its_own_copy_indexed()
     mark_prune_pending(&env);
     apply_cleanly(&env, "offsite's next prune");
 
-    // Once the primary's pack is whole again, ship brings it, and offsite
-    // restores the kept snapshot byte for byte.
+    // Offsite loses its own copy too: keep.bin is held nowhere there, and
+    // its prune refuses, naming the pack it lacks, rather than prune on.
+    let own_copy: Vec<PathBuf> = pack_files(&offsite)
+        .into_iter()
+        .filter(|p| !env.repo.join(p.strip_prefix(&offsite).unwrap()).exists())
+        .collect();
+    assert_eq!(own_copy.len(), 1, "offsite's own pack: {own_copy:?}");
+    fs::remove_file(&own_copy[0]).unwrap();
+    mark_prune_pending(&env);
+    let out = env.run(&["lifecycle", "apply", "--json"]);
+    let report = parse_json(&out);
+    assert_exit(
+        &out,
+        1,
+        "lifecycle apply with keep.bin held nowhere offsite",
+    );
+    let failures = array_field(&report, "failures");
+    assert_eq!(failures.len(), 1, "{report}");
+    assert_eq!(str_field(&failures[0], "target"), "offsite", "{report}");
+    let error = str_field(&failures[0], "error");
+    assert!(
+        error.starts_with("prune not done: ")
+            && error.contains(&missing)
+            && error.contains("which this target lacks"),
+        "{report}"
+    );
+
+    // Once the primary's pack is whole again, ship brings it, offsite's
+    // next prune drops the place in the pack it lost, and offsite restores
+    // the kept snapshot byte for byte.
     fs::write(env.repo.join(&repacked_rel), &repacked_bytes).unwrap();
     env.ok(&["ship"]);
+    apply_cleanly(&env, "offsite holds the primary's new pack again");
     let out = env.run(&["check", "--read-data", "--json", "--target", "offsite"]);
     let report = parse_json(&out);
     assert!(array_field(&report, "errors").is_empty(), "{report}");
