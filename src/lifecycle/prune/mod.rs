@@ -110,10 +110,11 @@ fn load<'a>(
 /// Every tree and data blob the tenant's snapshots on this target
 /// reference. Refuses (deleting nothing) if any of them cannot be found:
 /// that is damage for `check` to name, not garbage. A blob that an index
-/// object names in a pack this target lacks counts as not found (restic's
-/// prune refuses too when the index names missing packs): a secondary
-/// holding it in no other pack has lost it until ship brings the pack
-/// again, and the refusal names the pack.
+/// object names only in packs this target lacks counts as not found, and
+/// the refusal names those packs: a secondary has lost it until ship
+/// brings one again. (Restic's prune refuses whenever its index names a
+/// missing pack; here only a live blob without a held place stops it, see
+/// `plan`.)
 fn live_blobs(repo: &Repository, tenant: &Tenant, objects: &TenantObjects) -> Result<HashSet<Id>> {
     let index = objects.index();
     let mut live: HashSet<Id> = HashSet::new();
