@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::events::{Event, EventType, StoredEvent, TenantState, fold, fold_targets};
 use super::journal::{self, InboxItem, Recorded};
 use super::plan::{self, HeldEntry, Plan, PlanEntry, Reason, SnapshotFacts};
-use super::prune::{self, PrimaryLayout, PruneReport};
+use super::prune::{self, PruneReport, TenantHoldings};
 use super::rules::Policy;
 use crate::audit::{Action, AuditLog, Entry, TargetCounts};
 use crate::crypto::KeySource;
@@ -672,7 +672,7 @@ impl<'a> Lifecycle<'a> {
         };
         let mut groups: BTreeMap<(Reason, String, String), DeletedGroup> = BTreeMap::new();
         let mut pruned: Vec<TargetCounts> = Vec::new();
-        let mut layout: Option<PrimaryLayout> = None;
+        let mut layout: Option<TenantHoldings> = None;
         let mut all_ok = true;
         let mut primary_prune_failed = false;
         for (i, repo) in self.repos.iter().enumerate() {
@@ -688,7 +688,7 @@ impl<'a> Lifecycle<'a> {
                     // Nothing of the tenant on the primary (it keeps less,
                     // or lost it): nothing a ship could bring back, and no
                     // pack of its to keep.
-                    layout = Some(PrimaryLayout::default());
+                    layout = Some(TenantHoldings::default());
                 }
                 continue;
             }
@@ -838,7 +838,7 @@ impl<'a> Lifecycle<'a> {
         repo: &Repository,
         tenant: &str,
         due: &[&PlanEntry],
-        primary: Option<&PrimaryLayout>,
+        primary: Option<&TenantHoldings>,
         prune_now: bool,
     ) -> Result<(Deleted, Result<PruneReport>)> {
         let t = repo.tenant(tenant, false)?;
