@@ -24,7 +24,7 @@ impl InitReport {
 }
 
 /// One target's outcome; `--json` prints these as they are.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct TargetInit {
     pub target: String,
     /// The repository is on it now; when not, `error` says why.
@@ -36,8 +36,12 @@ pub struct TargetInit {
     /// need; absent when the target was not initialised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conditional_create: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    /// Why it is not; printed as its text.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::error::serialize_text"
+    )]
+    pub error: Option<Error>,
     /// It takes lease locks but does not honour conditional create: its
     /// locks cannot be trusted and lifecycle deletes there are refused.
     #[serde(skip)]
@@ -103,7 +107,7 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
                 created: false,
                 key_slot: None,
                 conditional_create: None,
-                error: Some(e.to_string()),
+                error: Some(e),
                 locks_untrustworthy: false,
             }),
         }
@@ -145,7 +149,10 @@ mod tests {
             created: false,
             key_slot: None,
             conditional_create: None,
-            error: Some("target offsite: unreachable".into()),
+            error: Some(Error::TargetConfig {
+                target: "offsite".into(),
+                message: "unreachable".into(),
+            }),
             locks_untrustworthy: false,
         };
         assert_eq!(

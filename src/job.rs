@@ -5,8 +5,9 @@
 use crate::backup::{self, BackupOptions, BackupReport};
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
+use crate::failure::Failure;
 use crate::repo::Repository;
-use crate::ship::{self, ShipFailure, ShipOptions, ShipReport};
+use crate::ship::{self, ShipOptions, ShipReport};
 
 /// What the job did; `ships` and `ship_failed` are empty when nothing
 /// was shipped.
@@ -14,7 +15,8 @@ use crate::ship::{self, ShipFailure, ShipOptions, ShipReport};
 pub struct JobReport {
     pub backup: BackupReport,
     pub ships: Vec<ShipReport>,
-    pub ship_failed: Vec<ShipFailure>,
+    /// Each target the ship could not complete (see `ship::ship_to`).
+    pub ship_failed: Vec<Failure>,
 }
 
 /// Backs up with `backup` into `repo` (the primary), writes the audit

@@ -14,8 +14,8 @@ use std::path::Path;
 /// keeps from importing any of them.
 const LAYERS: &[&[&str]] = &[
     &[
-        "text", "limits", "error", "files", "crypto", "units", "cancel", "pace", "parallel",
-        "beneath", "schedule", "progress", "layout",
+        "text", "limits", "error", "failure", "files", "crypto", "units", "cancel", "pace",
+        "parallel", "beneath", "schedule", "progress", "layout",
     ],
     &["store", "lock"],
     &["repo", "audit"],

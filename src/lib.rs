@@ -16,6 +16,7 @@ pub mod config;
 pub mod crypto;
 pub mod drill;
 pub mod error;
+pub mod failure;
 pub mod files;
 pub mod init;
 pub mod job;

@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
+use crate::failure::Failure;
 use crate::format::Id;
 use crate::layout::{self, CONFIG_PATH, id_of_path, is_content_path};
 use crate::limits::ReadLimit;
@@ -181,6 +182,28 @@ impl Rejected {
 pub struct TenantFailure {
     pub tenant: String,
     pub error: String,
+    /// The error said of the tenant ("tenant NAME: ..." unless it names
+    /// it already), for a line about the whole ship.
+    #[serde(skip)]
+    pub of_tenant: String,
+}
+
+impl TenantFailure {
+    fn new(tenant: &str, error: String) -> TenantFailure {
+        TenantFailure {
+            tenant: tenant.to_string(),
+            of_tenant: format!("tenant {tenant}: {error}"),
+            error,
+        }
+    }
+
+    fn of(tenant: String, e: &Error) -> TenantFailure {
+        TenantFailure {
+            error: e.to_string(),
+            of_tenant: e.text_for_tenant(&tenant),
+            tenant,
+        }
+    }
 }
 
 impl ShipReport {
@@ -208,10 +231,10 @@ pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<Ship
     // for with it (every tenant a backup just wrote) are shipped all the same.
     for name in &opts.tenants {
         if !tenants.contains(name) {
-            report.failed.push(TenantFailure {
-                tenant: name.clone(),
-                error: format!("no backups on target {}", src.name()),
-            });
+            report.failed.push(TenantFailure::new(
+                name,
+                format!("no backups on target {}", src.name()),
+            ));
         }
     }
     for tenant in tenants {
@@ -225,23 +248,20 @@ pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<Ship
         match ship_tenant(source, dst, &tenant, opts, verified, rejected) {
             Ok(Some(t)) => {
                 if t.snapshots_held_back > 0 {
-                    report.failed.push(TenantFailure {
-                        tenant: tenant.clone(),
-                        error: format!(
+                    report.failed.push(TenantFailure::new(
+                        &tenant,
+                        format!(
                             "{} snapshot(s) held back until every index of the tenant ships",
                             t.snapshots_held_back
                         ),
-                    });
+                    ));
                 }
                 report.copied += t.copied;
                 report.copied_bytes += t.copied_bytes;
                 report.tenants.push(t);
             }
             Ok(None) => {}
-            Err(e) => report.failed.push(TenantFailure {
-                tenant,
-                error: e.to_string(),
-            }),
+            Err(e) => report.failed.push(TenantFailure::of(tenant, &e)),
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -249,23 +269,16 @@ pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<Ship
     Ok(report)
 }
 
-/// A target a ship could not complete, and why.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ShipFailure {
-    pub target: String,
-    /// The cause, without the "target NAME: " prefix, naming the tenant
-    /// when one tenant failed.
-    pub error: String,
-}
-
 /// Ships from the primary, opened with `key`, to each of `targets`; every
-/// target is tried even when one fails. Returns the reports and the failures.
+/// target is tried even when one fails. Returns the reports and the failures,
+/// one per target or tenant that failed, each naming its target; the error
+/// leaves the target out and names the tenant when one tenant failed.
 pub fn ship_to(
     primary: &TargetSettings,
     key: &KeySource,
     targets: &[impl AsRef<TargetSettings>],
     opts: &ShipOptions,
-) -> Result<(Vec<ShipReport>, Vec<ShipFailure>)> {
+) -> Result<(Vec<ShipReport>, Vec<Failure>)> {
     let src = Repository::open(Store::open(primary)?, key)?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
@@ -279,34 +292,17 @@ pub fn ship_to(
         match opened.and_then(|dst| ship(&src, &dst, opts)) {
             Ok(r) => {
                 for rejected in &r.rejected {
-                    failed.push(ShipFailure {
-                        target: t.name.clone(),
-                        error: rejected.error.clone(),
-                    });
+                    failed.push(Failure::on_target(&t.name, &rejected.error));
                 }
                 for f in &r.failed {
-                    let text = f.error.replace('\n', " ");
-                    failed.push(ShipFailure {
-                        target: t.name.clone(),
-                        error: if text.contains(&format!("tenant {}", f.tenant)) {
-                            text
-                        } else {
-                            format!("tenant {}: {text}", f.tenant)
-                        },
-                    });
+                    failed.push(Failure::on_target(&t.name, f.of_tenant.replace('\n', " ")));
                 }
                 reports.push(r);
             }
-            Err(e) => {
-                let text = e.to_string().replace('\n', " ");
-                failed.push(ShipFailure {
-                    target: t.name.clone(),
-                    error: match text.strip_prefix(&format!("target {}: ", t.name)) {
-                        Some(rest) => rest.to_string(),
-                        None => text,
-                    },
-                });
-            }
+            Err(e) => failed.push(Failure::on_target(
+                &t.name,
+                e.text_within_target(&t.name).replace('\n', " "),
+            )),
         }
     }
     Ok((reports, failed))

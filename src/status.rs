@@ -30,7 +30,8 @@ pub struct Status {
     pub errors: BTreeMap<String, u64>,
     /// Objects (and targets) that could not be read, each naming its
     /// tenant when it has one; every other tenant is still summarised.
-    pub problems: Vec<crate::lifecycle::apply::Failure>,
+    #[serde(serialize_with = "crate::failure::json::lifecycle")]
+    pub problems: Vec<crate::failure::Failure>,
     /// The sequence of this host's last audit record, from the local head
     /// (`<state_dir>/audit.head`); `None` before the first record. It only
     /// ever grows: a drop means records were removed from the trail's end.
@@ -272,7 +273,7 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
                 opened
                     .failures
                     .iter()
-                    .find(|f| f.target == t.name)
+                    .find(|f| f.target.as_ref() == Some(&t.name))
                     .map_or("not opened".into(), |f| f.error.clone()),
             )),
         };

@@ -25,10 +25,11 @@ use crate::cancel::Cancel;
 use crate::config::{Config, IoClass};
 use crate::drill::Selection;
 use crate::error::{Error, Result};
+use crate::failure::Failure;
 use crate::pace::Pacer;
 use crate::repo::Repository;
 use crate::schedule::{Schedule, splay_cap, splay_delay};
-use crate::ship::{ShipFailure, ShipOptions};
+use crate::ship::ShipOptions;
 use crate::status::Status;
 use crate::store::Store;
 
@@ -64,7 +65,12 @@ enum Done {
         source: String,
         tenants: Vec<TenantBackup>,
     },
-    Ship(Vec<ShipFailure>, Vec<String>),
+    Ship {
+        /// The targets shipped to in full.
+        shipped_to: Vec<String>,
+        /// Each target (or tenant on one) that was not.
+        failed: Vec<Failure>,
+    },
     Lifecycle {
         run: JobRun,
         /// The earliest moment something expires next.
@@ -82,7 +88,7 @@ struct TenantBackup {
     shipped_objects: u64,
     /// Targets shipped to, and those that failed.
     shipped_to: Vec<String>,
-    ship_failed: Vec<ShipFailure>,
+    ship_failed: Vec<Failure>,
     /// Stopped by the agent's stop before it committed: the last run on
     /// record (success or failure) stays the last run.
     cancelled: bool,
@@ -139,12 +145,21 @@ struct Agent {
 /// with the process, however it ends; the file stays.
 pub const AGENT_LOCK: &str = "agent.lock";
 
-fn open_agent_lock(state_dir: &std::path::Path, create: bool) -> std::io::Result<std::fs::File> {
+/// How the agent lock file is opened: by the agent that takes it, or by a
+/// command that only asks whether an agent holds it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LockFileUse {
+    Take,
+    Ask,
+}
+
+fn open_agent_lock(state_dir: &std::path::Path, by: LockFileUse) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let take = by == LockFileUse::Take;
     std::fs::OpenOptions::new()
         .read(true)
-        .write(create)
-        .create(create)
+        .write(take)
+        .create(take)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(state_dir.join(AGENT_LOCK))
@@ -165,7 +180,8 @@ fn pid_in(file: &mut std::fs::File) -> String {
 fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
     use std::io::Write;
     let path = state_dir.join(AGENT_LOCK);
-    let mut file = open_agent_lock(state_dir, true).map_err(|e| Error::io(&path, e))?;
+    let mut file =
+        open_agent_lock(state_dir, LockFileUse::Take).map_err(|e| Error::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -185,7 +201,7 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
 /// The pid of the agent that runs on this state folder, if one does (it
 /// holds the agent lock), for commands that should say so.
 pub fn running_agent(state_dir: &std::path::Path) -> Option<String> {
-    let mut file = open_agent_lock(state_dir, false).ok()?;
+    let mut file = open_agent_lock(state_dir, LockFileUse::Ask).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,
         Err(std::fs::TryLockError::WouldBlock) => Some(pid_in(&mut file)),
@@ -343,7 +359,7 @@ async fn main_loop(config: Config) -> Result<()> {
         doing: "starting".into(),
         inbox_tried: Default::default(),
     };
-    agent.schedule_all(true);
+    agent.schedule_all();
     agent.start(Job::Lifecycle);
     if agent
         .state
@@ -428,9 +444,9 @@ impl Agent {
         }
     }
 
-    /// Sets the next run of every scheduled job; with `fresh`, also of
-    /// those that have one already.
-    fn schedule_all(&mut self, fresh: bool) {
+    /// Sets the next run of every scheduled job anew (at start and after
+    /// a config reload), and forgets jobs no longer configured.
+    fn schedule_all(&mut self) {
         let mut jobs: Vec<Job> = self
             .config
             .sources
@@ -441,9 +457,7 @@ impl Agent {
         jobs.push(Job::Drill);
         self.next.retain(|j, _| jobs.contains(j) || *j == Job::Ship);
         for job in jobs {
-            if fresh || !self.next.contains_key(&job) {
-                self.reschedule(&job);
-            }
+            self.reschedule(&job);
         }
     }
 
@@ -516,14 +530,9 @@ impl Agent {
                     let done = blocking(move || ship_all(&config, cancel)).await;
                     (
                         Some(job),
-                        done.unwrap_or_else(|e| {
-                            Done::Ship(
-                                vec![ShipFailure {
-                                    target: "*".into(),
-                                    error: e.to_string(),
-                                }],
-                                Vec::new(),
-                            )
+                        done.unwrap_or_else(|e| Done::Ship {
+                            shipped_to: Vec::new(),
+                            failed: vec![Failure::on_target("*", e.to_string())],
                         }),
                     )
                 });
@@ -637,8 +646,8 @@ impl Agent {
                         ship_failures(&mut st, t.ship_failed);
                     }
                 }
-                Done::Ship(failed, ok) => {
-                    for target in ok {
+                Done::Ship { shipped_to, failed } => {
+                    for target in shipped_to {
                         st.ship_succeeded(target);
                     }
                     retry_ship = !failed.is_empty();
@@ -740,7 +749,7 @@ impl Agent {
                 }
                 self.read_rate = new.agent.max_read.map(|r| Arc::new(Pacer::new(r)));
                 self.config = Arc::new(new);
-                self.schedule_all(true);
+                self.schedule_all();
                 tracing::info!(config = %path.display(), sources = self.config.sources.len(), "configuration reloaded");
             }
             Err(e) => {
@@ -794,10 +803,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::io("agent job", std::io::Error::other(e)))?
 }
 
-fn ship_failures(st: &mut AgentState, failed: Vec<ShipFailure>) {
+fn ship_failures(st: &mut AgentState, failed: Vec<Failure>) {
     for f in failed {
-        tracing::error!(target_name = %f.target, "ship failed: {}", f.error);
-        st.ship_failed(f.target, f.error);
+        let target = f.target.unwrap_or_default();
+        tracing::error!(target_name = %target, "ship failed: {}", f.error);
+        st.ship_failed(target, f.error);
     }
 }
 
@@ -858,8 +868,11 @@ async fn backup_source(
     };
     let mut results: Vec<TenantBackup> = failed
         .into_iter()
-        .filter(|f| f.source == source)
-        .map(|f| TenantBackup::failed(f.tenant, &source, Timestamp::now(), f.error))
+        .filter(|f| f.source.as_ref() == Some(&source))
+        .map(|f| {
+            let tenant = f.tenant.unwrap_or_default();
+            TenantBackup::failed(tenant, &source, Timestamp::now(), f.error)
+        })
         .collect();
     tenants.retain(|t| {
         let Some(r) = refusals.get(t) else {
@@ -1005,7 +1018,7 @@ fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
             ..Default::default()
         },
     )?;
-    let ok = reports
+    let shipped_to = reports
         .iter()
         .filter(|r| r.ok())
         .map(|r| {
@@ -1013,7 +1026,7 @@ fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
             r.target.clone()
         })
         .collect();
-    Ok(Done::Ship(failed, ok))
+    Ok(Done::Ship { shipped_to, failed })
 }
 
 /// Takes in the inbox's events and applies the lifecycle; returns when
@@ -1022,7 +1035,7 @@ fn lifecycle(config: &Config) -> Result<Done> {
     let started = Instant::now();
     let opened = config.open_repositories()?;
     for f in &opened.failures {
-        tracing::warn!(target_name = %f.target, "target not opened for the lifecycle: {}", f.error);
+        tracing::warn!(target_name = %f.target_or_empty(), "target not opened for the lifecycle: {}", f.error);
     }
     let audit = crate::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
     let lc = config.lifecycle(&opened, &audit);
@@ -1044,7 +1057,7 @@ fn lifecycle(config: &Config) -> Result<Done> {
             tracing::info!(tenant = i.tenant.as_deref().unwrap_or("-"), "{line}");
         }
     }
-    let report = lc.apply(now, false, None)?;
+    let report = lc.apply(now, crate::lifecycle::apply::Mode::Delete, None)?;
     let mut deleted = 0;
     for t in &report.tenants {
         for r in &t.targets {
@@ -1058,7 +1071,7 @@ fn lifecycle(config: &Config) -> Result<Done> {
         }
     }
     for f in &report.failures {
-        tracing::error!(target_name = %f.target, tenant = f.tenant.as_deref().unwrap_or("-"), "lifecycle: {}", f.error);
+        tracing::error!(target_name = %f.target_or_empty(), tenant = f.tenant.as_deref().unwrap_or("-"), "lifecycle: {}", f.error);
     }
     let (plan, _) = lc.plan(Timestamp::now())?;
     let next_expiry = plan.upcoming.iter().map(|u| u.expires).min();
@@ -1070,7 +1083,7 @@ fn lifecycle(config: &Config) -> Result<Done> {
         error: report
             .failures
             .first()
-            .map(|f| format!("target {}: {}", f.target, f.error))
+            .map(|f| format!("target {}: {}", f.target_or_empty(), f.error))
             .or_else(|| (inbox_failed > 0).then(|| format!("{inbox_failed} inbox files refused"))),
         detail: format!(
             "{} events taken in, {deleted} snapshot copies deleted, {} still due",

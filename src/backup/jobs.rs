@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::cancel::Cancel;
 use crate::config::{Config, Source, SourceKind};
+pub use crate::failure::Failure;
 use crate::format::Id;
 use crate::format::snapshot::Snapshot;
 use crate::pace::Pacer;
@@ -34,13 +35,6 @@ pub struct SnapshotSummary {
     pub id: Id,
     pub snapshot: Snapshot,
     pub seconds: f64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub tenant: String,
-    pub source: String,
-    pub error: String,
 }
 
 #[derive(Debug, Default)]
@@ -98,7 +92,7 @@ pub fn plan_jobs<'a>(config: &'a Config, only: &[String]) -> (Vec<Job<'a>>, Vec<
     }
     if !only.is_empty() {
         jobs.retain(|j| only.contains(&j.tenant));
-        failed.retain(|f| only.contains(&f.tenant));
+        failed.retain(|f| f.tenant.as_ref().is_some_and(|t| only.contains(t)));
     }
     jobs.sort_by(|a, b| (&a.tenant, &a.source.name).cmp(&(&b.tenant, &b.source.name)));
     (jobs, failed)
@@ -113,7 +107,7 @@ pub(super) fn plan_run<'a>(
     let (mut jobs, mut failed) = plan_jobs(config, &opts.tenants);
     if !opts.sources.is_empty() {
         jobs.retain(|j| opts.sources.contains(&j.source.name));
-        failed.retain(|f| opts.sources.contains(&f.source));
+        failed.retain(|f| f.source.as_ref().is_some_and(|s| opts.sources.contains(s)));
     }
     for t in &opts.tenants {
         if !config
@@ -122,11 +116,11 @@ pub(super) fn plan_run<'a>(
             .any(|s| s.tenant.as_deref() == Some(t))
             && !jobs.iter().any(|j| &j.tenant == t)
         {
-            failed.push(Failure {
-                tenant: t.clone(),
-                source: "*".into(),
-                error: "no source of this tenant was found".into(),
-            });
+            failed.push(Failure::of_source(
+                t,
+                "*",
+                "no source of this tenant was found",
+            ));
         }
     }
     (jobs, failed)
@@ -147,11 +141,11 @@ fn expand_pattern(
     let entries = match std::fs::read_dir(prefix) {
         Ok(e) => e,
         Err(e) => {
-            failed.push(Failure {
-                tenant: "*".into(),
-                source: source.name.clone(),
-                error: format!("cannot list {prefix}: {e}"),
-            });
+            failed.push(Failure::of_source(
+                "*",
+                &source.name,
+                format!("cannot list {prefix}: {e}"),
+            ));
             return;
         }
     };
@@ -166,11 +160,11 @@ fn expand_pattern(
             .to_str()
             .map(|n| crate::tenant_name::nfc(n).into_owned())
         else {
-            failed.push(Failure {
-                tenant: name.to_string_lossy().into_owned(),
-                source: source.name.clone(),
-                error: "folder name is not UTF-8, so it cannot name a tenant".into(),
-            });
+            failed.push(Failure::of_source(
+                name.to_string_lossy(),
+                &source.name,
+                "folder name is not UTF-8, so it cannot name a tenant",
+            ));
             continue;
         };
         if crate::tenant_name::is_system_folder(&tenant) {
@@ -182,11 +176,7 @@ fn expand_pattern(
             continue;
         }
         if let Err(m) = crate::tenant_name::check(&tenant) {
-            failed.push(Failure {
-                tenant: tenant.clone(),
-                source: source.name.clone(),
-                error: m,
-            });
+            failed.push(Failure::of_source(&tenant, &source.name, m));
             continue;
         }
         let path = if suffix.is_empty() {

@@ -80,13 +80,12 @@ pub fn run(repo: &Repository, config: &Config, opts: &BackupOptions) -> Result<B
         }
         // A failure carries its tenant and source; the error's own text
         // must not name them a second time.
-        let fail = |e: Error| Failure {
-            tenant: job.tenant.clone(),
-            source: job.source.name.clone(),
-            error: match e {
+        let fail = |e: Error| {
+            let error = match e {
                 Error::Source { message, .. } => message,
                 e => e.to_string(),
-            },
+            };
+            Failure::of_source(&job.tenant, &job.source.name, error)
         };
         if current.as_ref().is_none_or(|c| c.name != job.tenant) {
             // Release the previous tenant's lock before taking the next.

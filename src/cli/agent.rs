@@ -109,7 +109,11 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             .as_deref()
             .map(|t| format!("tenant {t}: "))
             .unwrap_or_default();
-        let line = format!("problem: target {}: {tenant}{}", p.target, p.error);
+        let line = format!(
+            "problem: target {}: {tenant}{}",
+            p.target_or_empty(),
+            p.error
+        );
         println!("{}", gallra::text::escape_control(&line));
     }
     println!();

@@ -123,7 +123,9 @@ pub fn run(config: &Config, json_out: bool, args: BackupArgs) -> anyhow::Result<
                 for f in &report.failed {
                     eprintln!(
                         "error: source {} (tenant {}): {}",
-                        f.source, f.tenant, f.error
+                        f.source.as_deref().unwrap_or_default(),
+                        f.tenant.as_deref().unwrap_or_default(),
+                        f.error
                     );
                 }
                 for (target, e) in audit_failed {
@@ -136,7 +138,8 @@ pub fn run(config: &Config, json_out: bool, args: BackupArgs) -> anyhow::Result<
     for f in &job.ship_failed {
         eprintln!(
             "error: ship to target {} failed: {}; the snapshots stay on the primary and the next `gallra ship` copies them",
-            f.target, f.error
+            f.target_or_empty(),
+            f.error
         );
     }
     if json_out {
@@ -195,7 +198,7 @@ fn print_json_report(job: &JobReport, refused: &BTreeMap<String, Refusal>) -> an
         }).collect::<Vec<_>>(),
         "failed": report.failed.iter().map(|f| json!({"tenant": f.tenant, "source": f.source, "error": f.error})).collect::<Vec<_>>(),
         "shipped": job.ships,
-        "ship_failed": job.ship_failed,
+        "ship_failed": gallra::failure::json::ship_all(&job.ship_failed),
         "skipped": refused.iter().map(|(t, r)| json!({"tenant": t, "reason": r.why})).collect::<Vec<_>>(),
         "files": total(|s| s.files),
         "bytes_read": total(|s| s.bytes_read),

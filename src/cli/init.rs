@@ -21,7 +21,7 @@ pub fn run(config: &Config, json_out: bool, _args: InitArgs) -> anyhow::Result<i
         if let Some(e) = &t.error {
             eprintln!(
                 "error: {}; once it is reachable, `gallra repair-target {}` finishes it",
-                naming_target(&t.target, e),
+                e.text_in_target(&t.target).replace('\n', " "),
                 t.target
             );
         } else if !json_out {
@@ -39,16 +39,4 @@ pub fn run(config: &Config, json_out: bool, _args: InitArgs) -> anyhow::Result<i
         print_json(&report.targets)?;
     }
     Ok(if report.ok() { 0 } else { 1 })
-}
-
-/// An error's text, prefixed with the target unless it names it already.
-// Substring matching: the error does not say in its type whether it names
-// the target (issue 16 item 5 gives errors that structure).
-fn naming_target(target: &str, error: &str) -> String {
-    let text = error.replace('\n', " ");
-    if text.contains(&format!("target {target}")) {
-        text
-    } else {
-        format!("target {target}: {text}")
-    }
 }

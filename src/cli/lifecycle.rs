@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use gallra::audit::{Action, AuditLog, Record};
 use gallra::config::Config;
 use gallra::error::Error;
-use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle, TargetRepositories};
+use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle, Mode, TargetRepositories};
 use gallra::lifecycle::{Event, EventType, Plan};
 use gallra::repo::Repository;
 
@@ -94,7 +94,7 @@ pub enum AuditCommand {
 pub fn open_all(config: &Config) -> anyhow::Result<TargetRepositories> {
     let opened = config.open_repositories()?;
     for f in &opened.failures {
-        eprintln!("warning: target {}: {}", f.target, f.error);
+        eprintln!("warning: target {}: {}", f.target_or_empty(), f.error);
     }
     Ok(opened)
 }
@@ -265,13 +265,13 @@ pub fn erase(config: &Config, json_out: bool, args: EraseArgs) -> anyhow::Result
         )));
     }
     with(config, |lc| {
-        let (_, world) = lc.plan(Timestamp::now())?;
-        if !world.tenants.values().any(|t| t.contains(tenant)) {
+        let (_, holdings) = lc.plan(Timestamp::now())?;
+        if !holdings.tenants.values().any(|t| t.contains(tenant)) {
             anyhow::bail!(Error::Usage(format!(
                 "tenant {tenant:?} is in no target's repository"
             )));
         }
-        if let Some(state) = world.states.get(tenant).filter(|s| !s.holds.is_empty()) {
+        if let Some(state) = holdings.states.get(tenant).filter(|s| !s.holds.is_empty()) {
             let holds: Vec<String> = state
                 .holds
                 .values()
@@ -289,14 +289,14 @@ pub fn erase(config: &Config, json_out: bool, args: EraseArgs) -> anyhow::Result
                 holds.join("; ")
             )));
         }
-        if let Some(why) = world.states.get(tenant).and_then(|s| s.dispute.as_ref()) {
+        if let Some(why) = holdings.states.get(tenant).and_then(|s| s.dispute.as_ref()) {
             anyhow::bail!(Error::Refused(format!("tenant {tenant}: {why}")));
         }
         let mut event = new_event(EventType::ErasureRequested, tenant);
         event.reason = Some(args.reason.clone());
         event.include_legal = args.include_legal;
         lc.accept(event, "cli", Timestamp::now())?;
-        let report = lc.apply(Timestamp::now(), false, Some(tenant))?;
+        let report = lc.apply(Timestamp::now(), Mode::Delete, Some(tenant))?;
         print_apply(config, json_out, &report)
     })
 }
@@ -344,13 +344,13 @@ pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyh
                 None => Timestamp::now(),
             };
             with(config, |lc| {
-                let (plan, world) = lc.plan(now)?;
+                let (plan, holdings) = lc.plan(now)?;
                 if json_out {
                     super::output::print_json(&serde_json::to_value(&plan.due)?)?;
                 } else {
-                    print_plan(config, &plan, at.as_deref(), &world.failures);
+                    print_plan(config, &plan, at.as_deref(), &holdings.failures);
                 }
-                for (tenant, state) in &world.states {
+                for (tenant, state) in &holdings.states {
                     if let Some(why) = &state.dispute {
                         eprintln!("warning: tenant {tenant}: {why}");
                     }
@@ -359,7 +359,11 @@ pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyh
             })
         }
         LifecycleCommand::Apply { dry_run } => with(config, |lc| {
-            let report = lc.apply(Timestamp::now(), dry_run, None)?;
+            let report = lc.apply(
+                Timestamp::now(),
+                if dry_run { Mode::DryRun } else { Mode::Delete },
+                None,
+            )?;
             print_apply(config, json_out, &report)
         }),
     }
@@ -386,7 +390,11 @@ fn print_entries(config: &Config, entries: &[&gallra::lifecycle::PlanEntry]) {
 
 fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failure]) {
     for f in failures {
-        println!("target {} could not be read: {}", f.target, f.error);
+        println!(
+            "target {} could not be read: {}",
+            f.target_or_empty(),
+            f.error
+        );
     }
     let when = at.map_or("now".to_string(), |d| format!("by {d}"));
     if plan.due.is_empty() {
@@ -395,15 +403,28 @@ fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failur
         println!("due {when}: {} snapshot copies", plan.due.len());
         print_entries(config, &plan.due.iter().collect::<Vec<_>>());
     }
-    let mut held: std::collections::BTreeMap<&str, (usize, &str, bool)> = Default::default();
-    for h in &plan.held {
-        let e = held
-            .entry(h.entry.tenant.as_str())
-            .or_insert((0, h.hold_reason.as_str(), false));
-        e.0 += 1;
-        e.2 |= h.entry.reason == gallra::lifecycle::Reason::Erasure;
+    /// A tenant's held copies, under its (first) hold.
+    struct Held<'a> {
+        copies: usize,
+        reason: &'a str,
+        erasure_deferred: bool,
     }
-    for (tenant, (n, reason, erasure)) in held {
+    let mut held: std::collections::BTreeMap<&str, Held> = Default::default();
+    for h in &plan.held {
+        let e = held.entry(h.entry.tenant.as_str()).or_insert(Held {
+            copies: 0,
+            reason: h.hold_reason.as_str(),
+            erasure_deferred: false,
+        });
+        e.copies += 1;
+        e.erasure_deferred |= h.entry.reason == gallra::lifecycle::Reason::Erasure;
+    }
+    for (tenant, h) in held {
+        let Held {
+            copies: n,
+            reason,
+            erasure_deferred: erasure,
+        } = h;
         println!(
             "held: tenant {tenant}: {n} snapshot copies past their expiry are kept ({reason}); nothing of this tenant is deleted{}",
             if erasure {
@@ -504,7 +525,7 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
                     .as_ref()
                     .map(|t| format!("tenant {t}, "))
                     .unwrap_or_default(),
-                f.target,
+                f.target_or_empty(),
                 f.error
             );
         }
@@ -578,7 +599,8 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
             for f in &opened.failures {
                 eprintln!(
                     "error: target {} could not be checked: {}",
-                    f.target, f.error
+                    f.target_or_empty(),
+                    f.error
                 );
             }
             Ok(i32::from(!report.ok() || !opened.failures.is_empty()))

@@ -33,8 +33,15 @@ pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
         let s = c.to_string();
+        // Only for errors of other crates (an `io::Error` wrapping
+        // another, jiff's), which may print their cause in their own text.
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
+        }
+        // gallra's errors print their cause in their own text (see
+        // `gallra::error`): the rest of the chain is said.
+        if c.is::<gallra::error::Error>() {
+            break;
         }
     }
     parts.join(": ").replace('\n', " ")
@@ -76,4 +83,30 @@ pub fn print_ship_report(r: &ShipReport) {
         r.store.requests,
         r.store.retries
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+    use gallra::error::Error;
+
+    fn io(path: &str) -> Error {
+        Error::io(path, std::io::Error::other("permission denied"))
+    }
+
+    /// gallra's errors hold their cause's text, so the chain below them is
+    /// not printed again; a context above them is.
+    #[test]
+    fn a_cause_is_printed_once() {
+        let e = anyhow::Error::from(io("/srv/a"));
+        assert_eq!(one_line(&e), "/srv/a: permission denied");
+        let e = Err::<(), _>(io("/srv/a").in_target("offsite"))
+            .context("restore of snapshot ab12")
+            .unwrap_err();
+        assert_eq!(
+            one_line(&e),
+            "restore of snapshot ab12: target offsite: /srv/a: permission denied"
+        );
+    }
 }

@@ -57,7 +57,11 @@ pub fn run(config: &Config, json_out: bool, args: ShipArgs) -> anyhow::Result<i3
         },
     )?;
     for f in &failed {
-        eprintln!("error: ship to target {} failed: {}", f.target, f.error);
+        eprintln!(
+            "error: ship to target {} failed: {}",
+            f.target_or_empty(),
+            f.error
+        );
     }
     if json_out {
         // The reports, then each target that failed as {target, error}.
@@ -66,7 +70,7 @@ pub fn run(config: &Config, json_out: bool, args: ShipArgs) -> anyhow::Result<i3
             .map(serde_json::to_value)
             .collect::<Result<_, _>>()?;
         for f in &failed {
-            all.push(serde_json::to_value(f)?);
+            all.push(serde_json::to_value(gallra::failure::json::ship_one(f))?);
         }
         print_json(&all)?;
     } else {

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use super::events::{Event, EventType, StoredEvent, TenantState, fold, fold_targets};
 use super::journal::{self, InboxItem, Recorded};
 use super::plan::{self, HeldEntry, Plan, PlanEntry, Reason, SnapshotFacts};
-use super::prune::{self, PrimaryLayout, PruneReport};
+use super::prune::{self, PruneReport, TenantHoldings};
 use super::rules::Policy;
 use crate::audit::{Action, AuditLog, Entry, TargetCounts};
 use crate::crypto::KeySource;
 use crate::error::{Error, Result};
+pub use crate::failure::Failure;
 use crate::format::Id;
 use crate::layout::{self, id_of_path};
 use crate::lock::{self, Holder, LockKind};
@@ -38,8 +39,16 @@ pub struct Lifecycle<'a> {
 /// Snapshot objects deleted from one target, with their sizes.
 type Deleted = Vec<(String, u64)>;
 
-/// What a snapshot object says that the planner needs, by tenant and id.
-type KnownSnapshots = HashMap<(String, Id), (Timestamp, String, String)>;
+/// What a snapshot object says that the planner needs.
+#[derive(Clone)]
+struct KnownSnapshot {
+    created: Timestamp,
+    category: String,
+    source: String,
+}
+
+/// What the snapshot objects read so far say, by tenant and id.
+type KnownSnapshots = HashMap<(String, Id), KnownSnapshot>;
 
 /// Snapshot objects never change (their id names their content), so what
 /// one read of them says is kept for the process's life: the agent plans
@@ -73,26 +82,17 @@ impl TargetRepositories {
         for t in secondaries {
             match Repository::open_target(t, key) {
                 Ok(r) => out.repos.push(r),
-                Err(e) => out.failures.push(Failure {
-                    tenant: None,
-                    target: t.name.clone(),
-                    error: e.to_string(),
-                }),
+                Err(e) => out
+                    .failures
+                    .push(Failure::on_target(t.name.clone(), e.to_string())),
             }
         }
         Ok(out)
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub tenant: Option<String>,
-    pub target: String,
-    pub error: String,
-}
-
 /// What every target holds, as the planner sees it.
-pub struct World {
+pub struct Holdings {
     pub states: BTreeMap<String, TenantState>,
     pub snapshots: Vec<SnapshotFacts>,
     /// Tenants with a folder (a key) on each target.
@@ -104,6 +104,15 @@ pub struct World {
     /// Targets that could not be read: no key is destroyed while one is
     /// unknown.
     pub failures: Vec<Failure>,
+}
+
+/// What one target holds (see `Holdings`).
+struct TargetHoldings {
+    snapshots: Vec<SnapshotFacts>,
+    tenants: BTreeSet<String>,
+    keyless: BTreeSet<String>,
+    /// Tenants whose key or snapshots could not be read there.
+    failures: Vec<Failure>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -133,6 +142,7 @@ pub struct ApplyReport {
     pub held: Vec<HeldEntry>,
     pub legal_kept: Vec<PlanEntry>,
     pub tenants: Vec<TenantResult>,
+    #[serde(serialize_with = "crate::failure::json::lifecycle")]
     pub failures: Vec<Failure>,
 }
 
@@ -140,6 +150,13 @@ impl ApplyReport {
     pub fn ok(&self) -> bool {
         self.failures.is_empty()
     }
+}
+
+/// Whether `Lifecycle::apply` deletes what is due or only reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    DryRun,
+    Delete,
 }
 
 impl<'a> Lifecycle<'a> {
@@ -162,9 +179,9 @@ impl<'a> Lifecycle<'a> {
     /// content, so one read on the primary serves every copy. Events are
     /// folded from every target that could be read (see `fold_targets`):
     /// a tenant whose events differ between them is not deleted from.
-    pub fn world(&self) -> Result<World> {
+    pub fn holdings(&self) -> Result<Holdings> {
         let mut known = known_snapshots().lock().expect("not poisoned");
-        let mut world = World {
+        let mut holdings = Holdings {
             states: BTreeMap::new(),
             snapshots: Vec::new(),
             tenants: BTreeMap::new(),
@@ -176,23 +193,18 @@ impl<'a> Lifecycle<'a> {
             match journal::load_target(repo) {
                 Ok(t) => {
                     for id in &t.unreadable {
-                        world.failures.push(Failure {
-                            tenant: None,
-                            target: t.target.clone(),
-                            error: format!(
-                                "event object {} cannot be read",
-                                layout::event_path(id)
-                            ),
-                        });
+                        holdings.failures.push(Failure::on_target(
+                            t.target.clone(),
+                            format!("event object {} cannot be read", layout::event_path(id)),
+                        ));
                     }
                     events.push(t);
                 }
                 Err(e) if i == 0 => return Err(e),
-                Err(e) => world.failures.push(Failure {
-                    tenant: None,
-                    target: repo.store.name().to_string(),
-                    error: format!("events not read: {e}"),
-                }),
+                Err(e) => holdings.failures.push(Failure::on_target(
+                    repo.store.name().to_string(),
+                    format!("events not read: {e}"),
+                )),
             }
         }
         let audited_holds: Vec<(String, String)> = self
@@ -204,23 +216,21 @@ impl<'a> Lifecycle<'a> {
             .collect();
         for (i, repo) in self.repos.iter().enumerate() {
             let target = repo.store.name().to_string();
-            match self.facts_of(repo, &mut known) {
-                Ok((facts, tenants, keyless, failures)) => {
-                    world.snapshots.extend(facts);
-                    world.tenants.insert(target.clone(), tenants);
-                    world.keyless.insert(target, keyless);
-                    world.failures.extend(failures);
+            match self.holdings_of(repo, &mut known) {
+                Ok(here) => {
+                    holdings.snapshots.extend(here.snapshots);
+                    holdings.tenants.insert(target.clone(), here.tenants);
+                    holdings.keyless.insert(target, here.keyless);
+                    holdings.failures.extend(here.failures);
                 }
                 Err(e) if i == 0 => return Err(e),
-                Err(e) => world.failures.push(Failure {
-                    tenant: None,
-                    target,
-                    error: e.to_string(),
-                }),
+                Err(e) => holdings
+                    .failures
+                    .push(Failure::on_target(target, e.to_string())),
             }
         }
-        let tenants: BTreeSet<String> = world.tenants.values().flatten().cloned().collect();
-        world.states = fold_targets(&events, &audited_holds, &tenants);
+        let tenants: BTreeSet<String> = holdings.tenants.values().flatten().cloned().collect();
+        holdings.states = fold_targets(&events, &audited_holds, &tenants);
         // A target whose events were not read may hold the only copy of a
         // hold (one removed from the primary, say): fail closed, as for an
         // event object no target can read. Deletions wait until every
@@ -228,13 +238,13 @@ impl<'a> Lifecycle<'a> {
         let unknown: Vec<&str> = self
             .unopened
             .iter()
-            .map(|f| f.target.as_str())
+            .map(Failure::target_or_empty)
             .chain(
-                world
+                holdings
                     .failures
                     .iter()
                     .filter(|f| f.tenant.is_none() && f.error.starts_with("events not read"))
-                    .map(|f| f.target.as_str()),
+                    .map(Failure::target_or_empty),
             )
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -245,14 +255,14 @@ impl<'a> Lifecycle<'a> {
                 unknown.join(", ")
             );
             for tenant in &tenants {
-                let state = world.states.entry(tenant.clone()).or_default();
+                let state = holdings.states.entry(tenant.clone()).or_default();
                 state.dispute = Some(match state.dispute.take() {
                     Some(d) => format!("{d}; {why}"),
                     None => why.clone(),
                 });
             }
         }
-        Ok(world)
+        Ok(holdings)
     }
 
     /// What one target holds. A tenant whose key or snapshots cannot be
@@ -260,28 +270,15 @@ impl<'a> Lifecycle<'a> {
     /// object), not of the target: the other tenants are planned as usual.
     /// An unreadable snapshot gets no facts, so no deletion is decided on
     /// it, and its tenant's failure keeps the tenant's key.
-    #[allow(clippy::type_complexity)]
-    fn facts_of(
-        &self,
-        repo: &Repository,
-        known: &mut KnownSnapshots,
-    ) -> Result<(
-        Vec<SnapshotFacts>,
-        BTreeSet<String>,
-        BTreeSet<String>,
-        Vec<Failure>,
-    )> {
-        let mut facts = Vec::new();
+    fn holdings_of(&self, repo: &Repository, known: &mut KnownSnapshots) -> Result<TargetHoldings> {
+        let mut snapshots = Vec::new();
         let mut tenants = BTreeSet::new();
         let mut keyless = BTreeSet::new();
         let mut failures = Vec::new();
         let target = repo.store.name().to_string();
         for name in repo.tenant_names()? {
-            let fail = |error: String| Failure {
-                tenant: Some(name.clone()),
-                target: target.clone(),
-                error,
-            };
+            let fail =
+                |error: String| Failure::of_tenant(name.clone(), Some(target.clone()), error);
             // One request, where a listing of the whole folder would name
             // every pack.
             match repo.store.size_of(&layout::tenant_key_path(&name)) {
@@ -324,10 +321,12 @@ impl<'a> Lifecycle<'a> {
                     let t = tenant.as_ref().expect("opened above");
                     match repo.read_snapshot(t, &id) {
                         Ok(snap) => {
-                            known.insert(
-                                key.clone(),
-                                (snap.timestamp(), snap.category, snap.source),
-                            );
+                            let read = KnownSnapshot {
+                                created: snap.timestamp(),
+                                category: snap.category,
+                                source: snap.source,
+                            };
+                            known.insert(key.clone(), read);
                         }
                         Err(e) => {
                             failures.push(fail(format!(
@@ -337,8 +336,12 @@ impl<'a> Lifecycle<'a> {
                         }
                     }
                 }
-                let (created, category, source) = known[&key].clone();
-                facts.push(SnapshotFacts {
+                let KnownSnapshot {
+                    created,
+                    category,
+                    source,
+                } = known[&key].clone();
+                snapshots.push(SnapshotFacts {
                     tenant: name.clone(),
                     id,
                     target: target.clone(),
@@ -348,13 +351,18 @@ impl<'a> Lifecycle<'a> {
                 });
             }
         }
-        Ok((facts, tenants, keyless, failures))
+        Ok(TargetHoldings {
+            snapshots,
+            tenants,
+            keyless,
+            failures,
+        })
     }
 
-    pub fn plan(&self, now: Timestamp) -> Result<(Plan, World)> {
-        let world = self.world()?;
-        let plan = plan::plan(self.policy, &world.states, &world.snapshots, now);
-        Ok((plan, world))
+    pub fn plan(&self, now: Timestamp) -> Result<(Plan, Holdings)> {
+        let holdings = self.holdings()?;
+        let plan = plan::plan(self.policy, &holdings.states, &holdings.snapshots, now);
+        Ok((plan, holdings))
     }
 
     /// Accepts one event: records it in the repository and audits it. A
@@ -507,8 +515,9 @@ impl<'a> Lifecycle<'a> {
 
     /// Deletes what is due on every target, prunes, destroys the keys of
     /// tenants that are gone, and audits. `only`: one tenant (erase).
-    pub fn apply(&self, now: Timestamp, dry_run: bool, only: Option<&str>) -> Result<ApplyReport> {
-        let (plan, world) = self.plan(now)?;
+    pub fn apply(&self, now: Timestamp, mode: Mode, only: Option<&str>) -> Result<ApplyReport> {
+        let dry_run = mode == Mode::DryRun;
+        let (plan, holdings) = self.plan(now)?;
         let keep = |t: &str| only.is_none_or(|o| o == t);
         let mut report = ApplyReport {
             dry_run,
@@ -530,31 +539,29 @@ impl<'a> Lifecycle<'a> {
                 .filter(|e| keep(&e.tenant))
                 .cloned()
                 .collect(),
-            failures: world.failures.clone(),
+            failures: holdings.failures.clone(),
             ..Default::default()
         };
         // A disagreement keeps the tenant's data like a hold, but it is a
         // fault the operator must clear: the run fails and says so.
-        for (tenant, state) in world.states.iter().filter(|(t, _)| keep(t)) {
+        for (tenant, state) in holdings.states.iter().filter(|(t, _)| keep(t)) {
             if let Some(why) = &state.dispute {
-                report.failures.push(Failure {
-                    tenant: Some(tenant.clone()),
-                    target: String::new(),
-                    error: why.clone(),
-                });
+                report
+                    .failures
+                    .push(Failure::of_tenant(tenant.clone(), None, why.clone()));
             }
         }
         if dry_run {
             return Ok(report);
         }
-        self.audit_legal_kept(&world, &report.legal_kept)?;
+        self.audit_legal_kept(&holdings, &report.legal_kept)?;
 
         let pending = pending_prunes(&self.state_dir);
         let mut touched: BTreeSet<String> = report.due.iter().map(|e| e.tenant.clone()).collect();
         touched.extend(pending.into_iter().filter(|t| keep(t)));
         let mut checked: HashMap<String, Result<(), String>> = HashMap::new();
         let mut remaining: BTreeMap<&str, usize> = BTreeMap::new();
-        for s in &world.snapshots {
+        for s in &holdings.snapshots {
             *remaining.entry(s.tenant.as_str()).or_default() += 1;
         }
         for e in &report.due {
@@ -564,7 +571,7 @@ impl<'a> Lifecycle<'a> {
         for tenant in &touched {
             let due: Vec<&PlanEntry> = report.due.iter().filter(|e| &e.tenant == tenant).collect();
             let result =
-                self.apply_tenant(tenant, &due, &world, &mut checked, &mut report.failures)?;
+                self.apply_tenant(tenant, &due, &holdings, &mut checked, &mut report.failures)?;
             report.tenants.push(result);
         }
 
@@ -573,10 +580,15 @@ impl<'a> Lifecycle<'a> {
         // with it.
         for repo in self.repos.iter() {
             let target = repo.store.name();
-            for tenant in world.keyless.get(target).into_iter().flatten() {
+            for tenant in holdings.keyless.get(target).into_iter().flatten() {
                 let left = remaining.get(tenant.as_str()).copied().unwrap_or(0);
                 if keep(tenant)
-                    && plan::key_destruction_due(self.policy, world.states.get(tenant), left, now)
+                    && plan::key_destruction_due(
+                        self.policy,
+                        holdings.states.get(tenant),
+                        left,
+                        now,
+                    )
                 {
                     lock::unlock(&repo.store, tenant, &self.host)?;
                 }
@@ -586,15 +598,20 @@ impl<'a> Lifecycle<'a> {
         // Keys go when nothing of the tenant is left anywhere; only when
         // every target could be read, and none of the tenant's objects
         // failed to (an unread snapshot is not counted in `remaining`).
-        if world.failures.iter().all(|f| f.tenant.is_some()) {
-            let all: BTreeSet<&String> = world.tenants.values().flatten().collect();
-            let failed = |t: &String| world.failures.iter().any(|f| f.tenant.as_ref() == Some(t));
+        if holdings.failures.iter().all(|f| f.tenant.is_some()) {
+            let all: BTreeSet<&String> = holdings.tenants.values().flatten().collect();
+            let failed = |t: &String| {
+                holdings
+                    .failures
+                    .iter()
+                    .any(|f| f.tenant.as_ref() == Some(t))
+            };
             for tenant in all.into_iter().filter(|t| keep(t) && !failed(t)) {
                 let left = remaining.get(tenant.as_str()).copied().unwrap_or(0);
-                if !plan::key_destruction_due(self.policy, world.states.get(tenant), left, now) {
+                if !plan::key_destruction_due(self.policy, holdings.states.get(tenant), left, now) {
                     continue;
                 }
-                match self.destroy_key(tenant, &world) {
+                match self.destroy_key(tenant, &holdings) {
                     Ok(on) => match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
                         Some(t) => {
                             t.key_destroyed = true;
@@ -607,11 +624,11 @@ impl<'a> Lifecycle<'a> {
                             ..Default::default()
                         }),
                     },
-                    Err(e) => report.failures.push(Failure {
-                        tenant: Some(tenant.clone()),
-                        target: String::new(),
-                        error: e.to_string(),
-                    }),
+                    Err(e) => report.failures.push(Failure::of_tenant(
+                        tenant.clone(),
+                        None,
+                        e.to_string(),
+                    )),
                 }
             }
         }
@@ -644,7 +661,7 @@ impl<'a> Lifecycle<'a> {
         &self,
         tenant: &str,
         due: &[&PlanEntry],
-        world: &World,
+        holdings: &Holdings,
         checked: &mut HashMap<String, Result<(), String>>,
         failures: &mut Vec<Failure>,
     ) -> Result<TenantResult> {
@@ -655,14 +672,14 @@ impl<'a> Lifecycle<'a> {
         };
         let mut groups: BTreeMap<(Reason, String, String), DeletedGroup> = BTreeMap::new();
         let mut pruned: Vec<TargetCounts> = Vec::new();
-        let mut layout: Option<PrimaryLayout> = None;
+        let mut layout: Option<TenantHoldings> = None;
         let mut all_ok = true;
         let mut primary_prune_failed = false;
         for (i, repo) in self.repos.iter().enumerate() {
             let target = repo.store.name().to_string();
             let here: Vec<&PlanEntry> =
                 due.iter().copied().filter(|e| e.target == target).collect();
-            let present = world
+            let present = holdings
                 .tenants
                 .get(&target)
                 .is_some_and(|t| t.contains(tenant));
@@ -671,7 +688,7 @@ impl<'a> Lifecycle<'a> {
                     // Nothing of the tenant on the primary (it keeps less,
                     // or lost it): nothing a ship could bring back, and no
                     // pack of its to keep.
-                    layout = Some(PrimaryLayout::default());
+                    layout = Some(TenantHoldings::default());
                 }
                 continue;
             }
@@ -679,15 +696,15 @@ impl<'a> Lifecycle<'a> {
                 // The primary first, always: a secondary emptied before it
                 // would be refilled by the next ship.
                 all_ok = false;
-                failures.push(Failure {
-                    tenant: Some(tenant.to_string()),
-                    target,
-                    error: "skipped: the primary target could not be processed first".into(),
-                });
+                failures.push(Failure::of_tenant(
+                    tenant.to_string(),
+                    Some(target),
+                    "skipped: the primary target could not be processed first",
+                ));
                 continue;
             }
-            let mut shipped = (0u64, 0u64);
-            let on_primary = world
+            let (mut shipped_objects, mut shipped_bytes) = (0u64, 0u64);
+            let on_primary = holdings
                 .tenants
                 .get(self.primary().store.name())
                 .is_some_and(|t| t.contains(tenant));
@@ -704,7 +721,10 @@ impl<'a> Lifecycle<'a> {
                     },
                 );
                 match ship {
-                    Ok(r) if r.ok() => shipped = (r.copied as u64, r.copied_bytes),
+                    Ok(r) if r.ok() => {
+                        shipped_objects = r.copied as u64;
+                        shipped_bytes = r.copied_bytes;
+                    }
                     Ok(r) => tracing::warn!(
                         "tenant {tenant}: ship to {target} before pruning failed: {:?}",
                         r.failed
@@ -728,11 +748,11 @@ impl<'a> Lifecycle<'a> {
                 let prune = prune.unwrap_or_else(|e| {
                     all_ok = false;
                     primary_prune_failed |= i == 0;
-                    failures.push(Failure {
-                        tenant: Some(tenant.to_string()),
-                        target: target.clone(),
-                        error: format!("prune not done: {e}"),
-                    });
+                    failures.push(Failure::of_tenant(
+                        tenant.to_string(),
+                        Some(target.clone()),
+                        format!("prune not done: {e}"),
+                    ));
                     PruneReport::default()
                 });
                 (deleted, prune)
@@ -745,8 +765,10 @@ impl<'a> Lifecycle<'a> {
                         objects_deleted: deleted.len() as u64 + prune.objects_deleted(),
                         bytes_deleted: deleted.iter().map(|(_, s)| s).sum::<u64>()
                             + prune.bytes_deleted,
-                        objects_written: prune.packs_written + prune.index_written + shipped.0,
-                        bytes_written: prune.bytes_written + shipped.1,
+                        objects_written: prune.packs_written
+                            + prune.index_written
+                            + shipped_objects,
+                        bytes_written: prune.bytes_written + shipped_bytes,
                     };
                     for (entry, size) in here.iter().zip(deleted.iter().map(|(_, s)| *s)) {
                         let g = groups
@@ -754,8 +776,8 @@ impl<'a> Lifecycle<'a> {
                             .or_default();
                         g.snapshots.insert(entry.snapshot.clone());
                         let c = g.per_target.entry(target.clone()).or_default();
-                        c.0 += 1;
-                        c.1 += size;
+                        c.objects += 1;
+                        c.bytes += size;
                     }
                     if prune.objects_deleted() > 0 || prune.packs_written > 0 {
                         pruned.push(TargetCounts {
@@ -771,11 +793,11 @@ impl<'a> Lifecycle<'a> {
                 }
                 Err(e) => {
                     all_ok = false;
-                    failures.push(Failure {
-                        tenant: Some(tenant.to_string()),
-                        target,
-                        error: e.to_string(),
-                    });
+                    failures.push(Failure::of_tenant(
+                        tenant.to_string(),
+                        Some(target),
+                        e.to_string(),
+                    ));
                 }
             }
         }
@@ -785,10 +807,10 @@ impl<'a> Lifecycle<'a> {
             entry.targets = group
                 .per_target
                 .into_iter()
-                .map(|(target, (objects, bytes))| TargetCounts {
+                .map(|(target, deleted)| TargetCounts {
                     target,
-                    objects,
-                    bytes,
+                    objects: deleted.objects,
+                    bytes: deleted.bytes,
                 })
                 .collect();
             entry.rule = Some(rule);
@@ -816,7 +838,7 @@ impl<'a> Lifecycle<'a> {
         repo: &Repository,
         tenant: &str,
         due: &[&PlanEntry],
-        primary: Option<&PrimaryLayout>,
+        primary: Option<&TenantHoldings>,
         prune_now: bool,
     ) -> Result<(Deleted, Result<PruneReport>)> {
         let t = repo.tenant(tenant, false)?;
@@ -853,7 +875,7 @@ impl<'a> Lifecycle<'a> {
     /// Crypto-shredding: deletes every object of the tenant on every target,
     /// its key last, and checks by listing that nothing but locks is left.
     /// Returns the targets it did this on.
-    fn destroy_key(&self, tenant: &str, world: &World) -> Result<Vec<String>> {
+    fn destroy_key(&self, tenant: &str, holdings: &Holdings) -> Result<Vec<String>> {
         let prefix = layout::tenant_prefix(tenant);
         let (snapshots, locks) = (
             layout::snapshots_folder(tenant),
@@ -862,7 +884,7 @@ impl<'a> Lifecycle<'a> {
         let mut counts = Vec::new();
         for repo in self.repos.iter() {
             let target = repo.store.name().to_string();
-            if !world
+            if !holdings
                 .tenants
                 .get(&target)
                 .is_some_and(|t| t.contains(tenant))
@@ -918,7 +940,7 @@ impl<'a> Lifecycle<'a> {
     }
 
     /// Says once per erasure which snapshots it spared, and why.
-    fn audit_legal_kept(&self, world: &World, kept: &[PlanEntry]) -> Result<()> {
+    fn audit_legal_kept(&self, holdings: &Holdings, kept: &[PlanEntry]) -> Result<()> {
         if kept.is_empty() {
             return Ok(());
         }
@@ -929,7 +951,7 @@ impl<'a> Lifecycle<'a> {
             .filter(|r| r.action == Action::LegalKept)
             .filter_map(|r| r.event)
             .collect();
-        for (tenant, state) in &world.states {
+        for (tenant, state) in &holdings.states {
             let mine: Vec<&PlanEntry> = kept.iter().filter(|e| &e.tenant == tenant).collect();
             if mine.is_empty() {
                 continue;
@@ -996,7 +1018,13 @@ fn resolve_hold(
 #[derive(Default)]
 struct DeletedGroup {
     snapshots: BTreeSet<String>,
-    per_target: BTreeMap<String, (u64, u64)>,
+    per_target: BTreeMap<String, DeletedOnTarget>,
+}
+
+#[derive(Default)]
+struct DeletedOnTarget {
+    objects: u64,
+    bytes: u64,
 }
 
 fn pending_dir(state_dir: &Path) -> PathBuf {

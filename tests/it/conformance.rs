@@ -493,7 +493,7 @@ fn locks_and_conditional_create(kind: StoreKind) {
     // A backup while acme is locked: acme fails naming the holder, beta goes on.
     let report = backup::run(&repo, config, &backup_options()).expect("backup runs");
     assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
-    assert_eq!(report.failed[0].tenant, "acme");
+    assert_eq!(report.failed[0].tenant.as_deref(), Some("acme"));
     assert!(
         report.failed[0].error.contains("lockhost"),
         "{:?}",

@@ -27,3 +27,4 @@ mod cli_tenant_names;
 mod conformance;
 mod fixture_repo;
 mod metrics_alerts;
+mod prune_plan_bugs;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::plan::{PrunePlan, TenantObjects};
-use super::{PrimaryLayout, PruneReport, refuse, verify_gone};
+use super::{PruneReport, TenantHoldings, refuse, verify_gone};
 use crate::error::Result;
 use crate::format::index::IndexPack;
 use crate::format::{Id, Kind};
@@ -27,7 +27,7 @@ pub fn execute(
     let name = &tenant.name;
     let mut report = PruneReport::default();
     let Some(new_index) = &plan.index else {
-        report.after = PrimaryLayout {
+        report.after = TenantHoldings {
             packs: objects.packs().keys().copied().collect(),
             index: objects
                 .index_objects()
@@ -75,7 +75,7 @@ pub fn execute(
         gone.push((path, size));
     }
     verify_gone(repo, &layout::tenant_prefix(name), &gone)?;
-    report.after = PrimaryLayout {
+    report.after = TenantHoldings {
         packs: plan.keep.iter().copied().chain(new_pack_ids).collect(),
         index: objects
             .index_objects()

@@ -28,12 +28,14 @@ use crate::error::{Error, Result};
 use crate::format::Id;
 use crate::layout;
 use crate::lock::TenantLock;
-use crate::repo::{Index, Repository, Tenant};
+use crate::repo::{Repository, Tenant};
 use plan::{IndexObject, REPACK_BELOW_LIVE_SHARE, TenantObjects};
 
-/// What the primary holds of a tenant, for pruning a secondary.
+/// The packs and index objects a target holds of a tenant. The primary's,
+/// as its prune leaves them, are what each secondary prunes to: it keeps
+/// those packs and does not replace those index objects.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PrimaryLayout {
+pub struct TenantHoldings {
     pub packs: HashSet<Id>,
     /// Paths of index objects.
     pub index: HashSet<String>,
@@ -50,7 +52,7 @@ pub struct PruneReport {
     pub blobs_repacked: u64,
     /// The tenant's packs and index objects afterwards.
     #[serde(skip)]
-    pub after: PrimaryLayout,
+    pub after: TenantHoldings,
 }
 
 impl PruneReport {
@@ -60,17 +62,17 @@ impl PruneReport {
 }
 
 /// Prunes one tenant on one target. `primary` is `None` when pruning the
-/// primary itself (which repacks), else the primary's layout. Returns what
-/// was done.
+/// primary itself (which repacks), else what the primary holds of the
+/// tenant. Returns what was done.
 pub fn prune_tenant(
     repo: &Repository,
     tenant: &Arc<Tenant>,
-    primary: Option<&PrimaryLayout>,
+    primary: Option<&TenantHoldings>,
     pack_size: u64,
     lock: &TenantLock,
 ) -> Result<PruneReport> {
     let objects = load(repo, tenant, primary)?;
-    let live = live_blobs(repo, tenant, objects.index())?;
+    let live = live_blobs(repo, tenant, &objects)?;
     let plan = plan::plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
     execute::execute(repo, tenant, &objects, &plan, pack_size, lock)
 }
@@ -80,7 +82,7 @@ pub fn prune_tenant(
 fn load<'a>(
     repo: &Repository,
     tenant: &Tenant,
-    primary: Option<&'a PrimaryLayout>,
+    primary: Option<&'a TenantHoldings>,
 ) -> Result<TenantObjects<'a>> {
     let store = &repo.store;
     let mut packs: HashMap<Id, u64> = HashMap::new();
@@ -107,8 +109,14 @@ fn load<'a>(
 
 /// Every tree and data blob the tenant's snapshots on this target
 /// reference. Refuses (deleting nothing) if any of them cannot be found:
-/// that is damage for `check` to name, not garbage.
-fn live_blobs(repo: &Repository, tenant: &Tenant, index: &Index) -> Result<HashSet<Id>> {
+/// that is damage for `check` to name, not garbage. A blob that an index
+/// object names only in packs this target lacks counts as not found, and
+/// the refusal names those packs: a secondary has lost it until ship
+/// brings one again. (Restic's prune refuses whenever its index names a
+/// missing pack; here only a live blob without a held place stops it, see
+/// `plan`.)
+fn live_blobs(repo: &Repository, tenant: &Tenant, objects: &TenantObjects) -> Result<HashSet<Id>> {
+    let index = objects.index();
     let mut live: HashSet<Id> = HashSet::new();
     for (snap_id, snap) in repo.snapshots(tenant)? {
         let mut stack = vec![snap.root];
@@ -117,9 +125,13 @@ fn live_blobs(repo: &Repository, tenant: &Tenant, index: &Index) -> Result<HashS
                 continue;
             }
             let tree = repo.read_tree(tenant, index, &tree_id).map_err(|e| {
+                let why = match missing_pack_of(tenant, objects, &tree_id) {
+                    Some(pack) => format!("tree blob {} is in {pack}", tree_id.to_hex()),
+                    None => e.to_string(),
+                };
                 refuse(
                     &layout::snapshot_path(&tenant.name, &snap_id),
-                    &format!("cannot be read fully ({e})"),
+                    &format!("cannot be read fully ({why})"),
                 )
             })?;
             for node in tree.nodes {
@@ -128,16 +140,40 @@ fn live_blobs(repo: &Repository, tenant: &Tenant, index: &Index) -> Result<HashS
                 }
                 for blob in node.content {
                     if live.insert(blob) && !index.contains(&blob) {
-                        return Err(refuse(
-                            &layout::snapshot_path(&tenant.name, &snap_id),
-                            &format!("names data blob {} that no index holds", blob.to_hex()),
-                        ));
+                        let why = match missing_pack_of(tenant, objects, &blob) {
+                            Some(pack) => format!("names data blob {} in {pack}", blob.to_hex()),
+                            None => {
+                                format!("names data blob {} that no index holds", blob.to_hex())
+                            }
+                        };
+                        return Err(refuse(&layout::snapshot_path(&tenant.name, &snap_id), &why));
                     }
                 }
             }
         }
     }
     Ok(live)
+}
+
+/// For a blob the index does not place: the packs index objects name it
+/// in, which this target lacks, as "pack P (in index I) and ..., which
+/// this target lacks"; `None` if no index object names it.
+fn missing_pack_of(tenant: &Tenant, objects: &TenantObjects, blob: &Id) -> Option<String> {
+    let named: Vec<String> = objects
+        .index_objects()
+        .iter()
+        .flat_map(|o| {
+            o.body
+                .packs
+                .iter()
+                .filter(|p| p.blobs.iter().any(|e| e.id == *blob))
+                .map(|p| {
+                    let pack = layout::pack_path(&tenant.name, &p.id);
+                    format!("pack {pack} (in index {})", o.path)
+                })
+        })
+        .collect();
+    (!named.is_empty()).then(|| format!("{}, which this target lacks", named.join(" and ")))
 }
 
 fn refuse(object: &str, why: &str) -> Error {

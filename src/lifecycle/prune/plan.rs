@@ -10,8 +10,9 @@
 //! * kept, if it is one of the primary's (on a secondary, see `super`);
 //! * deleted, if no live blob has its place in it;
 //! * repacked (on the primary only), if less than `repack_below_live_share`
-//!   of its bytes are live blobs placed in it: they move to new packs and
-//!   the pack is deleted;
+//!   of its bytes are in use: the live blobs placed in it and the header
+//!   that describes them (as restic counts the header as used). They move
+//!   to new packs and the pack is deleted;
 //! * else kept.
 //!
 //! The tenant's own index objects (those that are not the primary's) are
@@ -22,15 +23,37 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::PrimaryLayout;
-use crate::format::Id;
+use super::TenantHoldings;
+use crate::crypto::SEAL_OVERHEAD;
 use crate::format::index::{IndexBody, IndexPack};
 use crate::format::pack::PackEntry;
+use crate::format::{ENVELOPE_PREFIX, Id};
 use crate::repo::Index;
 
-/// A pack is repacked when less than this share of its bytes is live: at
+/// A pack is repacked when less than this share of its bytes is in use: at
 /// most half of it is rewritten to free the other half.
 pub const REPACK_BELOW_LIVE_SHARE: f64 = 0.5;
+
+/// The header of a pack of blobs of these sealed lengths, back to back
+/// (FORMAT.md 13.1, 13.2): the envelope of the entry list and its `u32`
+/// length. Counted as in use beside the live blobs: with the header counted
+/// as dead, a pack of blobs sealed under some 75 bytes (45 of plaintext)
+/// was under half live with every blob live, so a repack that moved only
+/// such blobs made a pack the next prune repacked again, and so on.
+pub fn header_len(lengths: impl IntoIterator<Item = u32>) -> u64 {
+    fn varint_len(n: u64) -> u64 {
+        u64::from((u64::BITS - n.leading_zeros()).max(1).div_ceil(7))
+    }
+    let (mut count, mut offset, mut entries) = (0u64, 0u64, 0u64);
+    for length in lengths {
+        // kind, id, offset, length
+        entries += 1 + 32 + varint_len(offset) + varint_len(u64::from(length));
+        offset += u64::from(length);
+        count += 1;
+    }
+    let envelope = (ENVELOPE_PREFIX + SEAL_OVERHEAD) as u64 + varint_len(count) + entries;
+    envelope + 4
+}
 
 /// One of the tenant's index objects, as listed and opened.
 #[derive(Debug, Clone)]
@@ -47,7 +70,7 @@ pub struct TenantObjects<'a> {
     packs: HashMap<Id, u64>,
     index_objects: Vec<IndexObject>,
     /// `None` on the primary.
-    primary: Option<&'a PrimaryLayout>,
+    primary: Option<&'a TenantHoldings>,
     index: Index,
 }
 
@@ -55,7 +78,7 @@ impl<'a> TenantObjects<'a> {
     pub fn new(
         packs: HashMap<Id, u64>,
         index_objects: Vec<IndexObject>,
-        primary: Option<&'a PrimaryLayout>,
+        primary: Option<&'a TenantHoldings>,
     ) -> TenantObjects<'a> {
         let mut objects = TenantObjects {
             packs,
@@ -182,15 +205,15 @@ pub fn plan(
     let mut repack: Vec<Repack> = Vec::new();
     let mut keep: Vec<Id> = Vec::new();
     for (&id, &size) in &objects.packs {
-        let live_bytes: u64 = live_in
-            .get(&id)
-            .map_or(0, |v| v.iter().map(|e| u64::from(e.length)).sum());
+        let live = live_in.get(&id).map_or(&[][..], Vec::as_slice);
+        let live_bytes: u64 = live.iter().map(|e| u64::from(e.length)).sum();
+        let in_use = live_bytes + header_len(live.iter().map(|e| e.length));
         if objects.is_primary_pack(&id) {
             keep.push(id);
         } else if live_bytes == 0 {
             delete.push(id);
         } else if objects.primary.is_none()
-            && (live_bytes as f64) < repack_below_live_share * size as f64
+            && (in_use as f64) < repack_below_live_share * size as f64
         {
             repack.push(Repack {
                 pack: id,
@@ -204,12 +227,21 @@ pub fn plan(
     repack.sort_by_key(|r| r.pack);
     keep.sort();
 
-    // Blobs the kept index objects of the primary already place.
+    // Blobs the kept index objects of the primary already place, in packs
+    // held here. A pack they name may be missing on a secondary (lost
+    // there, and its copy refused by ship since); a live blob of it that
+    // an own pack also holds is indexed in the own index, else nothing
+    // here would find it. One held nowhere never gets here: the caller
+    // refuses to prune. The secondary keeps pruning rather than refusing
+    // as soon as any index names a missing pack (restic's prune does):
+    // every live blob still has a held place, and the next ship brings
+    // the pack, whose copy then takes the blob's place.
     let covered: HashSet<Id> = objects
         .index_objects
         .iter()
         .filter(|o| objects.is_primary_index(&o.path))
         .flat_map(|o| &o.body.packs)
+        .filter(|p| objects.packs.contains_key(&p.id))
         .flat_map(|p| p.blobs.iter().map(|e| e.id))
         .collect();
     let own: Vec<&IndexObject> = objects
@@ -280,20 +312,15 @@ mod tests {
     /// Blobs are drawn from a few ids, so that packs share some.
     const BLOBS: u8 = 12;
 
-    /// A pack's header as the format writes it (FORMAT.md 13.2): the
-    /// envelope, its length, the entry count, and about 37 bytes an entry.
-    fn header_size(entries: usize) -> u64 {
-        38 + 4 + 1 + 37 * entries as u64
-    }
-
     fn blob_id(n: u8) -> Id {
         Id([n; 32])
     }
 
-    // A sealed blob is 29 bytes plus its plaintext (FORMAT.md 12.2). These
-    // are at least 80: a new pack of small blobs only (sealed under about
-    // 80 bytes each) has less than half its bytes live, header counted as
-    // dead, and so is repacked again by every prune.
+    /// Plaintext sizes of the blobs, from one byte up: a pack of the small
+    /// ones only has more header than blobs.
+    const PLAINTEXT: [u32; BLOBS as usize] = [1, 2, 3, 5, 8, 13, 21, 45, 46, 80, 300, 2000];
+
+    // A sealed blob is 29 bytes plus its plaintext (FORMAT.md 12.2).
     fn blob_entry(n: u8, offset: u64) -> PackEntry {
         let kind = if n.is_multiple_of(3) {
             Kind::TreeBlob
@@ -304,7 +331,7 @@ mod tests {
             kind: kind as u8,
             id: blob_id(n),
             offset,
-            length: 80 + 23 * u32::from(n),
+            length: 29 + PLAINTEXT[usize::from(n)],
         }
     }
 
@@ -321,9 +348,10 @@ mod tests {
             });
             offset += u64::from(length);
         }
+        let header = header_len(entries.iter().map(|e| e.length));
         IndexPack {
             id,
-            size: offset + header_size(entries.len()),
+            size: offset + header,
             blobs: entries,
         }
     }
@@ -353,18 +381,20 @@ mod tests {
     }
 
     /// What a tenant holds on a target. On a secondary, index object 0 is
-    /// the primary's: it lists the primary's packs and only those, which
-    /// the secondary holds (ship copies packs before the index naming them).
-    struct Holdings {
+    /// the primary's: it lists the primary's packs and only those. Ship
+    /// copies packs before the index naming them, yet the secondary may
+    /// lack one: a pack lost there since, whose copy from a damaged source
+    /// ship then refuses.
+    struct Stored {
         packs: HashMap<Id, u64>,
         index_objects: Vec<IndexObject>,
-        primary: Option<PrimaryLayout>,
+        primary: Option<TenantHoldings>,
     }
 
-    fn holdings(arb: &[ArbPack], secondary: bool) -> Holdings {
+    fn stored(arb: &[ArbPack], secondary: bool) -> Stored {
         let mut packs = HashMap::new();
         let mut bodies: [IndexBody; 3] = Default::default();
-        let mut primary = secondary.then(PrimaryLayout::default);
+        let mut primary = secondary.then(TenantHoldings::default);
         for (k, a) in arb.iter().enumerate() {
             let id = Id([0x80 + k as u8; 32]);
             let pack = pack_of(
@@ -375,17 +405,15 @@ mod tests {
                 }),
             );
             let mut in_index = a.in_index.clone();
-            let mut listed = a.listed;
             if let Some(p) = primary.as_mut() {
                 if a.of_primary {
                     p.packs.insert(id);
                     in_index.insert(0);
-                    listed = true;
                 } else {
                     in_index.remove(&0);
                 }
             }
-            if listed {
+            if a.listed {
                 packs.insert(id, pack.size);
             }
             for j in in_index {
@@ -407,7 +435,7 @@ mod tests {
                 body,
             });
         }
-        Holdings {
+        Stored {
             packs,
             index_objects,
             primary,
@@ -479,7 +507,7 @@ mod tests {
             in_index: [1].into(),
             of_primary: false,
         };
-        let h = holdings(&[arb(&[1]), arb(&[2, 3, 11]), arb(&[4, 5])], false);
+        let h = stored(&[arb(&[1]), arb(&[2, 3, 11]), arb(&[4, 5])], false);
         let objects = TenantObjects::new(h.packs, h.index_objects, None);
         let live: HashSet<Id> = [2, 4, 5].map(blob_id).into();
         let plan = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
@@ -495,7 +523,7 @@ mod tests {
 
     #[test]
     fn a_tenant_without_garbage_plans_nothing() {
-        let h = holdings(
+        let h = stored(
             &[ArbPack {
                 blobs: [1, 2].into(),
                 listed: true,
@@ -511,6 +539,84 @@ mod tests {
         assert_eq!(plan.keep, [Id([0x80; 32])]);
     }
 
+    /// Bug: the primary's index object on a secondary names a pack the
+    /// secondary lacks, and a live blob of that pack is held here in an own
+    /// pack. Counted as indexed by the primary's object, it was left out of
+    /// the new own index: the next prune refused, a restore failed.
+    #[test]
+    fn a_secondary_keeps_indexing_a_blob_whose_primary_pack_it_lacks() {
+        let missing = ArbPack {
+            blobs: [1, 2].into(),
+            listed: false,
+            in_index: [].into(),
+            of_primary: true,
+        };
+        let own = ArbPack {
+            blobs: [1, 3].into(),
+            listed: true,
+            in_index: [1].into(),
+            of_primary: false,
+        };
+        let h = stored(&[missing, own], true);
+        let objects = TenantObjects::new(h.packs, h.index_objects, h.primary.as_ref());
+        let live: HashSet<Id> = [blob_id(1)].into();
+        let plan = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
+        assert_eq!(plan.keep, [Id([0x81; 32])]);
+        let new_index = plan
+            .index
+            .expect("blob 3 is dead, so the own index is rewritten");
+        assert_eq!(new_index.body.packs.len(), 1);
+        assert_eq!(new_index.body.packs[0].id, Id([0x81; 32]));
+        assert_eq!(new_index.body.packs[0].blobs, [blob_entry(1, 0)]);
+    }
+
+    #[test]
+    fn header_len_is_the_header_the_packer_writes() {
+        let cipher = crate::crypto::SecretKey::random().cipher();
+        for lengths in [
+            vec![30],
+            vec![30, 31, 200],
+            vec![29 + 2000; 70],
+            vec![70_000, 30],
+        ] {
+            let mut builder = crate::format::pack::PackBuilder::default();
+            for (i, &length) in lengths.iter().enumerate() {
+                builder.add(Kind::DataBlob, Id([i as u8; 32]), &vec![0; length as usize]);
+            }
+            let blobs: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
+            let (bytes, _, _) = builder.finish(&cipher, b"context");
+            assert_eq!(
+                bytes.len() as u64 - blobs,
+                header_len(lengths.iter().copied()),
+                "{lengths:?}"
+            );
+        }
+    }
+
+    /// Bug: the repack threshold counted the pack header as dead, so a pack
+    /// of small live blobs only (under some 75 sealed bytes each) was less
+    /// than half live, and every prune repacked it again.
+    #[test]
+    fn a_pack_of_tiny_live_blobs_is_not_repacked_again() {
+        let arb = |blobs: &[u8]| ArbPack {
+            blobs: blobs.iter().copied().collect(),
+            listed: true,
+            in_index: [1].into(),
+            of_primary: false,
+        };
+        let h = stored(&[arb(&[0, 1, 2]), arb(&[3, 11])], false);
+        let objects = TenantObjects::new(h.packs, h.index_objects, None);
+        let live: HashSet<Id> = [0, 1, 2, 3].map(blob_id).into();
+        let first = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
+        assert_eq!(first.keep, [Id([0x80; 32])], "every blob of it is live");
+        assert_eq!(first.repack.len(), 1, "blob 11, dead, is most of it");
+        let (packs, index_objects) = after(&objects, &first);
+        let left = TenantObjects::new(packs, index_objects, None);
+        let again = plan(&left, &live, REPACK_BELOW_LIVE_SHARE);
+        assert!(again.is_empty(), "{again:?}");
+        assert!(again.repack.is_empty());
+    }
+
     proptest! {
         #[test]
         fn prune_plan_laws(
@@ -518,7 +624,7 @@ mod tests {
             live_mask in any::<u16>(),
             secondary in any::<bool>(),
         ) {
-            let h = holdings(&arb, secondary);
+            let h = stored(&arb, secondary);
             let objects = TenantObjects::new(h.packs.clone(), h.index_objects.clone(), h.primary.as_ref());
             let index = objects.index();
             let live: HashSet<Id> = (0..BLOBS)
@@ -528,7 +634,7 @@ mod tests {
                 .collect();
             let result = plan(&objects, &live, REPACK_BELOW_LIVE_SHARE);
 
-            // The same holdings (hashed in another order) plan the same.
+            // The same objects (hashed in another order) plan the same.
             let again = TenantObjects::new(h.packs.clone(), h.index_objects.clone(), h.primary.as_ref());
             prop_assert_eq!(&plan(&again, &live, REPACK_BELOW_LIVE_SHARE), &result);
 
@@ -544,18 +650,20 @@ mod tests {
             prop_assert_eq!(named, listed);
 
             // The rule: the primary's packs stay, packs without a live blob
-            // go, the primary repacks those less than half live.
+            // go, the primary repacks those less than half in use.
             for (id, &size) in &h.packs {
                 let placed: BTreeSet<Id> = live.iter()
                     .filter(|b| index.get(b).is_some_and(|l| index.pack_id(l) == *id))
                     .copied()
                     .collect();
-                let live_bytes: u64 = placed.iter().map(|b| u64::from(index.get(b).unwrap().length)).sum();
+                let lengths: Vec<u32> = placed.iter().map(|b| index.get(b).unwrap().length).collect();
+                let live_bytes: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
+                let in_use = live_bytes + header_len(lengths);
                 let expected = if objects.is_primary_pack(id) {
                     Fate::Keep
                 } else if live_bytes == 0 {
                     Fate::Delete
-                } else if !secondary && (live_bytes as f64) < REPACK_BELOW_LIVE_SHARE * size as f64 {
+                } else if !secondary && (in_use as f64) < REPACK_BELOW_LIVE_SHARE * size as f64 {
                     Fate::Repack
                 } else {
                     Fate::Keep
@@ -597,10 +705,14 @@ mod tests {
 
             // What is left indexes nothing else: one own index object at
             // most, listing live blobs only, each at its one place, and
-            // none the primary's index objects list.
+            // none the primary's index objects list in a pack held here.
             let (shared, own): (Vec<&IndexObject>, Vec<&IndexObject>) =
                 left.index_objects.iter().partition(|o| left.is_primary_index(&o.path));
-            let covered: HashSet<Id> = shared.iter().flat_map(|o| &o.body.packs).flat_map(|p| p.blobs.iter().map(|e| e.id)).collect();
+            let covered: HashSet<Id> = shared.iter()
+                .flat_map(|o| &o.body.packs)
+                .filter(|p| left.packs.contains_key(&p.id))
+                .flat_map(|p| p.blobs.iter().map(|e| e.id))
+                .collect();
             prop_assert!(own.len() <= 1);
             for p in own.iter().flat_map(|o| &o.body.packs) {
                 for e in &p.blobs {
