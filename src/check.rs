@@ -6,6 +6,7 @@
 //! collects them.
 
 use rayon::prelude::*;
+use serde::{Serialize, Serializer};
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
@@ -28,14 +29,46 @@ pub struct Finding {
     pub message: String,
 }
 
-#[derive(Debug, Default)]
+/// What a check found, as `check --json` prints it (with `ok` beside it).
+#[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
+    #[serde(serialize_with = "findings_as_errors")]
     pub errors: Vec<Finding>,
+    #[serde(serialize_with = "findings_as_information")]
     pub unreferenced: Vec<Finding>,
     pub snapshots: u64,
     pub packs: u64,
     pub blobs: u64,
     pub blobs_read: u64,
+}
+
+/// A finding in `check --json` names its object and, under a key that
+/// says which list it is in, `error` or `info`, the message: scripts have
+/// always read it so.
+fn findings_labelled<S: Serializer>(
+    findings: &[Finding],
+    label: &'static str,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(
+        findings.iter().map(|f| {
+            std::collections::BTreeMap::from([("object", &f.object), (label, &f.message)])
+        }),
+    )
+}
+
+fn findings_as_errors<S: Serializer>(
+    findings: &[Finding],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    findings_labelled(findings, "error", s)
+}
+
+fn findings_as_information<S: Serializer>(
+    findings: &[Finding],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    findings_labelled(findings, "info", s)
 }
 
 impl CheckReport {

@@ -1,7 +1,7 @@
 //! `gallra check`.
 
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use gallra::check::{self, ReadData};
 use gallra::config::Config;
@@ -21,6 +21,14 @@ pub struct CheckArgs {
     target: TargetArg,
 }
 
+/// `check --json`: the report and whether the repository is whole.
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    report: &'a check::CheckReport,
+}
+
 pub fn run(config: &Config, json_out: bool, args: CheckArgs) -> anyhow::Result<i32> {
     let repo = args.target.open(config)?;
     let mode = match (args.read_data, args.read_data_subset) {
@@ -35,14 +43,11 @@ pub fn run(config: &Config, json_out: bool, args: CheckArgs) -> anyhow::Result<i
     for f in &report.errors {
         eprintln!("error: {}: {}", f.object, f.message);
     }
-    let finding = |f: &check::Finding, key: &str| json!({"object": f.object, key: f.message});
     if json_out {
-        print_json(&json!({
-            "ok": report.ok(),
-            "errors": report.errors.iter().map(|f| finding(f, "error")).collect::<Vec<_>>(),
-            "unreferenced": report.unreferenced.iter().map(|f| finding(f, "info")).collect::<Vec<_>>(),
-            "snapshots": report.snapshots, "packs": report.packs, "blobs": report.blobs, "blobs_read": report.blobs_read,
-        }))?;
+        print_json(&CheckJson {
+            ok: report.ok(),
+            report: &report,
+        })?;
     } else {
         for f in &report.unreferenced {
             println!("info: {}: {}", f.object, f.message);

@@ -1,10 +1,10 @@
 //! `gallra config check`.
 
 use clap::Subcommand;
-use serde_json::json;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-use gallra::config::{Config, SourceKind};
+use gallra::config::{Config, SourceKind, Target};
 use gallra::crypto::{KeyMaterial, KeySource};
 
 use super::output::print_json;
@@ -72,6 +72,62 @@ fn config_problems(config: &Config) -> (Vec<String>, Vec<String>) {
     (problems, warnings)
 }
 
+/// `config check --json`.
+#[derive(Serialize)]
+struct ConfigCheckJson<'a> {
+    file: &'a Path,
+    /// No problem found: the agent would start.
+    ok: bool,
+    problems: &'a [String],
+    targets: Vec<TargetJson<'a>>,
+    /// How many `[[source]]` tables.
+    sources: usize,
+    schedules: &'a [ScheduleJson],
+    retention: &'a [RuleJson],
+    tenant_retention: &'a [RuleJson],
+    warnings: &'a [String],
+}
+
+/// A target as `config check` shows it: no store options, no credentials.
+#[derive(Serialize)]
+struct TargetJson<'a> {
+    name: &'a str,
+    url: &'a str,
+    primary: bool,
+}
+
+impl<'a> TargetJson<'a> {
+    fn new(t: &'a Target) -> TargetJson<'a> {
+        TargetJson {
+            name: &t.name,
+            url: &t.url,
+            primary: t.primary,
+        }
+    }
+}
+
+/// When a job of the agent runs.
+#[derive(Serialize)]
+struct ScheduleJson {
+    job: String,
+    schedule: String,
+}
+
+/// The rule that governs a category's snapshots, of every tenant or (with
+/// `tenant`) of one tenant with an agreement of its own.
+#[derive(Serialize)]
+struct RuleJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    category: String,
+    rule: String,
+    /// Periods as written in the config's style (`7y`, `6mo`).
+    keep: String,
+    after_contract: String,
+    legal_obligation: bool,
+    legal_basis: String,
+}
+
 /// Checks a config without touching a store: every key known, URLs and
 /// store options valid, schedules parsed, the key file readable and every
 /// command source's program found; prints the effective retention rule of
@@ -99,47 +155,57 @@ fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
     // A tenant without an agreement of its own ("") gets the category's rule.
     let rule_json = |tenant: &str, category: &str| {
         let r = config.policy.rule_for(tenant, category);
-        let mut v = json!({
-            "category": category,
-            "rule": r.name,
-            "keep": format!("{:#}", r.keep),
-            "after_contract": format!("{:#}", r.after_contract),
-            "legal_obligation": r.legal_obligation,
-            "legal_basis": r.legal_basis,
-        });
-        if !tenant.is_empty() {
-            v["tenant"] = tenant.into();
+        RuleJson {
+            tenant: (!tenant.is_empty()).then(|| tenant.to_string()),
+            category: category.to_string(),
+            rule: r.name,
+            keep: format!("{:#}", r.keep),
+            after_contract: format!("{:#}", r.after_contract),
+            legal_obligation: r.legal_obligation,
+            legal_basis: r.legal_basis,
         }
-        v
     };
-    let rules: Vec<serde_json::Value> = categories.iter().map(|c| rule_json("", c)).collect();
-    let tenant_rules: Vec<serde_json::Value> = config
+    let rules: Vec<RuleJson> = categories.iter().map(|c| rule_json("", c)).collect();
+    let tenant_rules: Vec<RuleJson> = config
         .retention
         .tenant
         .keys()
         .flat_map(|tenant| categories.iter().map(|c| rule_json(tenant, c)))
         .collect();
-    let schedules: Vec<serde_json::Value> = config
+    let schedules: Vec<ScheduleJson> = config
         .sources
         .iter()
-        .map(|s| json!({"job": format!("backup:{}", s.name), "schedule": s.schedule.to_string()}))
+        .map(|s| ScheduleJson {
+            job: format!("backup:{}", s.name),
+            schedule: s.schedule.to_string(),
+        })
         .chain([
-            json!({"job": "lifecycle", "schedule": config.agent.lifecycle.to_string()}),
-            json!({"job": "drill", "schedule": config.drill.schedule.as_ref().map_or("off".into(), |s| s.to_string())}),
+            ScheduleJson {
+                job: "lifecycle".into(),
+                schedule: config.agent.lifecycle.to_string(),
+            },
+            ScheduleJson {
+                job: "drill".into(),
+                schedule: config
+                    .drill
+                    .schedule
+                    .as_ref()
+                    .map_or("off".into(), |s| s.to_string()),
+            },
         ])
         .collect();
     if json_out {
-        print_json(&json!({
-            "file": path,
-            "ok": problems.is_empty(),
-            "problems": problems,
-            "targets": config.targets.iter().map(|t| json!({"name": t.name, "url": t.url, "primary": t.primary})).collect::<Vec<_>>(),
-            "sources": config.sources.len(),
-            "schedules": schedules,
-            "retention": rules,
-            "tenant_retention": tenant_rules,
-            "warnings": warnings,
-        }))?;
+        print_json(&ConfigCheckJson {
+            file: path,
+            ok: problems.is_empty(),
+            problems: &problems,
+            targets: config.targets.iter().map(TargetJson::new).collect(),
+            sources: config.sources.len(),
+            schedules: &schedules,
+            retention: &rules,
+            tenant_retention: &tenant_rules,
+            warnings: &warnings,
+        })?;
     } else {
         for p in &problems {
             eprintln!("error: {p}");
@@ -159,11 +225,7 @@ fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
             println!("warning: {w}");
         }
         for s in &schedules {
-            println!(
-                "schedule {:<16} {}",
-                s["job"].as_str().unwrap_or_default(),
-                s["schedule"].as_str().unwrap_or_default()
-            );
+            println!("schedule {:<16} {}", s.job, s.schedule);
         }
         println!("effective retention rules:");
         println!(
@@ -171,22 +233,18 @@ fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
             "category", "rule", "keep", "after contract", "legal"
         );
         for r in rules.iter().chain(&tenant_rules) {
-            let name = match r["tenant"].as_str() {
-                Some(t) => format!("{}@{t}", r["category"].as_str().unwrap_or_default()),
-                None => r["category"].as_str().unwrap_or_default().to_string(),
+            let name = match &r.tenant {
+                Some(t) => format!("{}@{t}", r.category),
+                None => r.category.clone(),
             };
             println!(
                 "  {:<16} {:<22} {:<10} {:<14} {:<6} {}",
                 name,
-                r["rule"].as_str().unwrap_or_default(),
-                r["keep"].as_str().unwrap_or_default(),
-                r["after_contract"].as_str().unwrap_or_default(),
-                if r["legal_obligation"] == true {
-                    "yes"
-                } else {
-                    "no"
-                },
-                r["legal_basis"].as_str().unwrap_or_default()
+                r.rule,
+                r.keep,
+                r.after_contract,
+                if r.legal_obligation { "yes" } else { "no" },
+                r.legal_basis
             );
         }
     }

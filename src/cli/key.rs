@@ -2,15 +2,16 @@
 
 use clap::Subcommand;
 use serde::Serialize;
-use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 use gallra::config::Config;
 use gallra::crypto::{self, KeySource};
 use gallra::error::Error;
 use gallra::repo::Repository;
+use gallra::repo::keys::SlotInfo;
 use gallra::store::Store;
 
+use super::json::UnixTime;
 use super::output::{print_json, rfc3339};
 
 #[derive(Subcommand)]
@@ -34,11 +35,52 @@ pub enum KeyCommand {
     Remove { id: String },
 }
 
+/// `key generate --json`.
+#[derive(Serialize)]
+struct GeneratedKey<'a> {
+    file: &'a Path,
+}
+
+/// A slot in `key list --json`: its creation time as RFC 3339, not the
+/// Unix seconds the slot holds.
+#[derive(Serialize)]
+struct SlotJson<'a> {
+    id: &'a str,
+    kind: &'a str,
+    created: UnixTime,
+    in_use: bool,
+}
+
+impl<'a> SlotJson<'a> {
+    fn new(s: &'a SlotInfo) -> SlotJson<'a> {
+        SlotJson {
+            id: &s.id,
+            kind: s.kind,
+            created: UnixTime::secs(s.created),
+            in_use: s.in_use,
+        }
+    }
+}
+
+/// `key add --json`: the new slot and its copy on each secondary.
+#[derive(Serialize)]
+struct SlotAdded<'a> {
+    id: &'a str,
+    targets: &'a [SlotSync],
+}
+
+/// `key remove --json`.
+#[derive(Serialize)]
+struct SlotRemoved<'a> {
+    removed: &'a str,
+    targets: &'a [SlotSync],
+}
+
 /// `key generate` needs no config: it makes the key a config then names.
 pub fn generate(json_out: bool, file: &Path) -> anyhow::Result<i32> {
     crypto::generate_key_file(file)?;
     if json_out {
-        print_json(&json!({"file": file}))?;
+        print_json(&GeneratedKey { file })?;
     } else {
         println!(
             "wrote new key file {} (mode 0600); keep a copy offline: without it no backup can be read",
@@ -58,12 +100,7 @@ pub fn run(config: &Config, json_out: bool, command: KeyCommand) -> anyhow::Resu
         KeyCommand::List => {
             let slots = repo.list_slots()?;
             if json_out {
-                print_json(&Value::Array(
-                    slots
-                        .iter()
-                        .map(|s| json!({"id": s.id, "kind": s.kind, "created": rfc3339(s.created, 0), "in_use": s.in_use}))
-                        .collect(),
-                ))?;
+                print_json(&slots.iter().map(SlotJson::new).collect::<Vec<_>>())?;
             } else {
                 for s in slots {
                     println!(
@@ -89,7 +126,10 @@ pub fn run(config: &Config, json_out: bool, command: KeyCommand) -> anyhow::Resu
             let id = repo.add_slot(&source)?;
             let targets = sync_key_slot(config, &repo, &id, SlotChange::Added);
             if json_out {
-                print_json(&json!({"id": id, "targets": targets}))?;
+                print_json(&SlotAdded {
+                    id: &id,
+                    targets: &targets,
+                })?;
             } else {
                 println!("added key slot {id} for {}", source.describe());
             }
@@ -99,7 +139,10 @@ pub fn run(config: &Config, json_out: bool, command: KeyCommand) -> anyhow::Resu
             repo.remove_slot(&id)?;
             let targets = sync_key_slot(config, &repo, &id, SlotChange::Removed);
             if json_out {
-                print_json(&json!({"removed": id, "targets": targets}))?;
+                print_json(&SlotRemoved {
+                    removed: &id,
+                    targets: &targets,
+                })?;
             } else {
                 println!("removed key slot {id}");
             }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod drill;
 pub mod dump;
 pub mod init;
+pub mod json;
 pub mod key;
 pub mod lifecycle;
 pub mod ls;

@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 use std::path::PathBuf;
 
 use gallra::config::Config;
-use gallra::restore::{self, OpenSnapshot, RestoreOptions};
+use gallra::restore::{self, OpenSnapshot, RestoreOptions, RestoreReport};
 
 use super::TargetArg;
 use super::output::{esc, human_bytes, print_json};
@@ -27,6 +27,14 @@ pub struct RestoreArgs {
     target: TargetArg,
 }
 
+/// `restore --json`: the report and the full id of the snapshot restored.
+#[derive(Serialize)]
+struct RestoreJson<'a> {
+    snapshot: String,
+    #[serde(flatten)]
+    report: &'a RestoreReport,
+}
+
 pub fn run(config: &Config, json_out: bool, args: RestoreArgs) -> anyhow::Result<i32> {
     let repo = args.target.open(config)?;
     let snap = OpenSnapshot::open(&repo, &args.snapshot)?;
@@ -44,12 +52,10 @@ pub fn run(config: &Config, json_out: bool, args: RestoreArgs) -> anyhow::Result
         eprintln!("error: {}", esc(&e.to_string()));
     }
     if json_out {
-        print_json(&json!({
-            "snapshot": snap.id.to_hex(), "files": report.files, "dirs": report.dirs,
-            "symlinks": report.symlinks, "bytes": report.bytes, "verified": report.verified,
-            "errors": report.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-            "seconds": report.seconds,
-        }))?;
+        print_json(&RestoreJson {
+            snapshot: snap.id.to_hex(),
+            report: &report,
+        })?;
     } else {
         println!(
             "restored snapshot {} ({}/{}) to {}: {} files, {} dirs, {} symlinks, {}{}; {:.1}s",

@@ -1,7 +1,7 @@
 //! `gallra snapshots`: each snapshot with when it expires and why.
 
 use clap::Args;
-use serde_json::Value;
+use serde::Serialize;
 
 use gallra::config::Config;
 use gallra::error::Error;
@@ -9,7 +9,8 @@ use gallra::format::Id;
 use gallra::format::snapshot::Snapshot;
 
 use super::TargetArg;
-use super::output::{esc, human_bytes, print_json, rfc3339, snapshot_json};
+use super::json::SnapshotJson;
+use super::output::{esc, human_bytes, print_json, rfc3339};
 
 #[derive(Args)]
 pub struct SnapshotsArgs {
@@ -18,6 +19,17 @@ pub struct SnapshotsArgs {
     tenant: Vec<String>,
     #[command(flatten)]
     target: TargetArg,
+}
+
+/// A snapshot in `snapshots --json`, with when the lifecycle would delete
+/// it, why, and by which rule.
+#[derive(Serialize)]
+struct SnapshotExpiry<'a> {
+    #[serde(flatten)]
+    snapshot: SnapshotJson<'a>,
+    expires: jiff::Timestamp,
+    reason: &'static str,
+    rule: String,
 }
 
 pub fn run(config: &Config, json_out: bool, args: SnapshotsArgs) -> anyhow::Result<i32> {
@@ -73,19 +85,19 @@ pub fn run(config: &Config, json_out: bool, args: SnapshotsArgs) -> anyhow::Resu
         )
     };
     if json_out {
-        print_json(&Value::Array(
-            all.iter()
+        print_json(
+            &all.iter()
                 .map(|(id, s)| {
                     let e = expiry(id, s);
-                    let mut v = snapshot_json(id, s);
-                    let o = v.as_object_mut().expect("object");
-                    o.insert("expires".into(), e.at.to_string().into());
-                    o.insert("reason".into(), e.reason.as_str().into());
-                    o.insert("rule".into(), e.rule.into());
-                    v
+                    SnapshotExpiry {
+                        snapshot: SnapshotJson::new(id, s),
+                        expires: e.at,
+                        reason: e.reason.as_str(),
+                        rule: e.rule,
+                    }
                 })
-                .collect(),
-        ))?;
+                .collect::<Vec<_>>(),
+        )?;
     } else {
         println!(
             "{:<12}  {:<16} {:<10} {:<10} {:<25} {:<10} {:>8} {:>10}  {:<21} reason",
