@@ -81,6 +81,8 @@ pub mod json {
         Lifecycle,
         /// `{target, error}` (`ship`, a backup's `ship_failed`).
         Ship,
+        /// `{tenant, source, error}` (a backup's `failed`).
+        Backup,
     }
 
     struct Printed<'a>(&'a Failure, Shape);
@@ -89,10 +91,17 @@ pub mod json {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let Printed(f, shape) = self;
             let mut map = s.serialize_map(None)?;
-            if let Shape::Lifecycle = shape {
-                map.serialize_entry("tenant", &f.tenant)?;
+            match shape {
+                Shape::Lifecycle => {
+                    map.serialize_entry("tenant", &f.tenant)?;
+                    map.serialize_entry("target", f.target_or_empty())?;
+                }
+                Shape::Ship => map.serialize_entry("target", f.target_or_empty())?,
+                Shape::Backup => {
+                    map.serialize_entry("tenant", &f.tenant)?;
+                    map.serialize_entry("source", &f.source)?;
+                }
             }
-            map.serialize_entry("target", f.target_or_empty())?;
             map.serialize_entry("error", &f.error)?;
             map.end()
         }
@@ -114,6 +123,11 @@ pub mod json {
     /// For `#[serde(serialize_with)]`: ship's `{target, error}`.
     pub fn ship<S: Serializer>(failures: &[Failure], s: S) -> Result<S::Ok, S::Error> {
         all(failures, Shape::Ship, s)
+    }
+
+    /// For `#[serde(serialize_with)]`: a backup's `{tenant, source, error}`.
+    pub fn backup<S: Serializer>(failures: &[Failure], s: S) -> Result<S::Ok, S::Error> {
+        all(failures, Shape::Backup, s)
     }
 
     /// One failure as ship prints it, `{target, error}`.

@@ -1,19 +1,21 @@
 //! `gallra backup`: back up, audit, then ship what was backed up.
 
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 use gallra::backup::{self, BackupOptions};
 use gallra::config::Config;
 use gallra::error::Error;
+use gallra::failure::Failure;
 use gallra::format::snapshot::Snapshot;
 use gallra::job::JobReport;
 use gallra::lifecycle::gate::Refusal;
 use gallra::repo::Repository;
-use gallra::ship::ShipOptions;
+use gallra::ship::{ShipOptions, ShipReport};
 
-use super::output::{esc, human_bytes, print_json, print_ship_report, snapshot_json};
+use super::json::SnapshotJson;
+use super::output::{esc, human_bytes, print_json, print_ship_report};
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -179,33 +181,78 @@ fn parse_tags(tag: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(tags)
 }
 
+/// A snapshot taken, in `backup --json`: the snapshot as `snapshots --json`
+/// prints it, with what this backup read, added and stored, and its
+/// warnings.
+#[derive(Serialize)]
+struct SnapshotTakenJson<'a> {
+    #[serde(flatten)]
+    snapshot: SnapshotJson<'a>,
+    bytes_read: u64,
+    bytes_added: u64,
+    bytes_stored: u64,
+    seconds: f64,
+    warnings: &'a [String],
+}
+
+/// A tenant the backup gate skipped, and why.
+#[derive(Serialize)]
+struct SkippedJson<'a> {
+    tenant: &'a str,
+    reason: &'a str,
+}
+
 /// The `--json` document: each snapshot with its sizes and warnings, the
 /// failures, the ships and the tenants skipped, and the totals.
+#[derive(Serialize)]
+struct BackupJson<'a> {
+    snapshots: Vec<SnapshotTakenJson<'a>>,
+    #[serde(serialize_with = "gallra::failure::json::backup")]
+    failed: &'a [Failure],
+    shipped: &'a [ShipReport],
+    #[serde(serialize_with = "gallra::failure::json::ship")]
+    ship_failed: &'a [Failure],
+    skipped: Vec<SkippedJson<'a>>,
+    files: u64,
+    bytes_read: u64,
+    bytes_added: u64,
+    bytes_stored: u64,
+    seconds: f64,
+}
+
 fn print_json_report(job: &JobReport, refused: &BTreeMap<String, Refusal>) -> anyhow::Result<()> {
     let report = &job.backup;
     let total =
         |f: fn(&Snapshot) -> u64| -> u64 { report.snapshots.iter().map(|s| f(&s.snapshot)).sum() };
-    print_json(&json!({
-        "snapshots": report.snapshots.iter().map(|s| {
-            let mut v = snapshot_json(&s.id, &s.snapshot);
-            let o = v.as_object_mut().expect("object");
-            o.insert("bytes_read".into(), s.snapshot.bytes_read.into());
-            o.insert("bytes_added".into(), s.snapshot.bytes_added.into());
-            o.insert("bytes_stored".into(), s.snapshot.bytes_stored.into());
-            o.insert("seconds".into(), s.seconds.into());
-            o.insert("warnings".into(), s.snapshot.warnings.clone().into());
-            v
-        }).collect::<Vec<_>>(),
-        "failed": report.failed.iter().map(|f| json!({"tenant": f.tenant, "source": f.source, "error": f.error})).collect::<Vec<_>>(),
-        "shipped": job.ships,
-        "ship_failed": gallra::failure::json::ship_all(&job.ship_failed),
-        "skipped": refused.iter().map(|(t, r)| json!({"tenant": t, "reason": r.why})).collect::<Vec<_>>(),
-        "files": total(|s| s.files),
-        "bytes_read": total(|s| s.bytes_read),
-        "bytes_added": total(|s| s.bytes_added),
-        "bytes_stored": total(|s| s.bytes_stored),
-        "seconds": report.seconds,
-    }))
+    print_json(&BackupJson {
+        snapshots: report
+            .snapshots
+            .iter()
+            .map(|s| SnapshotTakenJson {
+                snapshot: SnapshotJson::new(&s.id, &s.snapshot),
+                bytes_read: s.snapshot.bytes_read,
+                bytes_added: s.snapshot.bytes_added,
+                bytes_stored: s.snapshot.bytes_stored,
+                seconds: s.seconds,
+                warnings: &s.snapshot.warnings,
+            })
+            .collect(),
+        failed: &report.failed,
+        shipped: &job.ships,
+        ship_failed: &job.ship_failed,
+        skipped: refused
+            .iter()
+            .map(|(tenant, r)| SkippedJson {
+                tenant,
+                reason: &r.why,
+            })
+            .collect(),
+        files: total(|s| s.files),
+        bytes_read: total(|s| s.bytes_read),
+        bytes_added: total(|s| s.bytes_added),
+        bytes_stored: total(|s| s.bytes_stored),
+        seconds: report.seconds,
+    })
 }
 
 fn print_report(job: &JobReport) {

@@ -2,11 +2,8 @@
 //! line, snapshots and ship reports.
 
 use serde::Serialize;
-use serde_json::{Value, json};
 use std::io::Write;
 
-use gallra::format::Id;
-use gallra::format::snapshot::Snapshot;
 use gallra::ship::ShipReport;
 pub use gallra::text::{escape_control as esc, human_bytes};
 
@@ -45,22 +42,6 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
-}
-
-pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
-    json!({
-        "id": id.to_hex(),
-        "tenant": s.tenant,
-        "source": s.source,
-        "category": s.category,
-        "time": rfc3339(s.time_secs, s.time_nanos),
-        "host": s.host,
-        "files": s.files,
-        "bytes": s.bytes,
-        "tags": s.tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-        "paths": s.paths,
-        "parent": s.parent.map(|p| p.to_hex()),
-    })
 }
 
 pub fn print_ship_report(r: &ShipReport) {
