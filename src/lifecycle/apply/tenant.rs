@@ -49,7 +49,7 @@ impl Lifecycle<'_> {
             tenant: tenant.to_string(),
             ..Default::default()
         };
-        let mut groups: BTreeMap<(Reason, String, String), DeletedGroup> = BTreeMap::new();
+        let mut groups = DeletedGroups::new();
         let mut pruned: Vec<TargetCounts> = Vec::new();
         let mut layout: Option<PrimaryLayout> = None;
         let mut all_ok = true;
@@ -82,37 +82,18 @@ impl Lifecycle<'_> {
                 ));
                 continue;
             }
-            let (mut shipped_objects, mut shipped_bytes) = (0u64, 0u64);
             let on_primary = holdings
                 .tenants
                 .get(self.primary().store.name())
                 .is_some_and(|t| t.contains(tenant));
-            if i > 0 && on_primary {
-                // The primary's new index and packs first, so the secondary
-                // prunes to the same layout instead of writing its own.
-                let ship = crate::ship::ship(
-                    self.primary(),
-                    &repo.store,
-                    &crate::ship::ShipOptions {
-                        tenants: vec![tenant.to_string()],
-                        host: self.host.clone(),
-                        ..Default::default()
-                    },
-                );
-                match ship {
-                    Ok(r) if r.ok() => {
-                        shipped_objects = r.copied as u64;
-                        shipped_bytes = r.copied_bytes;
-                    }
-                    Ok(r) => tracing::warn!(
-                        "tenant {tenant}: ship to {target} before pruning failed: {:?}",
-                        r.failed
-                    ),
-                    Err(e) => tracing::warn!(
-                        "tenant {tenant}: ship to {target} before pruning failed: {e}"
-                    ),
-                }
-            }
+            let ShippedFirst {
+                objects: shipped_objects,
+                bytes: shipped_bytes,
+            } = if i > 0 && on_primary {
+                self.ship_primary_first(repo, tenant, &target)
+            } else {
+                ShippedFirst::default()
+            };
             // A secondary pruned to a primary layout that was never made
             // would lose packs the primary keeps.
             let prune_now = i == 0 || !primary_prune_failed;
@@ -149,15 +130,7 @@ impl Lifecycle<'_> {
                             + shipped_objects,
                         bytes_written: prune.bytes_written + shipped_bytes,
                     };
-                    for (entry, size) in here.iter().zip(deleted.iter().map(|(_, s)| *s)) {
-                        let g = groups
-                            .entry((entry.reason, entry.rule.clone(), entry.legal_basis.clone()))
-                            .or_default();
-                        g.snapshots.insert(entry.snapshot.clone());
-                        let c = g.per_target.entry(target.clone()).or_default();
-                        c.objects += 1;
-                        c.bytes += size;
-                    }
+                    group_deleted(&mut groups, &target, &here, &deleted);
                     if prune.objects_deleted() > 0 || prune.packs_written > 0 {
                         pruned.push(TargetCounts {
                             target: target.clone(),
@@ -180,6 +153,53 @@ impl Lifecycle<'_> {
                 }
             }
         }
+        self.audit_deletions(tenant, groups, pruned)?;
+        if all_ok {
+            clear_prune_pending(&self.state_dir, tenant)?;
+        }
+        Ok(result)
+    }
+
+    /// The primary's new index and packs first, so the secondary prunes to
+    /// the same layout instead of writing its own. A failed ship is logged,
+    /// not returned: the tenant is still pruned there.
+    fn ship_primary_first(&self, repo: &Repository, tenant: &str, target: &str) -> ShippedFirst {
+        let ship = crate::ship::ship(
+            self.primary(),
+            &repo.store,
+            &crate::ship::ShipOptions {
+                tenants: vec![tenant.to_string()],
+                host: self.host.clone(),
+                ..Default::default()
+            },
+        );
+        match ship {
+            Ok(r) if r.ok() => ShippedFirst {
+                objects: r.copied as u64,
+                bytes: r.copied_bytes,
+            },
+            Ok(r) => {
+                tracing::warn!(
+                    "tenant {tenant}: ship to {target} before pruning failed: {:?}",
+                    r.failed
+                );
+                ShippedFirst::default()
+            }
+            Err(e) => {
+                tracing::warn!("tenant {tenant}: ship to {target} before pruning failed: {e}");
+                ShippedFirst::default()
+            }
+        }
+    }
+
+    /// One record per reason, rule and legal basis of the snapshots
+    /// deleted, and one of the tenant's prune on every target.
+    fn audit_deletions(
+        &self,
+        tenant: &str,
+        groups: DeletedGroups,
+        pruned: Vec<TargetCounts>,
+    ) -> Result<()> {
         for ((reason, rule, basis), group) in groups {
             let mut entry = Entry::new(Action::Delete, Some(tenant));
             entry.snapshots = group.snapshots.into_iter().collect();
@@ -204,10 +224,37 @@ impl Lifecycle<'_> {
             entry.detail = Some("data no remaining snapshot references".into());
             self.audit_append(entry)?;
         }
-        if all_ok {
-            clear_prune_pending(&self.state_dir, tenant)?;
-        }
-        Ok(result)
+        Ok(())
+    }
+}
+
+/// What the ship before a secondary's prune copied there.
+#[derive(Default)]
+struct ShippedFirst {
+    objects: u64,
+    bytes: u64,
+}
+
+/// The snapshots deleted, by the reason, rule and legal basis they were
+/// deleted under.
+type DeletedGroups = BTreeMap<(Reason, String, String), DeletedGroup>;
+
+/// Counts the snapshots deleted on `target` (`deleted` holds their paths
+/// and sizes, in the order of `here`) into their groups.
+fn group_deleted(
+    groups: &mut DeletedGroups,
+    target: &str,
+    here: &[&PlanEntry],
+    deleted: &[(String, u64)],
+) {
+    for (entry, size) in here.iter().zip(deleted.iter().map(|(_, s)| *s)) {
+        let g = groups
+            .entry((entry.reason, entry.rule.clone(), entry.legal_basis.clone()))
+            .or_default();
+        g.snapshots.insert(entry.snapshot.clone());
+        let c = g.per_target.entry(target.to_string()).or_default();
+        c.objects += 1;
+        c.bytes += size;
     }
 }
 
