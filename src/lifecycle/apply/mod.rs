@@ -144,38 +144,7 @@ impl<'a> Lifecycle<'a> {
         let dry_run = mode == Mode::DryRun;
         let (plan, holdings) = self.plan(now)?;
         let keep = |t: &str| only.is_none_or(|o| o == t);
-        let mut report = ApplyReport {
-            dry_run,
-            due: plan
-                .due
-                .iter()
-                .filter(|e| keep(&e.tenant))
-                .cloned()
-                .collect(),
-            held: plan
-                .held
-                .iter()
-                .filter(|h| keep(&h.entry.tenant))
-                .cloned()
-                .collect(),
-            legal_kept: plan
-                .legal_kept
-                .iter()
-                .filter(|e| keep(&e.tenant))
-                .cloned()
-                .collect(),
-            failures: holdings.failures.clone(),
-            ..Default::default()
-        };
-        // A disagreement keeps the tenant's data like a hold, but it is a
-        // fault the operator must clear: the run fails and says so.
-        for (tenant, state) in holdings.states.iter().filter(|(t, _)| keep(t)) {
-            if let Some(why) = &state.dispute {
-                report
-                    .failures
-                    .push(Failure::of_tenant(tenant.clone(), None, why.clone()));
-            }
-        }
+        let mut report = report_for(&plan, &holdings, keep, dry_run);
         if dry_run {
             return Ok(report);
         }
@@ -185,13 +154,7 @@ impl<'a> Lifecycle<'a> {
         let mut touched: BTreeSet<String> = report.due.iter().map(|e| e.tenant.clone()).collect();
         touched.extend(pending.into_iter().filter(|t| keep(t)));
         let mut checked: HashMap<String, Result<(), String>> = HashMap::new();
-        let mut remaining: BTreeMap<&str, usize> = BTreeMap::new();
-        for s in &holdings.snapshots {
-            *remaining.entry(s.tenant.as_str()).or_default() += 1;
-        }
-        for e in &report.due {
-            *remaining.entry(e.tenant.as_str()).or_default() -= 1;
-        }
+        let remaining = snapshots_left(&holdings, &report.due);
 
         for tenant in &touched {
             let due: Vec<&PlanEntry> = report.due.iter().filter(|e| &e.tenant == tenant).collect();
@@ -200,9 +163,21 @@ impl<'a> Lifecycle<'a> {
             report.tenants.push(result);
         }
 
-        // A key destruction killed before releasing its lock left only the
-        // lock; a dead process's lock of this host goes, and the folder
-        // with it.
+        self.unlock_keyless(&holdings, &remaining, keep, now)?;
+        self.destroy_due_keys(&holdings, &remaining, keep, now, &mut report);
+        Ok(report)
+    }
+
+    /// A key destruction killed before releasing its lock left only the
+    /// lock; a dead process's lock of this host goes, and the folder with
+    /// it.
+    fn unlock_keyless(
+        &self,
+        holdings: &Holdings,
+        remaining: &BTreeMap<String, usize>,
+        keep: impl Fn(&str) -> bool,
+        now: Timestamp,
+    ) -> Result<()> {
         for repo in self.repos.iter() {
             let target = repo.store.name();
             for tenant in holdings.keyless.get(target).into_iter().flatten() {
@@ -219,7 +194,19 @@ impl<'a> Lifecycle<'a> {
                 }
             }
         }
+        Ok(())
+    }
 
+    /// Destroys the key of every tenant whose key destruction is due;
+    /// a failure is the tenant's, in the report.
+    fn destroy_due_keys(
+        &self,
+        holdings: &Holdings,
+        remaining: &BTreeMap<String, usize>,
+        keep: impl Fn(&str) -> bool,
+        now: Timestamp,
+        report: &mut ApplyReport,
+    ) {
         // Keys go when nothing of the tenant is left anywhere; only when
         // every target could be read, and none of the tenant's objects
         // failed to (an unread snapshot is not counted in `remaining`).
@@ -236,7 +223,7 @@ impl<'a> Lifecycle<'a> {
                 if !plan::key_destruction_due(self.policy, holdings.states.get(tenant), left, now) {
                     continue;
                 }
-                match self.destroy_key(tenant, &holdings) {
+                match self.destroy_key(tenant, holdings) {
                     Ok(on) => match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
                         Some(t) => {
                             t.key_destroyed = true;
@@ -257,6 +244,61 @@ impl<'a> Lifecycle<'a> {
                 }
             }
         }
-        Ok(report)
     }
+}
+
+/// The plan's entries for the tenants `keep` selects, as a report, with a
+/// failure for each of them whose events disagree between targets.
+fn report_for(
+    plan: &Plan,
+    holdings: &Holdings,
+    keep: impl Fn(&str) -> bool,
+    dry_run: bool,
+) -> ApplyReport {
+    let mut report = ApplyReport {
+        dry_run,
+        due: plan
+            .due
+            .iter()
+            .filter(|e| keep(&e.tenant))
+            .cloned()
+            .collect(),
+        held: plan
+            .held
+            .iter()
+            .filter(|h| keep(&h.entry.tenant))
+            .cloned()
+            .collect(),
+        legal_kept: plan
+            .legal_kept
+            .iter()
+            .filter(|e| keep(&e.tenant))
+            .cloned()
+            .collect(),
+        failures: holdings.failures.clone(),
+        ..Default::default()
+    };
+    // A disagreement keeps the tenant's data like a hold, but it is a
+    // fault the operator must clear: the run fails and says so.
+    for (tenant, state) in holdings.states.iter().filter(|(t, _)| keep(t)) {
+        if let Some(why) = &state.dispute {
+            report
+                .failures
+                .push(Failure::of_tenant(tenant.clone(), None, why.clone()));
+        }
+    }
+    report
+}
+
+/// Per tenant, the snapshot copies on every target that deleting `due`
+/// leaves.
+fn snapshots_left(holdings: &Holdings, due: &[PlanEntry]) -> BTreeMap<String, usize> {
+    let mut remaining: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &holdings.snapshots {
+        *remaining.entry(s.tenant.clone()).or_default() += 1;
+    }
+    for e in due {
+        *remaining.entry(e.tenant.clone()).or_default() -= 1;
+    }
+    remaining
 }
