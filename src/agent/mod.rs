@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::failure::Failure;
 use crate::pace::Pacer;
 use crate::status::Status;
-use startup::{lower_priority, self_test};
+use startup::{check_state_dir, lower_priority, mark_started, self_test, serve_metrics};
 use state_lock::lock_state_dir;
 
 /// A job the scheduler starts.
@@ -169,13 +169,7 @@ async fn main_loop(config: Config) -> Result<()> {
     let mut sighup = signal(SignalKind::hangup()).map_err(signal_err)?;
 
     let state_dir = &config.agent.state_dir;
-    let mode = crate::files::ensure_state_dir(state_dir).map_err(|e| Error::io(state_dir, e))?;
-    if mode & 0o077 != 0 {
-        tracing::warn!(
-            "state folder {} is mode {mode:04o}: other users may read its audit log and agent state; chmod 700 it unless that is meant (gallra creates it 0700 and never changes an existing one)",
-            state_dir.display()
-        );
-    }
+    check_state_dir(state_dir)?;
     // Held until the agent exits; a second agent stops here, before it
     // touches the state file.
     let _agent_lock = lock_state_dir(state_dir)?;
@@ -186,50 +180,11 @@ async fn main_loop(config: Config) -> Result<()> {
             .await
             .map_err(|e| Error::io("self test", std::io::Error::other(e)))??;
     }
-    let mut state = AgentState::load(&config.agent.state_dir)?;
-    state.pid = Some(std::process::id());
-    state.started = Some(Timestamp::now().to_string());
-    state.next.clear();
-    state.save(&config.agent.state_dir)?;
-
+    let state = mark_started(&config.agent.state_dir)?;
     let status = Arc::new(Mutex::new(None));
-    if let Some(addr) = config.agent.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("[agent] metrics {addr}"), e))?;
-        tracing::info!("metrics at http://{addr}/metrics");
-        tokio::spawn(http::serve(listener, status.clone()));
-    }
-
-    let mut agent = Agent {
-        read_rate: config.agent.max_read.map(|r| Arc::new(Pacer::new(r))),
-        tenant_slots: Arc::new(Semaphore::new(config.agent.max_concurrent_tenants)),
-        config,
-        state: Arc::new(Mutex::new(state)),
-        cancel: Cancel::new(),
-        exclusive: Arc::new(RwLock::new(())),
-        status,
-        next: BTreeMap::new(),
-        running: Default::default(),
-        status_running: false,
-        status_wanted: true,
-        tasks: JoinSet::new(),
-        doing: "starting".into(),
-        inbox_tried: Default::default(),
-    };
-    agent.schedule_all();
-    agent.start(Job::Lifecycle);
-    if agent
-        .state
-        .lock()
-        .expect("not poisoned")
-        .ship
-        .values()
-        .any(|s| s.failures > 0)
-    {
-        agent.start(Job::Ship);
-    }
-    agent.refresh_status();
+    serve_metrics(&config, &status).await?;
+    let mut agent = Agent::new(config, state, status);
+    agent.start_first_jobs();
 
     notify(&[
         sd_notify::NotifyState::Ready,
@@ -281,6 +236,25 @@ async fn main_loop(config: Config) -> Result<()> {
 }
 
 impl Agent {
+    fn new(config: Arc<Config>, state: AgentState, status: Arc<Mutex<Option<Status>>>) -> Agent {
+        Agent {
+            read_rate: config.agent.max_read.map(|r| Arc::new(Pacer::new(r))),
+            tenant_slots: Arc::new(Semaphore::new(config.agent.max_concurrent_tenants)),
+            config,
+            state: Arc::new(Mutex::new(state)),
+            cancel: Cancel::new(),
+            exclusive: Arc::new(RwLock::new(())),
+            status,
+            next: BTreeMap::new(),
+            running: Default::default(),
+            status_running: false,
+            status_wanted: true,
+            tasks: JoinSet::new(),
+            doing: "starting".into(),
+            inbox_tried: Default::default(),
+        }
+    }
+
     pub(super) fn set_doing(&mut self) {
         let mut parts: Vec<String> = self.running.iter().map(Job::key).collect();
         if parts.is_empty() {

@@ -1,9 +1,16 @@
 //! What the agent does once before its loop: lowering its priority and
 //! checking that the jobs can run at all.
 
+use jiff::Timestamp;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::{Agent, Job, http};
+use crate::agent_state::AgentState;
 use crate::config::{Config, IoClass};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repo::Repository;
+use crate::status::Status;
 use crate::store::Store;
 
 /// CPU niceness and I/O class of every thread started from here on (Linux
@@ -57,4 +64,64 @@ pub(super) fn self_test(config: &Config) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes the state folder if it is missing, and warns when other users
+/// may read it.
+pub(super) fn check_state_dir(state_dir: &Path) -> Result<()> {
+    let mode = crate::files::ensure_state_dir(state_dir).map_err(|e| Error::io(state_dir, e))?;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "state folder {} is mode {mode:04o}: other users may read its audit log and agent state; chmod 700 it unless that is meant (gallra creates it 0700 and never changes an existing one)",
+            state_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The state file, marked as this process's from now on, with no next
+/// runs yet.
+pub(super) fn mark_started(state_dir: &Path) -> Result<AgentState> {
+    let mut state = AgentState::load(state_dir)?;
+    state.pid = Some(std::process::id());
+    state.started = Some(Timestamp::now().to_string());
+    state.next.clear();
+    state.save(state_dir)?;
+    Ok(state)
+}
+
+/// Serves `[agent] metrics`, if set, from `status`; an address in use
+/// keeps the agent from starting.
+pub(super) async fn serve_metrics(
+    config: &Config,
+    status: &Arc<Mutex<Option<Status>>>,
+) -> Result<()> {
+    if let Some(addr) = config.agent.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("[agent] metrics {addr}"), e))?;
+        tracing::info!("metrics at http://{addr}/metrics");
+        tokio::spawn(http::serve(listener, status.clone()));
+    }
+    Ok(())
+}
+
+impl Agent {
+    /// Every job scheduled, the lifecycle started at once (and the ship,
+    /// when the last run left one failed), the status read.
+    pub(super) fn start_first_jobs(&mut self) {
+        self.schedule_all();
+        self.start(Job::Lifecycle);
+        if self
+            .state
+            .lock()
+            .expect("not poisoned")
+            .ship
+            .values()
+            .any(|s| s.failures > 0)
+        {
+            self.start(Job::Ship);
+        }
+        self.refresh_status();
+    }
 }
