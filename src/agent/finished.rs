@@ -1,10 +1,8 @@
 //! What a finished job leaves: its run in the state file, and the next
 //! ship retry or lifecycle run it calls for.
 
-use jiff::Timestamp;
-
 use super::status_refresh::write_textfile;
-use super::{Agent, Done, Job};
+use super::{Agent, Done, Job, TenantBackup};
 use crate::agent_state::AgentState;
 use crate::failure::Failure;
 
@@ -21,35 +19,7 @@ impl Agent {
             let mut st = self.state.lock().expect("not poisoned");
             match done {
                 Done::Backup { source, tenants } => {
-                    for t in tenants {
-                        if t.cancelled {
-                            continue;
-                        }
-                        if t.run.last_error.is_some() {
-                            st.count_error("backup");
-                        } else {
-                            st.totals.backups += 1;
-                            st.totals.bytes_read += t.run.bytes_read;
-                            st.totals.bytes_added += t.run.bytes_added;
-                        }
-                        st.totals.bytes_shipped += t.shipped_bytes;
-                        st.totals.objects_shipped += t.shipped_objects;
-                        let key = format!("{}/{source}", t.tenant);
-                        let mut run = t.run;
-                        if run.last_error.is_some()
-                            && let Some(old) = st.backups.get(&key)
-                        {
-                            // A failure does not erase the last success.
-                            run.last_success = old.last_success.clone();
-                            run.last_snapshot = old.last_snapshot.clone();
-                        }
-                        st.backups.insert(key, run);
-                        for target in t.shipped_to {
-                            st.ship_succeeded(target);
-                        }
-                        retry_ship |= !t.ship_failed.is_empty();
-                        ship_failures(&mut st, t.ship_failed);
-                    }
+                    retry_ship = record_backups(&mut st, &source, tenants);
                 }
                 Done::Ship { shipped_to, failed } => {
                     for target in shipped_to {
@@ -94,30 +64,51 @@ impl Agent {
             }
         }
         if retry_ship {
-            let wait = self.ship_wait();
-            let at = Timestamp::now()
-                .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
-                .unwrap_or(Timestamp::MAX);
-            tracing::info!("ship retried in {}s", wait.as_secs());
-            let earlier = self.next.get(&Job::Ship).is_none_or(|t| at < *t);
-            if earlier {
-                self.next.insert(Job::Ship, at);
-            }
-            self.save_next();
+            self.schedule_ship_retry();
         }
         if let Some(at) = lifecycle_at {
-            // Deletions are made when they fall due, not at the next
-            // daily run: the promise is "exactly when the window passed".
-            let current = self.next.get(&Job::Lifecycle).copied();
-            if current.is_none_or(|c| at < c) {
-                self.next.insert(Job::Lifecycle, at);
-                self.save_next();
-            }
+            self.run_lifecycle_by(at);
         }
         if job.is_some() || self.status_wanted {
             self.refresh_status();
         }
     }
+}
+
+/// Records each tenant's backup of `source`, and its ship; says whether a
+/// ship failed (and is to be retried).
+fn record_backups(st: &mut AgentState, source: &str, tenants: Vec<TenantBackup>) -> bool {
+    let mut ship_failed = false;
+    for t in tenants {
+        if t.cancelled {
+            continue;
+        }
+        if t.run.last_error.is_some() {
+            st.count_error("backup");
+        } else {
+            st.totals.backups += 1;
+            st.totals.bytes_read += t.run.bytes_read;
+            st.totals.bytes_added += t.run.bytes_added;
+        }
+        st.totals.bytes_shipped += t.shipped_bytes;
+        st.totals.objects_shipped += t.shipped_objects;
+        let key = format!("{}/{source}", t.tenant);
+        let mut run = t.run;
+        if run.last_error.is_some()
+            && let Some(old) = st.backups.get(&key)
+        {
+            // A failure does not erase the last success.
+            run.last_success = old.last_success.clone();
+            run.last_snapshot = old.last_snapshot.clone();
+        }
+        st.backups.insert(key, run);
+        for target in t.shipped_to {
+            st.ship_succeeded(target);
+        }
+        ship_failed |= !t.ship_failed.is_empty();
+        ship_failures(st, t.ship_failed);
+    }
+    ship_failed
 }
 
 fn ship_failures(st: &mut AgentState, failed: Vec<Failure>) {

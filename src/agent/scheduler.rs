@@ -97,6 +97,32 @@ impl Agent {
         }
     }
 
+    /// Sets the ship's next run to the retry wait from now, unless it runs
+    /// sooner already.
+    pub(super) fn schedule_ship_retry(&mut self) {
+        let wait = self.ship_wait();
+        let at = Timestamp::now()
+            .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+            .unwrap_or(Timestamp::MAX);
+        tracing::info!("ship retried in {}s", wait.as_secs());
+        let earlier = self.next.get(&Job::Ship).is_none_or(|t| at < *t);
+        if earlier {
+            self.next.insert(Job::Ship, at);
+        }
+        self.save_next();
+    }
+
+    /// Brings the lifecycle's next run forward to `at`, when something
+    /// expires then. Deletions are made when they fall due, not at the next
+    /// daily run: the promise is "exactly when the window passed".
+    pub(super) fn run_lifecycle_by(&mut self, at: Timestamp) {
+        let current = self.next.get(&Job::Lifecycle).copied();
+        if current.is_none_or(|c| at < c) {
+            self.next.insert(Job::Lifecycle, at);
+            self.save_next();
+        }
+    }
+
     /// The wait before the next ship retry: the first retry wait, doubled
     /// for each failure in a row, at most an hour.
     pub(super) fn ship_wait(&self) -> Duration {
