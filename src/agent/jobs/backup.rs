@@ -1,6 +1,7 @@
 //! The backup job: every tenant of one source, then its ship.
 
 use jiff::Timestamp;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{RwLock, Semaphore};
@@ -12,6 +13,7 @@ use crate::backup::{self, BackupOptions};
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::lifecycle::gate::Refusal;
 use crate::pace::Pacer;
 use crate::repo::Repository;
 use crate::ship::ShipOptions;
@@ -33,37 +35,7 @@ pub(super) async fn backup_source(
         .map(|j| j.tenant.clone())
         .collect();
     tenants.dedup();
-    // A customer whose contract is over, or who asked for erasure, is not
-    // backed up again; when that cannot be known, no one is (fail closed).
-    let c = config.clone();
-    let asked = tenants.clone();
-    let refusals = match blocking(move || {
-        let repo = Repository::open_target(c.primary(), &c.key)?;
-        Ok(crate::lifecycle::gate::backup_refusals(
-            &repo,
-            &c.policy,
-            &asked,
-            &[],
-            Timestamp::now(),
-        ))
-    })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let why = format!("lifecycle events not read, so no tenant is backed up: {e}");
-            tenants
-                .iter()
-                .map(|t| {
-                    let r = crate::lifecycle::gate::Refusal {
-                        why: why.clone(),
-                        fault: true,
-                    };
-                    (t.clone(), r)
-                })
-                .collect()
-        }
-    };
+    let refusals = refusals_of(&config, &tenants).await;
     let mut results: Vec<TenantBackup> = failed
         .into_iter()
         .filter(|f| f.source.as_ref() == Some(&source))
@@ -91,30 +63,15 @@ pub(super) async fn backup_source(
     });
     let mut set = JoinSet::new();
     for tenant in tenants {
-        let (config, source, slots, exclusive, cancel, read_rate) = (
+        set.spawn(backup_tenant_in_turn(
             config.clone(),
+            tenant,
             source.clone(),
             slots.clone(),
             exclusive.clone(),
             cancel.clone(),
             read_rate.clone(),
-        );
-        set.spawn(async move {
-            let _slot = slots.acquire_owned().await.expect("never closed");
-            let _shared = exclusive.read_owned().await;
-            let t = tenant.clone();
-            let s = source.clone();
-            let attempt = Timestamp::now();
-            match blocking(move || backup_tenant(&config, &t, &s, cancel, read_rate)).await {
-                Ok(done) => done,
-                Err(Error::Cancelled) => {
-                    let mut t = TenantBackup::failed(tenant, &source, attempt, String::new());
-                    t.cancelled = true;
-                    t
-                }
-                Err(e) => TenantBackup::failed(tenant, &source, attempt, e.to_string()),
-            }
-        });
+        ));
     }
     while let Some(r) = set.join_next().await {
         match r {
@@ -125,6 +82,68 @@ pub(super) async fn backup_source(
     Done::Backup {
         source,
         tenants: results,
+    }
+}
+
+/// Which of `tenants` the lifecycle gate refuses a backup, and why.
+async fn refusals_of(config: &Arc<Config>, tenants: &[String]) -> BTreeMap<String, Refusal> {
+    // A customer whose contract is over, or who asked for erasure, is not
+    // backed up again; when that cannot be known, no one is (fail closed).
+    let c = config.clone();
+    let asked = tenants.to_vec();
+    match blocking(move || {
+        let repo = Repository::open_target(c.primary(), &c.key)?;
+        Ok(crate::lifecycle::gate::backup_refusals(
+            &repo,
+            &c.policy,
+            &asked,
+            &[],
+            Timestamp::now(),
+        ))
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("lifecycle events not read, so no tenant is backed up: {e}");
+            tenants
+                .iter()
+                .map(|t| {
+                    let r = Refusal {
+                        why: why.clone(),
+                        fault: true,
+                    };
+                    (t.clone(), r)
+                })
+                .collect()
+        }
+    }
+}
+
+/// One tenant's backup, when a tenant slot is free and no lifecycle runs;
+/// its error or cancellation is the tenant's result.
+async fn backup_tenant_in_turn(
+    config: Arc<Config>,
+    tenant: String,
+    source: String,
+    slots: Arc<Semaphore>,
+    exclusive: Arc<RwLock<()>>,
+    cancel: Cancel,
+    read_rate: Option<Arc<Pacer>>,
+) -> TenantBackup {
+    let _slot = slots.acquire_owned().await.expect("never closed");
+    let _shared = exclusive.read_owned().await;
+    let t = tenant.clone();
+    let s = source.clone();
+    let attempt = Timestamp::now();
+    match blocking(move || backup_tenant(&config, &t, &s, cancel, read_rate)).await {
+        Ok(done) => done,
+        Err(Error::Cancelled) => {
+            let mut t = TenantBackup::failed(tenant, &source, attempt, String::new());
+            t.cancelled = true;
+            t
+        }
+        Err(e) => TenantBackup::failed(tenant, &source, attempt, e.to_string()),
     }
 }
 
