@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::failure::Failure;
 use crate::format::Id;
 use crate::layout::{self, id_of_path};
-use crate::lifecycle::events::{TenantState, fold_targets};
+use crate::lifecycle::events::{TargetEvents, TenantState, fold_targets};
 use crate::lifecycle::journal;
 use crate::lifecycle::plan::SnapshotFacts;
 use crate::repo::Repository;
@@ -74,25 +74,7 @@ impl Lifecycle<'_> {
             keyless: BTreeMap::new(),
             failures: self.unopened.clone(),
         };
-        let mut events = Vec::new();
-        for (i, repo) in self.repos.iter().enumerate() {
-            match journal::load_target(repo) {
-                Ok(t) => {
-                    for id in &t.unreadable {
-                        holdings.failures.push(Failure::on_target(
-                            t.target.clone(),
-                            format!("event object {} cannot be read", layout::event_path(id)),
-                        ));
-                    }
-                    events.push(t);
-                }
-                Err(e) if i == 0 => return Err(e),
-                Err(e) => holdings.failures.push(Failure::on_target(
-                    repo.store.name().to_string(),
-                    format!("events not read: {e}"),
-                )),
-            }
-        }
+        let events = self.read_events(&mut holdings.failures)?;
         let audited_holds: Vec<(String, String)> = self
             .audit
             .records()?
@@ -117,6 +99,38 @@ impl Lifecycle<'_> {
         }
         let tenants: BTreeSet<String> = holdings.tenants.values().flatten().cloned().collect();
         holdings.states = fold_targets(&events, &audited_holds, &tenants);
+        self.hold_back_while_events_unknown(&mut holdings, &tenants);
+        Ok(holdings)
+    }
+
+    /// The events of every target that can be read; each target, or
+    /// event object, that cannot is a failure. The primary's must be read.
+    fn read_events(&self, failures: &mut Vec<Failure>) -> Result<Vec<TargetEvents>> {
+        let mut events = Vec::new();
+        for (i, repo) in self.repos.iter().enumerate() {
+            match journal::load_target(repo) {
+                Ok(t) => {
+                    for id in &t.unreadable {
+                        failures.push(Failure::on_target(
+                            t.target.clone(),
+                            format!("event object {} cannot be read", layout::event_path(id)),
+                        ));
+                    }
+                    events.push(t);
+                }
+                Err(e) if i == 0 => return Err(e),
+                Err(e) => failures.push(Failure::on_target(
+                    repo.store.name().to_string(),
+                    format!("events not read: {e}"),
+                )),
+            }
+        }
+        Ok(events)
+    }
+
+    /// Holds every tenant's deletions back, as a dispute, while a target's
+    /// events are unknown.
+    fn hold_back_while_events_unknown(&self, holdings: &mut Holdings, tenants: &BTreeSet<String>) {
         // A target whose events were not read may hold the only copy of a
         // hold (one removed from the primary, say): fail closed, as for an
         // event object no target can read. Deletions wait until every
@@ -140,7 +154,7 @@ impl Lifecycle<'_> {
                 "the events of target(s) {} could not be read, and a hold may be recorded only there; nothing is deleted until they can be",
                 unknown.join(", ")
             );
-            for tenant in &tenants {
+            for tenant in tenants {
                 let state = holdings.states.entry(tenant.clone()).or_default();
                 state.dispute = Some(match state.dispute.take() {
                     Some(d) => format!("{d}; {why}"),
@@ -148,7 +162,6 @@ impl Lifecycle<'_> {
                 });
             }
         }
-        Ok(holdings)
     }
 
     /// What one target holds. A tenant whose key or snapshots cannot be
