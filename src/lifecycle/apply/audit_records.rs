@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use super::{Holdings, Lifecycle};
 use crate::audit::{Action, Entry};
 use crate::error::Result;
+use crate::lifecycle::events::{Event, EventType};
 use crate::lifecycle::plan::PlanEntry;
 
 impl Lifecycle<'_> {
@@ -14,6 +15,37 @@ impl Lifecycle<'_> {
             tracing::warn!("audit record not yet on target {target}: {e}; the next ship copies it");
         }
         Ok(())
+    }
+
+    /// The record of an event newly accepted.
+    pub(super) fn audit_accepted(&self, e: &Event) -> Result<()> {
+        let mut entry = Entry::new(
+            match e.kind {
+                EventType::ContractEnded => Action::ContractEnded,
+                EventType::ContractReinstated => Action::ContractReinstated,
+                EventType::ErasureRequested => Action::ErasureRequested,
+                EventType::HoldSet => Action::HoldSet,
+                EventType::HoldReleased => Action::HoldReleased,
+            },
+            Some(&e.tenant),
+        );
+        entry.event = Some(e.id.clone());
+        entry.reason = e.reason.clone();
+        let mut detail = Vec::new();
+        if let Some(d) = e.effective {
+            detail.push(format!("last day of contract {d}"));
+        }
+        if let Some(r) = &e.reference {
+            detail.push(format!("ref {r}"));
+        }
+        if e.include_legal {
+            detail.push("including snapshots kept under a legal obligation".into());
+        }
+        if let Some(h) = &e.hold {
+            detail.push(format!("releases hold {h}"));
+        }
+        entry.detail = (!detail.is_empty()).then(|| detail.join("; "));
+        self.audit_append(entry)
     }
 
     /// Says once per erasure which snapshots it spared, and why.

@@ -5,7 +5,6 @@ use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Lifecycle;
-use crate::audit::{Action, Entry};
 use crate::error::{Error, Result};
 use crate::lifecycle::events::{Event, EventType, Hold, StoredEvent, fold};
 use crate::lifecycle::journal::{self, InboxItem, Recorded};
@@ -57,34 +56,7 @@ impl Lifecycle<'_> {
         };
         let recorded = journal::record_event(&self.repo_refs(), &stored)?;
         if recorded == Recorded::New {
-            let e = &stored.event;
-            let mut entry = Entry::new(
-                match e.kind {
-                    EventType::ContractEnded => Action::ContractEnded,
-                    EventType::ContractReinstated => Action::ContractReinstated,
-                    EventType::ErasureRequested => Action::ErasureRequested,
-                    EventType::HoldSet => Action::HoldSet,
-                    EventType::HoldReleased => Action::HoldReleased,
-                },
-                Some(&e.tenant),
-            );
-            entry.event = Some(e.id.clone());
-            entry.reason = e.reason.clone();
-            let mut detail = Vec::new();
-            if let Some(d) = e.effective {
-                detail.push(format!("last day of contract {d}"));
-            }
-            if let Some(r) = &e.reference {
-                detail.push(format!("ref {r}"));
-            }
-            if e.include_legal {
-                detail.push("including snapshots kept under a legal obligation".into());
-            }
-            if let Some(h) = &e.hold {
-                detail.push(format!("releases hold {h}"));
-            }
-            entry.detail = (!detail.is_empty()).then(|| detail.join("; "));
-            self.audit_append(entry)?;
+            self.audit_accepted(&stored.event)?;
         }
         Ok((recorded, stored.event))
     }
