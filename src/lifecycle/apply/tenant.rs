@@ -86,10 +86,7 @@ impl Lifecycle<'_> {
                 .tenants
                 .get(self.primary().store.name())
                 .is_some_and(|t| t.contains(tenant));
-            let ShippedFirst {
-                objects: shipped_objects,
-                bytes: shipped_bytes,
-            } = if i > 0 && on_primary {
+            let shipped = if i > 0 && on_primary {
                 self.ship_primary_first(repo, tenant, &target)
             } else {
                 ShippedFirst::default()
@@ -119,17 +116,7 @@ impl Lifecycle<'_> {
             });
             match outcome {
                 Ok((deleted, prune)) => {
-                    let tr = TargetResult {
-                        target: target.clone(),
-                        snapshots_deleted: deleted.len() as u64,
-                        objects_deleted: deleted.len() as u64 + prune.objects_deleted(),
-                        bytes_deleted: deleted.iter().map(|(_, s)| s).sum::<u64>()
-                            + prune.bytes_deleted,
-                        objects_written: prune.packs_written
-                            + prune.index_written
-                            + shipped_objects,
-                        bytes_written: prune.bytes_written + shipped_bytes,
-                    };
+                    let tr = target_result(&target, &deleted, &prune, &shipped);
                     group_deleted(&mut groups, &target, &here, &deleted);
                     if prune.objects_deleted() > 0 || prune.packs_written > 0 {
                         pruned.push(TargetCounts {
@@ -233,6 +220,24 @@ impl Lifecycle<'_> {
 struct ShippedFirst {
     objects: u64,
     bytes: u64,
+}
+
+/// What was deleted and written on `target`: the snapshots in `deleted`,
+/// the prune, and the ship before it.
+fn target_result(
+    target: &str,
+    deleted: &[(String, u64)],
+    prune: &PruneReport,
+    shipped: &ShippedFirst,
+) -> TargetResult {
+    TargetResult {
+        target: target.to_string(),
+        snapshots_deleted: deleted.len() as u64,
+        objects_deleted: deleted.len() as u64 + prune.objects_deleted(),
+        bytes_deleted: deleted.iter().map(|(_, s)| s).sum::<u64>() + prune.bytes_deleted,
+        objects_written: prune.packs_written + prune.index_written + shipped.objects,
+        bytes_written: prune.bytes_written + shipped.bytes,
+    }
 }
 
 /// The snapshots deleted, by the reason, rule and legal basis they were
