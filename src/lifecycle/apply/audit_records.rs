@@ -1,0 +1,87 @@
+//! Audit records the lifecycle writes beside its actions.
+
+use std::collections::BTreeSet;
+
+use super::{Holdings, Lifecycle};
+use crate::audit::{Action, Entry};
+use crate::error::Result;
+use crate::lifecycle::events::{Event, EventType};
+use crate::lifecycle::plan::PlanEntry;
+
+impl Lifecycle<'_> {
+    pub(super) fn audit_append(&self, entry: Entry) -> Result<()> {
+        let (_, failed) = self.audit.append(entry, &self.repo_refs())?;
+        for (target, e) in failed {
+            tracing::warn!("audit record not yet on target {target}: {e}; the next ship copies it");
+        }
+        Ok(())
+    }
+
+    /// The record of an event newly accepted.
+    pub(super) fn audit_accepted(&self, e: &Event) -> Result<()> {
+        let mut entry = Entry::new(
+            match e.kind {
+                EventType::ContractEnded => Action::ContractEnded,
+                EventType::ContractReinstated => Action::ContractReinstated,
+                EventType::ErasureRequested => Action::ErasureRequested,
+                EventType::HoldSet => Action::HoldSet,
+                EventType::HoldReleased => Action::HoldReleased,
+            },
+            Some(&e.tenant),
+        );
+        entry.event = Some(e.id.clone());
+        entry.reason = e.reason.clone();
+        let mut detail = Vec::new();
+        if let Some(d) = e.effective {
+            detail.push(format!("last day of contract {d}"));
+        }
+        if let Some(r) = &e.reference {
+            detail.push(format!("ref {r}"));
+        }
+        if e.include_legal {
+            detail.push("including snapshots kept under a legal obligation".into());
+        }
+        if let Some(h) = &e.hold {
+            detail.push(format!("releases hold {h}"));
+        }
+        entry.detail = (!detail.is_empty()).then(|| detail.join("; "));
+        self.audit_append(entry)
+    }
+
+    /// Says once per erasure which snapshots it spared, and why.
+    pub(super) fn audit_legal_kept(&self, holdings: &Holdings, kept: &[PlanEntry]) -> Result<()> {
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let recorded: BTreeSet<String> = self
+            .audit
+            .records()?
+            .into_iter()
+            .filter(|r| r.action == Action::LegalKept)
+            .filter_map(|r| r.event)
+            .collect();
+        for (tenant, state) in &holdings.states {
+            let mine: Vec<&PlanEntry> = kept.iter().filter(|e| &e.tenant == tenant).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            for erasure in state.erasures.iter().filter(|e| !e.include_legal) {
+                if recorded.contains(&erasure.event) {
+                    continue;
+                }
+                let mut entry = Entry::new(Action::LegalKept, Some(tenant));
+                let ids: BTreeSet<String> = mine.iter().map(|e| e.snapshot.clone()).collect();
+                entry.snapshots = ids.into_iter().collect();
+                entry.rule = Some(mine[0].rule.clone());
+                entry.legal_basis = Some(mine[0].legal_basis.clone());
+                entry.event = Some(erasure.event.clone());
+                let last = mine.iter().map(|e| e.expires).max().expect("non-empty");
+                entry.detail = Some(format!(
+                    "kept despite the erasure: a legal obligation; the last goes at {last}, and the tenant key with it"
+                ));
+                self.audit_append(entry)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,304 @@
+//! Applying the lifecycle: gathering what every target holds, planning, and
+//! deleting on every target (primary first), pruning, destroying keys, and
+//! auditing each action. Also taking in events, by CLI and by inbox.
+
+mod audit_records;
+mod delete;
+mod holdings;
+mod intake;
+mod pending;
+mod tenant;
+
+pub use holdings::Holdings;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use super::plan::{self, HeldEntry, Plan, PlanEntry};
+use super::rules::Policy;
+use crate::audit::AuditLog;
+use crate::crypto::KeySource;
+use crate::error::Result;
+pub use crate::failure::Failure;
+use crate::lock::{self, Holder};
+use crate::repo::Repository;
+use crate::store::TargetSettings;
+use pending::pending_prunes;
+
+/// Everything applying the lifecycle needs.
+pub struct Lifecycle<'a> {
+    pub policy: &'a Policy,
+    /// The primary first, then every secondary that could be opened.
+    pub repos: &'a [Repository],
+    /// Secondaries that could not be opened: while one is unknown, no key
+    /// is destroyed.
+    pub unopened: Vec<Failure>,
+    pub host: String,
+    pub state_dir: PathBuf,
+    pub pack_size: u64,
+    pub audit: &'a AuditLog,
+}
+
+/// The repositories of every target (primary first) and the targets that
+/// could not be opened.
+pub struct TargetRepositories {
+    pub repos: Vec<Repository>,
+    pub failures: Vec<Failure>,
+}
+
+impl TargetRepositories {
+    /// Opens every target with `key`. The primary must open; a secondary
+    /// that does not is a failure the caller reports.
+    pub fn open<'t>(
+        primary: &TargetSettings,
+        secondaries: impl IntoIterator<Item = &'t TargetSettings>,
+        key: &KeySource,
+    ) -> Result<TargetRepositories> {
+        let mut out = TargetRepositories {
+            repos: vec![Repository::open_target(primary, key)?],
+            failures: Vec::new(),
+        };
+        for t in secondaries {
+            match Repository::open_target(t, key) {
+                Ok(r) => out.repos.push(r),
+                Err(e) => out
+                    .failures
+                    .push(Failure::on_target(t.name.clone(), e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetResult {
+    pub target: String,
+    pub snapshots_deleted: u64,
+    pub objects_deleted: u64,
+    pub bytes_deleted: u64,
+    pub objects_written: u64,
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantResult {
+    pub tenant: String,
+    pub targets: Vec<TargetResult>,
+    pub key_destroyed: bool,
+    /// The targets the key was deleted from, each checked by a listing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_destroyed_on: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub dry_run: bool,
+    pub due: Vec<PlanEntry>,
+    pub held: Vec<HeldEntry>,
+    pub legal_kept: Vec<PlanEntry>,
+    pub tenants: Vec<TenantResult>,
+    #[serde(serialize_with = "crate::failure::json::lifecycle")]
+    pub failures: Vec<Failure>,
+}
+
+impl ApplyReport {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Whether `Lifecycle::apply` deletes what is due or only reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    DryRun,
+    Delete,
+}
+
+impl<'a> Lifecycle<'a> {
+    fn primary(&self) -> &Repository {
+        &self.repos[0]
+    }
+
+    fn repo_refs(&self) -> Vec<&Repository> {
+        self.repos.iter().collect()
+    }
+
+    fn holder(&self, command: &str) -> Holder {
+        Holder {
+            host: self.host.clone(),
+            command: command.to_string(),
+        }
+    }
+
+    pub fn plan(&self, now: Timestamp) -> Result<(Plan, Holdings)> {
+        let holdings = self.holdings()?;
+        let plan = plan::plan(self.policy, &holdings.states, &holdings.snapshots, now);
+        Ok((plan, holdings))
+    }
+
+    /// Deletes what is due on every target, prunes, destroys the keys of
+    /// tenants that are gone, and audits. `only`: one tenant (erase).
+    pub fn apply(&self, now: Timestamp, mode: Mode, only: Option<&str>) -> Result<ApplyReport> {
+        let dry_run = mode == Mode::DryRun;
+        let (plan, holdings) = self.plan(now)?;
+        let keep = |t: &str| only.is_none_or(|o| o == t);
+        let mut report = report_for(&plan, &holdings, keep, dry_run);
+        if dry_run {
+            return Ok(report);
+        }
+        self.audit_legal_kept(&holdings, &report.legal_kept)?;
+
+        let pending = pending_prunes(&self.state_dir);
+        let mut touched: BTreeSet<String> = report.due.iter().map(|e| e.tenant.clone()).collect();
+        touched.extend(pending.into_iter().filter(|t| keep(t)));
+        let mut checked: HashMap<String, Result<(), String>> = HashMap::new();
+        let remaining = snapshots_left(&holdings, &report.due);
+
+        for tenant in &touched {
+            let due: Vec<&PlanEntry> = report.due.iter().filter(|e| &e.tenant == tenant).collect();
+            let result =
+                self.apply_tenant(tenant, &due, &holdings, &mut checked, &mut report.failures)?;
+            report.tenants.push(result);
+        }
+
+        self.unlock_keyless(&holdings, &remaining, keep, now)?;
+        self.destroy_due_keys(&holdings, &remaining, keep, now, &mut report);
+        Ok(report)
+    }
+
+    /// A key destruction killed before releasing its lock left only the
+    /// lock; a dead process's lock of this host goes, and the folder with
+    /// it.
+    fn unlock_keyless(
+        &self,
+        holdings: &Holdings,
+        remaining: &BTreeMap<String, usize>,
+        keep: impl Fn(&str) -> bool,
+        now: Timestamp,
+    ) -> Result<()> {
+        for repo in self.repos.iter() {
+            let target = repo.store.name();
+            for tenant in holdings.keyless.get(target).into_iter().flatten() {
+                let left = remaining.get(tenant.as_str()).copied().unwrap_or(0);
+                if keep(tenant)
+                    && plan::key_destruction_due(
+                        self.policy,
+                        holdings.states.get(tenant),
+                        left,
+                        now,
+                    )
+                {
+                    lock::unlock(&repo.store, tenant, &self.host)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys the key of every tenant whose key destruction is due;
+    /// a failure is the tenant's, in the report.
+    fn destroy_due_keys(
+        &self,
+        holdings: &Holdings,
+        remaining: &BTreeMap<String, usize>,
+        keep: impl Fn(&str) -> bool,
+        now: Timestamp,
+        report: &mut ApplyReport,
+    ) {
+        // Keys go when nothing of the tenant is left anywhere; only when
+        // every target could be read, and none of the tenant's objects
+        // failed to (an unread snapshot is not counted in `remaining`).
+        if holdings.failures.iter().all(|f| f.tenant.is_some()) {
+            let all: BTreeSet<&String> = holdings.tenants.values().flatten().collect();
+            let failed = |t: &String| {
+                holdings
+                    .failures
+                    .iter()
+                    .any(|f| f.tenant.as_ref() == Some(t))
+            };
+            for tenant in all.into_iter().filter(|t| keep(t) && !failed(t)) {
+                let left = remaining.get(tenant.as_str()).copied().unwrap_or(0);
+                if !plan::key_destruction_due(self.policy, holdings.states.get(tenant), left, now) {
+                    continue;
+                }
+                match self.destroy_key(tenant, holdings) {
+                    Ok(on) => match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
+                        Some(t) => {
+                            t.key_destroyed = true;
+                            t.key_destroyed_on = on;
+                        }
+                        None => report.tenants.push(TenantResult {
+                            tenant: tenant.clone(),
+                            key_destroyed: true,
+                            key_destroyed_on: on,
+                            ..Default::default()
+                        }),
+                    },
+                    Err(e) => report.failures.push(Failure::of_tenant(
+                        tenant.clone(),
+                        None,
+                        e.to_string(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The plan's entries for the tenants `keep` selects, as a report, with a
+/// failure for each of them whose events disagree between targets.
+fn report_for(
+    plan: &Plan,
+    holdings: &Holdings,
+    keep: impl Fn(&str) -> bool,
+    dry_run: bool,
+) -> ApplyReport {
+    let mut report = ApplyReport {
+        dry_run,
+        due: plan
+            .due
+            .iter()
+            .filter(|e| keep(&e.tenant))
+            .cloned()
+            .collect(),
+        held: plan
+            .held
+            .iter()
+            .filter(|h| keep(&h.entry.tenant))
+            .cloned()
+            .collect(),
+        legal_kept: plan
+            .legal_kept
+            .iter()
+            .filter(|e| keep(&e.tenant))
+            .cloned()
+            .collect(),
+        failures: holdings.failures.clone(),
+        ..Default::default()
+    };
+    // A disagreement keeps the tenant's data like a hold, but it is a
+    // fault the operator must clear: the run fails and says so.
+    for (tenant, state) in holdings.states.iter().filter(|(t, _)| keep(t)) {
+        if let Some(why) = &state.dispute {
+            report
+                .failures
+                .push(Failure::of_tenant(tenant.clone(), None, why.clone()));
+        }
+    }
+    report
+}
+
+/// Per tenant, the snapshot copies on every target that deleting `due`
+/// leaves.
+fn snapshots_left(holdings: &Holdings, due: &[PlanEntry]) -> BTreeMap<String, usize> {
+    let mut remaining: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &holdings.snapshots {
+        *remaining.entry(s.tenant.clone()).or_default() += 1;
+    }
+    for e in due {
+        *remaining.entry(e.tenant.clone()).or_default() -= 1;
+    }
+    remaining
+}
