@@ -115,7 +115,7 @@ pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckRe
             }
             Err(e) => return Err(e),
         };
-        let tenant = match repo.tenant(&name, false) {
+        let tenant = match repo.tenant(&name) {
             Ok(t) => t,
             // Only locks: a first backup of the tenant is starting (or was
             // killed before writing the key); nothing to check.

@@ -54,7 +54,7 @@ impl TenantState {
             command: "backup".into(),
         };
         let lock = lock::acquire(&repo.store, name, LockKind::Shared, &holder)?;
-        let tenant = repo.tenant(name, true)?;
+        let tenant = repo.tenant_or_create(name)?;
         let index = repo.load_index(&tenant)?;
         let snaps = repo.snapshots(&tenant)?;
         Ok(TenantState {

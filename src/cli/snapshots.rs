@@ -42,7 +42,7 @@ pub fn run(config: &Config, json_out: bool, args: SnapshotsArgs) -> anyhow::Resu
         if !tenant.is_empty() && !tenant.contains(&name) {
             continue;
         }
-        let t = match repo.tenant(&name, false) {
+        let t = match repo.tenant(&name) {
             Ok(t) => t,
             // A folder holding only locks: a first backup is starting.
             Err(Error::NotFound { .. }) => continue,

@@ -164,7 +164,7 @@ fn drill_tenant(
     opts: &DrillOptions,
     scratch: &Scratch,
 ) -> Result<Vec<DrillResult>> {
-    let tenant = repo.tenant(name, false)?;
+    let tenant = repo.tenant(name)?;
     let snapshots = repo.snapshots(&tenant)?;
     let mut latest: BTreeMap<&str, (Id, &Snapshot)> = BTreeMap::new();
     for (id, snap) in &snapshots {

@@ -26,6 +26,13 @@ use crate::limits::ReadLimit;
 use crate::store::Store;
 pub use index::{BlobLocation, Index};
 
+/// What opening a tenant does when it has no key yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyMissing {
+    Fail,
+    Create,
+}
+
 /// Objects that could not be read, by id, each with why.
 pub type Unreadable = Vec<(Id, Error)>;
 
@@ -194,16 +201,26 @@ impl Repository {
         tenant_names_on(&self.store)
     }
 
-    /// Opens a tenant's key; with `create`, makes one if the tenant is new
-    /// (conditional create: if another agent won the race, its key is used).
-    pub fn tenant(&self, name: &str, create: bool) -> Result<Arc<Tenant>> {
+    /// Opens a tenant's key; `NotFound` if the tenant has none.
+    pub fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
+        self.open_tenant(name, KeyMissing::Fail)
+    }
+
+    /// Opens a tenant's key, making one if the tenant is new (a conditional
+    /// create: if another agent won the race, its key is used). Only a
+    /// backup makes keys, after the lifecycle gate let the tenant in.
+    pub fn tenant_or_create(&self, name: &str) -> Result<Arc<Tenant>> {
+        self.open_tenant(name, KeyMissing::Create)
+    }
+
+    fn open_tenant(&self, name: &str, missing: KeyMissing) -> Result<Arc<Tenant>> {
         if let Some(t) = self.tenants.lock().expect("not poisoned").get(name) {
             return Ok(t.clone());
         }
         let path = tenant_key_path(name);
         let bytes = match self.store.get_limited(&path, ReadLimit::TenantKey) {
             Ok(b) => b,
-            Err(Error::NotFound { .. }) if create => {
+            Err(Error::NotFound { .. }) if missing == KeyMissing::Create => {
                 let body = TenantKeyBody {
                     key: crypto::random_bytes(),
                     created: jiff::Timestamp::now().as_second(),
@@ -351,7 +368,7 @@ impl Repository {
             0 => Err(Error::SnapshotNotFound(prefix)),
             1 => {
                 let (tenant, id) = found.remove(0);
-                Ok((self.tenant(&tenant, false)?, id))
+                Ok((self.tenant(&tenant)?, id))
             }
             _ => Err(Error::AmbiguousSnapshot {
                 prefix,
@@ -498,8 +515,8 @@ mod tests {
     #[test]
     fn tenant_keys_are_stable_and_distinct() {
         let (repo, dir) = memory_repo();
-        let a = repo.tenant("acme", true).unwrap();
-        let b = repo.tenant("beta", true).unwrap();
+        let a = repo.tenant_or_create("acme").unwrap();
+        let b = repo.tenant_or_create("beta").unwrap();
         assert_ne!(
             a.blob_id(Kind::DataBlob, b"x"),
             b.blob_id(Kind::DataBlob, b"x")
@@ -510,11 +527,11 @@ mod tests {
         );
         let reopened =
             Repository::open(repo.store.clone(), &KeySource::File(dir.path().join("key"))).unwrap();
-        let a2 = reopened.tenant("acme", false).unwrap();
+        let a2 = reopened.tenant("acme").unwrap();
         assert_eq!(
             a.blob_id(Kind::DataBlob, b"x"),
             a2.blob_id(Kind::DataBlob, b"x")
         );
-        assert!(reopened.tenant("nobody", false).is_err());
+        assert!(reopened.tenant("nobody").is_err());
     }
 }

@@ -113,7 +113,7 @@ fn offsite_packs(d: &Drill, trees: bool) -> (PathBuf, String) {
     let config = Config::load(&d.env.config).unwrap();
     let store = open_store(config.target("offsite").unwrap());
     let repo = Repository::open(store, &config.key).unwrap();
-    let tenant = repo.tenant("acme", false).unwrap();
+    let tenant = repo.tenant("acme").unwrap();
     let index = repo.load_index(&tenant).unwrap();
     let with_trees: BTreeSet<String> = index
         .blobs()

@@ -532,7 +532,7 @@ fn keys_that_read(lc: &Lc, pack: &[u8]) -> Vec<String> {
             .expect("open the repository with the key file");
     let mut readers = Vec::new();
     for name in repo.tenant_names().expect("list tenants") {
-        let Ok(tenant) = repo.tenant(&name, false) else {
+        let Ok(tenant) = repo.tenant(&name) else {
             continue;
         };
         if gallra::format::pack::read_header(pack, &tenant.cipher, &tenant.context, "kept").is_ok()

@@ -665,7 +665,7 @@ fn a_tenant_named_kunda_ring_round_trips(kind: StoreKind) {
     let off_repo = Repository::open(offsite.clone(), &config.key).expect("open offsite");
     assert_eq!(off_repo.tenant_names().unwrap(), want);
     for name in NAMES {
-        let tenant = off_repo.tenant(name, false).expect("the tenant's key");
+        let tenant = off_repo.tenant(name).expect("the tenant's key");
         let snaps = off_repo.snapshots(&tenant).expect("its snapshots");
         assert_eq!(snaps.len(), 2, "{name}");
         let (id, snap) = snaps.last().expect("a snapshot");

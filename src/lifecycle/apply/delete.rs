@@ -17,6 +17,15 @@ use crate::repo::Repository;
 /// Snapshot objects deleted from one target, with their sizes.
 type Deleted = Vec<(String, u64)>;
 
+/// Whether a target's prune runs after its deletions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum PruneStep {
+    Run,
+    /// The primary's prune failed: a secondary pruned to a primary layout
+    /// that was never made would lose packs the primary keeps.
+    WaitForPrimary,
+}
+
 impl Lifecycle<'_> {
     /// Under the tenant's exclusive lock on one target: deletes the due
     /// snapshot objects, checks by listing that they are gone, prunes.
@@ -26,9 +35,9 @@ impl Lifecycle<'_> {
         tenant: &str,
         due: &[&PlanEntry],
         primary: Option<&TenantHoldings>,
-        prune_now: bool,
+        prune: PruneStep,
     ) -> Result<(Deleted, Result<PruneReport>)> {
-        let t = repo.tenant(tenant, false)?;
+        let t = repo.tenant(tenant)?;
         let lock = lock::acquire(
             &repo.store,
             tenant,
@@ -50,9 +59,9 @@ impl Lifecycle<'_> {
             deleted.push((path.clone(), sizes.get(&path).copied().unwrap_or(0)));
         }
         prune::verify_gone(repo, &layout::snapshots_folder(tenant), &deleted)?;
-        let pruned = match prune_now {
-            true => prune::prune_tenant(repo, &t, primary, self.pack_size, &lock),
-            false => Err(Error::Refused(
+        let pruned = match prune {
+            PruneStep::Run => prune::prune_tenant(repo, &t, primary, self.pack_size, &lock),
+            PruneStep::WaitForPrimary => Err(Error::Refused(
                 "the primary's prune did not complete; this target's waits for it".into(),
             )),
         };

@@ -209,7 +209,7 @@ impl Lifecycle<'_> {
                 let key = (name.clone(), id);
                 if !known.contains_key(&key) {
                     if tenant.is_none() {
-                        match repo.tenant(&name, false) {
+                        match repo.tenant(&name) {
                             Ok(t) => tenant = Some(t),
                             Err(e) => {
                                 failures.push(fail(format!("tenant key not read: {e}")));

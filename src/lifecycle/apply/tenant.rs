@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::delete::PruneStep;
 use super::pending::{clear_prune_pending, mark_prune_pending};
 use super::{Holdings, Lifecycle, TargetResult, TenantResult};
 use crate::audit::{Action, Entry, TargetCounts};
@@ -91,11 +92,12 @@ impl Lifecycle<'_> {
             } else {
                 ShippedFirst::default()
             };
-            // A secondary pruned to a primary layout that was never made
-            // would lose packs the primary keeps.
-            let prune_now = i == 0 || !primary_prune_failed;
+            let prune = match i == 0 || !primary_prune_failed {
+                true => PruneStep::Run,
+                false => PruneStep::WaitForPrimary,
+            };
             let outcome = self.may_delete_on(repo, checked).and_then(|()| {
-                self.delete_and_prune(repo, tenant, &here, primary_holdings.as_ref(), prune_now)
+                self.delete_and_prune(repo, tenant, &here, primary_holdings.as_ref(), prune)
             });
             let outcome = outcome.map(|(deleted, prune)| {
                 // The snapshots are gone whatever the prune says: their
