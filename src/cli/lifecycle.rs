@@ -4,12 +4,13 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use jiff::civil::Date;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use gallra::audit::{Action, AuditLog, Record};
 use gallra::config::Config;
 use gallra::error::Error;
 use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle, Mode, TargetRepositories};
+use gallra::lifecycle::journal::Recorded;
 use gallra::lifecycle::{Event, EventType, Plan};
 use gallra::repo::Repository;
 
@@ -174,7 +175,10 @@ pub fn record(config: &Config, json_out: bool, event: Event) -> anyhow::Result<i
         }
         let (recorded, event) = lc.accept_event(event, "cli", Timestamp::now())?;
         if json_out {
-            super::output::print_json(&json!({"event": event, "recorded": recorded}))?;
+            super::output::print_json(&EventRecorded {
+                event: &event,
+                recorded,
+            })?;
         } else {
             println!(
                 "recorded {} of tenant {} (event {})",
@@ -624,16 +628,32 @@ pub fn audit(config: &Config, json_out: bool, cmd: AuditCommand) -> anyhow::Resu
                     .iter()
                     .find(|r| r.action == Action::KeyDestroyed)
                     .map(|r| r.time.clone());
-                let v: Value = json!({
-                    "tenant": tenant,
-                    "records": records,
-                    "key_destroyed": destroyed,
-                });
-                super::output::print_json(&v)?;
+                super::output::print_json(&AuditExport {
+                    tenant: &tenant,
+                    records: &records,
+                    key_destroyed: destroyed,
+                })?;
             } else {
                 print!("{}", gallra::audit::export_markdown(&records, &tenant));
             }
             Ok(0)
         }
     }
+}
+
+/// `contract end|reinstate`, `hold` and `erase` in `--json`: the event as
+/// accepted, and whether it was new.
+#[derive(Serialize)]
+struct EventRecorded<'a> {
+    event: &'a Event,
+    recorded: Recorded,
+}
+
+/// `audit export --format json`: a tenant's records, and when its key was
+/// destroyed (null while it lives).
+#[derive(Serialize)]
+struct AuditExport<'a> {
+    tenant: &'a str,
+    records: &'a [Record],
+    key_destroyed: Option<String>,
 }
