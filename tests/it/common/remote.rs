@@ -1,4 +1,4 @@
-//! The S3 (SeaweedFS) and Azure Blob (Azurite) servers that
+//! The S3 (SeaweedFS, moto) and Azure Blob (Azurite) servers that
 //! tests/servers/start.sh starts, as targets for the CLI tests and the
 //! conformance suite.
 
@@ -71,6 +71,19 @@ impl Remote {
             }),
             secret: secret.to_string(),
         }
+    }
+
+    /// A bucket of moto's S3 (start.sh makes `gallra-versioned`, with
+    /// versioning on, and `gallra-plain`), named by the variable
+    /// `bucket_var`. moto takes any access key.
+    pub fn moto(bucket_var: &str) -> Option<Remote> {
+        let v = server_env("moto", &["GALLRA_TEST_MOTO_ENDPOINT", bucket_var])?;
+        Some(Remote::s3_at(
+            &v[0],
+            &v[1],
+            "gallratest",
+            "gallratestsecret",
+        ))
     }
 
     /// Azurite, whose address object_store reads from
