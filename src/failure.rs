@@ -134,17 +134,6 @@ pub mod json {
     pub fn ship_one(f: &Failure) -> impl Serialize + '_ {
         Printed(f, Shape::Ship)
     }
-
-    /// Failures as ship prints them, for a document built by hand.
-    pub fn ship_all(failures: &[Failure]) -> impl Serialize + '_ {
-        struct Ship<'a>(&'a [Failure]);
-        impl Serialize for Ship<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                all(self.0, Shape::Ship, s)
-            }
-        }
-        Ship(failures)
-    }
 }
 
 #[cfg(test)]

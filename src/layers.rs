@@ -26,9 +26,6 @@ const LAYERS: &[&[&str]] = &[
     &["agent", "metrics", "init", "job", "repair"],
 ];
 
-/// Edges known to break the layering, each with the change that removes it.
-const KNOWN_EXCEPTIONS: &[(&str, &str)] = &[];
-
 /// The source with comments removed and string and character literals
 /// emptied, so that neither a `//` in a URL nor a brace in a message
 /// confuses what follows.
@@ -278,13 +275,7 @@ fn layer_of(module: &str) -> Option<usize> {
 
 #[test]
 fn the_top_level_modules_import_without_a_cycle() {
-    let mut graph = import_graph();
-    for (from, to) in KNOWN_EXCEPTIONS {
-        if let Some(edges) = graph.get_mut(*from) {
-            edges.remove(*to);
-        }
-    }
-    if let Some(cycle) = find_cycle(&graph) {
+    if let Some(cycle) = find_cycle(&import_graph()) {
         panic!("import cycle: {}", cycle.join(" -> "));
     }
 }
@@ -305,9 +296,6 @@ fn no_module_imports_a_higher_layer() {
     let mut wrong = Vec::new();
     for (from, edges) in &graph {
         for to in edges {
-            if KNOWN_EXCEPTIONS.contains(&(from.as_str(), to.as_str())) {
-                continue;
-            }
             if let (Some(a), Some(b)) = (layer_of(from), layer_of(to))
                 && b > a
             {

@@ -522,9 +522,7 @@ impl Store {
     /// as locks need. Some S3-compatible servers ignore `If-None-Match` and
     /// overwrite: on those, two agents could both believe they hold a lock.
     pub fn honours_conditional_create(&self) -> Result<bool> {
-        let path = crate::layout::locks_selftest_path(
-            &crate::format::Id(crate::crypto::random_bytes()).to_hex(),
-        );
+        let path = probe_path();
         let first = self.put_new(&path, Bytes::from_static(b"first"))?;
         let second = self.put_new(&path, Bytes::from_static(b"second"));
         let kept = self.get(&path);
@@ -568,6 +566,11 @@ impl Store {
             Err(f) => Err(self.fail(path, f)),
         }
     }
+}
+
+/// A fresh name under `locks-selftest/` for one probe of a target.
+fn probe_path() -> String {
+    crate::layout::locks_selftest_path(&crate::format::Id(crate::crypto::random_bytes()).to_hex())
 }
 
 /// Fault injection for crash tests: with `GALLRA_TEST_KILL_AT_DELETE=N`,
