@@ -49,6 +49,18 @@ pub enum Error {
     #[error("target {target}: {message}")]
     TargetConfig { target: String, message: String },
 
+    /// `[key_service]` or its credentials are wrong. Exit status 2.
+    #[error("[key_service]: {message}")]
+    KeyServiceConfig { message: String },
+
+    /// The key service refused or failed an operation.
+    #[error("{service}: {operation}: {message}")]
+    KeyService {
+        service: String,
+        operation: String,
+        message: String,
+    },
+
     /// A store operation failed. `object` is the object's path in the store.
     #[error("target {target}: {object}: {message}")]
     Store {
@@ -187,7 +199,10 @@ impl Error {
     /// Exit status the binary should use: 2 for bad usage or config, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config { .. } | Error::Usage(_) | Error::TargetConfig { .. } => 2,
+            Error::Config { .. }
+            | Error::Usage(_)
+            | Error::TargetConfig { .. }
+            | Error::KeyServiceConfig { .. } => 2,
             _ => 1,
         }
     }

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "text", "limits", "error", "failure", "files", "crypto", "units", "cancel", "pace",
         "parallel", "beneath", "schedule", "progress", "layout",
     ],
-    &["store", "lock"],
+    &["store", "lock", "keyservice"],
     &["repo", "audit"],
     &["ship", "restore", "check"],
     &["lifecycle"],

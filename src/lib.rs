@@ -20,6 +20,7 @@ pub mod failure;
 pub mod files;
 pub mod init;
 pub mod job;
+pub mod keyservice;
 #[cfg(test)]
 mod layers;
 pub mod layout;

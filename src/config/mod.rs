@@ -21,6 +21,7 @@ use crate::schedule::Schedule;
 mod agent;
 mod drill;
 mod key;
+mod key_service;
 mod repository;
 mod retention;
 mod source;
@@ -47,6 +48,9 @@ pub struct Config {
     pub path: PathBuf,
     pub agent: Agent,
     pub key: KeySource,
+    /// Where the epoch keys live: the erasure of a tenant then holds
+    /// against every surviving copy (docs/SECURITY.md).
+    pub key_service: Option<crate::keyservice::KeyServiceSettings>,
     pub repository: RepositorySettings,
     pub targets: Vec<Target>,
     pub sources: Vec<Source>,
@@ -63,6 +67,7 @@ struct RawConfig {
     #[serde(default)]
     agent: agent::RawAgent,
     key: Option<key::RawKey>,
+    key_service: Option<key_service::RawKeyService>,
     #[serde(default)]
     repository: repository::RawRepository,
     #[serde(default)]
@@ -144,6 +149,7 @@ impl Config {
         let time_zone = agent::time_zone(&raw.agent, &file)?;
         let agent = agent::parse(raw.agent, &file)?;
         let key = key::parse(raw.key, &file)?;
+        let key_service = key_service::parse(raw.key_service, &file)?;
         let repository = repository::parse(raw.repository, &file)?;
         let targets = target::parse(raw.target, &file)?;
         let policy = retention::policy(&raw.retention, &targets, time_zone, &file)?;
@@ -153,6 +159,7 @@ impl Config {
             path: path.to_path_buf(),
             agent,
             key,
+            key_service,
             repository,
             targets,
             sources,

@@ -47,6 +47,12 @@ fn runtime() -> &'static Runtime {
     })
 }
 
+/// Runs a future on the store's runtime, from blocking code: the other
+/// network clients (the key service) share its threads.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    runtime().block_on(future)
+}
+
 /// An object listed in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
