@@ -807,7 +807,7 @@ mod tests {
         let key = dir.join("key");
         crypto::generate_key_file(&key).unwrap();
         let store = crate::store::memory();
-        Repository::init(store, &KeySource::File(key), ChunkerParams::default()).unwrap()
+        Repository::init(store, &KeySource::File(key).into(), ChunkerParams::default()).unwrap()
     }
 
     fn entry(action: Action, n: u64) -> Entry {

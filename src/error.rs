@@ -61,6 +61,22 @@ pub enum Error {
         message: String,
     },
 
+    /// A tenant key names a key epoch that is no longer in the repository:
+    /// a rotation destroyed it, so whatever it wrapped opens no more.
+    #[error(
+        "target {target}: key epoch {epoch} is not in the repository: a rotation destroyed it, and the tenant keys it wrapped open no more (a copy from before the rotation opens with the current tenant keys of a live target: docs/SECURITY.md)"
+    )]
+    EpochGone { target: String, epoch: String },
+
+    /// The key service would not give an epoch's key.
+    #[error("target {target}: key epoch {epoch}: {source}")]
+    EpochUnusable {
+        target: String,
+        epoch: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A store operation failed. `object` is the object's path in the store.
     #[error("target {target}: {object}: {message}")]
     Store {

@@ -26,6 +26,32 @@ pub fn slot_path(slot: &str) -> String {
     format!("{KEYS_FOLDER}/{slot}")
 }
 
+/// Key epochs (format version 2) live under this folder (FORMAT.md 11.4).
+pub const KEY_EPOCHS_FOLDER: &str = "key-epochs";
+
+/// `key-epochs/<32 hex digits of the epoch id>` (FORMAT.md 11.4).
+pub fn key_epoch_path(id: &[u8; 16]) -> String {
+    format!("{KEY_EPOCHS_FOLDER}/{}", hex::encode(id))
+}
+
+/// The epoch id a `key-epochs/` path names, if it is one.
+pub fn key_epoch_id_of_path(path: &str) -> Option<[u8; 16]> {
+    let name = path.strip_prefix(KEY_EPOCHS_FOLDER)?.strip_prefix('/')?;
+    if name.len() != 32 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    hex::decode(name).ok()?.try_into().ok()
+}
+
+/// Tenants whose key was destroyed since the last rotation, so that a
+/// rotation is due (FORMAT.md 11.4).
+pub const SHRED_DUE_FOLDER: &str = "key-epochs-due";
+
+/// `key-epochs-due/<tenant component>`.
+pub fn shred_due_path(tenant: &str) -> String {
+    format!("{SHRED_DUE_FOLDER}/{}", tenant_name::component(tenant))
+}
+
 /// `tenants`: the folder whose subfolders are the tenants (FORMAT.md 8).
 pub const TENANTS_FOLDER: &str = "tenants";
 

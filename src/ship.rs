@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::crypto::KeySource;
+use crate::repo::RepoKeys;
 use crate::error::{Error, Result};
 use crate::failure::Failure;
 use crate::format::Id;
@@ -275,7 +275,7 @@ pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<Ship
 /// leaves the target out and names the tenant when one tenant failed.
 pub fn ship_to(
     primary: &TargetSettings,
-    key: &KeySource,
+    key: &RepoKeys,
     targets: &[impl AsRef<TargetSettings>],
     opts: &ShipOptions,
 ) -> Result<(Vec<ShipReport>, Vec<Failure>)> {

@@ -48,7 +48,7 @@ fn command_found(program: &str) -> bool {
 /// once; no store is touched.
 fn config_problems(config: &Config) -> (Vec<String>, Vec<String>) {
     let (mut problems, mut warnings) = (Vec::new(), Vec::new());
-    match &config.key {
+    match &config.key.master {
         KeySource::Credential(_) if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() => {}
         KeySource::PassphraseEnv(var) if std::env::var_os(var).is_none() => warnings.push(format!(
             "[key] passphrase_env: ${var} is not set here; the agent needs it in its environment"

@@ -100,9 +100,9 @@ mod tests {
 
     #[test]
     fn a_key_service_is_optional_and_defaults_to_the_regions_endpoint() {
-        assert!(parse(MINIMAL).unwrap().key_service.is_none());
+        assert!(parse(MINIMAL).unwrap().key.service.is_none());
         let c = parse(&with_service("kind = \"aws-kms\"\nregion = \"eu-north-1\"")).unwrap();
-        let s = c.key_service.unwrap();
+        let s = c.key.service.unwrap();
         assert_eq!(s.endpoint, "https://kms.eu-north-1.amazonaws.com");
         assert_eq!(s.deletion_wait_days, 7);
         assert_eq!(s.rotate_after.as_secs(), 86_400);
@@ -110,7 +110,7 @@ mod tests {
             "kind = \"aws-kms\"\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:5000\"\ndeletion_wait = \"30 days\"\ncredentials_file = \"kms.env\"",
         ))
         .unwrap();
-        let s = c.key_service.unwrap();
+        let s = c.key.service.unwrap();
         assert_eq!(s.endpoint, "http://127.0.0.1:5000");
         assert_eq!(s.deletion_wait_days, 30);
         assert!(s.credentials_file.unwrap().is_absolute());

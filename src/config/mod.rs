@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::audit::AuditLog;
-use crate::crypto::KeySource;
+use crate::repo::RepoKeys;
 use crate::error::{Error, Result};
 use crate::lifecycle::apply::{Lifecycle, TargetRepositories};
 use crate::schedule::Schedule;
@@ -47,10 +47,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/gallra/agent.toml";
 pub struct Config {
     pub path: PathBuf,
     pub agent: Agent,
-    pub key: KeySource,
-    /// Where the epoch keys live: the erasure of a tenant then holds
-    /// against every surviving copy (docs/SECURITY.md).
-    pub key_service: Option<crate::keyservice::KeyServiceSettings>,
+    /// The master key's source (`[key]`) and the key service that holds
+    /// the epoch keys (`[key_service]`): with one, the erasure of a tenant
+    /// holds against every surviving copy (docs/SECURITY.md).
+    pub key: RepoKeys,
     pub repository: RepositorySettings,
     pub targets: Vec<Target>,
     pub sources: Vec<Source>,
@@ -148,8 +148,10 @@ impl Config {
         })?;
         let time_zone = agent::time_zone(&raw.agent, &file)?;
         let agent = agent::parse(raw.agent, &file)?;
-        let key = key::parse(raw.key, &file)?;
-        let key_service = key_service::parse(raw.key_service, &file)?;
+        let key = RepoKeys::new(
+            key::parse(raw.key, &file)?,
+            key_service::parse(raw.key_service, &file)?,
+        );
         let repository = repository::parse(raw.repository, &file)?;
         let targets = target::parse(raw.target, &file)?;
         let policy = retention::policy(&raw.retention, &targets, time_zone, &file)?;
@@ -159,7 +161,6 @@ impl Config {
             path: path.to_path_buf(),
             agent,
             key,
-            key_service,
             repository,
             targets,
             sources,
@@ -265,7 +266,6 @@ paths = ["/var/www/{tenant}"]
 #[cfg(test)]
 mod tests {
     use super::testing::*;
-    use super::*;
 
     #[test]
     fn the_example_config_parses() {
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn minimal_config_has_defaults() {
         let c = parse(MINIMAL).unwrap();
-        assert_eq!(c.key, KeySource::File("/etc/gallra/key".into()));
+        assert_eq!(c.key.master, crate::crypto::KeySource::File("/etc/gallra/key".into()));
         assert!(c.primary().primary);
         assert_eq!(c.repository.compression, 3);
         assert_eq!(c.repository.pack_size, 16 << 20);

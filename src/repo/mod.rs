@@ -1,6 +1,7 @@
 //! A repository in one target: opening it with a key, tenants and their keys,
 //! and reading and writing its objects.
 
+pub mod epochs;
 pub mod index;
 pub mod keys;
 pub mod packer;
@@ -11,19 +12,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::chunker::ChunkerParams;
-use crate::crypto::{self, KeyMaterial, KeySource, SecretKey};
+use crate::crypto::{self, KeyMaterial, SecretKey};
 use crate::error::{Error, Result};
 use crate::format::index::IndexBody;
 use crate::format::pack;
 use crate::format::repo_config::{self, RepoConfig};
 use crate::format::snapshot::{self, Snapshot};
-use crate::format::tenant_key::{self, TenantKeyBody, TenantKeys};
+use crate::format::tenant_key::{self, TenantKeyBody, TenantKeys, Wrap};
 use crate::format::tree::Tree;
 use crate::format::{Id, Kind, tenant_context};
 use crate::layout::{self, tenant_key_path};
 use crate::layout::{CONFIG_PATH, id_of_path, index_path, pack_path, snapshot_path, tenant_prefix};
 use crate::limits::ReadLimit;
 use crate::store::Store;
+pub use epochs::{Epoch, RepoKeys};
 pub use index::{BlobLocation, Index};
 
 /// What opening a tenant does when it has no key yet.
@@ -63,6 +65,7 @@ pub struct Repository {
     master: SecretKey,
     /// The key slot that opened this repository.
     pub slot_in_use: String,
+    keys: RepoKeys,
     tenants: Mutex<HashMap<String, Arc<Tenant>>>,
 }
 
@@ -99,14 +102,14 @@ impl Repository {
     /// The repository on one target, opened with `key`.
     pub fn open_target(
         target: &crate::store::TargetSettings,
-        key: &KeySource,
+        key: &RepoKeys,
     ) -> Result<Repository> {
         Repository::open(crate::store::Store::open(target)?, key)
     }
 
     /// Creates a repository: a key slot for `key`, then the config object
     /// with a conditional create, so two agents never make two repositories.
-    pub fn init(store: Store, key: &KeySource, chunker: ChunkerParams) -> Result<Repository> {
+    pub fn init(store: Store, key: &RepoKeys, chunker: ChunkerParams) -> Result<Repository> {
         store.check_reachable()?;
         match store.get_limited(CONFIG_PATH, ReadLimit::Config) {
             Ok(_) => {
@@ -140,12 +143,13 @@ impl Repository {
             config,
             master,
             slot_in_use: slot,
+            keys: key.clone(),
             tenants: Mutex::default(),
         })
     }
 
     /// Opens a repository with the first key slot that `key` unlocks.
-    pub fn open(store: Store, key: &KeySource) -> Result<Repository> {
+    pub fn open(store: Store, key: &RepoKeys) -> Result<Repository> {
         let config_bytes = match store.get_limited(CONFIG_PATH, ReadLimit::Config) {
             Ok(b) => b,
             Err(Error::NotFound { .. }) => {
@@ -180,6 +184,7 @@ impl Repository {
             config,
             master,
             slot_in_use,
+            keys: key.clone(),
             tenants: Mutex::default(),
         })
     }
@@ -218,20 +223,23 @@ impl Repository {
             return Ok(t.clone());
         }
         let path = tenant_key_path(name);
-        let bytes = match self.store.get_limited(&path, ReadLimit::TenantKey) {
-            Ok(b) => b,
+        let (bytes, body) = match self.store.get_limited(&path, ReadLimit::TenantKey) {
+            Ok(b) => (b, None),
             Err(Error::NotFound { .. }) if missing == KeyMissing::Create => {
                 let body = TenantKeyBody {
                     key: crypto::random_bytes(),
                     created: jiff::Timestamp::now().as_second(),
                 };
-                let sealed = tenant_key::seal(&body, &self.master, &self.repo_id, name);
+                let sealed = self.wrap_tenant_key(&body, name, self.current_epoch()?.as_ref())?;
                 self.store.put_new(&path, Bytes::from(sealed))?;
-                self.store.get_limited(&path, ReadLimit::TenantKey)?
+                (self.store.get_limited(&path, ReadLimit::TenantKey)?, Some(body))
             }
             Err(e) => return Err(e),
         };
         let tenant = Arc::new(self.open_tenant_key(name, &bytes)?);
+        if body.is_some() {
+            self.follow_rotation(name, &bytes)?;
+        }
         self.tenants
             .lock()
             .expect("not poisoned")
@@ -239,11 +247,70 @@ impl Repository {
         Ok(tenant)
     }
 
+    /// A tenant key object of `body`: wrapped by `epoch`, or by the
+    /// master key in a repository without epochs.
+    pub fn wrap_tenant_key(
+        &self,
+        body: &TenantKeyBody,
+        name: &str,
+        epoch: Option<&Epoch>,
+    ) -> Result<Vec<u8>> {
+        Ok(match epoch {
+            Some(e) => {
+                let key = self.unwrap_epoch(e)?;
+                tenant_key::seal_under_epoch(body, &e.id, &key, &self.repo_id, name)
+            }
+            None => tenant_key::seal(body, &self.master, &self.repo_id, name),
+        })
+    }
+
+    /// A key just made may have been wrapped by an epoch that a rotation
+    /// running meanwhile is retiring, after the rotation looked at this
+    /// tenant: the rotation would then destroy the only wrap of the key.
+    /// So the maker looks again once its key is written, and rewraps it by
+    /// the newest epoch if that is another. The rotation writes its epoch
+    /// before it checks the tenants, so one of the two sees the other.
+    fn follow_rotation(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = tenant_key_path(name);
+        let Some(newest) = self.current_epoch()? else {
+            return Ok(());
+        };
+        if tenant_key::wrapped_by(bytes, &path)? == Wrap::Epoch(newest.id) {
+            return Ok(());
+        }
+        let body = self.open_tenant_key_body(name, bytes)?;
+        let sealed = self.wrap_tenant_key(&body, name, Some(&newest))?;
+        self.store.put(&path, Bytes::from(sealed))
+    }
+
+    /// The root key in a tenant key object, whatever wraps it.
+    pub fn open_tenant_key_body(&self, name: &str, bytes: &[u8]) -> Result<TenantKeyBody> {
+        let path = tenant_key_path(name);
+        match tenant_key::wrapped_by(bytes, &path)? {
+            Wrap::Master => Ok(tenant_key::open(
+                bytes,
+                &self.master,
+                &self.repo_id,
+                name,
+                &path,
+            )?),
+            Wrap::Epoch(id) => {
+                let key = self.epoch_key(&id)?;
+                Ok(tenant_key::open_under_epoch(
+                    bytes,
+                    &key,
+                    &self.repo_id,
+                    name,
+                    &path,
+                )?)
+            }
+        }
+    }
+
     /// Opens the bytes of a tenant's key object (`tenants/<name>/key`).
     /// Every reader of a tenant key, and ship, goes through here.
     pub fn open_tenant_key(&self, name: &str, bytes: &[u8]) -> Result<Tenant> {
-        let path = tenant_key_path(name);
-        let body = tenant_key::open(bytes, &self.master, &self.repo_id, name, &path)?;
+        let body = self.open_tenant_key_body(name, bytes)?;
         let keys = TenantKeys::derive(&body.key, &self.repo_id);
         Ok(Tenant {
             name: name.to_string(),
@@ -479,6 +546,7 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::KeySource;
 
     pub(crate) fn memory_repo() -> (Repository, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -486,7 +554,7 @@ mod tests {
         crypto::generate_key_file(&key).unwrap();
         let store = crate::store::memory();
         let repo =
-            Repository::init(store, &KeySource::File(key), ChunkerParams::default()).unwrap();
+            Repository::init(store, &KeySource::File(key).into(), ChunkerParams::default()).unwrap();
         (repo, dir)
     }
 
@@ -494,13 +562,13 @@ mod tests {
     fn init_open_and_wrong_key() {
         let (repo, dir) = memory_repo();
         let store = repo.store.clone();
-        let key = KeySource::File(dir.path().join("key"));
+        let key: RepoKeys = KeySource::File(dir.path().join("key")).into();
         let again = Repository::open(store.clone(), &key).unwrap();
         assert_eq!(again.repo_id, repo.repo_id);
         assert_eq!(again.config, repo.config);
         let other = dir.path().join("other");
         crypto::generate_key_file(&other).unwrap();
-        let err = Repository::open(store.clone(), &KeySource::File(other))
+        let err = Repository::open(store.clone(), &KeySource::File(other).into())
             .err()
             .unwrap();
         assert!(matches!(err, Error::WrongKey { .. }), "{err}");
@@ -526,7 +594,7 @@ mod tests {
             a.blob_id(Kind::TreeBlob, b"x")
         );
         let reopened =
-            Repository::open(repo.store.clone(), &KeySource::File(dir.path().join("key"))).unwrap();
+            Repository::open(repo.store.clone(), &KeySource::File(dir.path().join("key")).into()).unwrap();
         let a2 = reopened.tenant("acme").unwrap();
         assert_eq!(
             a.blob_id(Kind::DataBlob, b"x"),

@@ -24,6 +24,7 @@ pub mod tenant_name;
 
 pub mod event;
 pub mod index;
+pub mod key_epoch;
 pub mod keyslot;
 pub mod pack;
 pub mod record;
@@ -39,8 +40,13 @@ use std::fmt;
 pub use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 4] = b"GLRA";
-/// The format version this build writes and reads.
+/// The format version of every object kind that version 2 left as it was:
+/// this build writes and reads them as version 1.
 pub const FORMAT_VERSION: u8 = 1;
+/// Version 2 of the format: tenant keys wrapped by a key epoch, and the
+/// key-epoch objects (docs/FORMAT.md section 11.4). Readers of kind 3 read
+/// both versions; kind 11 exists in version 2 only.
+pub const FORMAT_VERSION_2: u8 = 2;
 /// Bytes of `magic | version | kind`.
 pub const ENVELOPE_PREFIX: usize = 6;
 
@@ -59,6 +65,7 @@ pub enum Kind {
     TreeBlob = 8,
     Event = 9,
     AuditRecord = 10,
+    KeyEpoch = 11,
 }
 
 impl Kind {
@@ -74,6 +81,7 @@ impl Kind {
             8 => Kind::TreeBlob,
             9 => Kind::Event,
             10 => Kind::AuditRecord,
+            11 => Kind::KeyEpoch,
             _ => return None,
         })
     }
@@ -90,6 +98,7 @@ impl Kind {
             Kind::TreeBlob => "tree blob",
             Kind::Event => "lifecycle event",
             Kind::AuditRecord => "audit record",
+            Kind::KeyEpoch => "key epoch",
         }
     }
 }
@@ -137,18 +146,30 @@ impl fmt::Debug for Id {
     }
 }
 
-fn aad(kind: Kind, clear_header: &[u8], context: &[u8]) -> Vec<u8> {
+fn aad(version: u8, kind: Kind, clear_header: &[u8], context: &[u8]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(8 + clear_header.len() + context.len());
     aad.extend_from_slice(b"gallra");
-    aad.push(FORMAT_VERSION);
+    aad.push(version);
     aad.push(kind as u8);
     aad.extend_from_slice(clear_header);
     aad.extend_from_slice(context);
     aad
 }
 
-/// Encodes an envelope around `body`.
+/// Encodes a version 1 envelope around `body`.
 pub fn seal_object(
+    cipher: &Aes256Gcm,
+    kind: Kind,
+    clear_header: &[u8],
+    context: &[u8],
+    body: &[u8],
+) -> Vec<u8> {
+    seal_object_version(FORMAT_VERSION, cipher, kind, clear_header, context, body)
+}
+
+/// Encodes an envelope of `version` around `body`.
+pub fn seal_object_version(
+    version: u8,
     cipher: &Aes256Gcm,
     kind: Kind,
     clear_header: &[u8],
@@ -159,16 +180,64 @@ pub fn seal_object(
         ENVELOPE_PREFIX + clear_header.len() + crypto::SEAL_OVERHEAD + body.len(),
     );
     out.extend_from_slice(MAGIC);
-    out.push(FORMAT_VERSION);
+    out.push(version);
     out.push(kind as u8);
     out.extend_from_slice(clear_header);
-    crypto::seal_into(cipher, &aad(kind, clear_header, context), body, &mut out);
+    crypto::seal_into(
+        cipher,
+        &aad(version, kind, clear_header, context),
+        body,
+        &mut out,
+    );
     out
 }
 
-/// Checks an envelope's prefix and returns its clear header (of
+/// The version byte of an envelope of `kind` that this build reads, or why
+/// not: checked before anything else in it is used.
+pub fn envelope_version(bytes: &[u8], kind: Kind, name: &str) -> Result<u8> {
+    let readable: &[u8] = match kind {
+        Kind::TenantKey => &[FORMAT_VERSION, FORMAT_VERSION_2],
+        Kind::KeyEpoch => &[FORMAT_VERSION_2],
+        _ => &[FORMAT_VERSION],
+    };
+    if bytes.len() < ENVELOPE_PREFIX {
+        return Err(Error::corrupt(
+            name,
+            format!("truncated {} ({} bytes)", kind.name(), bytes.len()),
+        ));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(Error::corrupt(name, "not a gallra object (bad magic)"));
+    }
+    if !readable.contains(&bytes[4]) {
+        let reads: Vec<String> = readable.iter().map(u8::to_string).collect();
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "format version {} is not supported by this gallra (reads version {} of a {})",
+                bytes[4],
+                reads.join(" and "),
+                kind.name()
+            ),
+        ));
+    }
+    Ok(bytes[4])
+}
+
+/// Checks a version 1 envelope's prefix and returns its clear header (of
 /// `header_len` bytes) and the sealed rest. `name` is used in errors.
 pub fn split_envelope<'a>(
+    bytes: &'a [u8],
+    kind: Kind,
+    header_len: usize,
+    name: &str,
+) -> Result<(&'a [u8], &'a [u8])> {
+    split_envelope_version(FORMAT_VERSION, bytes, kind, header_len, name)
+}
+
+/// As `split_envelope`, for an envelope of `version`.
+pub fn split_envelope_version<'a>(
+    version: u8,
     bytes: &'a [u8],
     kind: Kind,
     header_len: usize,
@@ -183,11 +252,11 @@ pub fn split_envelope<'a>(
     if &bytes[..4] != MAGIC {
         return Err(Error::corrupt(name, "not a gallra object (bad magic)"));
     }
-    if bytes[4] != FORMAT_VERSION {
+    if bytes[4] != version {
         return Err(Error::corrupt(
             name,
             format!(
-                "format version {} is not supported by this gallra (reads version {FORMAT_VERSION})",
+                "format version {} is not supported by this gallra (reads version {version})",
                 bytes[4]
             ),
         ));
@@ -212,8 +281,21 @@ pub fn open_object(
     bytes: &[u8],
     name: &str,
 ) -> Result<Vec<u8>> {
-    let (header, sealed) = split_envelope(bytes, kind, header_len, name)?;
-    crypto::open(cipher, &aad(kind, header, context), sealed).map_err(|_| {
+    open_object_version(FORMAT_VERSION, cipher, kind, header_len, context, bytes, name)
+}
+
+/// Opens an envelope of `version` sealed by [`seal_object_version`].
+pub fn open_object_version(
+    version: u8,
+    cipher: &Aes256Gcm,
+    kind: Kind,
+    header_len: usize,
+    context: &[u8],
+    bytes: &[u8],
+    name: &str,
+) -> Result<Vec<u8>> {
+    let (header, sealed) = split_envelope_version(version, bytes, kind, header_len, name)?;
+    crypto::open(cipher, &aad(version, kind, header, context), sealed).map_err(|_| {
         Error::corrupt(
             name,
             format!(

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use super::plan::{self, HeldEntry, Plan, PlanEntry};
 use super::rules::Policy;
 use crate::audit::AuditLog;
-use crate::crypto::KeySource;
+use crate::repo::RepoKeys;
 use crate::error::Result;
 pub use crate::failure::Failure;
 use crate::lock::{self, Holder};
@@ -54,7 +54,7 @@ impl TargetRepositories {
     pub fn open<'t>(
         primary: &TargetSettings,
         secondaries: impl IntoIterator<Item = &'t TargetSettings>,
-        key: &KeySource,
+        key: &RepoKeys,
     ) -> Result<TargetRepositories> {
         let mut out = TargetRepositories {
             repos: vec![Repository::open_target(primary, key)?],

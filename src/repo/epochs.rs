@@ -1,0 +1,259 @@
+//! Key epochs (format version 2, docs/FORMAT.md section 11.4): the keys
+//! that wrap tenant keys when a key service holds them, so that destroying
+//! an epoch in the service shreds every copy of every tenant key it wrapped.
+//!
+//! `RepoKeys` is what opens a repository: the key source of its master key
+//! and, if configured, the key service. Its service client and the epoch
+//! keys it decrypted are shared by every repository a process opens with
+//! it: one `Decrypt` per epoch per process, whatever the number of targets.
+
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::Repository;
+use crate::crypto::{KeySource, SecretKey};
+use crate::error::{Error, Result};
+use crate::format::key_epoch::{self, KeyEpochBody};
+use crate::keyservice::{KeyService, KeyServiceSettings};
+use crate::layout;
+use crate::limits::ReadLimit;
+
+/// What opens a repository: the master key's source and the key service.
+#[derive(Clone)]
+pub struct RepoKeys {
+    pub master: KeySource,
+    pub service: Option<KeyServiceSettings>,
+    client: Arc<Mutex<Option<Arc<KeyService>>>>,
+    epoch_keys: Arc<Mutex<HashMap<[u8; 16], Arc<SecretKey>>>>,
+}
+
+impl RepoKeys {
+    pub fn new(master: KeySource, service: Option<KeyServiceSettings>) -> RepoKeys {
+        RepoKeys {
+            master,
+            service,
+            client: Arc::default(),
+            epoch_keys: Arc::default(),
+        }
+    }
+
+    /// The key service client, made on first use.
+    pub fn client(&self) -> Result<Arc<KeyService>> {
+        let Some(settings) = &self.service else {
+            return Err(Error::KeyServiceConfig {
+                message: "not configured: this repository's tenant keys are wrapped by key epochs that a key service holds; add the [key_service] table (docs/SECURITY.md)".into(),
+            });
+        };
+        let mut client = self.client.lock().expect("not poisoned");
+        if let Some(c) = client.as_ref() {
+            return Ok(c.clone());
+        }
+        let made = Arc::new(KeyService::new(settings)?);
+        *client = Some(made.clone());
+        Ok(made)
+    }
+
+    pub(crate) fn remember(&self, id: [u8; 16], key: Arc<SecretKey>) {
+        self.epoch_keys.lock().expect("not poisoned").insert(id, key);
+    }
+
+    pub(crate) fn remembered(&self, id: &[u8; 16]) -> Option<Arc<SecretKey>> {
+        self.epoch_keys
+            .lock()
+            .expect("not poisoned")
+            .get(id)
+            .cloned()
+    }
+
+    /// Forgets an epoch's key: after a rotation destroyed it, nothing in
+    /// this process wraps with it again.
+    pub(crate) fn forget(&self, id: &[u8; 16]) {
+        self.epoch_keys.lock().expect("not poisoned").remove(id);
+    }
+}
+
+/// The master key's source describes the keys (messages, `key` commands).
+impl std::ops::Deref for RepoKeys {
+    type Target = KeySource;
+    fn deref(&self) -> &KeySource {
+        &self.master
+    }
+}
+
+impl From<KeySource> for RepoKeys {
+    fn from(master: KeySource) -> RepoKeys {
+        RepoKeys::new(master, None)
+    }
+}
+
+impl std::fmt::Debug for RepoKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoKeys")
+            .field("master", &self.master)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One key epoch as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Epoch {
+    pub id: [u8; 16],
+    pub body: KeyEpochBody,
+}
+
+impl Epoch {
+    /// Epochs are ordered by creation, then id: the newest wraps new keys.
+    pub fn order(&self) -> (i64, [u8; 16]) {
+        (self.body.created, self.id)
+    }
+
+    pub fn short(&self) -> String {
+        hex::encode(&self.id[..4])
+    }
+
+    pub fn path(&self) -> String {
+        layout::key_epoch_path(&self.id)
+    }
+}
+
+fn service_context(repo_id: &[u8; 16], epoch_id: &[u8; 16]) -> BTreeMap<String, String> {
+    key_epoch::service_context(repo_id, epoch_id)
+        .into_iter()
+        .collect()
+}
+
+impl Repository {
+    /// Every key epoch on this target, oldest first.
+    pub fn epochs(&self) -> Result<Vec<Epoch>> {
+        let mut out = Vec::new();
+        for obj in self.store.list(layout::KEY_EPOCHS_FOLDER)? {
+            if layout::key_epoch_id_of_path(&obj.path).is_none() {
+                continue;
+            }
+            let bytes = match self.store.get_limited(&obj.path, ReadLimit::TenantKey) {
+                Ok(b) => b,
+                // Retired by a rotation since it was listed.
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(self.open_epoch(&obj.path, &bytes)?);
+        }
+        out.sort_by_key(Epoch::order);
+        Ok(out)
+    }
+
+    /// Opens the bytes of a key-epoch object found at `path`.
+    pub fn open_epoch(&self, path: &str, bytes: &[u8]) -> Result<Epoch> {
+        let name = format!("target {}: {path}", self.store.name());
+        let (id, body) = key_epoch::open(bytes, self.master(), &self.repo_id, &name)?;
+        if layout::key_epoch_path(&id) != path {
+            return Err(Error::corrupt(
+                name,
+                format!(
+                    "holds key epoch {}, not the one its name says",
+                    hex::encode(id)
+                ),
+            ));
+        }
+        Ok(Epoch { id, body })
+    }
+
+    /// The epoch that wraps new tenant keys: the newest.
+    pub fn current_epoch(&self) -> Result<Option<Epoch>> {
+        Ok(self.epochs()?.pop())
+    }
+
+    /// The key of epoch `id`, from the key service (once per process).
+    pub fn epoch_key(&self, id: &[u8; 16]) -> Result<Arc<SecretKey>> {
+        if let Some(k) = self.keys.remembered(id) {
+            return Ok(k);
+        }
+        let path = layout::key_epoch_path(id);
+        let bytes = match self.store.get_limited(&path, ReadLimit::TenantKey) {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::EpochGone {
+                    target: self.store.name().to_string(),
+                    epoch: hex::encode(&id[..4]),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let epoch = self.open_epoch(&path, &bytes)?;
+        self.unwrap_epoch(&epoch)
+    }
+
+    /// Asks the key service for an epoch's key.
+    pub fn unwrap_epoch(&self, epoch: &Epoch) -> Result<Arc<SecretKey>> {
+        if let Some(k) = self.keys.remembered(&epoch.id) {
+            return Ok(k);
+        }
+        let plain = self
+            .keys
+            .client()?
+            .decrypt(
+                &epoch.body.key_id,
+                &epoch.body.wrapped,
+                &service_context(&self.repo_id, &epoch.id),
+            )
+            .map_err(|e| Error::EpochUnusable {
+                target: self.store.name().to_string(),
+                epoch: epoch.short(),
+                source: Box::new(e),
+            })?;
+        let key = Arc::new(SecretKey::from_bytes(*plain));
+        self.keys.remember(epoch.id, key.clone());
+        Ok(key)
+    }
+
+    /// Makes a new epoch in the key service (a service key of its own, and a
+    /// data key under it) and returns it with its key; writes nothing.
+    pub fn make_epoch(&self, now: jiff::Timestamp) -> Result<(Epoch, Arc<SecretKey>)> {
+        let client = self.keys.client()?;
+        let id: [u8; 16] = crate::crypto::random_bytes();
+        let key_id = client.create_key(&format!(
+            "gallra repository {} key epoch {}",
+            hex::encode(self.repo_id),
+            hex::encode(id)
+        ))?;
+        let (plain, wrapped) =
+            client.generate_data_key(&key_id, &service_context(&self.repo_id, &id))?;
+        let epoch = Epoch {
+            id,
+            body: KeyEpochBody {
+                service: crate::keyservice::AWS_KMS.into(),
+                key_id,
+                wrapped,
+                created: now.as_second(),
+            },
+        };
+        let key = Arc::new(SecretKey::from_bytes(*plain));
+        self.keys.remember(id, key.clone());
+        Ok((epoch, key))
+    }
+
+    /// Writes an epoch object to this target (a conditional create: an
+    /// epoch is never rewritten). True if it was written or is there.
+    pub fn write_epoch(&self, epoch: &Epoch) -> Result<()> {
+        let bytes = key_epoch::seal(&epoch.body, &epoch.id, self.master(), &self.repo_id);
+        if !self.store.put_new(&epoch.path(), Bytes::from(bytes))? {
+            // Written by an earlier, interrupted run of the same rotation.
+            let there = self
+                .store
+                .get_limited(&epoch.path(), ReadLimit::TenantKey)?;
+            if self.open_epoch(&epoch.path(), &there)? != *epoch {
+                return Err(Error::corrupt(
+                    format!("target {}: {}", self.store.name(), epoch.path()),
+                    "another key epoch with the same id",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn keys(&self) -> &RepoKeys {
+        &self.keys
+    }
+}
