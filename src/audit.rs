@@ -46,6 +46,7 @@ pub enum Action {
     HoldReleased,
     ErasureRequested,
     Drill,
+    KeyRotated,
 }
 
 impl Action {
@@ -62,6 +63,7 @@ impl Action {
             Action::HoldReleased => "hold-released",
             Action::ErasureRequested => "erasure-requested",
             Action::Drill => "drill",
+            Action::KeyRotated => "key-rotated",
         }
     }
 }
@@ -807,7 +809,12 @@ mod tests {
         let key = dir.join("key");
         crypto::generate_key_file(&key).unwrap();
         let store = crate::store::memory();
-        Repository::init(store, &KeySource::File(key).into(), ChunkerParams::default()).unwrap()
+        Repository::init(
+            store,
+            &KeySource::File(key).into(),
+            ChunkerParams::default(),
+        )
+        .unwrap()
     }
 
     fn entry(action: Action, n: u64) -> Entry {

@@ -14,6 +14,8 @@ use crate::store::Store;
 #[derive(Debug, Default)]
 pub struct InitReport {
     pub targets: Vec<TargetInit>,
+    /// The first key epoch, made in the key service (with `[key_service]`).
+    pub key_epoch: Option<String>,
 }
 
 impl InitReport {
@@ -82,6 +84,13 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
     let store = Store::open_or_create(t)?;
     let repo = Repository::init(store.clone(), &config.key, config.repository.chunker)?;
     let mut report = InitReport::default();
+    // With a key service, tenant keys are wrapped by epochs from the
+    // start: none is ever wrapped by the master key (docs/SECURITY.md).
+    if config.key.service.is_some() {
+        let (epoch, _) = repo.make_epoch()?;
+        repo.write_epoch(&epoch)?;
+        report.key_epoch = Some(epoch.short());
+    }
     report
         .targets
         .push(created(&store, t, Some(repo.slot_in_use.clone()))?);

@@ -21,13 +21,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::repo::RepoKeys;
 use crate::error::{Error, Result};
 use crate::failure::Failure;
 use crate::format::Id;
+use crate::format::tenant_key::{self, Wrap};
 use crate::layout::{self, CONFIG_PATH, id_of_path, is_content_path};
 use crate::limits::ReadLimit;
 use crate::lock::{self, Holder, LockKind};
+use crate::repo::RepoKeys;
 use crate::repo::{self, Repository};
 use crate::store::{Listed, Store, StoreStats, TargetSettings};
 
@@ -425,7 +426,9 @@ fn usable_slot(path: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Lifecycle events and audit records: written once, never changed, so an
+/// Key epochs, lifecycle events and audit records: written once, never
+/// changed (an epoch is removed from every target by the rotation that
+/// retires it), so an
 /// object the destination lacks is copied and one it has is left alone.
 /// They go before any tenant's data, so an erasure recorded on the source is
 /// on the destination before the next backup's objects are. Then audit
@@ -444,9 +447,12 @@ fn ship_records(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) 
         .map_err(Error::from)
     };
     let record: Open = |r, path, b| crate::audit::open_record(r, path, b).map(drop);
+    // Key epochs first: a tenant key wrapped by one must find it there.
+    let epoch: Open = |r, path, b| r.open_epoch(path, b).map(drop);
     let src = &source.store;
     let mut copied = 0;
     for (prefix, limit, open) in [
+        (layout::KEY_EPOCHS_FOLDER, ReadLimit::TenantKey, epoch),
         (layout::EVENTS_PREFIX, ReadLimit::Event, event),
         (layout::AUDIT_FOLDER, ReadLimit::AuditRecord, record),
     ] {
@@ -508,6 +514,45 @@ fn ship_heads(source: &Repository, dst: &Store, rejected: &mut Vec<Rejected>) ->
     Ok(copied)
 }
 
+/// Whether the destination's tenant key, which differs from the source's,
+/// is the same key wrapped by an older key epoch, so that the source's
+/// replaces it: a rotation rewrapped the source and not yet this target, or
+/// the destination's copy was written (by an earlier ship) under an epoch a
+/// rotation has since destroyed, so that it opens no more. A key with
+/// another root is another tenant's: ship refuses.
+fn rewrapped_since(
+    source: &Repository,
+    dst: &Store,
+    tenant: &str,
+    key: &[u8],
+    there: &[u8],
+) -> Result<bool> {
+    let path = layout::tenant_key_path(tenant);
+    let ours = source.open_tenant_key_body(tenant, key)?;
+    let differs = || Error::DifferentRepository {
+        target: dst.name().to_string(),
+        message: format!(
+            "{path} differs from target {}'s: two tenant keys for one tenant; refusing to ship",
+            source.store.name()
+        ),
+    };
+    let ours_current = match source.current_epoch()? {
+        Some(c) => tenant_key::wrapped_by(key, &path)? == Wrap::Epoch(c.id),
+        None => false,
+    };
+    match source.open_tenant_key_body(tenant, there) {
+        Ok(theirs) if theirs.key != ours.key => Err(differs()),
+        Ok(_) => Ok(ours_current),
+        // Wrapped by an epoch that is gone, or damaged: the source's opens.
+        Err(Error::EpochGone { .. } | Error::EpochUnusable { .. } | Error::Corrupt { .. })
+            if ours_current =>
+        {
+            Ok(true)
+        }
+        Err(_) => Err(differs()),
+    }
+}
+
 fn repo_config_id(bytes: &[u8]) -> Option<[u8; 16]> {
     crate::format::repo_config::repo_id(bytes, CONFIG_PATH).ok()
 }
@@ -558,14 +603,10 @@ fn ship_tenant(
     };
     match dst.get_limited(&key_path, ReadLimit::TenantKey) {
         Ok(existing) if existing == key => {}
-        Ok(_) => {
-            return Err(Error::DifferentRepository {
-                target: dst.name().to_string(),
-                message: format!(
-                    "{key_path} differs from target {}'s: two tenant keys for one tenant; refusing to ship",
-                    src.name()
-                ),
-            });
+        Ok(existing) => {
+            if rewrapped_since(source, dst, tenant, &key, &existing)? {
+                dst.put(&key_path, key)?;
+            }
         }
         Err(Error::NotFound { .. }) => {
             dst.put_new(&key_path, key)?;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use gallra::config::Config;
 use gallra::crypto::{self, KeySource};
 use gallra::error::Error;
+use gallra::keyservice::ServiceKeyState;
+use gallra::lifecycle::rotate::{Due, RotationReport};
 use gallra::repo::Repository;
 use gallra::repo::keys::SlotInfo;
 use gallra::store::Store;
@@ -33,6 +35,18 @@ pub enum KeyCommand {
     },
     /// Remove a slot (never the last, nor the one in use)
     Remove { id: String },
+    /// Rotate the key epoch now (with a [key_service]): rewrap every kept
+    /// tenant's key on every target, then destroy the old epoch in the key
+    /// service, so that no copy of an erased tenant's key opens again
+    Rotate {
+        /// Rotate even if no tenant key was destroyed since the last
+        /// rotation, or `rotate_after` has not passed
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the key epochs on each target, with what the key service says
+    /// of each
+    Epochs,
 }
 
 /// `key generate --json`.
@@ -94,9 +108,16 @@ pub fn run(config: &Config, json_out: bool, command: KeyCommand) -> anyhow::Resu
     if let KeyCommand::Generate { file } = &command {
         return generate(json_out, file);
     }
+    match &command {
+        KeyCommand::Rotate { force } => return rotate(config, json_out, *force),
+        KeyCommand::Epochs => return epochs(config, json_out),
+        _ => {}
+    }
     let repo = Repository::open_target(config.primary(), &config.key)?;
     match command {
-        KeyCommand::Generate { .. } => unreachable!("handled above"),
+        KeyCommand::Generate { .. } | KeyCommand::Rotate { .. } | KeyCommand::Epochs => {
+            unreachable!("handled above")
+        }
         KeyCommand::List => {
             let slots = repo.list_slots()?;
             if json_out {
@@ -213,4 +234,156 @@ fn sync_key_slot(
         }
     }
     out
+}
+
+/// `key rotate`: the lifecycle's rotation, now.
+fn rotate(config: &Config, json_out: bool, force: bool) -> anyhow::Result<i32> {
+    if config.key.service.is_none() {
+        anyhow::bail!(Error::Usage(
+            "key rotate needs a [key_service]: without one, tenant keys are wrapped by the master key and there is no epoch to rotate (docs/SECURITY.md)".into()
+        ));
+    }
+    let opened = super::lifecycle::open_all(config)?;
+    let audit = gallra::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
+    let lc = config.lifecycle(&opened, &audit);
+    let (due, report) = lc.rotate_keys(jiff::Timestamp::now(), force)?;
+    if json_out {
+        print_json(&RotationJson {
+            due: &due,
+            rotation: report.as_ref(),
+        })?;
+    } else {
+        for line in rotation_lines(&due, report.as_ref()) {
+            println!("{line}");
+        }
+    }
+    Ok(i32::from(report.is_some_and(|r| !r.complete())))
+}
+
+/// `key rotate --json`, and the `rotation` of `lifecycle apply --json`.
+#[derive(Serialize)]
+struct RotationJson<'a> {
+    #[serde(flatten)]
+    due: &'a Due,
+    rotation: Option<&'a RotationReport>,
+}
+
+/// What a rotation did, or why none ran, in plain lines.
+pub fn rotation_lines(due: &Due, report: Option<&RotationReport>) -> Vec<String> {
+    let when = |t: &jiff::Timestamp| rfc3339(t.as_second(), 0);
+    let mut out = Vec::new();
+    let Some(r) = report else {
+        out.push(match due {
+            Due::No { because } => format!("key rotation: not due ({because})"),
+            Due::Later { at, because } => format!(
+                "key rotation: due at {} ({because}); until then surviving copies of those keys open with the current epoch (rotate_after in [key_service]; `gallra key rotate --force` rotates now)",
+                when(at)
+            ),
+            Due::Yes { because } => format!("key rotation: due ({because})"),
+        });
+        return out;
+    };
+    for (target, tenants) in &r.rewrapped {
+        out.push(format!(
+            "target {target}: rewrapped {} tenant key(s) under key epoch {}",
+            tenants.len(),
+            r.epoch
+        ));
+    }
+    if !r.complete() {
+        out.push(format!(
+            "key rotation to epoch {} is not complete: {}; every old epoch stays valid, and the next run finishes it",
+            r.epoch,
+            r.pending.join("; ")
+        ));
+        return out;
+    }
+    for x in &r.retired {
+        out.push(format!(
+            "key epoch {} destroyed in the key service (service key {}: unusable now{})",
+            x.epoch,
+            x.service_key,
+            x.deleted_by
+                .map(|t| format!(", deleted for good by {}", when(&t)))
+                .unwrap_or_default()
+        ));
+    }
+    for t in &r.shredded {
+        out.push(format!(
+            "tenant {t}: every surviving copy of its key (old bucket versions, replicas, copies of a target) opens no more"
+        ));
+    }
+    for t in &r.from_master_key {
+        out.push(format!(
+            "tenant {t}: its key was wrapped by the master key until now; copies of it made before this rotation still open with the key file or a passphrase until those copies are gone"
+        ));
+    }
+    out.push(format!(
+        "key epoch {} wraps every kept tenant key on every target",
+        r.epoch
+    ));
+    out
+}
+
+/// `key epochs`: each target's epochs, and the service's word on each.
+fn epochs(config: &Config, json_out: bool) -> anyhow::Result<i32> {
+    let opened = super::lifecycle::open_all(config)?;
+    let mut rows = Vec::new();
+    for repo in &opened.repos {
+        for e in repo.epochs()? {
+            let state = match repo.keys().client() {
+                Ok(c) => match c.describe_key(&e.body.key_id) {
+                    Ok(ServiceKeyState::Enabled) => "enabled".to_string(),
+                    Ok(ServiceKeyState::PendingDeletion { deletion }) => format!(
+                        "pending deletion{}",
+                        deletion
+                            .map(|t| format!(" (gone by {})", rfc3339(t.as_second(), 0)))
+                            .unwrap_or_default()
+                    ),
+                    Ok(ServiceKeyState::Other(s)) => s,
+                    Err(err) => format!("unknown: {err}"),
+                },
+                Err(err) => format!("unknown: {err}"),
+            };
+            rows.push(EpochJson {
+                target: repo.store.name().to_string(),
+                epoch: hex::encode(e.id),
+                created: UnixTime::secs(e.body.created),
+                service_key: e.body.key_id.clone(),
+                state,
+            });
+        }
+    }
+    if json_out {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!(
+            "no key epochs: tenant keys are wrapped by the master key{}",
+            match config.key.service {
+                Some(_) => " (the first `gallra key rotate` or lifecycle apply makes one)",
+                None => " (no [key_service])",
+            }
+        );
+    } else {
+        for r in &rows {
+            println!(
+                "target {}: epoch {}  made {}  service key {}  {}",
+                r.target,
+                &r.epoch[..8],
+                rfc3339(r.created.secs, 0),
+                r.service_key,
+                r.state
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct EpochJson {
+    target: String,
+    epoch: String,
+    created: UnixTime,
+    service_key: String,
+    state: String,
 }

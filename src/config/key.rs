@@ -73,7 +73,10 @@ mod tests {
         let c = parse(&with_key("credential = \"gallra.key\"")).unwrap();
         assert_eq!(c.key.master, KeySource::Credential("gallra.key".into()));
         let c = parse(&with_key("passphrase_env = \"GALLRA_PASSPHRASE\"")).unwrap();
-        assert_eq!(c.key.master, KeySource::PassphraseEnv("GALLRA_PASSPHRASE".into()));
+        assert_eq!(
+            c.key.master,
+            KeySource::PassphraseEnv("GALLRA_PASSPHRASE".into())
+        );
 
         for name in ["keys/gallra.key", "/etc/gallra/key", "..", ".", ""] {
             refused(

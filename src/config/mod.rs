@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::audit::AuditLog;
-use crate::repo::RepoKeys;
 use crate::error::{Error, Result};
 use crate::lifecycle::apply::{Lifecycle, TargetRepositories};
+use crate::repo::RepoKeys;
 use crate::schedule::Schedule;
 
 mod agent;
@@ -280,7 +280,10 @@ mod tests {
     #[test]
     fn minimal_config_has_defaults() {
         let c = parse(MINIMAL).unwrap();
-        assert_eq!(c.key.master, crate::crypto::KeySource::File("/etc/gallra/key".into()));
+        assert_eq!(
+            c.key.master,
+            crate::crypto::KeySource::File("/etc/gallra/key".into())
+        );
         assert!(c.primary().primary);
         assert_eq!(c.repository.compression, 3);
         assert_eq!(c.repository.pack_size, 16 << 20);

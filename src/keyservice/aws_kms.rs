@@ -55,7 +55,9 @@ impl KeyService {
         &self.settings
     }
 
-    /// Makes a symmetric encryption key; returns its ARN (or id).
+    /// Makes a symmetric encryption key; returns its key id (which every
+    /// operation of the API accepts; moto's ScheduleKeyDeletion takes no
+    /// ARN).
     pub fn create_key(&self, description: &str) -> Result<String> {
         let out = self.call(
             "CreateKey",
@@ -65,8 +67,7 @@ impl KeyService {
                 "KeySpec": "SYMMETRIC_DEFAULT",
             }),
         )?;
-        key_metadata_field(&out, "Arn")
-            .or_else(|| key_metadata_field(&out, "KeyId"))
+        key_metadata_field(&out, "KeyId")
             .ok_or_else(|| self.err("CreateKey", "the reply names no key".into()))
     }
 
@@ -144,7 +145,12 @@ impl KeyService {
         Ok(Zeroizing::new(key))
     }
 
-    fn base64_field(&self, operation: &str, out: &Value, field: &str) -> Result<Zeroizing<Vec<u8>>> {
+    fn base64_field(
+        &self,
+        operation: &str,
+        out: &Value,
+        field: &str,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let text = out
             .get(field)
             .and_then(Value::as_str)
@@ -260,7 +266,9 @@ fn service_error(settings: &KeyServiceSettings, operation: &str, message: String
 fn without_url(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     if let Some(url) = e.url() {
-        text = text.replace(&format!(" ({url})"), "").replace(url.as_str(), "");
+        text = text
+            .replace(&format!(" ({url})"), "")
+            .replace(url.as_str(), "");
     }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -296,14 +304,13 @@ fn credentials(settings: &KeyServiceSettings) -> Result<Credentials> {
             let err = |message: String| Error::KeyServiceConfig {
                 message: format!("credentials_file {}: {message}", path.display()),
             };
-            let mut file = crate::files::open_private(path, 0o077, "it must be 0600 or 0400")
-                .map_err(err)?;
+            let mut file =
+                crate::files::open_private(path, 0o077, "it must be 0600 or 0400").map_err(err)?;
             let bytes = crate::files::read_capped(&mut file, 64 << 10)
                 .map_err(|e| err(e.to_string()))?
                 .ok_or_else(|| err("larger than 64 KiB".into()))?;
-            let text = Zeroizing::new(
-                String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?,
-            );
+            let text =
+                Zeroizing::new(String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?);
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {

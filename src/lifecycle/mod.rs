@@ -7,6 +7,7 @@ pub mod gate;
 pub mod journal;
 pub mod plan;
 pub mod prune;
+pub mod rotate;
 pub mod rules;
 
 pub use events::{Event, EventType, StoredEvent, TenantState};

@@ -15,7 +15,7 @@ use super::Repository;
 use crate::crypto::{KeySource, SecretKey};
 use crate::error::{Error, Result};
 use crate::format::key_epoch::{self, KeyEpochBody};
-use crate::keyservice::{KeyService, KeyServiceSettings};
+use crate::keyservice::{KeyService, KeyServiceSettings, ServiceKeyState};
 use crate::layout;
 use crate::limits::ReadLimit;
 
@@ -55,7 +55,10 @@ impl RepoKeys {
     }
 
     pub(crate) fn remember(&self, id: [u8; 16], key: Arc<SecretKey>) {
-        self.epoch_keys.lock().expect("not poisoned").insert(id, key);
+        self.epoch_keys
+            .lock()
+            .expect("not poisoned")
+            .insert(id, key);
     }
 
     pub(crate) fn remembered(&self, id: &[u8; 16]) -> Option<Arc<SecretKey>> {
@@ -190,27 +193,51 @@ impl Repository {
         if let Some(k) = self.keys.remembered(&epoch.id) {
             return Ok(k);
         }
-        let plain = self
-            .keys
-            .client()?
+        let client = self.keys.client()?;
+        let unusable = |e: Error| Error::EpochUnusable {
+            target: self.store.name().to_string(),
+            epoch: epoch.short(),
+            source: Box::new(e),
+        };
+        // AWS refuses to decrypt under a key pending deletion; a service
+        // that would not (moto's) is not asked: a destroyed epoch is
+        // destroyed for gallra whatever the service does with its key.
+        match client.describe_key(&epoch.body.key_id).map_err(unusable)? {
+            ServiceKeyState::Enabled => {}
+            ServiceKeyState::PendingDeletion { deletion } => {
+                return Err(unusable(Error::Refused(format!(
+                    "its service key {} is pending deletion{}: a rotation destroyed this epoch, and nothing it wrapped opens again",
+                    epoch.body.key_id,
+                    deletion
+                        .map(|t| format!(" (deleted for good by {t})"))
+                        .unwrap_or_default()
+                ))));
+            }
+            ServiceKeyState::Other(state) => {
+                return Err(unusable(Error::Refused(format!(
+                    "its service key {} is {state}, not enabled",
+                    epoch.body.key_id
+                ))));
+            }
+        }
+        let plain = client
             .decrypt(
                 &epoch.body.key_id,
                 &epoch.body.wrapped,
                 &service_context(&self.repo_id, &epoch.id),
             )
-            .map_err(|e| Error::EpochUnusable {
-                target: self.store.name().to_string(),
-                epoch: epoch.short(),
-                source: Box::new(e),
-            })?;
+            .map_err(unusable)?;
         let key = Arc::new(SecretKey::from_bytes(*plain));
         self.keys.remember(epoch.id, key.clone());
         Ok(key)
     }
 
     /// Makes a new epoch in the key service (a service key of its own, and a
-    /// data key under it) and returns it with its key; writes nothing.
-    pub fn make_epoch(&self, now: jiff::Timestamp) -> Result<(Epoch, Arc<SecretKey>)> {
+    /// data key under it) and returns it with its key; writes nothing. Its
+    /// time is the clock's, whatever time a lifecycle run plans for: epochs
+    /// are ordered by it.
+    pub fn make_epoch(&self) -> Result<(Epoch, Arc<SecretKey>)> {
+        let now = jiff::Timestamp::now();
         let client = self.keys.client()?;
         let id: [u8; 16] = crate::crypto::random_bytes();
         let key_id = client.create_key(&format!(

@@ -232,7 +232,10 @@ impl Repository {
                 };
                 let sealed = self.wrap_tenant_key(&body, name, self.current_epoch()?.as_ref())?;
                 self.store.put_new(&path, Bytes::from(sealed))?;
-                (self.store.get_limited(&path, ReadLimit::TenantKey)?, Some(body))
+                (
+                    self.store.get_limited(&path, ReadLimit::TenantKey)?,
+                    Some(body),
+                )
             }
             Err(e) => return Err(e),
         };
@@ -553,8 +556,12 @@ mod tests {
         let key = dir.path().join("key");
         crypto::generate_key_file(&key).unwrap();
         let store = crate::store::memory();
-        let repo =
-            Repository::init(store, &KeySource::File(key).into(), ChunkerParams::default()).unwrap();
+        let repo = Repository::init(
+            store,
+            &KeySource::File(key).into(),
+            ChunkerParams::default(),
+        )
+        .unwrap();
         (repo, dir)
     }
 
@@ -593,8 +600,11 @@ mod tests {
             a.blob_id(Kind::DataBlob, b"x"),
             a.blob_id(Kind::TreeBlob, b"x")
         );
-        let reopened =
-            Repository::open(repo.store.clone(), &KeySource::File(dir.path().join("key")).into()).unwrap();
+        let reopened = Repository::open(
+            repo.store.clone(),
+            &KeySource::File(dir.path().join("key")).into(),
+        )
+        .unwrap();
         let a2 = reopened.tenant("acme").unwrap();
         assert_eq!(
             a.blob_id(Kind::DataBlob, b"x"),

@@ -527,9 +527,11 @@ fn scenario_with_real_dates() {
 fn keys_that_read(lc: &Lc, pack: &[u8]) -> Vec<String> {
     let url = format!("file://{}", s(&lc.env.repo));
     let store = open_store(&gallra::store::TargetSettings::new("local", &url));
-    let repo =
-        gallra::repo::Repository::open(store, &gallra::crypto::KeySource::File(lc.env.key.clone()).into())
-            .expect("open the repository with the key file");
+    let repo = gallra::repo::Repository::open(
+        store,
+        &gallra::crypto::KeySource::File(lc.env.key.clone()).into(),
+    )
+    .expect("open the repository with the key file");
     let mut readers = Vec::new();
     for name in repo.tenant_names().expect("list tenants") {
         let Ok(tenant) = repo.tenant(&name) else {

@@ -25,6 +25,7 @@ mod cli_tamper;
 mod cli_tenant_attacks;
 mod cli_tenant_names;
 mod conformance;
+mod erasure_holds;
 mod fixture_repo;
 mod metrics_alerts;
 mod prune_plan_bugs;

@@ -132,6 +132,9 @@ export GALLRA_TEST_AZURE_CONTAINER=gallra
 export GALLRA_TEST_AZURE_ACCOUNT=$az_account
 export GALLRA_TEST_AZURE_KEY='$az_key'
 export GALLRA_TEST_MOTO_ENDPOINT=http://127.0.0.1:$moto_port
+# boto3, for tests that read what gallra's store API cannot: every old
+# version of every object in a versioned bucket.
+export GALLRA_TEST_MOTO_PYTHON=$moto_venv/bin/python
 export GALLRA_TEST_MOTO_VERSIONED_BUCKET=gallra-versioned
 export GALLRA_TEST_MOTO_PLAIN_BUCKET=gallra-plain
 ENV

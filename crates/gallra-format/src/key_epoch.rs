@@ -132,7 +132,10 @@ mod tests {
         };
         let bytes = tenant_key::seal_under_epoch(&k, &id, &epoch, &repo, "acme");
         assert_eq!(&bytes[..6], b"GLRA\x02\x03");
-        assert_eq!(tenant_key::wrapped_by(&bytes, "k").unwrap(), Wrap::Epoch(id));
+        assert_eq!(
+            tenant_key::wrapped_by(&bytes, "k").unwrap(),
+            Wrap::Epoch(id)
+        );
         let opened = tenant_key::open_under_epoch(&bytes, &epoch, &repo, "acme", "k").unwrap();
         assert_eq!(opened.key, [1; 32]);
         let e = tenant_key::open(&bytes, &master, &repo, "acme", "k")

@@ -281,7 +281,15 @@ pub fn open_object(
     bytes: &[u8],
     name: &str,
 ) -> Result<Vec<u8>> {
-    open_object_version(FORMAT_VERSION, cipher, kind, header_len, context, bytes, name)
+    open_object_version(
+        FORMAT_VERSION,
+        cipher,
+        kind,
+        header_len,
+        context,
+        bytes,
+        name,
+    )
 }
 
 /// Opens an envelope of `version` sealed by [`seal_object_version`].

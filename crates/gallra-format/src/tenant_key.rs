@@ -18,8 +18,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::{
     FORMAT_VERSION, FORMAT_VERSION_2, Kind, envelope_version, from_body, open_object,
-    open_object_version, seal_object, seal_object_version, split_envelope_version,
-    tenant_context, to_body,
+    open_object_version, seal_object, seal_object_version, split_envelope_version, tenant_context,
+    to_body,
 };
 use crate::crypto::SecretKey;
 use crate::error::{Error, Result};

@@ -85,3 +85,54 @@ impl Lifecycle<'_> {
         Ok(())
     }
 }
+
+impl Lifecycle<'_> {
+    /// The record of a completed key rotation: the epoch now in use, what
+    /// it retired in the key service, and whose copies that made unreadable.
+    pub(super) fn audit_rotation(
+        &self,
+        r: &crate::lifecycle::rotate::RotationReport,
+    ) -> Result<()> {
+        let mut entry = Entry::new(Action::KeyRotated, None);
+        let retired: Vec<String> = r
+            .retired
+            .iter()
+            .map(|x| {
+                format!(
+                    "epoch {} (service key {}, deletion scheduled{})",
+                    x.epoch,
+                    x.service_key,
+                    x.deleted_by
+                        .map(|t| format!(", gone by {t}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let shredded: Vec<&str> = r.shredded.iter().map(String::as_str).collect();
+        let rewrapped: usize = r.rewrapped.values().map(Vec::len).sum();
+        let mut detail = format!(
+            "key epoch {} wraps every kept tenant key ({rewrapped} rewrapped); retired: {}",
+            r.epoch,
+            if retired.is_empty() {
+                "none".to_string()
+            } else {
+                retired.join("; ")
+            }
+        );
+        if !shredded.is_empty() {
+            detail.push_str(&format!(
+                "; every surviving copy of the keys of {} opens no more",
+                shredded.join(", ")
+            ));
+        }
+        if !r.from_master_key.is_empty() {
+            let v1: Vec<&str> = r.from_master_key.iter().map(String::as_str).collect();
+            detail.push_str(&format!(
+                "; copies made before this rotation of the keys of {} were wrapped by the master key and still open with the key file until those copies are gone",
+                v1.join(", ")
+            ));
+        }
+        entry.detail = Some(detail);
+        self.audit_append(entry)
+    }
+}

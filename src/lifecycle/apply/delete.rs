@@ -100,6 +100,11 @@ impl Lifecycle<'_> {
                 )));
             }
             let key_path = layout::tenant_key_path(tenant);
+            // Before the key goes: until a rotation retires its epoch, a
+            // surviving copy of the key still opens with it.
+            if repo.keys().service.is_some() {
+                crate::lifecycle::rotate::mark_shred_due(repo, tenant, jiff::Timestamp::now())?;
+            }
             let mut objects = 0;
             let mut bytes = 0;
             let mut gone = Vec::new();

@@ -17,12 +17,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use super::plan::{self, HeldEntry, Plan, PlanEntry};
+use super::rotate::{self, Due, RotationReport};
 use super::rules::Policy;
 use crate::audit::AuditLog;
-use crate::repo::RepoKeys;
-use crate::error::Result;
+use crate::error::{Error, Result};
 pub use crate::failure::Failure;
 use crate::lock::{self, Holder};
+use crate::repo::RepoKeys;
 use crate::repo::Repository;
 use crate::store::TargetSettings;
 use pending::pending_prunes;
@@ -101,6 +102,12 @@ pub struct ApplyReport {
     pub tenants: Vec<TenantResult>,
     #[serde(serialize_with = "crate::failure::json::lifecycle")]
     pub failures: Vec<Failure>,
+    /// Whether the key epoch rotates (with a key service), and what the
+    /// rotation did if it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_due: Option<Due>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationReport>,
 }
 
 impl ApplyReport {
@@ -165,7 +172,81 @@ impl<'a> Lifecycle<'a> {
 
         self.unlock_keyless(&holdings, &remaining, keep, now)?;
         self.destroy_due_keys(&holdings, &remaining, keep, now, &mut report);
+        if self.primary().keys().service.is_some() {
+            match self.rotate_keys(now, false) {
+                Ok((due, rotation)) => {
+                    if let Some(r) = &rotation
+                        && !r.complete()
+                    {
+                        report.failures.extend(r.pending.iter().map(|p| {
+                            Failure::on_target(
+                                self.primary().store.name(),
+                                format!("key rotation: {p}"),
+                            )
+                        }));
+                    }
+                    report.rotation_due = Some(due);
+                    report.rotation = rotation;
+                }
+                Err(e) => report.failures.push(Failure::on_target(
+                    e.target().unwrap_or(self.primary().store.name()),
+                    format!("key rotation: {e}"),
+                )),
+            }
+        }
         Ok(report)
+    }
+
+    /// Rotates the key epoch if one is due (or `force`): every tenant the
+    /// lifecycle keeps is rewrapped, the others are left to the old epoch,
+    /// which the rotation then destroys. Not while a target is unknown:
+    /// its keys could not be rewrapped, and would die with the old epoch.
+    pub fn rotate_keys(
+        &self,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<(Due, Option<RotationReport>)> {
+        let due = rotate::due(self.repos, now)?;
+        let run = match &due {
+            Due::Yes { .. } => true,
+            Due::Later { .. } => force,
+            Due::No { .. } => force && self.primary().keys().service.is_some(),
+        };
+        if !run {
+            return Ok((due, None));
+        }
+        if let Some(f) = self.unopened.first() {
+            return Err(Error::Refused(format!(
+                "target {} could not be opened ({}): no key epoch rotates while a target's keys cannot be rewrapped",
+                f.target.as_deref().unwrap_or("?"),
+                f.error
+            )));
+        }
+        let (_, holdings) = self.plan(now)?;
+        if let Some(f) = holdings.failures.iter().find(|f| f.tenant.is_none()) {
+            return Err(Error::Refused(format!(
+                "target {} could not be read ({}): no key epoch rotates until every target can be",
+                f.target.as_deref().unwrap_or("?"),
+                f.error
+            )));
+        }
+        let mut left: BTreeMap<String, usize> = BTreeMap::new();
+        for s in &holdings.snapshots {
+            *left.entry(s.tenant.clone()).or_default() += 1;
+        }
+        let keep = |t: &str| {
+            !plan::key_destruction_due(
+                self.policy,
+                holdings.states.get(t),
+                left.get(t).copied().unwrap_or(0),
+                now,
+            )
+        };
+        let report = rotate::rotate(self.repos, &keep, &self.holder("key rotation"))?;
+        if report.complete() {
+            self.audit_rotation(&report)?;
+        }
+        Ok((due, Some(report)))
     }
 
     /// A key destruction killed before releasing its lock left only the

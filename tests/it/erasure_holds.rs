@@ -1,0 +1,433 @@
+//! Issue 17's proof: with a key service (moto's AWS KMS API, started by
+//! tests/servers/start.sh), an erased tenant stays unreadable from every
+//! copy that survives its erasure, while every other tenant keeps restoring
+//! from the live targets and, with the live tenant keys, from the copies.
+//!
+//! Two kinds of surviving copy: every old version of every object in a
+//! versioned S3 bucket (moto's, read back with boto3, which speaks the
+//! version API gallra's store does not), and a plain file copy of the local
+//! target taken before the erasure (also after a contract end plus a month).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::remote::{Remote, server_env, unique_prefix};
+use crate::common::*;
+
+const TENANTS: [&str; 3] = ["a", "b", "c"];
+
+/// moto's endpoint, which serves its KMS API beside S3.
+fn kms_endpoint() -> Option<String> {
+    server_env("moto", &["GALLRA_TEST_MOTO_ENDPOINT"]).map(|v| v[0].clone())
+}
+
+/// The `[key_service]` table on moto, with a 0600 credentials file. Rotations
+/// wait one second after the last, so that a test need not wait a day.
+fn key_service_table(env: &Env, endpoint: &str) -> String {
+    let creds = env.path("kms.credentials");
+    write_file(
+        &creds,
+        b"AWS_ACCESS_KEY_ID=gallratest\nAWS_SECRET_ACCESS_KEY=gallratestsecret\n",
+    );
+    chmod(&creds, 0o600);
+    format!(
+        "\n[key_service]\nkind = \"aws-kms\"\nregion = \"us-east-1\"\nendpoint = {}\ncredentials_file = {}\nrotate_after = \"1s\"\n",
+        toml_str(endpoint),
+        toml_str(s(&creds))
+    )
+}
+
+/// Three tenants' files under `src/<tenant>`, backed up by one source, and
+/// a config with the key service; init, back up, ship. Returns each
+/// tenant's snapshot id.
+fn three_tenants_shipped(env: &Env, endpoint: &str) -> BTreeMap<&'static str, String> {
+    let mut rng = Rng::new(17);
+    for t in TENANTS {
+        write_file(
+            &env.path(&format!("src/{t}/site/index.html")),
+            &rng.text(3000),
+        );
+        write_file(
+            &env.path(&format!("src/{t}/site/photo.jpg")),
+            &rng.bytes(150_000),
+        );
+        write_file(&env.path(&format!("src/{t}/mail/inbox")), &rng.text(20_000));
+    }
+    let pattern = env.path("src/{tenant}");
+    env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
+    let mut text = fs::read_to_string(&env.config).unwrap();
+    text.push_str(&key_service_table(env, endpoint));
+    fs::write(&env.config, text).unwrap();
+    env.init();
+    let backup = env.backup(&[]);
+    env.ok(&["ship"]);
+    TENANTS
+        .iter()
+        .map(|t| (*t, backup_snapshot_id(&backup, t, "www")))
+        .collect()
+}
+
+/// Restores `id` from the target the config `config` names (`target`:
+/// `--target`, or the primary) and checks every file against `src/<tenant>`.
+fn restores_byte_for_byte(env: &Env, config: &Path, tenant: &str, id: &str, target: Option<&str>) {
+    let to = env.path(&format!(
+        "restored/{tenant}-{}-{}",
+        target.unwrap_or("primary"),
+        config.file_stem().unwrap().to_str().unwrap()
+    ));
+    let mut args = vec!["restore", id, "--to", s(&to), "--verify"];
+    if let Some(t) = target {
+        args.extend(["--target", t]);
+    }
+    let out = env.run_with(config, &args);
+    assert_success(&out, &format!("restore {tenant} from {target:?}"));
+    let src = env.path(&format!("src/{tenant}"));
+    let files = files_under(&src);
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in files {
+        let back = restored_path(&to, &f);
+        assert_eq!(
+            fs::read(&back).unwrap_or_default(),
+            fs::read(&f).unwrap(),
+            "{} restored byte for byte from {target:?}",
+            f.display()
+        );
+    }
+}
+
+/// A config whose one target is the `file://` folder `dir` (a copy of a
+/// target), with the environment's key file and key service.
+fn copy_config(env: &Env, dir: &Path, name: &str, endpoint: &str) -> PathBuf {
+    let path = env.path(&format!("{name}.toml"));
+    let text = format!(
+        "{head}[[target]]\nname = \"copy\"\nurl = {url}\nprimary = true\n\n{sources}{service}",
+        head = config_head(&env.path(&format!("state-{name}")), &env.key, "16 MiB"),
+        url = toml_str(&format!("file://{}", s(dir))),
+        sources = paths_source("www", "site", &[s(&env.path("src/{tenant}"))], &[]),
+        service = key_service_table(env, endpoint),
+    );
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// What a command on tenant `b`'s copy says: it fails, and why.
+fn b_does_not_open(env: &Env, config: &Path, id: &str, what: &str) {
+    let to = env.path("restored/b-must-not");
+    let out = env.run_with(config, &["restore", id, "--to", s(&to)]);
+    assert!(
+        !out.status.success(),
+        "{what}: tenant b restored: {}",
+        describe(&out)
+    );
+    assert!(
+        !to.exists() || files_under(&to).is_empty(),
+        "{what}: nothing of tenant b may be written"
+    );
+    let text = stderr(&out);
+    assert!(
+        text.contains("key epoch")
+            && (text.contains("pending deletion") || text.contains("not in the repository")),
+        "{what}: the refusal names the destroyed key epoch: {text}"
+    );
+}
+
+/// The live tenant keys and key epochs of `live` (a repository folder),
+/// written into the copy `dir`: what the disaster-recovery procedure does
+/// to make a copy from before a rotation readable for the tenants kept.
+fn refresh_keys(live: &Path, dir: &Path) {
+    let epochs = dir.join("key-epochs");
+    fs::create_dir_all(&epochs).unwrap();
+    for e in fs::read_dir(live.join("key-epochs")).unwrap() {
+        let e = e.unwrap().path();
+        fs::copy(&e, epochs.join(e.file_name().unwrap())).unwrap();
+    }
+    for t in ["a", "c"] {
+        fs::copy(
+            live.join(format!("tenants/{t}/key")),
+            dir.join(format!("tenants/{t}/key")),
+        )
+        .unwrap();
+    }
+}
+
+/// The ids of the key epochs in a repository folder.
+fn epochs_in(repo: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(repo.join("key-epochs"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Erases tenant b and lets the lifecycle rotate (its epoch is a second
+/// old by then); returns the epoch the copies were wrapped by.
+fn erase_b_and_rotate(env: &Env) -> String {
+    let before = epochs_in(&env.repo);
+    assert_eq!(before.len(), 1, "init made one key epoch: {before:?}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.ok(&["erase", "b", "--reason", "customer request", "--yes"]);
+    let after = epochs_in(&env.repo);
+    assert_eq!(
+        after.len(),
+        1,
+        "the rotation retired the old epoch: {after:?}"
+    );
+    assert_ne!(after, before, "a new epoch wraps the kept tenants");
+    let epochs = env.json(&["key", "epochs"]);
+    for e in epochs.as_array().unwrap() {
+        assert_eq!(str_field(e, "state"), "enabled", "{e}");
+        assert_eq!(str_field(e, "epoch"), after[0], "{e}");
+    }
+    let records = env.json(&["audit", "list"]).to_string();
+    assert!(
+        records.contains("key-rotated") && records.contains("of b opens no more"),
+        "the audit trail names the rotation and whom it shredded: {records}"
+    );
+    env.ok(&["audit", "verify"]);
+    before[0].clone()
+}
+
+/// Every version of every object under `prefix` in moto's versioned
+/// bucket, saved under `out/<n>/<key>`: (key, file, last modified, latest).
+fn every_version(bucket: &str, prefix: &str, out: &Path) -> Vec<(String, PathBuf, f64, bool)> {
+    let v = server_env(
+        "moto",
+        &["GALLRA_TEST_MOTO_PYTHON", "GALLRA_TEST_MOTO_ENDPOINT"],
+    )
+    .expect("moto is up");
+    const SCRIPT: &str = r#"
+import sys, os, json, boto3
+endpoint, bucket, prefix, out = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="gallratest", aws_secret_access_key="gallratestsecret")
+found = []
+for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix + "/"):
+    for v in page.get("Versions", []):
+        key = v["Key"][len(prefix) + 1:]
+        path = os.path.join(out, str(len(found)), key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        body = s3.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
+        open(path, "wb").write(body)
+        found.append({"key": key, "file": path, "modified": v["LastModified"].timestamp(),
+                      "latest": v["IsLatest"]})
+json.dump(found, sys.stdout)
+"#;
+    let run = std::process::Command::new(&v[0])
+        .args(["-c", SCRIPT, &v[1], bucket, prefix, s(out)])
+        .output()
+        .expect("run boto3");
+    assert!(
+        run.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let found: Vec<Value> = serde_json::from_slice(&run.stdout).expect("boto3 prints JSON");
+    found
+        .iter()
+        .map(|f| {
+            (
+                str_field(f, "key").to_string(),
+                PathBuf::from(str_field(f, "file")),
+                f["modified"].as_f64().unwrap(),
+                f["latest"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_erased_tenant_stays_unreadable_in_every_old_version_of_a_versioned_bucket() {
+    let (Some(endpoint), Some(remote)) = (
+        kms_endpoint(),
+        Remote::moto("GALLRA_TEST_MOTO_VERSIONED_BUCKET"),
+    ) else {
+        return;
+    };
+    let bucket = std::env::var("GALLRA_TEST_MOTO_VERSIONED_BUCKET").unwrap();
+    let env = Env::new();
+    let prefix = unique_prefix("erasure");
+    env.set_extra_targets(&remote.target_table("offsite", &prefix, ""));
+    let ids = three_tenants_shipped(&env, &endpoint);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let erased_at = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    let old_epoch = erase_b_and_rotate(&env);
+
+    // The bucket kept the old versions: b's key among them.
+    let versions = every_version(&bucket, &prefix, &env.path("versions"));
+    let b_keys: Vec<&PathBuf> = versions
+        .iter()
+        .filter(|(k, ..)| k == "tenants/b/key")
+        .map(|(_, f, ..)| f)
+        .collect();
+    assert!(
+        !b_keys.is_empty(),
+        "the versioned bucket kept b's key: {versions:?}"
+    );
+    assert!(
+        versions
+            .iter()
+            .all(|(k, _, _, latest)| k != "tenants/b/key" || !latest),
+        "b's key is no longer current"
+    );
+
+    // The bucket as it was just before the erasure, rebuilt from the
+    // versions: for each object, its newest version written before then.
+    let mut newest: BTreeMap<&str, (&PathBuf, f64)> = BTreeMap::new();
+    for (key, file, modified, _) in &versions {
+        if *modified < erased_at && newest.get(key.as_str()).is_none_or(|(_, m)| *m < *modified) {
+            newest.insert(key, (file, *modified));
+        }
+    }
+    let copy = env.path("copy-of-bucket");
+    for (key, (file, _)) in &newest {
+        let to = copy.join(key);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(file, to).unwrap();
+    }
+    assert!(
+        copy.join("tenants/b/key").exists(),
+        "the copy holds b's old key"
+    );
+    let config = copy_config(&env, &copy, "bucket-copy", &endpoint);
+    b_does_not_open(&env, &config, &ids["b"], "the bucket as it was");
+    // Every version of b's key ever stored, in turn.
+    for (n, file) in b_keys.iter().enumerate() {
+        fs::copy(file, copy.join("tenants/b/key")).unwrap();
+        b_does_not_open(&env, &config, &ids["b"], &format!("version {n} of b's key"));
+        let bytes = fs::read(file).unwrap();
+        let wrap = gallra::format::tenant_key::wrapped_by(&bytes, "b's key").unwrap();
+        assert_eq!(
+            wrap,
+            gallra::format::tenant_key::Wrap::Epoch(
+                hex::decode(&old_epoch).unwrap().try_into().unwrap()
+            ),
+            "b's key was only ever wrapped by the epoch the rotation destroyed"
+        );
+    }
+    nothing_gallra_holds_opens(&env, &config, &copy, &b_keys);
+
+    // The kept tenants: from the live targets, and from the copy with the
+    // live tenant keys.
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], None);
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+    }
+    refresh_keys(&env.repo, &copy);
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &config, t, &ids[t], None);
+    }
+    b_does_not_open(&env, &config, &ids["b"], "the copy with the live keys");
+}
+
+/// With the live epoch's key (which the copy now has) and the kept tenants'
+/// root keys, in the library: none opens any saved version of b's key.
+fn nothing_gallra_holds_opens(env: &Env, config: &Path, copy: &Path, b_keys: &[&PathBuf]) {
+    let saved_b = fs::read(copy.join("tenants/b/key")).unwrap();
+    refresh_keys(&env.repo, copy);
+    let config = gallra::config::Config::load(config).unwrap();
+    let repo = gallra::repo::Repository::open_target(config.primary(), &config.key).unwrap();
+    let live = repo.current_epoch().unwrap().expect("the live epoch");
+    let live_key = repo.epoch_key(&live.id).unwrap();
+    let mut keys = vec![live_key];
+    for t in ["a", "c"] {
+        let bytes = fs::read(copy.join(format!("tenants/{t}/key"))).unwrap();
+        let root = repo.open_tenant_key_body(t, &bytes).unwrap().key;
+        keys.push(std::sync::Arc::new(gallra::crypto::SecretKey::from_bytes(
+            root,
+        )));
+    }
+    for file in b_keys {
+        let bytes = fs::read(file).unwrap();
+        for k in &keys {
+            assert!(
+                gallra::format::tenant_key::open_under_epoch(&bytes, k, &repo.repo_id, "b", "b")
+                    .is_err(),
+                "a key gallra holds opened b's old key"
+            );
+        }
+        assert!(repo.open_tenant_key_body("b", &bytes).is_err());
+    }
+    fs::write(copy.join("tenants/b/key"), saved_b).unwrap();
+}
+
+#[test]
+fn an_erased_tenant_stays_unreadable_in_a_file_copy_of_the_local_target() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    let ids = three_tenants_shipped(&env, &endpoint);
+    let copy = env.path("copy-of-local");
+    copy_tree(&env.repo, &copy);
+    erase_b_and_rotate(&env);
+    let config = copy_config(&env, &copy, "local-copy", &endpoint);
+    b_does_not_open(&env, &config, &ids["b"], "the file copy");
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], None);
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+    }
+    refresh_keys(&env.repo, &copy);
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &config, t, &ids[t], None);
+    }
+    b_does_not_open(&env, &config, &ids["b"], "the file copy with the live keys");
+}
+
+#[test]
+fn a_tenant_deleted_a_month_after_its_contract_stays_unreadable_in_a_copy() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    let ids = three_tenants_shipped(&env, &endpoint);
+    let copy = env.path("copy-of-local");
+    copy_tree(&env.repo, &copy);
+    let ended = (jiff::Zoned::now().date() - jiff::Span::new().days(40)).to_string();
+    env.ok(&["contract", "end", "b", "--effective", &ended]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = epochs_in(&env.repo);
+    let applied = env.json(&["lifecycle", "apply"]);
+    assert!(
+        applied.to_string().contains("\"key_destroyed\":true"),
+        "b's key goes a month after its contract: {applied}"
+    );
+    assert_eq!(
+        applied["rotation"]["shredded"],
+        serde_json::json!(["b"]),
+        "the apply rotated and shredded b: {applied}"
+    );
+    assert_ne!(epochs_in(&env.repo), before);
+    let config = copy_config(&env, &copy, "local-copy", &endpoint);
+    b_does_not_open(
+        &env,
+        &config,
+        &ids["b"],
+        "the copy after the contract's end",
+    );
+    refresh_keys(&env.repo, &copy);
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &config, t, &ids[t], None);
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+    }
+    env.ok(&["audit", "verify"]);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let out = std::process::Command::new("cp")
+        .args(["-a", s(from), s(to)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cp -a: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
