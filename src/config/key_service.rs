@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::ConfigFile;
 use crate::error::Result;
@@ -59,9 +60,9 @@ pub(super) fn parse(
         None => format!("https://kms.{}.amazonaws.com", raw.region),
     };
     let days = |key: &str, text: &str| -> Result<u64> {
-        crate::units::parse_positive_duration(text)
+        fixed_length(text)
+            .filter(|d| d.as_secs() % 86_400 == 0)
             .map(|d| d.as_secs() / 86_400)
-            .filter(|d| *d >= 1)
             .ok_or_else(|| {
                 err(format!(
                     "{key} {text:?}: expected whole days, like \"7 days\""
@@ -78,11 +79,14 @@ pub(super) fn parse(
             raw.deletion_wait.unwrap_or_default()
         )));
     }
-    let rotate_after = file.duration(
-        "[key_service] rotate_after",
-        raw.rotate_after.as_deref(),
-        "1 day",
-    )?;
+    let rotate_after = match &raw.rotate_after {
+        None => Duration::from_secs(86_400),
+        Some(text) => fixed_length(text).ok_or_else(|| {
+            err(format!(
+                "rotate_after {text:?}: expected a duration like \"1 day\" or \"12h\""
+            ))
+        })?,
+    };
     let timeout = file.duration("[key_service] timeout", raw.timeout.as_deref(), "30s")?;
     Ok(Some(KeyServiceSettings {
         endpoint,
@@ -92,6 +96,15 @@ pub(super) fn parse(
         rotate_after,
         timeout,
     }))
+}
+
+/// A positive duration, "30s" to "7 days", with a day of 24 hours.
+fn fixed_length(text: &str) -> Option<Duration> {
+    let span = crate::units::parse_period(text).ok()?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .ok()?;
+    d.is_positive().then(|| d.unsigned_abs())
 }
 
 #[cfg(test)]
