@@ -73,6 +73,19 @@ pub struct TargetCounts {
     pub bytes: u64,
 }
 
+/// What survives a deletion on one target, as the record keeps it (the
+/// survival module's `Leftovers` says it; the record holds its line).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Survives {
+    pub target: String,
+    /// "kept", "not-kept" or "unknown": the store's old versions.
+    pub old_versions: String,
+    /// RFC 3339: the earliest the store's rule removes them, if stated.
+    pub until: Option<String>,
+    pub words: String,
+}
+
 /// What a caller records; the log adds seq, time (if None: now), host,
 /// prev_hash and hash.
 #[derive(Debug, Clone)]
@@ -86,6 +99,8 @@ pub struct Entry {
     pub reason: Option<String>, // the operator's text, e.g. the erasure reason
     pub event: Option<String>,  // the lifecycle event id that caused it
     pub detail: Option<String>, // short free text, never file names
+    /// Per target, what the deletion leaves behind (deletions only).
+    pub survives: Vec<Survives>,
     pub time: Option<jiff::Timestamp>,
 }
 
@@ -101,6 +116,7 @@ impl Entry {
             reason: None,
             event: None,
             detail: None,
+            survives: Vec::new(),
             time: None,
         }
     }
@@ -123,6 +139,10 @@ pub struct Record {
     pub reason: Option<String>,
     pub event: Option<String>,
     pub detail: Option<String>,
+    /// Added for issue 17: absent from older records, and never written
+    /// empty, so an older record serialises (and hashes) as it was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub survives: Vec<Survives>,
     pub prev_hash: String, // hex SHA-256 of the previous record; 64 '0's for seq 1
     pub hash: String,      // hex SHA-256 of the JSON of this record with `hash` ""
 }
@@ -282,6 +302,7 @@ impl AuditLog {
             reason: entry.reason,
             event: entry.event,
             detail: entry.detail,
+            survives: entry.survives,
             prev_hash,
             hash: String::new(),
         };
