@@ -805,6 +805,14 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
                 )
             };
             s += " gallra did not check copies outside these targets (store versions, replicas, copies of a store): a surviving copy of the key object still opens with the repository's master key.\n";
+            // What the record says survives, target by target (records
+            // written before issue 17 say nothing of it).
+            if !r.survives.is_empty() {
+                s += "\nWhat survives, per target, as gallra knew it then:\n\n";
+                for line in &r.survives {
+                    s += &format!("- {}\n", line.words);
+                }
+            }
             if let Some(b) = mine[i + 1..].iter().find(|r| r.action == Action::Backup) {
                 s += &format!(
                     "\nAfter that, the tenant was backed up again (first at {}): its data exists again, under a new key.\n",
@@ -989,6 +997,46 @@ mod tests {
         assert!(
             !md.contains("unreadable"),
             "it claims no more than it checked: {md}"
+        );
+    }
+
+    #[test]
+    fn what_survives_is_kept_in_the_record_and_an_older_record_hashes_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), "web01").unwrap();
+        log.append(Entry::new(Action::Backup, Some("acme")), &[])
+            .unwrap();
+        let mut e = Entry::new(Action::KeyDestroyed, Some("acme"));
+        e.survives = vec![Survives {
+            target: "offsite".into(),
+            old_versions: "kept".into(),
+            until: Some("2027-01-02T14:30:00Z".into()),
+            words: "target offsite: the bucket keeps old versions: ...".into(),
+        }];
+        log.append(e, &[]).unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // The record without survivors was written without the field, as
+        // every record before it was: its hash is over the same bytes.
+        assert!(!lines[0].contains("survives"), "{}", lines[0]);
+        assert!(
+            lines[1].contains("\"survives\":[{\"target\":\"offsite\""),
+            "{}",
+            lines[1]
+        );
+        let records = log.records().unwrap();
+        for r in &records {
+            assert_eq!(r.compute_hash(), r.hash);
+        }
+        assert_eq!(
+            records[1].survives[0].until.as_deref(),
+            Some("2027-01-02T14:30:00Z")
+        );
+        assert!(log.verify(&[]).unwrap().ok());
+        let md = export_markdown(&records, "acme");
+        has(
+            &md,
+            "What survives, per target, as gallra knew it then:\n\n- target offsite: the bucket keeps old versions: ...\n",
         );
     }
 }
