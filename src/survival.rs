@@ -164,7 +164,19 @@ impl Versioning {
 /// "unknown", with the error; a record that cannot be written is warned
 /// and the answer still returned (the next command probes again).
 pub fn probe(state_dir: &Path, t: &TargetSettings) -> Versioning {
-    let answer = Store::open(t).and_then(|s| s.keeps_old_versions());
+    record_answer(
+        state_dir,
+        t,
+        Store::open(t).and_then(|s| s.keeps_old_versions()),
+    )
+}
+
+/// As [`probe`], on a store already open for `t`.
+pub fn probe_store(state_dir: &Path, t: &TargetSettings, store: &Store) -> Versioning {
+    record_answer(state_dir, t, store.keeps_old_versions())
+}
+
+fn record_answer(state_dir: &Path, t: &TargetSettings, answer: Result<bool>) -> Versioning {
     match answer {
         Ok(keeps_old_versions) => {
             let probe = VersionProbe {
@@ -187,6 +199,12 @@ pub fn probe(state_dir: &Path, t: &TargetSettings) -> Versioning {
             error: Some(e.to_string()),
         },
     }
+}
+
+/// The recorded probe of `t`, if there is one; never probes.
+pub fn recorded(state_dir: &Path, t: &TargetSettings) -> Option<Versioning> {
+    let record = ProbeRecord::load(state_dir).ok()?;
+    record.of(t).map(Versioning::from_probe)
 }
 
 /// The recorded probe of `t`, or a live one (recorded) when there is none.

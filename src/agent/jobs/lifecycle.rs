@@ -49,6 +49,12 @@ pub(super) fn lifecycle(config: &Config) -> Result<Done> {
         }
         if t.key_destroyed {
             tracing::info!(tenant = %t.tenant, "tenant key destroyed on {}", t.key_destroyed_on.join(", "));
+            for line in survives
+                .iter()
+                .filter(|s| t.key_destroyed_on.contains(&s.target))
+            {
+                tracing::warn!(tenant = %t.tenant, "what survives: {}", line.words);
+            }
         }
     }
     for f in &report.failures {
