@@ -18,6 +18,7 @@
 //! most stores; the operator states it as the target's `noncurrent_expiry`.
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -242,12 +243,14 @@ pub struct Leftovers {
 }
 
 impl Leftovers {
-    /// What deleting on `target` at `deleted_at` leaves behind.
+    /// What deleting on `target` at `deleted_at` leaves behind; dates in
+    /// the words are days of `zone` (the agent's time zone).
     pub fn of(
         target: &TargetSettings,
         versioning: &Versioning,
         shredding: &Shredding,
         deleted_at: Timestamp,
+        zone: &TimeZone,
     ) -> Leftovers {
         let expiry = target.noncurrent_expiry;
         let survives_until = match versioning.old_versions {
@@ -257,7 +260,7 @@ impl Leftovers {
         let until_words = match (survives_until, expiry) {
             (Some(until), Some(e)) => format!(
                 "until the bucket rule removes it, on or after {} (noncurrent_expiry = {e})",
-                until.strftime("%Y-%m-%d")
+                until.to_zoned(zone.clone()).strftime("%Y-%m-%d")
             ),
             _ => {
                 "until someone deletes those versions (no noncurrent_expiry stated for this target)"
@@ -275,7 +278,7 @@ impl Leftovers {
                 let rotation = match rotation_due {
                     Some(t) => format!(
                         "the next rotation (due by {})",
-                        t.strftime("%Y-%m-%d %H:%M UTC")
+                        t.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M %Z")
                     ),
                     None => "the next rotation".to_string(),
                 };
@@ -361,7 +364,13 @@ pub fn leftovers(config: &Config, deleted_at: Timestamp) -> Vec<Leftovers> {
     primary_first
         .map(|t| {
             let versioning = known(&config.agent.state_dir, t);
-            Leftovers::of(t, &versioning, &shredding, deleted_at)
+            Leftovers::of(
+                t,
+                &versioning,
+                &shredding,
+                deleted_at,
+                &config.policy.time_zone,
+            )
         })
         .collect()
 }
@@ -408,6 +417,7 @@ mod tests {
             &versioning(old),
             shredding,
             at(DELETED),
+            &TimeZone::UTC,
         )
     }
 
@@ -493,6 +503,28 @@ mod tests {
             "{}",
             got.words
         );
+    }
+
+    #[test]
+    fn the_date_is_a_day_of_the_agents_time_zone() {
+        let t = target("offsite", Some(30));
+        let late = at("2026-12-03T23:30:00Z");
+        let zone = TimeZone::get("Europe/Stockholm").unwrap();
+        let v = versioning(OldVersions::Kept);
+        let m = Shredding::MasterKey;
+        let here = Leftovers::of(&t, &v, &m, late, &zone);
+        assert!(
+            here.words.contains("on or after 2027-01-03 "),
+            "{}",
+            here.words
+        );
+        let utc = Leftovers::of(&t, &v, &m, late, &TimeZone::UTC);
+        assert!(
+            utc.words.contains("on or after 2027-01-02 "),
+            "{}",
+            utc.words
+        );
+        assert_eq!(here.survives_until, utc.survives_until);
     }
 
     #[test]
