@@ -62,11 +62,7 @@ pub(super) fn parse(
         crate::units::parse_positive_duration(text)
             .map(|d| d.as_secs() / 86_400)
             .filter(|d| *d >= 1)
-            .ok_or_else(|| {
-                err(format!(
-                    "{key} {text:?}: expected whole days, like \"7 days\""
-                ))
-            })
+            .ok_or_else(|| err(format!("{key} {text:?}: expected whole days, like \"7 days\"")))
     };
     let deletion_wait_days = match &raw.deletion_wait {
         Some(text) => days("deletion_wait", text)?,
@@ -124,10 +120,7 @@ mod tests {
     fn a_wrong_key_service_is_refused_with_the_key_named() {
         for (lines, words) in [
             ("kind = \"vault\"\nregion = \"x\"", "kind \"vault\""),
-            (
-                "kind = \"aws-kms\"\nregion = \"EU North\"",
-                "region \"EU North\"",
-            ),
+            ("kind = \"aws-kms\"\nregion = \"EU North\"", "region \"EU North\""),
             (
                 "kind = \"aws-kms\"\nregion = \"eu-north-1\"\nendpoint = \"kms.example\"",
                 "endpoint \"kms.example\"",

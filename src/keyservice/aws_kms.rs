@@ -144,12 +144,7 @@ impl KeyService {
         Ok(Zeroizing::new(key))
     }
 
-    fn base64_field(
-        &self,
-        operation: &str,
-        out: &Value,
-        field: &str,
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    fn base64_field(&self, operation: &str, out: &Value, field: &str) -> Result<Zeroizing<Vec<u8>>> {
         let text = out
             .get(field)
             .and_then(Value::as_str)
@@ -265,9 +260,7 @@ fn service_error(settings: &KeyServiceSettings, operation: &str, message: String
 fn without_url(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     if let Some(url) = e.url() {
-        text = text
-            .replace(&format!(" ({url})"), "")
-            .replace(url.as_str(), "");
+        text = text.replace(&format!(" ({url})"), "").replace(url.as_str(), "");
     }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -303,13 +296,14 @@ fn credentials(settings: &KeyServiceSettings) -> Result<Credentials> {
             let err = |message: String| Error::KeyServiceConfig {
                 message: format!("credentials_file {}: {message}", path.display()),
             };
-            let mut file =
-                crate::files::open_private(path, 0o077, "it must be 0600 or 0400").map_err(err)?;
+            let mut file = crate::files::open_private(path, 0o077, "it must be 0600 or 0400")
+                .map_err(err)?;
             let bytes = crate::files::read_capped(&mut file, 64 << 10)
                 .map_err(|e| err(e.to_string()))?
                 .ok_or_else(|| err("larger than 64 KiB".into()))?;
-            let text =
-                Zeroizing::new(String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?);
+            let text = Zeroizing::new(
+                String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?,
+            );
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
