@@ -75,6 +75,19 @@ pub struct TargetCounts {
     pub bytes: u64,
 }
 
+/// What survives a deletion on one target, as the record keeps it (the
+/// survival module's `Leftovers` says it; the record holds its line).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Survives {
+    pub target: String,
+    /// "kept", "not-kept" or "unknown": the store's old versions.
+    pub old_versions: String,
+    /// RFC 3339: the earliest the store's rule removes them, if stated.
+    pub until: Option<String>,
+    pub words: String,
+}
+
 /// What a caller records; the log adds seq, time (if None: now), host,
 /// prev_hash and hash.
 #[derive(Debug, Clone)]
@@ -88,6 +101,8 @@ pub struct Entry {
     pub reason: Option<String>, // the operator's text, e.g. the erasure reason
     pub event: Option<String>,  // the lifecycle event id that caused it
     pub detail: Option<String>, // short free text, never file names
+    /// Per target, what the deletion leaves behind (deletions only).
+    pub survives: Vec<Survives>,
     pub time: Option<jiff::Timestamp>,
 }
 
@@ -103,6 +118,7 @@ impl Entry {
             reason: None,
             event: None,
             detail: None,
+            survives: Vec::new(),
             time: None,
         }
     }
@@ -125,6 +141,10 @@ pub struct Record {
     pub reason: Option<String>,
     pub event: Option<String>,
     pub detail: Option<String>,
+    /// Added for issue 17: absent from older records, and never written
+    /// empty, so an older record serialises (and hashes) as it was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub survives: Vec<Survives>,
     pub prev_hash: String, // hex SHA-256 of the previous record; 64 '0's for seq 1
     pub hash: String,      // hex SHA-256 of the JSON of this record with `hash` ""
 }
@@ -284,6 +304,7 @@ impl AuditLog {
             reason: entry.reason,
             event: entry.event,
             detail: entry.detail,
+            survives: entry.survives,
             prev_hash,
             hash: String::new(),
         };
@@ -786,6 +807,14 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
                 )
             };
             s += " gallra did not check copies outside these targets (store versions, replicas, copies of a store): a surviving copy of the key object still opens with the repository's master key.\n";
+            // What the record says survives, target by target (records
+            // written before issue 17 say nothing of it).
+            if !r.survives.is_empty() {
+                s += "\nWhat survives, per target, as gallra knew it then:\n\n";
+                for line in &r.survives {
+                    s += &format!("- {}\n", line.words);
+                }
+            }
             if let Some(b) = mine[i + 1..].iter().find(|r| r.action == Action::Backup) {
                 s += &format!(
                     "\nAfter that, the tenant was backed up again (first at {}): its data exists again, under a new key.\n",
@@ -975,6 +1004,46 @@ mod tests {
         assert!(
             !md.contains("unreadable"),
             "it claims no more than it checked: {md}"
+        );
+    }
+
+    #[test]
+    fn what_survives_is_kept_in_the_record_and_an_older_record_hashes_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), "web01").unwrap();
+        log.append(Entry::new(Action::Backup, Some("acme")), &[])
+            .unwrap();
+        let mut e = Entry::new(Action::KeyDestroyed, Some("acme"));
+        e.survives = vec![Survives {
+            target: "offsite".into(),
+            old_versions: "kept".into(),
+            until: Some("2027-01-02T14:30:00Z".into()),
+            words: "target offsite: the bucket keeps old versions: ...".into(),
+        }];
+        log.append(e, &[]).unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // The record without survivors was written without the field, as
+        // every record before it was: its hash is over the same bytes.
+        assert!(!lines[0].contains("survives"), "{}", lines[0]);
+        assert!(
+            lines[1].contains("\"survives\":[{\"target\":\"offsite\""),
+            "{}",
+            lines[1]
+        );
+        let records = log.records().unwrap();
+        for r in &records {
+            assert_eq!(r.compute_hash(), r.hash);
+        }
+        assert_eq!(
+            records[1].survives[0].until.as_deref(),
+            Some("2027-01-02T14:30:00Z")
+        );
+        assert!(log.verify(&[]).unwrap().ok());
+        let md = export_markdown(&records, "acme");
+        has(
+            &md,
+            "What survives, per target, as gallra knew it then:\n\n- target offsite: the bucket keeps old versions: ...\n",
         );
     }
 }

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::ship::{self, ShipOptions};
 use crate::store::Store;
+use crate::survival::OldVersions;
 
 /// What init did on each target, the primary first.
 #[derive(Debug, Default)]
@@ -38,6 +39,11 @@ pub struct TargetInit {
     /// need; absent when the target was not initialised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conditional_create: Option<bool>,
+    /// Whether the store keeps old versions of what gallra deletes, as
+    /// probed (and recorded) now; absent when the target was not
+    /// initialised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_versions: Option<OldVersions>,
     /// Why it is not; printed as its text.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -93,7 +99,7 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
     }
     report
         .targets
-        .push(created(&store, t, Some(repo.slot_in_use.clone()))?);
+        .push(created(config, &store, t, Some(repo.slot_in_use.clone()))?);
     // Secondaries receive the same repository (config and key slots)
     // by shipping.
     for t in config.secondaries() {
@@ -110,12 +116,13 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
             Ok(dst)
         });
         match outcome {
-            Ok(dst) => report.targets.push(created(&dst, t, None)?),
+            Ok(dst) => report.targets.push(created(config, &dst, t, None)?),
             Err(e) => report.targets.push(TargetInit {
                 target: t.name.clone(),
                 created: false,
                 key_slot: None,
                 conditional_create: None,
+                old_versions: None,
                 error: Some(e),
                 locks_untrustworthy: false,
             }),
@@ -124,14 +131,22 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
     Ok(report)
 }
 
-/// A target just initialised, with its conditional-create probe.
-fn created(store: &Store, t: &Target, key_slot: Option<String>) -> Result<TargetInit> {
+/// A target just initialised, with its conditional-create and
+/// old-versions probes (the latter recorded in the state folder).
+fn created(
+    config: &Config,
+    store: &Store,
+    t: &Target,
+    key_slot: Option<String>,
+) -> Result<TargetInit> {
     let conditional = store.honours_conditional_create()?;
+    let versioning = crate::survival::probe_store(&config.agent.state_dir, t, store);
     Ok(TargetInit {
         target: t.name.clone(),
         created: true,
         key_slot,
         conditional_create: Some(conditional),
+        old_versions: Some(versioning.old_versions),
         error: None,
         locks_untrustworthy: !conditional && t.locking == Locking::Lease,
     })
@@ -150,6 +165,7 @@ mod tests {
             created: true,
             key_slot: Some("0123456789abcdef".into()),
             conditional_create: Some(false),
+            old_versions: Some(OldVersions::Kept),
             error: None,
             locks_untrustworthy: true,
         };
@@ -158,6 +174,7 @@ mod tests {
             created: false,
             key_slot: None,
             conditional_create: None,
+            old_versions: None,
             error: Some(Error::TargetConfig {
                 target: "offsite".into(),
                 message: "unreachable".into(),
@@ -167,7 +184,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value([primary, failed]).unwrap(),
             serde_json::json!([
-                {"target": "local", "created": true, "key_slot": "0123456789abcdef", "conditional_create": false},
+                {"target": "local", "created": true, "key_slot": "0123456789abcdef", "conditional_create": false, "old_versions": "kept"},
                 {"target": "offsite", "created": false, "error": "target offsite: unreachable"},
             ])
         );

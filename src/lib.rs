@@ -39,6 +39,7 @@ pub mod schedule;
 pub mod ship;
 pub mod status;
 pub mod store;
+pub mod survival;
 pub mod text;
 pub mod units;
 

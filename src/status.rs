@@ -68,6 +68,12 @@ pub struct TargetStatus {
     /// Key slots removed on the primary that this target still has (also
     /// counted in `missing`): a revoked key that still opens it.
     pub key_slots_extra: Vec<String>,
+    /// Whether the store keeps old versions of what gallra deletes: the
+    /// recorded probe, or one made now for a target that opened. `None`:
+    /// never probed, and the target could not be read.
+    pub old_versions: Option<crate::survival::Versioning>,
+    /// What the target states its bucket rule does with old versions.
+    pub noncurrent_expiry: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -251,13 +257,21 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
     let mut targets = Vec::new();
     let primary = &opened.repos[0].store;
     for t in &config.targets {
+        let repo = opened.repos.iter().find(|r| r.store.name() == t.name);
+        let state_dir = &config.agent.state_dir;
         let mut row = TargetStatus {
             target: t.name.clone(),
             url: t.url.clone(),
             primary: t.primary,
+            // A target that did not open is not probed: the probe would
+            // only wait out its timeouts again.
+            old_versions: match repo {
+                Some(_) => Some(crate::survival::known(state_dir, t)),
+                None => crate::survival::recorded(state_dir, t),
+            },
+            noncurrent_expiry: t.noncurrent_expiry.map(|e| e.to_string()),
             ..Default::default()
         };
-        let repo = opened.repos.iter().find(|r| r.store.name() == t.name);
         let read = match repo {
             Some(r) => crate::ship::status(primary, &r.store).and_then(|per| {
                 if !t.primary {
@@ -404,6 +418,8 @@ fn primary_unreadable(
             } else {
                 "not read: the primary could not be opened".into()
             }),
+            old_versions: crate::survival::recorded(&config.agent.state_dir, t),
+            noncurrent_expiry: t.noncurrent_expiry.map(|e| e.to_string()),
             ..Default::default()
         })
         .collect();

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use super::{Agent, Job, http};
 use crate::agent_state::AgentState;
-use crate::config::{Config, IoClass};
+use crate::config::{Config, IoClass, Target};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::status::Status;
 use crate::store::Store;
+use crate::survival::OldVersions;
 
 /// CPU niceness and I/O class of every thread started from here on (Linux
 /// applies both per thread, and threads inherit them).
@@ -39,9 +40,38 @@ pub(super) fn lower_priority(nice: i32, io_class: IoClass) {
     }
 }
 
+/// Probes (and records) whether `t` keeps old versions of what gallra
+/// deletes, and says what that means for an erasure there.
+fn log_old_versions(config: &Config, t: &Target, store: &Store) {
+    let versioning = crate::survival::probe_store(&config.agent.state_dir, t, store);
+    let key_service = config.key.service.is_some();
+    match (versioning.old_versions, t.noncurrent_expiry) {
+        (OldVersions::NotKept, _) => {
+            tracing::info!(target_name = %t.name, "the store keeps no old versions of what gallra deletes")
+        }
+        (OldVersions::Kept, Some(e)) => tracing::info!(
+            target_name = %t.name,
+            "the store keeps old versions of what gallra deletes until its bucket rule removes them (noncurrent_expiry = {e})"
+        ),
+        (OldVersions::Kept, None) if !key_service => tracing::warn!(
+            target_name = %t.name,
+            "the store keeps old versions of what gallra deletes and no noncurrent_expiry is stated: an erasure does not hold against them (they open with the key file or a passphrase until someone deletes them)"
+        ),
+        (OldVersions::Kept, None) => tracing::info!(
+            target_name = %t.name,
+            "the store keeps old versions of what gallra deletes; no noncurrent_expiry is stated"
+        ),
+        (OldVersions::Unknown, _) => tracing::warn!(
+            target_name = %t.name,
+            "whether the store keeps old versions is unknown: the probe failed: {}",
+            versioning.error.as_deref().unwrap_or("no answer")
+        ),
+    }
+}
+
 /// Checks what would make every job fail: the primary's repository and the
 /// key; then whether each target honours conditional creates (its locks
-/// depend on it). A secondary that cannot be reached is a warning: the
+/// depend on it) and keeps old versions (what an erasure leaves there). A secondary that cannot be reached is a warning: the
 /// ships retry it.
 pub(super) fn self_test(config: &Config) -> Result<()> {
     let primary = Repository::open_target(config.primary(), &config.key)?;
@@ -49,7 +79,10 @@ pub(super) fn self_test(config: &Config) -> Result<()> {
     for t in &config.targets {
         // Not `create`: a missing file:// folder is an unmounted target,
         // and ship refuses it; making it here would hide that.
-        let outcome = Store::open(t).and_then(|s| s.honours_conditional_create());
+        let outcome = Store::open(t).and_then(|s| {
+            log_old_versions(config, t, &s);
+            s.honours_conditional_create()
+        });
         match outcome {
             Ok(true) => tracing::info!(target_name = %t.name, "conditional create honoured"),
             Ok(false) if t.locking == crate::store::Locking::Lease => tracing::error!(

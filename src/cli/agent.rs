@@ -58,6 +58,32 @@ pub fn status(config: &Config, json_out: bool) -> anyhow::Result<i32> {
     Ok(i32::from(failed))
 }
 
+/// "target offsite keeps old versions: yes (probed ...), noncurrent_expiry 30 days".
+fn old_versions_line(config: &Config, t: &gallra::status::TargetStatus, now: Timestamp) -> String {
+    let known = match &t.old_versions {
+        None => "unknown (never probed, and the target could not be read)".to_string(),
+        Some(v) => match (v.probed, &v.error) {
+            (Some(at), _) => format!(
+                "{} (probed {})",
+                v.old_versions.as_word(),
+                when(config, &at.to_string(), now)
+            ),
+            (None, Some(e)) => format!("unknown (the probe failed: {e})"),
+            (None, None) => v.old_versions.as_word().to_string(),
+        },
+    };
+    let expiry = match (&t.noncurrent_expiry, &t.old_versions) {
+        (Some(e), _) => format!("noncurrent_expiry {e}"),
+        (None, Some(v)) if v.old_versions == gallra::survival::OldVersions::NotKept => {
+            "no noncurrent_expiry needed".to_string()
+        }
+        (None, _) => {
+            "no noncurrent_expiry stated: old versions stay until someone deletes them".to_string()
+        }
+    };
+    format!("target {} keeps old versions: {known}; {expiry}", t.target)
+}
+
 fn print_status(config: &Config, s: &Status, now: Timestamp) {
     let when = |t: &str| when(config, t, now);
     if s.agent.running {
@@ -102,6 +128,7 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
                 t.key_slots_extra.join(", ")
             );
         }
+        println!("  {}", old_versions_line(config, t, now));
     }
     for p in &s.problems {
         let tenant = p

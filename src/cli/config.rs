@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gallra::config::{Config, SourceKind, Target};
 use gallra::crypto::{KeyMaterial, KeySource};
+use gallra::survival::{self, OldVersions, Versioning};
 
 use super::output::print_json;
 
@@ -94,14 +95,63 @@ struct TargetJson<'a> {
     name: &'a str,
     url: &'a str,
     primary: bool,
+    /// The recorded probe of its old versions; `None`: not probed yet
+    /// (`config check` touches no store).
+    old_versions: Option<Versioning>,
+    noncurrent_expiry: Option<String>,
 }
 
 impl<'a> TargetJson<'a> {
-    fn new(t: &'a Target) -> TargetJson<'a> {
+    fn new(config: &Config, t: &'a Target) -> TargetJson<'a> {
         TargetJson {
             name: &t.name,
             url: &t.url,
             primary: t.primary,
+            old_versions: survival::recorded(&config.agent.state_dir, t),
+            noncurrent_expiry: t.noncurrent_expiry.map(|e| e.to_string()),
+        }
+    }
+
+    /// "target offsite: keeps old versions: yes (probed ...); noncurrent_expiry 30 days".
+    fn line(&self) -> String {
+        let known = match &self.old_versions {
+            Some(v) => format!(
+                "{} (probed {})",
+                v.old_versions.as_word(),
+                v.probed.map_or("-".into(), |t| t.to_string())
+            ),
+            None => "not probed yet (init, the agent and status probe it)".into(),
+        };
+        let expiry = match &self.noncurrent_expiry {
+            Some(e) => format!("noncurrent_expiry {e}"),
+            None => "no noncurrent_expiry stated".into(),
+        };
+        format!(
+            "target {}: keeps old versions: {known}; {expiry}",
+            self.name
+        )
+    }
+
+    /// Why an erasure does not hold against this target's old versions,
+    /// if it may not: they are kept (or not yet known not to be, on a
+    /// bucket), with no stated end, and no key service shreds them.
+    fn erasure_warning(&self, config: &Config) -> Option<String> {
+        if self.noncurrent_expiry.is_some() || config.key.service.is_some() {
+            return None;
+        }
+        let bucket = !(self.url.starts_with("file://") || self.url.starts_with("memory://"));
+        let what = "an erasure does not hold against them: what gallra deletes there stays as old versions that open with the key file or a passphrase until someone deletes them; state the bucket rule's expiry as noncurrent_expiry, or set up a [key_service]";
+        match self.old_versions.as_ref().map(|v| v.old_versions) {
+            Some(OldVersions::NotKept) => None,
+            Some(OldVersions::Kept) => Some(format!(
+                "target {}: the bucket keeps old versions and no noncurrent_expiry is stated: {what}",
+                self.name
+            )),
+            Some(OldVersions::Unknown) | None if bucket => Some(format!(
+                "target {}: not yet known whether the bucket keeps old versions, and no noncurrent_expiry is stated: if it does, {what}",
+                self.name
+            )),
+            Some(OldVersions::Unknown) | None => None,
         }
     }
 }
@@ -138,6 +188,12 @@ fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
         gallra::store::check_target(t)?;
     }
     let (problems, mut warnings) = config_problems(&config);
+    let targets: Vec<TargetJson> = config
+        .targets
+        .iter()
+        .map(|t| TargetJson::new(&config, t))
+        .collect();
+    warnings.extend(targets.iter().filter_map(|t| t.erasure_warning(&config)));
     warnings.extend(
         config
             .targets
@@ -199,7 +255,7 @@ fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
             file: path,
             ok: problems.is_empty(),
             problems: &problems,
-            targets: config.targets.iter().map(TargetJson::new).collect(),
+            targets,
             sources: config.sources.len(),
             schedules: &schedules,
             retention: &rules,
@@ -221,6 +277,9 @@ fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
             config.targets.len(),
             config.sources.len()
         );
+        for t in &targets {
+            println!("{}", t.line());
+        }
         for w in &warnings {
             println!("warning: {w}");
         }

@@ -5,6 +5,30 @@ use clap::Args;
 use gallra::config::Config;
 
 use super::output::print_json;
+use gallra::survival::{OldVersions, Shredding};
+
+/// What init's probe found, and what it means for an erasure there.
+fn old_versions_words(config: &Config, target: &str, old: OldVersions) -> anyhow::Result<String> {
+    let expiry = config.target(target)?.noncurrent_expiry;
+    let master_key = Shredding::of(config) == Shredding::MasterKey;
+    Ok(match (old, expiry) {
+        (OldVersions::NotKept, _) => {
+            format!("target {target} keeps no old versions of what gallra deletes")
+        }
+        (OldVersions::Kept, Some(e)) => format!(
+            "target {target} keeps old versions of what gallra deletes, until its bucket rule removes them (noncurrent_expiry = {e})"
+        ),
+        (OldVersions::Kept, None) if master_key => format!(
+            "target {target} keeps old versions of what gallra deletes, and no noncurrent_expiry is stated: an erasure does not hold against them (they open with the key file or a passphrase until someone deletes them)"
+        ),
+        (OldVersions::Kept, None) => format!(
+            "target {target} keeps old versions of what gallra deletes, and no noncurrent_expiry is stated"
+        ),
+        (OldVersions::Unknown, _) => format!(
+            "target {target}: whether it keeps old versions of what gallra deletes is unknown (the probe failed); `gallra status` probes it again"
+        ),
+    })
+}
 
 #[derive(Args)]
 pub struct InitArgs {}
@@ -33,7 +57,21 @@ pub fn run(config: &Config, json_out: bool, _args: InitArgs) -> anyhow::Result<i
                 ),
                 None => println!("initialised repository on target {} ({url})", t.target),
             }
+            if let Some(old) = t.old_versions {
+                println!("  {}", old_versions_words(config, &t.target, old)?);
+            }
         }
+    }
+    if let (Some(epoch), false) = (&report.key_epoch, json_out) {
+        println!(
+            "key epoch {epoch} made in the {}: it wraps every tenant key, and an erasure holds against every copy once a rotation destroys the epoch that wrapped the tenant (`gallra key epochs`)",
+            config
+                .key
+                .service
+                .as_ref()
+                .map(|s| s.describe())
+                .unwrap_or_default()
+        );
     }
     if json_out {
         print_json(&report.targets)?;

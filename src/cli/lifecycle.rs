@@ -11,8 +11,11 @@ use gallra::config::Config;
 use gallra::error::Error;
 use gallra::lifecycle::apply::{ApplyReport, Failure, Lifecycle, Mode, TargetRepositories};
 use gallra::lifecycle::journal::Recorded;
+use gallra::lifecycle::rotate::Due;
 use gallra::lifecycle::{Event, EventType, Plan};
 use gallra::repo::Repository;
+use gallra::survival::{self, Leftovers};
+use std::collections::BTreeSet;
 
 #[derive(Subcommand)]
 pub enum ContractCommand {
@@ -300,8 +303,15 @@ pub fn erase(config: &Config, json_out: bool, args: EraseArgs) -> anyhow::Result
         event.reason = Some(args.reason.clone());
         event.include_legal = args.include_legal;
         lc.accept(event, "cli", Timestamp::now())?;
-        let report = lc.apply(Timestamp::now(), Mode::Delete, Some(tenant))?;
-        print_apply(config, json_out, &report)
+        let now = Timestamp::now();
+        let leftovers = survival::leftovers(config, now);
+        let report = lc.apply(
+            now,
+            Mode::Delete,
+            Some(tenant),
+            &survival::survives(&leftovers),
+        )?;
+        print_apply(config, json_out, &report, &leftovers)
     })
 }
 
@@ -350,9 +360,22 @@ pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyh
             with(config, |lc| {
                 let (plan, holdings) = lc.plan(now)?;
                 if json_out {
+                    // The due entries, as scripts have always read them;
+                    // what survives is in `lifecycle apply --dry-run --json`.
                     super::output::print_json(&serde_json::to_value(&plan.due)?)?;
                 } else {
                     print_plan(config, &plan, at.as_deref(), &holdings.failures);
+                    let targets: BTreeSet<&str> =
+                        plan.due.iter().map(|e| e.target.as_str()).collect();
+                    let leftovers = match targets.is_empty() {
+                        true => Vec::new(),
+                        false => survival::leftovers(config, now),
+                    };
+                    print_leftovers(
+                        "what these deletions leave behind, per target:",
+                        &leftovers,
+                        &targets,
+                    );
                 }
                 for (tenant, state) in &holdings.states {
                     if let Some(why) = &state.dispute {
@@ -363,12 +386,15 @@ pub fn lifecycle(config: &Config, json_out: bool, cmd: LifecycleCommand) -> anyh
             })
         }
         LifecycleCommand::Apply { dry_run } => with(config, |lc| {
+            let now = Timestamp::now();
+            let leftovers = survival::leftovers(config, now);
             let report = lc.apply(
-                Timestamp::now(),
+                now,
                 if dry_run { Mode::DryRun } else { Mode::Delete },
                 None,
+                &survival::survives(&leftovers),
             )?;
-            print_apply(config, json_out, &report)
+            print_apply(config, json_out, &report, &leftovers)
         }),
     }
 }
@@ -455,9 +481,59 @@ fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failur
     }
 }
 
-fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow::Result<i32> {
+/// The targets a report deleted on (or would, in a dry run).
+fn touched_targets(report: &ApplyReport) -> BTreeSet<&str> {
+    let mut out: BTreeSet<&str> = report.due.iter().map(|e| e.target.as_str()).collect();
+    for t in &report.tenants {
+        let deleted = t
+            .targets
+            .iter()
+            .filter(|r| r.snapshots_deleted + r.objects_deleted > 0);
+        out.extend(deleted.map(|r| r.target.as_str()));
+        out.extend(t.key_destroyed_on.iter().map(String::as_str));
+    }
+    out
+}
+
+/// One line per target in `targets`, under `heading`; nothing when none.
+fn print_leftovers(heading: &str, leftovers: &[Leftovers], targets: &BTreeSet<&str>) {
+    let lines: Vec<&Leftovers> = leftovers
+        .iter()
+        .filter(|l| targets.contains(l.target.as_str()))
+        .collect();
+    if lines.is_empty() {
+        return;
+    }
+    println!("{heading}");
+    for l in lines {
+        println!("  {}", l.words);
+    }
+}
+
+/// `erase` and `lifecycle apply` in `--json`: the report as it always was,
+/// and what survives on each target it deleted on.
+#[derive(Serialize)]
+struct ApplyJson<'a> {
+    #[serde(flatten)]
+    report: &'a ApplyReport,
+    leftovers: Vec<&'a Leftovers>,
+}
+
+fn print_apply(
+    config: &Config,
+    json_out: bool,
+    report: &ApplyReport,
+    leftovers: &[Leftovers],
+) -> anyhow::Result<i32> {
+    let touched = touched_targets(report);
     if json_out {
-        super::output::print_json(&serde_json::to_value(report)?)?;
+        super::output::print_json(&ApplyJson {
+            report,
+            leftovers: leftovers
+                .iter()
+                .filter(|l| touched.contains(l.target.as_str()))
+                .collect(),
+        })?;
     } else {
         if report.dry_run {
             println!("dry run: nothing is deleted");
@@ -488,7 +564,7 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
             }
             if t.key_destroyed {
                 println!(
-                    "tenant {}: key destroyed: it and every remaining object of the tenant were deleted on {}, and a listing of each showed none left; copies outside these targets (store versions, replicas) were not checked",
+                    "tenant {}: key destroyed: it and every remaining object of the tenant were deleted on {}, and a listing of each showed none left; copies outside these targets were not checked (what survives is below)",
                     t.tenant,
                     t.key_destroyed_on.join(", ")
                 );
@@ -521,6 +597,20 @@ fn print_apply(config: &Config, json_out: bool, report: &ApplyReport) -> anyhow:
         }
         if !report.dry_run && report.tenants.is_empty() && report.ok() {
             println!("nothing was due");
+        }
+        let heading = match report.dry_run {
+            true => "what these deletions would leave behind, per target:",
+            false => "what survives the deletion, per target:",
+        };
+        print_leftovers(heading, leftovers, &touched);
+        // With a key service: whether the erasures are now complete for
+        // every surviving copy too, or when they will be.
+        if let Some(due) = &report.rotation_due
+            && (report.rotation.is_some() || !matches!(due, Due::No { .. }))
+        {
+            for line in super::key::rotation_lines(due, report.rotation.as_ref()) {
+                println!("{line}");
+            }
         }
         for f in &report.failures {
             eprintln!(

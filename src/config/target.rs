@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use super::ConfigFile;
 use crate::error::Result;
 use crate::lifecycle::rules::Rule;
-use crate::store::{Locking, StoreLimits, TargetSettings};
+use crate::store::{Locking, NoncurrentExpiry, StoreLimits, TargetSettings};
 
 /// A `[[target]]`: the settings its store is opened with, and its role.
 #[derive(Debug, Clone)]
@@ -57,6 +57,8 @@ pub(super) struct RawTarget {
     concurrency: Option<usize>,
     #[serde(default)]
     locking: Locking,
+    /// What a bucket rule does with old versions, e.g. "30 days".
+    noncurrent_expiry: Option<String>,
 }
 
 impl RawTarget {
@@ -124,6 +126,12 @@ pub(super) fn parse(mut raw: Vec<RawTarget>, file: &ConfigFile) -> Result<Vec<Ta
         let limits = t
             .limits()
             .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
+        let noncurrent_expiry = t
+            .noncurrent_expiry
+            .as_deref()
+            .map(NoncurrentExpiry::parse)
+            .transpose()
+            .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
         targets.push(Target {
             store: TargetSettings {
                 name: t.name,
@@ -132,10 +140,63 @@ pub(super) fn parse(mut raw: Vec<RawTarget>, file: &ConfigFile) -> Result<Vec<Ta
                 credentials_file: t.credentials_file.map(|p| file.resolve(p)),
                 limits,
                 locking: t.locking,
+                noncurrent_expiry,
             },
             primary: t.primary,
             retention: t.retention,
         });
     }
     Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::store::NoncurrentExpiry;
+
+    fn with_expiry(value: &str) -> String {
+        MINIMAL.replace(
+            "url = \"file:///srv/gallra\"",
+            &format!("url = \"file:///srv/gallra\"\nnoncurrent_expiry = {value}"),
+        )
+    }
+
+    #[test]
+    fn noncurrent_expiry_is_optional_and_read_in_days() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.targets[0].noncurrent_expiry, None);
+        for (text, days) in [("30 days", 30), ("1 day", 1), ("2 weeks", 14), ("1w 2d", 9)] {
+            let c = parse(&with_expiry(&format!("{text:?}"))).unwrap();
+            assert_eq!(
+                c.targets[0].noncurrent_expiry,
+                Some(NoncurrentExpiry { days }),
+                "{text}"
+            );
+        }
+        let c = parse(&with_expiry("\"30 days\"")).unwrap();
+        assert_eq!(
+            c.targets[0].noncurrent_expiry.unwrap().to_string(),
+            "30 days"
+        );
+    }
+
+    #[test]
+    fn a_noncurrent_expiry_a_bucket_rule_cannot_state_is_refused() {
+        for (value, words) in [
+            ("\"6 months\"", "state it in days"),
+            ("\"1 year\"", "state it in days"),
+            ("\"36h\"", "state it in days"),
+            ("\"0 days\"", "between 1 day and 36500 days"),
+            ("\"-3 days\"", "between 1 day"),
+            ("\"40000 days\"", "between 1 day"),
+            ("\"soon\"", "not a period"),
+        ] {
+            refused(
+                &with_expiry(value),
+                &["[[target]] local", "noncurrent_expiry", words],
+            );
+        }
+        // A bare number is refused by the TOML reader, which names the line.
+        refused(&with_expiry("30"), &["line 8", "expected a string"]);
+    }
 }

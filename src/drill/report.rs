@@ -356,6 +356,7 @@ mod tests {
             reason: None,
             event: None,
             detail: None,
+            survives: Vec::new(),
             prev_hash: "0".repeat(64),
             hash: "00112233445566778899aabbccddeeff".repeat(2),
         };

@@ -27,7 +27,7 @@ mod settings;
 
 pub use requests::StoreStats;
 use requests::{Failed, Failure, Requests, describe, http_status};
-pub use settings::{Locking, StoreLimits, TargetSettings};
+pub use settings::{Locking, NoncurrentExpiry, StoreLimits, TargetSettings};
 
 /// Objects at least this large are uploaded in parts, so that a failed
 /// request repeats one part rather than the whole object, and parts travel

@@ -18,6 +18,11 @@ pub struct TargetSettings {
     pub credentials_file: Option<PathBuf>,
     pub limits: StoreLimits,
     pub locking: Locking,
+    /// What the operator states a bucket rule does with old versions: it
+    /// removes a noncurrent version this long after it became one. gallra
+    /// cannot read the rule (few stores expose it), so this is the
+    /// operator's word, and what gallra says survives rests on it.
+    pub noncurrent_expiry: Option<NoncurrentExpiry>,
 }
 
 impl TargetSettings {
@@ -30,6 +35,7 @@ impl TargetSettings {
             credentials_file: None,
             limits: StoreLimits::default(),
             locking: Locking::Lease,
+            noncurrent_expiry: None,
         }
     }
 }
@@ -37,6 +43,66 @@ impl TargetSettings {
 impl AsRef<TargetSettings> for TargetSettings {
     fn as_ref(&self) -> &TargetSettings {
         self
+    }
+}
+
+/// A bucket rule's expiry of noncurrent versions, in whole days: the unit
+/// of S3's `NoncurrentDays`, Azure's `daysAfterVersioningGreaterThan` and
+/// GCS's `daysSinceNoncurrentTime`, so the setting says what the rule says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoncurrentExpiry {
+    pub days: u32,
+}
+
+impl NoncurrentExpiry {
+    /// The longest a rule may state: 100 years, past any retention.
+    pub const MAX_DAYS: u32 = 36_500;
+
+    /// `"30 days"` or `"2 weeks"`: a period of whole days or weeks, as a
+    /// bucket rule states it (months and hours are not a rule's unit).
+    pub fn parse(text: &str) -> std::result::Result<NoncurrentExpiry, String> {
+        let unit = "state it in days, as the bucket rule does, like \"30 days\"";
+        let span: jiff::Span = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("noncurrent_expiry {text:?}: not a period; {unit}"))?;
+        let calendar_or_clock = span.get_years() != 0
+            || span.get_months() != 0
+            || span.get_hours() != 0
+            || span.get_minutes() != 0
+            || span.get_seconds() != 0
+            || span.get_milliseconds() != 0
+            || span.get_microseconds() != 0
+            || span.get_nanoseconds() != 0;
+        if calendar_or_clock {
+            return Err(format!("noncurrent_expiry {text:?}: {unit}"));
+        }
+        let days = i64::from(span.get_weeks()) * 7 + i64::from(span.get_days());
+        match u32::try_from(days) {
+            Ok(days @ 1..=Self::MAX_DAYS) => Ok(NoncurrentExpiry { days }),
+            _ => Err(format!(
+                "noncurrent_expiry {text:?}: must be between 1 day and {} days",
+                Self::MAX_DAYS
+            )),
+        }
+    }
+
+    /// When a version made noncurrent at `at` may be removed by the rule.
+    /// S3 rounds up to the next midnight UTC and removes asynchronously,
+    /// so the version may live a little longer: a lower bound, said so
+    /// where it is printed.
+    pub fn after(&self, at: jiff::Timestamp) -> jiff::Timestamp {
+        at.checked_add(jiff::SignedDuration::from_hours(24 * i64::from(self.days)))
+            .unwrap_or(jiff::Timestamp::MAX)
+    }
+}
+
+impl std::fmt::Display for NoncurrentExpiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.days {
+            1 => write!(f, "1 day"),
+            n => write!(f, "{n} days"),
+        }
     }
 }
 

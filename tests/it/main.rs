@@ -21,6 +21,7 @@ mod cli_remote_targets;
 mod cli_roundtrip;
 mod cli_ship;
 mod cli_small_truths;
+mod cli_survival;
 mod cli_tamper;
 mod cli_tenant_attacks;
 mod cli_tenant_names;

@@ -36,7 +36,9 @@ pub(super) fn lifecycle(config: &Config) -> Result<Done> {
             tracing::info!(tenant = i.tenant.as_deref().unwrap_or("-"), "{line}");
         }
     }
-    let report = lc.apply(now, crate::lifecycle::apply::Mode::Delete, None)?;
+    // Each deletion's audit record says what survives on its targets.
+    let survives = crate::survival::survives(&crate::survival::leftovers(config, now));
+    let report = lc.apply(now, crate::lifecycle::apply::Mode::Delete, None, &survives)?;
     let mut deleted = 0;
     for t in &report.tenants {
         for r in &t.targets {
@@ -46,7 +48,13 @@ pub(super) fn lifecycle(config: &Config) -> Result<Done> {
             }
         }
         if t.key_destroyed {
-            tracing::info!(tenant = %t.tenant, "tenant key destroyed on every target");
+            tracing::info!(tenant = %t.tenant, "tenant key destroyed on {}", t.key_destroyed_on.join(", "));
+            for line in survives
+                .iter()
+                .filter(|s| t.key_destroyed_on.contains(&s.target))
+            {
+                tracing::warn!(tenant = %t.tenant, "what survives: {}", line.words);
+            }
         }
     }
     for f in &report.failures {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::{Holdings, Lifecycle};
-use crate::audit::{Action, Entry};
+use crate::audit::{Action, Entry, Survives, TargetCounts};
 use crate::error::Result;
 use crate::lifecycle::events::{Event, EventType};
 use crate::lifecycle::plan::PlanEntry;
@@ -134,5 +134,40 @@ impl Lifecycle<'_> {
         }
         entry.detail = Some(detail);
         self.audit_append(entry)
+    }
+}
+
+/// The lines of `survives` for the targets a record counts, in its order:
+/// a deletion leaves old versions only where it deleted.
+pub(super) fn survives_on(survives: &[Survives], targets: &[TargetCounts]) -> Vec<Survives> {
+    targets
+        .iter()
+        .filter_map(|c| survives.iter().find(|s| s.target == c.target))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keeps_the_lines_of_the_targets_it_deleted_on() {
+        let line = |t: &str| Survives {
+            target: t.into(),
+            old_versions: "kept".into(),
+            until: None,
+            words: format!("target {t}: ..."),
+        };
+        let counted = |t: &str| TargetCounts {
+            target: t.into(),
+            objects: 1,
+            bytes: 1,
+        };
+        let all = [line("local"), line("offsite"), line("cold")];
+        let got = survives_on(&all, &[counted("offsite"), counted("local")]);
+        let names: Vec<&str> = got.iter().map(|s| s.target.as_str()).collect();
+        assert_eq!(names, ["offsite", "local"]);
+        assert!(survives_on(&all, &[]).is_empty());
     }
 }

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
+use super::audit_records::survives_on;
 use super::{Holdings, Lifecycle};
-use crate::audit::{Action, Entry, TargetCounts};
+use crate::audit::{Action, Entry, Survives, TargetCounts};
 use crate::error::{Error, Result};
 use crate::format::Id;
 use crate::layout;
@@ -71,7 +72,12 @@ impl Lifecycle<'_> {
     /// Crypto-shredding: deletes every object of the tenant on every target,
     /// its key last, and checks by listing that nothing but locks is left.
     /// Returns the targets it did this on.
-    pub(super) fn destroy_key(&self, tenant: &str, holdings: &Holdings) -> Result<Vec<String>> {
+    pub(super) fn destroy_key(
+        &self,
+        tenant: &str,
+        holdings: &Holdings,
+        survives: &[Survives],
+    ) -> Result<Vec<String>> {
         let prefix = layout::tenant_prefix(tenant);
         let (snapshots, locks) = (
             layout::snapshots_folder(tenant),
@@ -128,12 +134,14 @@ impl Lifecycle<'_> {
         }
         let on: Vec<String> = counts.iter().map(|c| c.target.clone()).collect();
         let mut entry = Entry::new(Action::KeyDestroyed, Some(tenant));
+        entry.survives = survives_on(survives, &counts);
         entry.targets = counts;
         // Only what was checked: a copy outside these targets (a bucket
         // version, a replica, a copy of the backup server) was not looked
-        // at, and a copy of the key object opens with the master key.
+        // at, and a copy of the key object opens with the master key;
+        // `survives` says per target what is known of them.
         entry.detail = Some(format!(
-            "tenant key and every remaining object deleted on {}; a listing of each then showed none left. Not checked: copies outside these targets (store versions, replicas, copies of a store), where a surviving copy of the key object still opens with the repository's master key",
+            "tenant key and every remaining object deleted on {}; a listing of each then showed none left. Not checked: copies outside these targets (store versions, replicas, copies of a store), where a surviving copy of the key object still opens with the repository's master key; what survives on each target is stated beside this",
             on.join(", ")
         ));
         self.audit_append(entry)?;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use super::plan::{self, HeldEntry, Plan, PlanEntry};
 use super::rotate::{self, Due, RotationReport};
 use super::rules::Policy;
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Survives};
 use crate::error::{Error, Result};
 pub use crate::failure::Failure;
 use crate::lock::{self, Holder};
@@ -147,7 +147,16 @@ impl<'a> Lifecycle<'a> {
 
     /// Deletes what is due on every target, prunes, destroys the keys of
     /// tenants that are gone, and audits. `only`: one tenant (erase).
-    pub fn apply(&self, now: Timestamp, mode: Mode, only: Option<&str>) -> Result<ApplyReport> {
+    /// `survives`: per target, what a deletion there leaves behind (the
+    /// survival module says it); each deletion's record keeps the lines of
+    /// the targets it deleted on.
+    pub fn apply(
+        &self,
+        now: Timestamp,
+        mode: Mode,
+        only: Option<&str>,
+        survives: &[Survives],
+    ) -> Result<ApplyReport> {
         let dry_run = mode == Mode::DryRun;
         let (plan, holdings) = self.plan(now)?;
         let keep = |t: &str| only.is_none_or(|o| o == t);
@@ -165,13 +174,19 @@ impl<'a> Lifecycle<'a> {
 
         for tenant in &touched {
             let due: Vec<&PlanEntry> = report.due.iter().filter(|e| &e.tenant == tenant).collect();
-            let result =
-                self.apply_tenant(tenant, &due, &holdings, &mut checked, &mut report.failures)?;
+            let result = self.apply_tenant(
+                tenant,
+                &due,
+                &holdings,
+                &mut checked,
+                &mut report.failures,
+                survives,
+            )?;
             report.tenants.push(result);
         }
 
         self.unlock_keyless(&holdings, &remaining, keep, now)?;
-        self.destroy_due_keys(&holdings, &remaining, keep, now, &mut report);
+        self.destroy_due_keys(&holdings, &remaining, keep, now, &mut report, survives);
         if self.primary().keys().service.is_some() {
             match self.rotate_keys(now, false) {
                 Ok((due, rotation)) => {
@@ -287,6 +302,7 @@ impl<'a> Lifecycle<'a> {
         keep: impl Fn(&str) -> bool,
         now: Timestamp,
         report: &mut ApplyReport,
+        survives: &[Survives],
     ) {
         // Keys go when nothing of the tenant is left anywhere; only when
         // every target could be read, and none of the tenant's objects
@@ -304,7 +320,7 @@ impl<'a> Lifecycle<'a> {
                 if !plan::key_destruction_due(self.policy, holdings.states.get(tenant), left, now) {
                     continue;
                 }
-                match self.destroy_key(tenant, holdings) {
+                match self.destroy_key(tenant, holdings, survives) {
                     Ok(on) => match report.tenants.iter_mut().find(|t| &t.tenant == tenant) {
                         Some(t) => {
                             t.key_destroyed = true;

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::audit_records::survives_on;
 use super::delete::PruneStep;
 use super::pending::{clear_prune_pending, mark_prune_pending};
 use super::{Holdings, Lifecycle, TargetResult, TenantResult};
-use crate::audit::{Action, Entry, TargetCounts};
+use crate::audit::{Action, Entry, Survives, TargetCounts};
 use crate::error::{Error, Result};
 use crate::failure::Failure;
 use crate::lifecycle::plan::{PlanEntry, Reason};
@@ -44,6 +45,7 @@ impl Lifecycle<'_> {
         holdings: &Holdings,
         checked: &mut HashMap<String, Result<(), String>>,
         failures: &mut Vec<Failure>,
+        survives: &[Survives],
     ) -> Result<TenantResult> {
         mark_prune_pending(&self.state_dir, tenant)?;
         let mut result = TenantResult {
@@ -142,7 +144,7 @@ impl Lifecycle<'_> {
                 }
             }
         }
-        self.audit_deletions(tenant, groups, pruned)?;
+        self.audit_deletions(tenant, groups, pruned, survives)?;
         if all_ok {
             clear_prune_pending(&self.state_dir, tenant)?;
         }
@@ -188,6 +190,7 @@ impl Lifecycle<'_> {
         tenant: &str,
         groups: DeletedGroups,
         pruned: Vec<TargetCounts>,
+        survives: &[Survives],
     ) -> Result<()> {
         for ((reason, rule, basis), group) in groups {
             let mut entry = Entry::new(Action::Delete, Some(tenant));
@@ -205,6 +208,7 @@ impl Lifecycle<'_> {
             entry.legal_basis = Some(basis);
             entry.detail = Some(format!("expired: {}", reason.as_str()));
             entry.reason = Some(reason.as_str().to_string());
+            entry.survives = survives_on(survives, &entry.targets);
             self.audit_append(entry)?;
         }
         if !pruned.is_empty() {
