@@ -60,6 +60,13 @@ fn config_problems(config: &Config) -> (Vec<String>, Vec<String>) {
             }
         }
     }
+    // The key service's credentials are read as the agent reads them; the
+    // service itself is not called.
+    if let Some(settings) = &config.key.service
+        && let Err(e) = gallra::keyservice::KeyService::new(settings)
+    {
+        problems.push(e.to_string());
+    }
     for s in &config.sources {
         if let SourceKind::Command { argv, .. } = &s.kind
             && !command_found(&argv[0])

@@ -284,3 +284,119 @@ impl Repository {
         &self.keys
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The version 2 objects of `tests/fixtures/repo-v2/`, beside the
+    //! version 1 fixture repository they belong to: a key epoch, and tenant
+    //! acme's key wrapped by it. The epoch key, which only a key service
+    //! holds in a real repository, is checked in beside them
+    //! (`epoch-key.hex`) so that the bytes can be opened without one. If
+    //! this fails after a change, the change altered format version 2.
+
+    use super::*;
+    use crate::crypto::KeySource;
+    use crate::format::tenant_key::{self, Wrap};
+    use crate::store::{Store, TargetSettings};
+    use std::path::{Path, PathBuf};
+
+    const EPOCH: &str = "6766697874757265657061636830303a";
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    /// The v1 fixture repository, opened with its key file (copied to a
+    /// 0600 file, as keys must be).
+    fn fixture_repo(tmp: &tempfile::TempDir) -> Repository {
+        use std::os::unix::fs::PermissionsExt;
+        let key = tmp.path().join("key");
+        std::fs::copy(fixtures().join("repo-v1.key"), &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let url = format!("file://{}", fixtures().join("repo-v1").display());
+        let store = Store::open(&TargetSettings::new("fixture", &url)).unwrap();
+        Repository::open(store, &KeySource::File(key).into()).unwrap()
+    }
+
+    fn epoch_key() -> SecretKey {
+        let text = std::fs::read_to_string(fixtures().join("repo-v2/epoch-key.hex")).unwrap();
+        SecretKey::from_bytes(hex::decode(text.trim()).unwrap().try_into().unwrap())
+    }
+
+    #[test]
+    fn the_version_2_fixture_objects_open_and_hold_acmes_root_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = fixture_repo(&tmp);
+        let v2 = fixtures().join("repo-v2");
+        let path = format!("key-epochs/{EPOCH}");
+        let epoch = repo
+            .open_epoch(&path, &std::fs::read(v2.join(&path)).unwrap())
+            .unwrap();
+        assert_eq!(hex::encode(epoch.id), EPOCH);
+        assert_eq!(epoch.body.service, "aws-kms");
+        assert_eq!(epoch.body.key_id, "fixture-service-key");
+        assert_eq!(epoch.body.created, 1_796_000_000);
+        assert_eq!(epoch.body.wrapped, b"the service's ciphertext".to_vec());
+
+        let v2_key = std::fs::read(v2.join("tenants/acme/key")).unwrap();
+        assert_eq!(&v2_key[..6], b"GLRA\x02\x03");
+        assert_eq!(
+            tenant_key::wrapped_by(&v2_key, "k").unwrap(),
+            Wrap::Epoch(epoch.id)
+        );
+        let opened =
+            tenant_key::open_under_epoch(&v2_key, &epoch_key(), &repo.repo_id, "acme", "k")
+                .unwrap();
+        let v1_key = repo.store.get(&layout::tenant_key_path("acme")).unwrap();
+        let v1 = repo.open_tenant_key_body("acme", &v1_key).unwrap();
+        assert_eq!(
+            opened.key, v1.key,
+            "the same root key, wrapped by the epoch"
+        );
+        assert_eq!(opened.created, v1.created);
+        assert!(
+            tenant_key::open(&v2_key, repo.master(), &repo.repo_id, "acme", "k").is_err(),
+            "the master key never opens a version 2 tenant key"
+        );
+    }
+
+    /// The recipe of `tests/fixtures/repo-v2/`: `cargo test --lib
+    /// make_version_2_fixture -- --ignored` writes it again (new nonces,
+    /// same contents).
+    #[test]
+    #[ignore]
+    fn make_version_2_fixture() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = fixture_repo(&tmp);
+        let v2 = fixtures().join("repo-v2");
+        let epoch = Epoch {
+            id: hex::decode(EPOCH).unwrap().try_into().unwrap(),
+            body: KeyEpochBody {
+                service: "aws-kms".into(),
+                key_id: "fixture-service-key".into(),
+                wrapped: b"the service's ciphertext".to_vec(),
+                created: 1_796_000_000,
+            },
+        };
+        let key = SecretKey::random();
+        std::fs::create_dir_all(v2.join("key-epochs")).unwrap();
+        std::fs::create_dir_all(v2.join("tenants/acme")).unwrap();
+        std::fs::write(
+            v2.join(epoch.path()),
+            key_epoch::seal(&epoch.body, &epoch.id, repo.master(), &repo.repo_id),
+        )
+        .unwrap();
+        let v1_key = repo.store.get(&layout::tenant_key_path("acme")).unwrap();
+        let body = repo.open_tenant_key_body("acme", &v1_key).unwrap();
+        std::fs::write(
+            v2.join("tenants/acme/key"),
+            tenant_key::seal_under_epoch(&body, &epoch.id, &key, &repo.repo_id, "acme"),
+        )
+        .unwrap();
+        std::fs::write(
+            v2.join("epoch-key.hex"),
+            format!("{}\n", hex::encode(key.as_bytes())),
+        )
+        .unwrap();
+    }
+}

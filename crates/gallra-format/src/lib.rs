@@ -381,6 +381,12 @@ mod tests {
             let _ = from_body::<repo_config::RepoConfig>(&bytes, "x", Kind::Config);
             let _ = from_body::<tenant_key::TenantKeyBody>(&bytes, "x", Kind::TenantKey);
             let _ = tree::Tree::decode(&bytes, "x");
+            let key = SecretKey::from_bytes([5; 32]);
+            let _ = tenant_key::wrapped_by(&bytes, "x");
+            let _ = tenant_key::open_under_epoch(&bytes, &key, &[2; 16], "t", "x");
+            let _ = key_epoch::epoch_id(&bytes, "x");
+            let _ = key_epoch::open(&bytes, &key, &[2; 16], "x");
+            let _ = from_body::<key_epoch::KeyEpochBody>(&bytes, "x", Kind::KeyEpoch);
         }
 
         #[test]
