@@ -44,6 +44,11 @@ fn key_service_table(env: &Env, endpoint: &str) -> String {
 /// a config with the key service; init, back up, ship. Returns each
 /// tenant's snapshot id.
 fn three_tenants_shipped(env: &Env, endpoint: &str) -> BTreeMap<&'static str, String> {
+    three_tenants_shipped_with(env, Some(endpoint))
+}
+
+/// As `three_tenants_shipped`, with a key service only if `endpoint` is given.
+fn three_tenants_shipped_with(env: &Env, endpoint: Option<&str>) -> BTreeMap<&'static str, String> {
     let mut rng = Rng::new(17);
     for t in TENANTS {
         write_file(
@@ -58,9 +63,9 @@ fn three_tenants_shipped(env: &Env, endpoint: &str) -> BTreeMap<&'static str, St
     }
     let pattern = env.path("src/{tenant}");
     env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
-    let mut text = fs::read_to_string(&env.config).unwrap();
-    text.push_str(&key_service_table(env, endpoint));
-    fs::write(&env.config, text).unwrap();
+    if let Some(endpoint) = endpoint {
+        add_key_service(env, endpoint);
+    }
     env.init();
     let backup = env.backup(&[]);
     env.ok(&["ship"]);
@@ -70,11 +75,25 @@ fn three_tenants_shipped(env: &Env, endpoint: &str) -> BTreeMap<&'static str, St
         .collect()
 }
 
+/// Adds the `[key_service]` table to the environment's config.
+fn add_key_service(env: &Env, endpoint: &str) {
+    let mut text = fs::read_to_string(&env.config).unwrap();
+    text.push_str(&key_service_table(env, endpoint));
+    fs::write(&env.config, text).unwrap();
+}
+
+/// The format version byte of a tenant's key object in a repository folder.
+fn key_version(repo: &Path, tenant: &str) -> u8 {
+    fs::read(repo.join(format!("tenants/{tenant}/key"))).unwrap()[4]
+}
+
 /// Restores `id` from the target the config `config` names (`target`:
 /// `--target`, or the primary) and checks every file against `src/<tenant>`.
 fn restores_byte_for_byte(env: &Env, config: &Path, tenant: &str, id: &str, target: Option<&str>) {
+    static RESTORES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RESTORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let to = env.path(&format!(
-        "restored/{tenant}-{}-{}",
+        "restored/{n}-{tenant}-{}-{}",
         target.unwrap_or("primary"),
         config.file_stem().unwrap().to_str().unwrap()
     ));
@@ -430,4 +449,107 @@ fn copy_tree(from: &Path, to: &Path) {
         "cp -a: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_repository_made_without_a_key_service_moves_to_epochs_and_says_what_stays_readable() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    let offsite = env.path("offsite");
+    env.set_extra_targets(&file_target("offsite", &offsite, ""));
+    let ids = three_tenants_shipped_with(&env, None);
+    for t in TENANTS {
+        assert_eq!(key_version(&env.repo, t), 1, "wrapped by the master key");
+    }
+    let copy = env.path("copy-before-the-key-service");
+    copy_tree(&env.repo, &copy);
+
+    add_key_service(&env, &endpoint);
+    let out = stdout(&env.ok(&["key", "rotate"]));
+    for t in TENANTS {
+        assert!(
+            out.contains(&format!(
+                "tenant {t}: its key was wrapped by the master key until now; copies of it made before this rotation still open with the key file"
+            )),
+            "the first rotation names every tenant whose old copies stay readable: {out}"
+        );
+        assert_eq!(key_version(&env.repo, t), 2, "{t} on local: {out}");
+        assert_eq!(key_version(&offsite, t), 2, "{t} on offsite: {out}");
+    }
+    for t in TENANTS {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], None);
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+    }
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.ok(&["erase", "b", "--reason", "customer request", "--yes"]);
+    // The truth about the copy from before the key service: b's key there
+    // is wrapped by the master key, which lives on. gallra said so above.
+    let before = copy_config(&env, &copy, "v1-copy", &endpoint);
+    let listed = env.run_with(&before, &["snapshots", "--tenant", "b", "--json"]);
+    assert_success(&listed, "a copy from before the key service opens b");
+    let erased = stdout(&env.ok(&["audit", "list"]));
+    assert!(erased.contains("key-rotated"), "{erased}");
+}
+
+#[test]
+fn a_rotation_stopped_by_a_busy_tenant_keeps_every_epoch_valid_and_finishes_next_time() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    let offsite = env.path("offsite");
+    env.set_extra_targets(&file_target("offsite", &offsite, ""));
+    let ids = three_tenants_shipped(&env, &endpoint);
+    let first = epochs_in(&env.repo);
+
+    // Another host's backup of tenant a holds its lock on the offsite.
+    let store = open_store(&gallra::store::TargetSettings::new(
+        "offsite",
+        &format!("file://{}", s(&offsite)),
+    ));
+    let busy = gallra::lock::acquire(
+        &store,
+        "a",
+        gallra::lock::LockKind::Shared,
+        &gallra::lock::Holder {
+            host: "web02".into(),
+            command: "backup".into(),
+        },
+    )
+    .unwrap();
+    let out = env.run(&["key", "rotate", "--force"]);
+    assert_exit(&out, 1, "a rotation that could not rewrap tenant a");
+    let text = stdout(&out);
+    assert!(
+        text.contains("is not complete") && text.contains("tenant a"),
+        "it says what is left: {text}"
+    );
+    let both = epochs_in(&env.repo);
+    assert_eq!(
+        both.len(),
+        2,
+        "the old epoch stays until every key is rewrapped"
+    );
+    assert!(both.contains(&first[0]));
+    for t in TENANTS {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+    }
+
+    drop(busy);
+    let out = stdout(&env.ok(&["key", "rotate"]));
+    let after = epochs_in(&env.repo);
+    assert_eq!(after.len(), 1, "{out}");
+    assert!(
+        both.contains(&after[0]) && after != first,
+        "the unfinished epoch is finished, not replaced: {out}"
+    );
+    assert_eq!(epochs_in(&offsite), after);
+    for t in TENANTS {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], None);
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+    }
+    env.ok(&["audit", "verify"]);
 }
