@@ -93,7 +93,7 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
     // With a key service, tenant keys are wrapped by epochs from the
     // start: none is ever wrapped by the master key (docs/SECURITY.md).
     if config.key.service.is_some() {
-        let (epoch, _) = repo.make_epoch()?;
+        let (epoch, _) = repo.make_epoch(None)?;
         repo.write_epoch(&epoch)?;
         report.key_epoch = Some(epoch.short());
     }

@@ -501,6 +501,7 @@ mod tests {
             errors: BTreeMap::from([("ship".into(), 4), ("backup".into(), 1)]),
             problems: Vec::new(),
             audit_head_sequence: Some(7),
+            key_epochs: None,
         }
     }
 

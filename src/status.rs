@@ -36,6 +36,19 @@ pub struct Status {
     /// (`<state_dir>/audit.head`); `None` before the first record. It only
     /// ever grows: a drop means records were removed from the trail's end.
     pub audit_head_sequence: Option<u64>,
+    /// With `[key_service]`: the epoch that wraps tenant keys, and whether
+    /// a rotation is due (erasures wait for it to hold against copies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_epochs: Option<KeyEpochs>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyEpochs {
+    /// The newest epoch on the primary (8 hex digits), if any.
+    pub current: Option<String>,
+    /// Epochs on the primary: more than one while a rotation is unfinished.
+    pub count: usize,
+    pub rotation: crate::lifecycle::rotate::Due,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -394,6 +407,14 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
         due.due.len() as u64,
     );
     status.problems = world.failures;
+    if config.key.service.is_some() {
+        let epochs = opened.repos[0].epochs()?;
+        status.key_epochs = Some(KeyEpochs {
+            current: epochs.last().map(|e| e.short()),
+            count: epochs.len(),
+            rotation: crate::lifecycle::rotate::due(&opened.repos, now)?,
+        });
+    }
     Ok(status)
 }
 
@@ -462,5 +483,6 @@ fn assemble(
         audit_head_sequence: AuditLog::open(&config.agent.state_dir, &config.agent.host)
             .and_then(|log| log.head_sequence())
             .unwrap_or(None),
+        key_epochs: None,
     }
 }

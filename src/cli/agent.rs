@@ -4,6 +4,7 @@ use clap::Args;
 use jiff::Timestamp;
 
 use gallra::config::{Config, LogFormat};
+use gallra::lifecycle::rotate::Due;
 use gallra::status::Status;
 use gallra::text::human_age;
 
@@ -129,6 +130,20 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             );
         }
         println!("  {}", old_versions_line(config, t, now));
+    }
+    if let Some(k) = &s.key_epochs {
+        let rotation = match &k.rotation {
+            Due::No { because } => format!("not due ({because})"),
+            Due::Yes { because } => format!("due now ({because})"),
+            Due::Later { at, because } => {
+                format!("due at {} ({because})", when(&at.to_string()))
+            }
+        };
+        println!(
+            "key epochs: {} ({} on the primary); rotation {rotation}",
+            k.current.as_deref().unwrap_or("none yet"),
+            k.count
+        );
     }
     for p in &s.problems {
         let tenant = p

@@ -190,7 +190,7 @@ pub fn rotate(
     // each run would leave every run unfinished under a steady trickle.
     let (target, made) = match epochs.len() {
         0 | 1 => {
-            let (epoch, _) = repos[0].make_epoch()?;
+            let (epoch, _) = repos[0].make_epoch(epochs.last())?;
             (epoch, true)
         }
         _ => (epochs.last().expect("two or more").clone(), false),

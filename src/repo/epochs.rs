@@ -234,10 +234,15 @@ impl Repository {
 
     /// Makes a new epoch in the key service (a service key of its own, and a
     /// data key under it) and returns it with its key; writes nothing. Its
-    /// time is the clock's, whatever time a lifecycle run plans for: epochs
-    /// are ordered by it.
-    pub fn make_epoch(&self) -> Result<(Epoch, Arc<SecretKey>)> {
-        let now = jiff::Timestamp::now();
+    /// time is the clock's, whatever time a lifecycle run plans for, and
+    /// later than `after` (the newest epoch's): epochs are ordered by it,
+    /// and a new one made within the second of the last must still be the
+    /// newest.
+    pub fn make_epoch(&self, after: Option<&Epoch>) -> Result<(Epoch, Arc<SecretKey>)> {
+        let created = match after {
+            Some(e) => jiff::Timestamp::now().as_second().max(e.body.created + 1),
+            None => jiff::Timestamp::now().as_second(),
+        };
         let client = self.keys.client()?;
         let id: [u8; 16] = crate::crypto::random_bytes();
         let key_id = client.create_key(&format!(
@@ -253,7 +258,7 @@ impl Repository {
                 service: crate::keyservice::AWS_KMS.into(),
                 key_id,
                 wrapped,
-                created: now.as_second(),
+                created,
             },
         };
         let key = Arc::new(SecretKey::from_bytes(*plain));

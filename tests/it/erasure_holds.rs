@@ -209,6 +209,13 @@ fn erase_b_and_rotate(env: &Env) -> String {
         "the audit trail names the rotation and whom it shredded: {records}"
     );
     env.ok(&["audit", "verify"]);
+    let status = env.json(&["status"]);
+    assert_eq!(
+        status["key_epochs"]["current"],
+        Value::from(&after[0][..8]),
+        "status names the epoch in use: {status}"
+    );
+    assert_eq!(status["key_epochs"]["rotation"]["due"], "no", "{status}");
     before[0].clone()
 }
 

@@ -75,6 +75,7 @@ fn healthy() -> Status {
         errors: BTreeMap::from([("backup".into(), 2)]),
         problems: Vec::new(),
         audit_head_sequence: None,
+        key_epochs: None,
     }
 }
 
