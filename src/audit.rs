@@ -806,7 +806,21 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
                     on.join(", ")
                 )
             };
-            s += " gallra did not check copies outside these targets (store versions, replicas, copies of a store): a surviving copy of the key object still opens with the repository's master key.\n";
+            let rotated = mine[i + 1..]
+                .iter()
+                .find(|r| r.action == Action::KeyRotated);
+            s += match (rotated, r.survives.is_empty()) {
+                (Some(_), _) => {
+                    " gallra did not check copies outside these targets (store versions, replicas, copies of a store), and none of them opens any more (below).\n"
+                }
+                // Records written before issue 17 said nothing of it.
+                (None, true) => {
+                    " gallra did not check copies outside these targets (store versions, replicas, copies of a store): a surviving copy of the key object still opens with the repository's master key.\n"
+                }
+                (None, false) => {
+                    " gallra did not check copies outside these targets (store versions, replicas, copies of a store); what opens a surviving copy is said below.\n"
+                }
+            };
             // What the record says survives, target by target (records
             // written before issue 17 say nothing of it).
             if !r.survives.is_empty() {
@@ -814,6 +828,13 @@ pub fn export_markdown(records: &[Record], tenant: &str) -> String {
                 for line in &r.survives {
                     s += &format!("- {}\n", line.words);
                 }
+            }
+            if let Some(k) = rotated {
+                s += &format!(
+                    "\nAt {} a key rotation destroyed, in the key service, the key epoch that wrapped the tenant's key: no copy of the key that survives anywhere opens with anything gallra or the operator holds. {}\n",
+                    k.time,
+                    k.detail.as_deref().unwrap_or("")
+                );
             }
             if let Some(b) = mine[i + 1..].iter().find(|r| r.action == Action::Backup) {
                 s += &format!(

@@ -209,6 +209,13 @@ fn erase_b_and_rotate(env: &Env) -> String {
         "the audit trail names the rotation and whom it shredded: {records}"
     );
     env.ok(&["audit", "verify"]);
+    let export = stdout(&env.ok(&["audit", "export", "--tenant", "b"]));
+    assert!(
+        export.contains("a key rotation destroyed, in the key service, the key epoch that wrapped the tenant's key")
+            && export.contains(&format!("its key epoch {}", &before[0][..8]))
+            && !export.contains("still opens with the repository's master key"),
+        "the export says when b's surviving copies stopped opening: {export}"
+    );
     let status = env.json(&["status"]);
     assert_eq!(
         status["key_epochs"]["current"],

@@ -133,7 +133,17 @@ impl Lifecycle<'_> {
             ));
         }
         entry.detail = Some(detail);
-        self.audit_append(entry)
+        // One record per tenant it shredded, so that each tenant's export
+        // shows when its surviving copies stopped opening.
+        if r.shredded.is_empty() {
+            return self.audit_append(entry);
+        }
+        for tenant in &r.shredded {
+            let mut e = entry.clone();
+            e.tenant = Some(tenant.clone());
+            self.audit_append(e)?;
+        }
+        Ok(())
     }
 }
 

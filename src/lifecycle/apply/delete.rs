@@ -9,9 +9,11 @@ use super::{Holdings, Lifecycle};
 use crate::audit::{Action, Entry, Survives, TargetCounts};
 use crate::error::{Error, Result};
 use crate::format::Id;
+use crate::format::tenant_key::{self, Wrap};
 use crate::layout;
 use crate::lifecycle::plan::PlanEntry;
 use crate::lifecycle::prune::{self, PruneReport, TenantHoldings};
+use crate::limits::ReadLimit;
 use crate::lock::{self, LockKind};
 use crate::repo::Repository;
 
@@ -84,6 +86,8 @@ impl Lifecycle<'_> {
             layout::locks_folder(tenant),
         );
         let mut counts = Vec::new();
+        // What wraps the key being destroyed: what still opens a copy of it.
+        let mut wrap = None;
         for repo in self.repos.iter() {
             let target = repo.store.name().to_string();
             if !holdings
@@ -110,6 +114,12 @@ impl Lifecycle<'_> {
             // surviving copy of the key still opens with it.
             if repo.keys().service.is_some() {
                 crate::lifecycle::rotate::mark_shred_due(repo, tenant, jiff::Timestamp::now())?;
+            }
+            if wrap.is_none() {
+                wrap = match repo.store.get_limited(&key_path, ReadLimit::TenantKey) {
+                    Ok(bytes) => tenant_key::wrapped_by(&bytes, &key_path).ok(),
+                    Err(_) => None,
+                };
             }
             let mut objects = 0;
             let mut bytes = 0;
@@ -140,8 +150,15 @@ impl Lifecycle<'_> {
         // version, a replica, a copy of the backup server) was not looked
         // at, and a copy of the key object opens with the master key;
         // `survives` says per target what is known of them.
+        let opens_with = match wrap {
+            Some(Wrap::Epoch(id)) => format!(
+                "its key epoch {} until a rotation destroys that epoch in the key service",
+                hex::encode(&id[..4])
+            ),
+            _ => "the repository's master key".to_string(),
+        };
         entry.detail = Some(format!(
-            "tenant key and every remaining object deleted on {}; a listing of each then showed none left. Not checked: copies outside these targets (store versions, replicas, copies of a store), where a surviving copy of the key object still opens with the repository's master key; what survives on each target is stated beside this",
+            "tenant key and every remaining object deleted on {}; a listing of each then showed none left. Not checked: copies outside these targets (store versions, replicas, copies of a store), where a surviving copy of the key object still opens with {opens_with}; what survives on each target is stated beside this",
             on.join(", ")
         ));
         self.audit_append(entry)?;
