@@ -212,6 +212,11 @@ impl From<gallra_format::Error> for Error {
 }
 
 impl Error {
+    /// The key service says the key does not exist (any more).
+    pub fn is_key_service_not_found(&self) -> bool {
+        matches!(self, Error::KeyService { message, .. } if message.starts_with("NotFoundException"))
+    }
+
     /// Exit status the binary should use: 2 for bad usage or config, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {

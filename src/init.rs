@@ -17,6 +17,8 @@ pub struct InitReport {
     pub targets: Vec<TargetInit>,
     /// The first key epoch, made in the key service (with `[key_service]`).
     pub key_epoch: Option<String>,
+    /// Why it could not be made.
+    pub key_epoch_error: Option<Error>,
 }
 
 impl InitReport {
@@ -92,10 +94,16 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
     let mut report = InitReport::default();
     // With a key service, tenant keys are wrapped by epochs from the
     // start: none is ever wrapped by the master key (docs/SECURITY.md).
+    // A failure here leaves a repository without an epoch, which the first
+    // backup (or `gallra key rotate`) gives one: init cannot run twice.
     if config.key.service.is_some() {
-        let (epoch, _) = repo.make_epoch(None)?;
-        repo.write_epoch(&epoch)?;
-        report.key_epoch = Some(epoch.short());
+        match repo
+            .make_epoch(None)
+            .and_then(|(e, _)| repo.write_epoch(&e).map(|()| e))
+        {
+            Ok(epoch) => report.key_epoch = Some(epoch.short()),
+            Err(e) => report.key_epoch_error = Some(e),
+        }
     }
     report
         .targets

@@ -52,6 +52,19 @@ pub fn shred_due_path(tenant: &str) -> String {
     format!("{SHRED_DUE_FOLDER}/{}", tenant_name::component(tenant))
 }
 
+/// Tenants whose key a rotation found wrapped by the master key (format
+/// version 1) and rewrapped (FORMAT.md 11.4): copies from before open with
+/// the key file. Never removed.
+pub const ONCE_MASTER_WRAPPED_FOLDER: &str = "key-epochs-v1";
+
+/// `key-epochs-v1/<tenant component>`.
+pub fn once_master_wrapped_path(tenant: &str) -> String {
+    format!(
+        "{ONCE_MASTER_WRAPPED_FOLDER}/{}",
+        tenant_name::component(tenant)
+    )
+}
+
 /// `tenants`: the folder whose subfolders are the tenants (FORMAT.md 8).
 pub const TENANTS_FOLDER: &str = "tenants";
 

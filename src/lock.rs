@@ -225,6 +225,21 @@ fn is_dead_local(record: &LockRecord, host: &str) -> bool {
     !alive
 }
 
+/// Whether some lock of `tenant` in `store` is held by a live holder (a
+/// lease not run out, and not longer than the protocol allows): a first
+/// backup that has taken its lock and not yet written the tenant's key.
+pub fn any_live(store: &Store, tenant: &str) -> Result<bool> {
+    for obj in store.list(&locks_folder(tenant))? {
+        match read_record(store, &obj.path) {
+            Ok(Some(r)) if !r.is_dead(now()) => return Ok(true),
+            Ok(_) => {}
+            // An unreadable lock may be anyone's: counted as live.
+            Err(_) => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
 /// Takes a lock of `kind` on `tenant` in `store`, with the default lease.
 pub fn acquire(store: &Store, tenant: &str, kind: LockKind, holder: &Holder) -> Result<TenantLock> {
     acquire_with_lease(store, tenant, kind, holder, LEASE)

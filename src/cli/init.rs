@@ -62,6 +62,11 @@ pub fn run(config: &Config, json_out: bool, _args: InitArgs) -> anyhow::Result<i
             }
         }
     }
+    if let Some(e) = &report.key_epoch_error {
+        eprintln!(
+            "error: no key epoch made: {e}; the repository is there, and the first backup or `gallra key rotate` makes the epoch once the key service answers (until then no tenant key is written)"
+        );
+    }
     if let (Some(epoch), false) = (&report.key_epoch, json_out) {
         println!(
             "key epoch {epoch} made in the {}: it wraps every tenant key, and an erasure holds against every copy once a rotation destroys the epoch that wrapped the tenant (`gallra key epochs`)",
@@ -76,5 +81,9 @@ pub fn run(config: &Config, json_out: bool, _args: InitArgs) -> anyhow::Result<i
     if json_out {
         print_json(&report.targets)?;
     }
-    Ok(if report.ok() { 0 } else { 1 })
+    Ok(if report.ok() && report.key_epoch_error.is_none() {
+        0
+    } else {
+        1
+    })
 }

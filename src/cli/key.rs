@@ -309,9 +309,21 @@ pub fn rotation_lines(due: &Due, report: Option<&RotationReport>) -> Vec<String>
         ));
     }
     for t in &r.shredded {
-        out.push(format!(
-            "tenant {t}: every surviving copy of its key (old bucket versions, replicas, copies of a target) opens no more"
-        ));
+        out.push(match r.shredded_once_master_wrapped.contains(t) {
+            false => format!(
+                "tenant {t}: every surviving copy of its key (old bucket versions, replicas, copies of a target) opens no more"
+            ),
+            true => format!(
+                "tenant {t}: every surviving copy of its key wrapped by a key epoch opens no more; copies made before the repository had key epochs were wrapped by the master key and still open with the key file until those copies are gone"
+            ),
+        });
+    }
+    for (target, tenants) in &r.left_unwrapped {
+        for t in tenants {
+            out.push(format!(
+                "tenant {t}: its key on target {target} was not deleted (its destruction failed there) and was not rewrapped: it opens no more, and the next lifecycle apply deletes it"
+            ));
+        }
     }
     for t in &r.from_master_key {
         out.push(format!(

@@ -50,7 +50,15 @@ pub(super) fn parse(
     }
     let endpoint = match raw.endpoint {
         Some(e) => match url::Url::parse(&e) {
-            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => e,
+            // The replies carry epoch keys in plaintext: plain HTTP only
+            // to this machine (a test server, a local proxy).
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => e,
+            Ok(u) if u.scheme() == "http" && is_loopback(&u) => e,
+            Ok(u) if u.scheme() == "http" => {
+                return Err(err(format!(
+                    "endpoint {e:?}: plain http only to a loopback address (the key service's replies carry epoch keys); use https"
+                )));
+            }
             _ => {
                 return Err(err(format!(
                     "endpoint {e:?}: expected an http(s) URL like \"https://kms.eu-north-1.amazonaws.com\""
@@ -87,6 +95,13 @@ pub(super) fn parse(
             ))
         })?,
     };
+    // Longer would let an erasure wait past "one month after the end".
+    if rotate_after > Duration::from_secs(7 * 86_400) {
+        return Err(err(format!(
+            "rotate_after {:?}: at most 7 days, so that an erasure holds against every copy well within a month",
+            raw.rotate_after.unwrap_or_default()
+        )));
+    }
     let timeout = file.duration("[key_service] timeout", raw.timeout.as_deref(), "30s")?;
     Ok(Some(KeyServiceSettings {
         endpoint,
@@ -96,6 +111,15 @@ pub(super) fn parse(
         rotate_after,
         timeout,
     }))
+}
+
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
 }
 
 /// A positive duration, "30s" to "7 days", with a day of 24 hours.
@@ -152,6 +176,14 @@ mod tests {
             (
                 "kind = \"aws-kms\"\nregion = \"eu-north-1\"\ndeletion_wait = \"60 days\"",
                 "7 to 30 days",
+            ),
+            (
+                "kind = \"aws-kms\"\nregion = \"eu-north-1\"\nendpoint = \"http://kms.example.net\"",
+                "plain http only to a loopback address",
+            ),
+            (
+                "kind = \"aws-kms\"\nregion = \"eu-north-1\"\nrotate_after = \"30 days\"",
+                "at most 7 days",
             ),
         ] {
             refused(&with_service(lines), &[words]);

@@ -167,7 +167,11 @@ impl KeyService {
         loop {
             attempt += 1;
             match self.call_once(operation, &body) {
-                Err(Failed::Transient(message)) if attempt < ATTEMPTS => {
+                // A CreateKey that failed after it was sent may have made
+                // a key: another attempt would make a second.
+                Err(Failed::Transient(message))
+                    if attempt < ATTEMPTS && operation != "CreateKey" =>
+                {
                     tracing::warn!(
                         "{}: {operation}: {message}; trying again",
                         self.settings.describe()

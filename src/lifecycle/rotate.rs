@@ -32,6 +32,10 @@ use crate::repo::{Epoch, Repository, tenant_names_on};
 /// made or shipped while it ran) until its next run.
 const PASSES: usize = 3;
 
+/// How far apart two hosts' clocks may be (seconds) when a destruction's
+/// time is compared with an epoch's.
+const CLOCK_SKEW: i64 = 300;
+
 /// Why a rotation is due, or why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "due", rename_all = "snake_case")]
@@ -72,8 +76,13 @@ pub struct RotationReport {
     /// file or a passphrase, until those copies are gone.
     pub from_master_key: BTreeSet<String>,
     /// Tenants whose key destruction was recorded since the last rotation:
-    /// every copy of their keys is unreadable from now on.
+    /// every copy of their keys wrapped by an epoch is unreadable from now
+    /// on.
     pub shredded: BTreeSet<String>,
+    /// Of `shredded`, those whose key was once wrapped by the master key
+    /// (before the repository had epochs): copies from that time still open
+    /// with the key file until they are gone.
+    pub shredded_once_master_wrapped: BTreeSet<String>,
     /// Tenants the lifecycle no longer keeps whose key object is still on a
     /// target (its deletion failed there): not rewrapped, so it opens no
     /// more either.
@@ -91,9 +100,41 @@ impl RotationReport {
 
 /// Tenants whose key was destroyed since the last rotation, on any target.
 pub fn shred_due(repos: &[Repository]) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
+    Ok(shred_marks(repos)?.into_keys().collect())
+}
+
+/// As `shred_due`, with the latest time each destruction was recorded (a
+/// mark that does not parse counts as made now: it may be the newest).
+fn shred_marks(repos: &[Repository]) -> Result<BTreeMap<String, i64>> {
+    let mut out: BTreeMap<String, i64> = BTreeMap::new();
     for repo in repos {
         for obj in repo.store.list(layout::SHRED_DUE_FOLDER)? {
+            let name = obj.path.rsplit('/').next().unwrap_or("");
+            let Some(t) = crate::tenant_name::from_component(name) else {
+                continue;
+            };
+            let at = match repo.store.get_limited(&obj.path, ReadLimit::Lock) {
+                Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["destroyed"].as_i64())
+                    .unwrap_or(i64::MAX),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let e = out.entry(t).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+    Ok(out)
+}
+
+/// Tenants whose key was wrapped by the master key until a rotation
+/// rewrapped it (`key-epochs-v1/<t>` on any target): copies from before
+/// that still open with the key file.
+fn wrapped_by_master_once(repos: &[Repository]) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for repo in repos {
+        for obj in repo.store.list(layout::ONCE_MASTER_WRAPPED_FOLDER)? {
             let name = obj.path.rsplit('/').next().unwrap_or("");
             if let Some(t) = crate::tenant_name::from_component(name) {
                 out.insert(t);
@@ -184,16 +225,23 @@ pub fn rotate(
     holder: &Holder,
 ) -> Result<RotationReport> {
     let mut report = RotationReport::default();
-    let shred_seen = shred_due(repos)?;
+    let marks = shred_marks(repos)?;
+    let shred_seen: BTreeSet<String> = marks.keys().cloned().collect();
     let epochs = all_epochs(repos)?;
-    // An unfinished rotation's epoch is finished, not replaced: a new one
-    // each run would leave every run unfinished under a steady trickle.
-    let (target, made) = match epochs.len() {
-        0 | 1 => {
+    // An unfinished rotation's epoch is finished rather than replaced, but
+    // only if no key was destroyed since it was made: it may have wrapped
+    // that key (the tenant was still kept then), and must die with it.
+    let newest_mark = marks.values().copied().max();
+    let finish = match (epochs.len(), epochs.last()) {
+        (2.., Some(newest)) => newest_mark.is_none_or(|m| m < newest.body.created - CLOCK_SKEW),
+        _ => false,
+    };
+    let (target, made) = match finish {
+        true => (epochs.last().expect("two or more").clone(), false),
+        false => {
             let (epoch, _) = repos[0].make_epoch(epochs.last())?;
             (epoch, true)
         }
-        _ => (epochs.last().expect("two or more").clone(), false),
     };
     report.epoch = target.short();
     report.made = made;
@@ -223,9 +271,12 @@ pub fn rotate(
         let deleted_by = match client.schedule_key_deletion(&old.body.key_id) {
             Ok(at) => at,
             // Scheduled by an earlier run that stopped before it removed
-            // the epoch object: what the service says is the truth.
+            // the epoch object, or deleted by the service since (its wait
+            // ran out): what the service says is the truth.
             Err(e) => match client.describe_key(&old.body.key_id) {
                 Ok(ServiceKeyState::PendingDeletion { deletion }) => deletion,
+                Ok(ServiceKeyState::Other(state)) if state == "PendingReplicaDeletion" => None,
+                Err(gone) if gone.is_key_service_not_found() => None,
                 _ => return Err(e),
             },
         };
@@ -241,6 +292,8 @@ pub fn rotate(
             deleted_by,
         });
     }
+    let once_master = wrapped_by_master_once(repos)?;
+    report.shredded_once_master_wrapped = shred_seen.intersection(&once_master).cloned().collect();
     for repo in repos {
         for tenant in &shred_seen {
             repo.store.delete(&layout::shred_due_path(tenant))?;
@@ -267,9 +320,18 @@ fn rewrap_target(
         let path = layout::tenant_key_path(&tenant);
         let wrap = match repo.store.get_limited(&path, ReadLimit::TenantKey) {
             Ok(bytes) => tenant_key::wrapped_by(&bytes, &path)?,
-            // Only locks: a first backup is taking its lock, or a key
-            // destruction was killed; nothing to wrap.
-            Err(Error::NotFound { .. }) => continue,
+            // Only locks. Taken by a live first backup, which may write
+            // its key by an epoch this rotation retires and be killed
+            // before it follows the rotation: wait for it. Left by a dead
+            // one, or by a key destruction: nothing to wrap.
+            Err(Error::NotFound { .. }) => {
+                if lock::any_live(&repo.store, &tenant)? {
+                    report.pending.push(format!(
+                        "tenant {tenant} on target {name}: a first backup holds its lock and has not written its key yet"
+                    ));
+                }
+                continue;
+            }
             Err(e) => return Err(e.in_target(&name)),
         };
         if matches!(wrap, Wrap::Epoch(id) if newer_or_same.contains(&id)) {
@@ -306,6 +368,15 @@ fn rewrap_target(
         let body = repo
             .open_tenant_key_body(&tenant, &bytes)
             .map_err(|e| e.in_target(&name).for_tenant(&tenant))?;
+        if wrap == Wrap::Master {
+            // Before the rewrap: its old copies open with the key file,
+            // and an erasure of the tenant must say so, whenever it comes.
+            let mark = serde_json::json!({"tenant": tenant, "rewrapped": jiff::Timestamp::now().as_second()});
+            repo.store.put(
+                &layout::once_master_wrapped_path(&tenant),
+                Bytes::from(mark.to_string()),
+            )?;
+        }
         let sealed = repo.wrap_tenant_key(&body, &tenant, Some(target))?;
         lock.check()?;
         repo.store.put(&path, Bytes::from(sealed))?;

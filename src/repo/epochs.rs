@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::Repository;
 use crate::crypto::{KeySource, SecretKey};
@@ -25,8 +26,17 @@ pub struct RepoKeys {
     pub master: KeySource,
     pub service: Option<KeyServiceSettings>,
     client: Arc<Mutex<Option<Arc<KeyService>>>>,
-    epoch_keys: Arc<Mutex<HashMap<[u8; 16], Arc<SecretKey>>>>,
+    epoch_keys: Arc<Mutex<EpochKeys>>,
 }
+
+/// Each epoch key by epoch id, with when the service last said its key is
+/// enabled.
+type EpochKeys = HashMap<[u8; 16], (Arc<SecretKey>, Instant)>;
+
+/// How long an epoch key is used before the service is asked again whether
+/// it still may be: a long-running agent stops using an epoch that another
+/// process's rotation destroyed within this.
+const EPOCH_KEY_TRUST: Duration = Duration::from_secs(15 * 60);
 
 impl RepoKeys {
     pub fn new(master: KeySource, service: Option<KeyServiceSettings>) -> RepoKeys {
@@ -58,15 +68,19 @@ impl RepoKeys {
         self.epoch_keys
             .lock()
             .expect("not poisoned")
-            .insert(id, key);
+            .insert(id, (key, Instant::now()));
     }
 
     pub(crate) fn remembered(&self, id: &[u8; 16]) -> Option<Arc<SecretKey>> {
-        self.epoch_keys
-            .lock()
-            .expect("not poisoned")
-            .get(id)
-            .cloned()
+        let mut keys = self.epoch_keys.lock().expect("not poisoned");
+        match keys.get(id) {
+            Some((k, at)) if at.elapsed() < EPOCH_KEY_TRUST => Some(k.clone()),
+            Some(_) => {
+                keys.remove(id);
+                None
+            }
+            None => None,
+        }
     }
 
     /// Forgets an epoch's key: after a rotation destroyed it, nothing in

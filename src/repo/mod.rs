@@ -230,7 +230,8 @@ impl Repository {
                     key: crypto::random_bytes(),
                     created: jiff::Timestamp::now().as_second(),
                 };
-                let sealed = self.wrap_tenant_key(&body, name, self.current_epoch()?.as_ref())?;
+                let sealed =
+                    self.wrap_tenant_key(&body, name, self.epoch_for_new_keys()?.as_ref())?;
                 self.store.put_new(&path, Bytes::from(sealed))?;
                 (
                     self.store.get_limited(&path, ReadLimit::TenantKey)?,
@@ -265,6 +266,30 @@ impl Repository {
             }
             None => tenant_key::seal(body, &self.master, &self.repo_id, name),
         })
+    }
+
+    /// The epoch a new tenant key is wrapped by: the newest; with a key
+    /// service and none yet (an `init` whose call to the service failed),
+    /// a first one made now. Never the master key while a key service is
+    /// configured: a copy of such a key would open with the key file for
+    /// as long as the copy lives.
+    fn epoch_for_new_keys(&self) -> Result<Option<Epoch>> {
+        if let Some(e) = self.current_epoch()? {
+            return Ok(Some(e));
+        }
+        if self.keys.service.is_none() {
+            return Ok(None);
+        }
+        let (epoch, _) = self.make_epoch(None)?;
+        self.write_epoch(&epoch)?;
+        tracing::info!(
+            "target {}: made key epoch {} (the repository had none)",
+            self.store.name(),
+            epoch.short()
+        );
+        // Another agent may have made one at the same moment: the newest
+        // wraps, and the next rotation retires the other.
+        Ok(self.current_epoch()?.or(Some(epoch)))
     }
 
     /// A key just made may have been wrapped by an epoch that a rotation

@@ -205,7 +205,8 @@ fn erase_b_and_rotate(env: &Env) -> String {
     }
     let records = env.json(&["audit", "list"]).to_string();
     assert!(
-        records.contains("key-rotated") && records.contains("of b opens no more"),
+        records.contains("key-rotated")
+            && records.contains("of b wrapped by a key epoch open no more"),
         "the audit trail names the rotation and whom it shredded: {records}"
     );
     env.ok(&["audit", "verify"]);
@@ -498,7 +499,11 @@ fn a_repository_made_without_a_key_service_moves_to_epochs_and_says_what_stays_r
     }
 
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    env.ok(&["erase", "b", "--reason", "customer request", "--yes"]);
+    let erased = stdout(&env.ok(&["erase", "b", "--reason", "customer request", "--yes"]));
+    assert!(
+        erased.contains("tenant b: every surviving copy of its key wrapped by a key epoch opens no more; copies made before the repository had key epochs were wrapped by the master key and still open with the key file"),
+        "erase does not claim more than holds: {erased}"
+    );
     // The truth about the copy from before the key service: b's key there
     // is wrapped by the master key, which lives on. gallra said so above.
     let before = copy_config(&env, &copy, "v1-copy", &endpoint);
@@ -566,4 +571,157 @@ fn a_rotation_stopped_by_a_busy_tenant_keeps_every_epoch_valid_and_finishes_next
         restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
     }
     env.ok(&["audit", "verify"]);
+}
+
+/// A live lock of tenant `tenant` on the `file://` target `dir`, held by
+/// another host until dropped.
+fn busy(dir: &Path, tenant: &str) -> gallra::lock::TenantLock {
+    let store = open_store(&gallra::store::TargetSettings::new(
+        "offsite",
+        &format!("file://{}", s(dir)),
+    ));
+    gallra::lock::acquire(
+        &store,
+        tenant,
+        gallra::lock::LockKind::Shared,
+        &gallra::lock::Holder {
+            host: "web02".into(),
+            command: "backup".into(),
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn regression_an_erasure_during_an_unfinished_rotation_did_not_hold() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    let offsite = env.path("offsite");
+    env.set_extra_targets(&file_target("offsite", &offsite, ""));
+    let ids = three_tenants_shipped(&env, &endpoint);
+    let lock = busy(&offsite, "a");
+    assert_exit(
+        &env.run(&["key", "rotate", "--force"]),
+        1,
+        "a rotation a busy tenant stops",
+    );
+    drop(lock);
+    // b's key in this copy is wrapped by the unfinished rotation's epoch.
+    let copy = env.path("copy-of-local");
+    copy_tree(&env.repo, &copy);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.ok(&["erase", "b", "--reason", "customer request", "--yes"]);
+    assert_eq!(
+        epochs_in(&env.repo).len(),
+        1,
+        "the rotation after the erasure completed"
+    );
+    let config = copy_config(&env, &copy, "local-copy", &endpoint);
+    b_does_not_open(
+        &env,
+        &config,
+        &ids["b"],
+        "a copy made during the unfinished rotation",
+    );
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+    }
+}
+
+#[test]
+fn regression_a_kept_tenant_whose_snapshots_could_not_be_listed_lost_its_key() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    let offsite = env.path("offsite");
+    env.set_extra_targets(&file_target("offsite", &offsite, ""));
+    let mut rng = Rng::new(17);
+    for t in TENANTS {
+        write_file(&env.path(&format!("src/{t}/books/ledger")), &rng.text(3000));
+    }
+    let mut sources = paths_source("books", "bookkeeping", &[s(&env.path("src/{tenant}"))], &[]);
+    sources.push_str("[retention.category.bookkeeping]\nkeep = \"7 years\"\nafter_contract = \"7 years\"\nlegal_basis = \"legal obligation: Bokföringslagen\"\nlegal_obligation = true\n\n");
+    env.write_config("16 MiB", &sources);
+    add_key_service(&env, &endpoint);
+    env.init();
+    let backup = env.backup(&[]);
+    env.ok(&["ship"]);
+    let c = backup_snapshot_id(&backup, "c", "books");
+    let forty = (jiff::Zoned::now().date() - jiff::Span::new().days(40)).to_string();
+    env.ok(&["contract", "end", "c", "--effective", &forty]);
+    // c's snapshots cannot be listed on either target for a moment.
+    for repo in [&env.repo, &offsite] {
+        std::os::unix::fs::symlink(".", repo.join("tenants/c/snapshots/loop")).unwrap();
+    }
+    env.run(&["key", "rotate", "--force"]);
+    for repo in [&env.repo, &offsite] {
+        fs::remove_file(repo.join("tenants/c/snapshots/loop")).unwrap();
+    }
+    let to = env.path("restored/c");
+    let out = env.run(&["restore", &c, "--to", s(&to)]);
+    assert_success(&out, "c's books, kept seven years by law, still restore");
+}
+
+#[test]
+fn regression_an_epoch_whose_service_key_was_deleted_blocked_every_rotation() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    let ids = three_tenants_shipped(&env, &endpoint);
+    // An older epoch whose service key the service no longer knows, as
+    // after its waiting period (a copy's old epoch objects put back).
+    let config = gallra::config::Config::load(&env.config).unwrap();
+    let repo = gallra::repo::Repository::open_target(config.primary(), &config.key).unwrap();
+    let mut gone = repo.current_epoch().unwrap().unwrap();
+    gone.id = [9; 16];
+    gone.body.created -= 100;
+    gone.body.key_id = "11111111-2222-3333-4444-555555555555".into();
+    repo.write_epoch(&gone).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.ok(&["erase", "b", "--reason", "customer request", "--yes"]);
+    assert_eq!(
+        epochs_in(&env.repo).len(),
+        1,
+        "the gone epoch is retired too"
+    );
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], None);
+    }
+}
+
+#[test]
+fn regression_an_init_whose_key_service_failed_left_tenant_keys_to_the_master_key() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    let src = env.path("src/acme");
+    write_file(&src.join("index.html"), b"<h1>acme</h1>\n");
+    env.write_config(
+        "16 MiB",
+        &tenant_paths_source("www", "site", "acme", &[s(&src)]),
+    );
+    let plain = fs::read_to_string(&env.config).unwrap();
+    add_key_service(&env, "http://127.0.0.1:9");
+    let out = env.run(&["init"]);
+    assert_exit(&out, 1, "init whose key service does not answer");
+    assert!(
+        stderr(&out).contains("no key epoch made"),
+        "{}",
+        describe(&out)
+    );
+    fs::write(&env.config, plain).unwrap();
+    add_key_service(&env, &endpoint);
+    env.backup(&[]);
+    assert_eq!(
+        key_version(&env.repo, "acme"),
+        2,
+        "wrapped by an epoch the backup made"
+    );
+    assert_eq!(epochs_in(&env.repo).len(), 1);
 }

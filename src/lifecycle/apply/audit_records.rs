@@ -121,8 +121,19 @@ impl Lifecycle<'_> {
         );
         if !shredded.is_empty() {
             detail.push_str(&format!(
-                "; every surviving copy of the keys of {} opens no more",
+                "; surviving copies of the keys of {} wrapped by a key epoch open no more",
                 shredded.join(", ")
+            ));
+        }
+        if !r.shredded_once_master_wrapped.is_empty() {
+            let v1: Vec<&str> = r
+                .shredded_once_master_wrapped
+                .iter()
+                .map(String::as_str)
+                .collect();
+            detail.push_str(&format!(
+                "; copies of the keys of {} made before the repository had key epochs were wrapped by the master key and still open with the key file until those copies are gone",
+                v1.join(", ")
             ));
         }
         if !r.from_master_key.is_empty() {

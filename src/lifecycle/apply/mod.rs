@@ -249,13 +249,26 @@ impl<'a> Lifecycle<'a> {
         for s in &holdings.snapshots {
             *left.entry(s.tenant.clone()).or_default() += 1;
         }
+        // A tenant is left to the old epoch only if the lifecycle began
+        // its key's destruction (the mark) and would destroy it now: never
+        // one whose objects could not all be read (its snapshots are not
+        // counted in `left`), never one due but not yet destroyed.
+        let destroying = rotate::shred_due(self.repos)?;
+        let failed = |t: &str| {
+            holdings
+                .failures
+                .iter()
+                .any(|f| f.tenant.as_deref() == Some(t))
+        };
         let keep = |t: &str| {
-            !plan::key_destruction_due(
-                self.policy,
-                holdings.states.get(t),
-                left.get(t).copied().unwrap_or(0),
-                now,
-            )
+            !destroying.contains(t)
+                || failed(t)
+                || !plan::key_destruction_due(
+                    self.policy,
+                    holdings.states.get(t),
+                    left.get(t).copied().unwrap_or(0),
+                    now,
+                )
         };
         let report = rotate::rotate(self.repos, &keep, &self.holder("key rotation"))?;
         if report.complete() {
