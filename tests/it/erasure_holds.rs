@@ -725,3 +725,34 @@ fn regression_an_init_whose_key_service_failed_left_tenant_keys_to_the_master_ke
     );
     assert_eq!(epochs_in(&env.repo).len(), 1);
 }
+
+#[test]
+fn disaster_recovery_with_a_key_service_needs_only_the_config_key_file_and_credentials() {
+    let Some(endpoint) = kms_endpoint() else {
+        return;
+    };
+    let env = Env::new();
+    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    let ids = three_tenants_shipped(&env, &endpoint);
+    erase_b_and_rotate(&env);
+    // The server is gone: its local target and state folder with it.
+    fs::remove_dir_all(&env.repo).unwrap();
+    fs::remove_dir_all(&env.state).unwrap();
+    let listed = env.json(&["snapshots", "--target", "offsite"]);
+    let tenants: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| str_field(s, "tenant"))
+        .collect();
+    assert_eq!(tenants, ["a", "c"], "{listed}");
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+    }
+    env.ok(&["repair-target", "local"]);
+    assert_eq!(epochs_in(&env.repo), epochs_in(&env.path("offsite")));
+    for t in ["a", "c"] {
+        restores_byte_for_byte(&env, &env.config, t, &ids[t], None);
+    }
+    env.ok(&["check", "--read-data"]);
+}
