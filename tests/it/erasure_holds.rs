@@ -75,6 +75,14 @@ fn three_tenants_shipped_with(env: &Env, endpoint: Option<&str>) -> BTreeMap<&'s
         .collect()
 }
 
+/// An environment whose secondary `offsite` is the `file://` folder
+/// `offsite` in it.
+fn env_with_offsite() -> Env {
+    let env = Env::new();
+    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    env
+}
+
 /// Adds the `[key_service]` table to the environment's config.
 fn add_key_service(env: &Env, endpoint: &str) {
     let mut text = fs::read_to_string(&env.config).unwrap();
@@ -395,8 +403,7 @@ fn an_erased_tenant_stays_unreadable_in_a_file_copy_of_the_local_target() {
     let Some(endpoint) = kms_endpoint() else {
         return;
     };
-    let env = Env::new();
-    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    let env = env_with_offsite();
     let ids = three_tenants_shipped(&env, &endpoint);
     let copy = env.path("copy-of-local");
     copy_tree(&env.repo, &copy);
@@ -419,8 +426,7 @@ fn a_tenant_deleted_a_month_after_its_contract_stays_unreadable_in_a_copy() {
     let Some(endpoint) = kms_endpoint() else {
         return;
     };
-    let env = Env::new();
-    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    let env = env_with_offsite();
     let ids = three_tenants_shipped(&env, &endpoint);
     let copy = env.path("copy-of-local");
     copy_tree(&env.repo, &copy);
@@ -471,9 +477,8 @@ fn a_repository_made_without_a_key_service_moves_to_epochs_and_says_what_stays_r
     let Some(endpoint) = kms_endpoint() else {
         return;
     };
-    let env = Env::new();
+    let env = env_with_offsite();
     let offsite = env.path("offsite");
-    env.set_extra_targets(&file_target("offsite", &offsite, ""));
     let ids = three_tenants_shipped_with(&env, None);
     for t in TENANTS {
         assert_eq!(key_version(&env.repo, t), 1, "wrapped by the master key");
@@ -518,9 +523,8 @@ fn a_rotation_stopped_by_a_busy_tenant_keeps_every_epoch_valid_and_finishes_next
     let Some(endpoint) = kms_endpoint() else {
         return;
     };
-    let env = Env::new();
+    let env = env_with_offsite();
     let offsite = env.path("offsite");
-    env.set_extra_targets(&file_target("offsite", &offsite, ""));
     let ids = three_tenants_shipped(&env, &endpoint);
     let first = epochs_in(&env.repo);
 
@@ -597,9 +601,8 @@ fn regression_an_erasure_during_an_unfinished_rotation_did_not_hold() {
     let Some(endpoint) = kms_endpoint() else {
         return;
     };
-    let env = Env::new();
+    let env = env_with_offsite();
     let offsite = env.path("offsite");
-    env.set_extra_targets(&file_target("offsite", &offsite, ""));
     let ids = three_tenants_shipped(&env, &endpoint);
     let lock = busy(&offsite, "a");
     assert_exit(
@@ -635,9 +638,8 @@ fn regression_a_kept_tenant_whose_snapshots_could_not_be_listed_lost_its_key() {
     let Some(endpoint) = kms_endpoint() else {
         return;
     };
-    let env = Env::new();
+    let env = env_with_offsite();
     let offsite = env.path("offsite");
-    env.set_extra_targets(&file_target("offsite", &offsite, ""));
     let mut rng = Rng::new(17);
     for t in TENANTS {
         write_file(&env.path(&format!("src/{t}/books/ledger")), &rng.text(3000));
@@ -670,8 +672,7 @@ fn regression_an_epoch_whose_service_key_was_deleted_blocked_every_rotation() {
     let Some(endpoint) = kms_endpoint() else {
         return;
     };
-    let env = Env::new();
-    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    let env = env_with_offsite();
     let ids = three_tenants_shipped(&env, &endpoint);
     // An older epoch whose service key the service no longer knows, as
     // after its waiting period (a copy's old epoch objects put back).
@@ -731,8 +732,7 @@ fn disaster_recovery_with_a_key_service_needs_only_the_config_key_file_and_crede
     let Some(endpoint) = kms_endpoint() else {
         return;
     };
-    let env = Env::new();
-    env.set_extra_targets(&file_target("offsite", &env.path("offsite"), ""));
+    let env = env_with_offsite();
     let ids = three_tenants_shipped(&env, &endpoint);
     erase_b_and_rotate(&env);
     // The server is gone: its local target and state folder with it.
