@@ -190,7 +190,11 @@ pub fn due(repos: &[Repository], now: Timestamp) -> Result<Due> {
         "tenant keys destroyed since the last rotation: {}",
         names.join(", ")
     );
-    let after = jiff::SignedDuration::try_from(settings.rotate_after).unwrap_or_default();
+    // A daily lifecycle run that finds the last rotation a few seconds
+    // short of a day old would otherwise wait a second day: a twenty-fourth
+    // of the interval (at most an hour) is close enough.
+    let slack = (settings.rotate_after / 24).min(std::time::Duration::from_secs(3600));
+    let after = jiff::SignedDuration::try_from(settings.rotate_after - slack).unwrap_or_default();
     let at = Timestamp::from_second(current.body.created)
         .ok()
         .and_then(|t| t.checked_add(after).ok())
@@ -416,4 +420,94 @@ fn all_ids_at_or_after(repo: &Repository, target: &Epoch) -> Result<BTreeSet<[u8
         .collect();
     ids.insert(target.id);
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunker::ChunkerParams;
+    use crate::crypto::KeySource;
+    use crate::format::key_epoch::KeyEpochBody;
+    use crate::keyservice::KeyServiceSettings;
+    use crate::repo::RepoKeys;
+    use std::time::Duration;
+
+    /// A repository in memory whose config names a key service that is
+    /// never called: `due` reads the store only.
+    fn repo(dir: &std::path::Path) -> Repository {
+        let key = dir.join("key");
+        crate::crypto::generate_key_file(&key).unwrap();
+        let service = KeyServiceSettings {
+            endpoint: "http://127.0.0.1:9".into(),
+            region: "eu-north-1".into(),
+            credentials_file: None,
+            deletion_wait_days: 7,
+            rotate_after: Duration::from_secs(86_400),
+            timeout: Duration::from_secs(1),
+        };
+        Repository::init(
+            crate::store::memory(),
+            &RepoKeys::new(KeySource::File(key), Some(service)),
+            ChunkerParams::default(),
+        )
+        .unwrap()
+    }
+
+    fn epoch(repo: &Repository, id: u8, created: Timestamp) {
+        repo.write_epoch(&Epoch {
+            id: [id; 16],
+            body: KeyEpochBody {
+                service: "aws-kms".into(),
+                key_id: format!("key-{id}"),
+                wrapped: vec![id; 8],
+                created: created.as_second(),
+            },
+        })
+        .unwrap();
+    }
+
+    fn hours(h: i64) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_hours(h)
+    }
+
+    #[test]
+    fn a_rotation_is_due_after_a_destruction_once_about_a_day_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        // Epochs keep whole seconds.
+        let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap();
+        let repos = [repo];
+        assert!(
+            matches!(due(&repos, now).unwrap(), Due::Yes { .. }),
+            "no epoch yet"
+        );
+
+        epoch(&repos[0], 1, now - hours(22));
+        assert!(
+            matches!(due(&repos, now).unwrap(), Due::No { .. }),
+            "nothing destroyed"
+        );
+
+        mark_shred_due(&repos[0], "b", now).unwrap();
+        match due(&repos, now).unwrap() {
+            Due::Later { at, because } => {
+                assert!(because.contains('b'), "{because}");
+                assert_eq!(
+                    at,
+                    now - hours(22) + hours(23),
+                    "a day less an hour of slack"
+                );
+            }
+            other => panic!("22 hours after the last rotation: {other:?}"),
+        }
+        // A daily run that comes seconds early still rotates.
+        let daily = now - hours(22) + hours(24) - jiff::SignedDuration::from_secs(5);
+        assert!(matches!(due(&repos, daily).unwrap(), Due::Yes { .. }));
+
+        epoch(&repos[0], 2, now);
+        assert!(
+            matches!(due(&repos, now).unwrap(), Due::Yes { because } if because.contains("did not finish")),
+            "two epochs: an unfinished rotation"
+        );
+    }
 }
