@@ -200,15 +200,7 @@ pub fn envelope_version(bytes: &[u8], kind: Kind, name: &str) -> Result<u8> {
         Kind::KeyEpoch => &[FORMAT_VERSION_2],
         _ => &[FORMAT_VERSION],
     };
-    if bytes.len() < ENVELOPE_PREFIX {
-        return Err(Error::corrupt(
-            name,
-            format!("truncated {} ({} bytes)", kind.name(), bytes.len()),
-        ));
-    }
-    if &bytes[..4] != MAGIC {
-        return Err(Error::corrupt(name, "not a gallra object (bad magic)"));
-    }
+    check_magic(bytes, kind, ENVELOPE_PREFIX, name)?;
     if !readable.contains(&bytes[4]) {
         let reads: Vec<String> = readable.iter().map(u8::to_string).collect();
         return Err(Error::corrupt(
@@ -222,6 +214,21 @@ pub fn envelope_version(bytes: &[u8], kind: Kind, name: &str) -> Result<u8> {
         ));
     }
     Ok(bytes[4])
+}
+
+/// At least `min` bytes, starting with the magic: the first thing read of
+/// any envelope.
+fn check_magic(bytes: &[u8], kind: Kind, min: usize, name: &str) -> Result<()> {
+    if bytes.len() < min {
+        return Err(Error::corrupt(
+            name,
+            format!("truncated {} ({} bytes)", kind.name(), bytes.len()),
+        ));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(Error::corrupt(name, "not a gallra object (bad magic)"));
+    }
+    Ok(())
 }
 
 /// Checks a version 1 envelope's prefix and returns its clear header (of
@@ -243,15 +250,12 @@ pub fn split_envelope_version<'a>(
     header_len: usize,
     name: &str,
 ) -> Result<(&'a [u8], &'a [u8])> {
-    if bytes.len() < ENVELOPE_PREFIX + header_len + crypto::SEAL_OVERHEAD {
-        return Err(Error::corrupt(
-            name,
-            format!("truncated {} ({} bytes)", kind.name(), bytes.len()),
-        ));
-    }
-    if &bytes[..4] != MAGIC {
-        return Err(Error::corrupt(name, "not a gallra object (bad magic)"));
-    }
+    check_magic(
+        bytes,
+        kind,
+        ENVELOPE_PREFIX + header_len + crypto::SEAL_OVERHEAD,
+        name,
+    )?;
     if bytes[4] != version {
         return Err(Error::corrupt(
             name,

@@ -17,9 +17,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::{
-    FORMAT_VERSION, FORMAT_VERSION_2, Kind, envelope_version, from_body, open_object,
-    open_object_version, seal_object, seal_object_version, split_envelope_version, tenant_context,
-    to_body,
+    FORMAT_VERSION, FORMAT_VERSION_2, Kind, envelope_version, from_body, open_object_version,
+    seal_object_version, split_envelope_version, tenant_context, to_body,
 };
 use crate::crypto::SecretKey;
 use crate::error::{Error, Result};
@@ -35,15 +34,53 @@ fn wrap_key(master: &SecretKey, repo_id: &[u8; 16]) -> SecretKey {
     master.derive(repo_id, b"gallra tenant wrap v1")
 }
 
-pub fn seal(body: &TenantKeyBody, master: &SecretKey, repo_id: &[u8; 16], tenant: &str) -> Vec<u8> {
+/// Either version: `body` under `wrap`, with `header` in the clear.
+fn seal_version(
+    version: u8,
+    body: &TenantKeyBody,
+    wrap: &SecretKey,
+    header: &[u8],
+    repo_id: &[u8; 16],
+    tenant: &str,
+) -> Vec<u8> {
     let plain = zeroize::Zeroizing::new(to_body(body));
-    seal_object(
-        &wrap_key(master, repo_id).cipher(),
+    seal_object_version(
+        version,
+        &wrap.cipher(),
         Kind::TenantKey,
-        b"",
+        header,
         &tenant_context(repo_id, tenant),
         &plain,
     )
+}
+
+/// Either version: the body under `wrap`, past a clear header of
+/// `header_len` bytes.
+fn open_version(
+    version: u8,
+    bytes: &[u8],
+    wrap: &SecretKey,
+    header_len: usize,
+    repo_id: &[u8; 16],
+    tenant: &str,
+    name: &str,
+) -> Result<TenantKeyBody> {
+    let plain = zeroize::Zeroizing::new(open_object_version(
+        version,
+        &wrap.cipher(),
+        Kind::TenantKey,
+        header_len,
+        &tenant_context(repo_id, tenant),
+        bytes,
+        name,
+    )?);
+    from_body(&plain, name, Kind::TenantKey)
+        .map_err(|_| Error::corrupt(name, "undecodable tenant key"))
+}
+
+pub fn seal(body: &TenantKeyBody, master: &SecretKey, repo_id: &[u8; 16], tenant: &str) -> Vec<u8> {
+    let wrap = wrap_key(master, repo_id);
+    seal_version(FORMAT_VERSION, body, &wrap, b"", repo_id, tenant)
 }
 
 pub fn open(
@@ -59,16 +96,8 @@ pub fn open(
             "a version 2 tenant key is wrapped by a key epoch, not the master key",
         ));
     }
-    let plain = zeroize::Zeroizing::new(open_object(
-        &wrap_key(master, repo_id).cipher(),
-        Kind::TenantKey,
-        0,
-        &tenant_context(repo_id, tenant),
-        bytes,
-        name,
-    )?);
-    from_body(&plain, name, Kind::TenantKey)
-        .map_err(|_| Error::corrupt(name, "undecodable tenant key"))
+    let wrap = wrap_key(master, repo_id);
+    open_version(FORMAT_VERSION, bytes, &wrap, 0, repo_id, tenant, name)
 }
 
 /// Bytes of a version 2 tenant key's clear header: the epoch id.
@@ -111,15 +140,8 @@ pub fn seal_under_epoch(
     repo_id: &[u8; 16],
     tenant: &str,
 ) -> Vec<u8> {
-    let plain = zeroize::Zeroizing::new(to_body(body));
-    seal_object_version(
-        FORMAT_VERSION_2,
-        &epoch_wrap_key(epoch_key, repo_id).cipher(),
-        Kind::TenantKey,
-        epoch_id,
-        &tenant_context(repo_id, tenant),
-        &plain,
-    )
+    let wrap = epoch_wrap_key(epoch_key, repo_id);
+    seal_version(FORMAT_VERSION_2, body, &wrap, epoch_id, repo_id, tenant)
 }
 
 /// Opens a version 2 tenant key with the key of the epoch its header names.
@@ -130,17 +152,17 @@ pub fn open_under_epoch(
     tenant: &str,
     name: &str,
 ) -> Result<TenantKeyBody> {
-    let plain = zeroize::Zeroizing::new(open_object_version(
-        FORMAT_VERSION_2,
-        &epoch_wrap_key(epoch_key, repo_id).cipher(),
-        Kind::TenantKey,
-        EPOCH_HEADER_LEN,
-        &tenant_context(repo_id, tenant),
+    let wrap = epoch_wrap_key(epoch_key, repo_id);
+    let version = FORMAT_VERSION_2;
+    open_version(
+        version,
         bytes,
+        &wrap,
+        EPOCH_HEADER_LEN,
+        repo_id,
+        tenant,
         name,
-    )?);
-    from_body(&plain, name, Kind::TenantKey)
-        .map_err(|_| Error::corrupt(name, "undecodable tenant key"))
+    )
 }
 
 /// The keys a tenant's data is written with, derived from its root key.
