@@ -7,6 +7,56 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use zeroize::Zeroizing;
+
+/// The most a credentials file holds: a few `KEY=value` lines.
+const CREDENTIALS_FILE_MAX: u64 = 64 << 10;
+
+/// A credentials file's `KEY=value` lines (`#` comments, quotes around a
+/// value dropped), read whole from a private file (`open_private`, 0600 or
+/// 0400). Every key must be one `accepts` takes; a line that is not such a
+/// pair is named by its number only, with `expected` saying what was: a
+/// secret pasted without its key, or with a space instead of `=`, may
+/// itself hold `=` (base64 padding), and whatever stands left of it is
+/// then the secret, not a key to echo. Errors are messages: the caller
+/// names the file.
+pub fn read_credentials(
+    path: &Path,
+    accepts: &dyn Fn(&str) -> bool,
+    expected: &str,
+) -> Result<Vec<(String, Zeroizing<String>)>, String> {
+    let mut file = open_private(path, 0o077, "it must be 0600 or 0400")?;
+    let bytes = read_capped(&mut file, CREDENTIALS_FILE_MAX)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("larger than {} KiB", CREDENTIALS_FILE_MAX >> 10))?;
+    let text = String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
+        let _ = Zeroizing::new(e.into_bytes());
+        "not UTF-8 text".to_string()
+    })?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || {
+            format!(
+                "line {}: expected KEY=value with KEY {expected} (the line is not shown: it may hold a secret)",
+                n + 1
+            )
+        };
+        let (key, value) = line.split_once('=').ok_or_else(bad)?;
+        let key = key.trim();
+        if !accepts(key) {
+            return Err(bad());
+        }
+        out.push((
+            key.to_string(),
+            Zeroizing::new(value.trim().trim_matches('"').to_string()),
+        ));
+    }
+    Ok(out)
+}
 
 /// Opens a secret file for reading and checks what was opened: a regular
 /// file (not a symlink: O_NOFOLLOW; not a FIFO, which would block a plain

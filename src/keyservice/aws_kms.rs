@@ -305,35 +305,18 @@ fn credentials(settings: &KeyServiceSettings) -> Result<Credentials> {
     ];
     match &settings.credentials_file {
         Some(path) => {
-            let err = |message: String| Error::KeyServiceConfig {
+            let lines = crate::files::read_credentials(
+                path,
+                &|key| NAMES.contains(&key.to_ascii_uppercase().as_str()),
+                "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN",
+            )
+            .map_err(|message| Error::KeyServiceConfig {
                 message: format!("credentials_file {}: {message}", path.display()),
-            };
-            let mut file =
-                crate::files::open_private(path, 0o077, "it must be 0600 or 0400").map_err(err)?;
-            let bytes = crate::files::read_capped(&mut file, 64 << 10)
-                .map_err(|e| err(e.to_string()))?
-                .ok_or_else(|| err("larger than 64 KiB".into()))?;
-            let text =
-                Zeroizing::new(String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?);
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                // The line is never echoed: it may hold a secret.
-                let bad = || {
-                    err(format!(
-                        "line {}: expected AWS_ACCESS_KEY_ID=, AWS_SECRET_ACCESS_KEY= or AWS_SESSION_TOKEN= (the line is not shown: it may hold a secret)",
-                        n + 1
-                    ))
-                };
-                let (key, value) = line.split_once('=').ok_or_else(bad)?;
-                let key = key.trim().to_ascii_uppercase();
-                let name = NAMES.iter().find(|n| **n == key).ok_or_else(bad)?;
-                found.insert(
-                    name,
-                    Zeroizing::new(value.trim().trim_matches('"').to_string()),
-                );
+            })?;
+            for (key, value) in lines {
+                let key = key.to_ascii_uppercase();
+                let name = NAMES.iter().find(|n| **n == key).expect("accepted above");
+                found.insert(name, value);
             }
         }
         None => {
@@ -367,4 +350,64 @@ fn credentials(settings: &KeyServiceSettings) -> Result<Credentials> {
         None,
         "gallra",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    fn settings(file: &std::path::Path) -> KeyServiceSettings {
+        KeyServiceSettings {
+            endpoint: "http://127.0.0.1:9".into(),
+            region: "eu-north-1".into(),
+            credentials_file: Some(file.to_path_buf()),
+            deletion_wait_days: 7,
+            rotate_after: Duration::from_secs(86_400),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn write(file: &std::path::Path, text: &str, mode: u32) {
+        std::fs::write(file, text).unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn the_credentials_file_is_private_and_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kms.env");
+        write(
+            &file,
+            "# kms\naws_access_key_id=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=\"s3cret\"\n",
+            0o600,
+        );
+        let c = credentials(&settings(&file)).unwrap();
+        assert_eq!(c.access_key_id(), "AKIAEXAMPLE");
+        assert_eq!(c.secret_access_key(), "s3cret");
+
+        write(
+            &file,
+            "AWS_ACCESS_KEY_ID=a\nAWS_SECRET_ACCESS_KEY=b\n",
+            0o644,
+        );
+        let e = credentials(&settings(&file)).err().unwrap().to_string();
+        assert!(e.contains("0600"), "{e}");
+
+        write(
+            &file,
+            "AWS_ACCESS_KEY_ID=a\nAWS_SECRET_ACCESS_KEY hunter2==\n",
+            0o600,
+        );
+        let e = credentials(&settings(&file)).err().unwrap().to_string();
+        assert!(e.contains("line 2") && !e.contains("hunter2"), "{e}");
+
+        write(&file, "AWS_ACCESS_KEY_ID=a\n", 0o600);
+        let e = credentials(&settings(&file)).err().unwrap().to_string();
+        assert!(
+            e.contains("needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+            "{e}"
+        );
+    }
 }

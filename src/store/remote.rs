@@ -41,24 +41,6 @@ fn credentials_err(target: &str, path: &Path, message: String) -> Error {
     }
 }
 
-/// The most a credentials file holds: a few `KEY=value` lines.
-const CREDENTIALS_FILE_MAX: u64 = 64 << 10;
-
-/// Opens a credentials file and reads it whole: a regular file (not a
-/// symlink or FIFO), owned by this user or root, readable by its owner only.
-fn read_private(target: &str, path: &Path) -> Result<Zeroizing<String>> {
-    let err = |message: String| credentials_err(target, path, message);
-    let mut file =
-        crate::files::open_private(path, 0o077, "it must be 0600 or 0400").map_err(err)?;
-    let bytes = crate::files::read_capped(&mut file, CREDENTIALS_FILE_MAX)
-        .map_err(|e| err(e.to_string()))?
-        .ok_or_else(|| err(format!("larger than {} KiB", CREDENTIALS_FILE_MAX >> 10)))?;
-    String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
-        let _ = Zeroizing::new(e.into_bytes());
-        err("not UTF-8 text".into())
-    })
-}
-
 /// Whether `key` names one of `scheme`'s options (`AWS_SECRET_ACCESS_KEY`
 /// and `aws_secret_access_key` alike).
 fn is_option_key(scheme: &str, key: &str) -> bool {
@@ -70,37 +52,16 @@ fn is_option_key(scheme: &str, key: &str) -> bool {
     }
 }
 
-/// Reads a credentials file: `KEY=value` lines, `#` comments, mode 0600.
-/// Every key must be one of `scheme`'s options. A line that is not such a
-/// pair is named by its number only: a secret pasted without its key, or
-/// with a space instead of `=`, may itself hold `=` (base64 padding), and
-/// whatever stands left of it is then the secret, not a key to echo.
+/// Reads a credentials file: `KEY=value` lines, `#` comments, mode 0600,
+/// every key one of `scheme`'s options (`files::read_credentials`).
 pub fn read_credentials_file(target: &str, path: &Path, scheme: &str) -> Result<Secrets> {
-    let err = |message: String| credentials_err(target, path, message);
-    let text = read_private(target, path)?;
-    let mut out = Secrets::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad = || {
-            err(format!(
-                "line {}: expected KEY=value with KEY one of the {scheme}:// options (the line is not shown: it may hold a secret)",
-                n + 1
-            ))
-        };
-        let (key, value) = line.split_once('=').ok_or_else(bad)?;
-        let key = key.trim();
-        if !is_option_key(scheme, key) {
-            return Err(bad());
-        }
-        out.insert(
-            key.to_string(),
-            Zeroizing::new(value.trim().trim_matches('"').to_string()),
-        );
-    }
-    Ok(out)
+    let lines = crate::files::read_credentials(
+        path,
+        &|key| is_option_key(scheme, key),
+        &format!("one of the {scheme}:// options"),
+    )
+    .map_err(|message| credentials_err(target, path, message))?;
+    Ok(lines.into_iter().collect())
 }
 
 /// The options a target is built with: environment, then credentials file,
