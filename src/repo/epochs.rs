@@ -379,15 +379,19 @@ mod tests {
         );
     }
 
-    /// The recipe of `tests/fixtures/repo-v2/`: `cargo test --lib
-    /// make_version_2_fixture -- --ignored` writes it again (new nonces,
-    /// same contents).
+    /// The recipe of `tests/fixtures/repo-v2/`. Run as a test it writes the
+    /// objects to a temporary folder and checks that they open as the
+    /// checked-in ones do; `GALLRA_WRITE_FIXTURE=1 cargo nextest run --lib
+    /// the_version_2_fixture_recipe` writes them over the fixture (new
+    /// nonces, same contents).
     #[test]
-    #[ignore]
-    fn make_version_2_fixture() {
+    fn the_version_2_fixture_recipe_makes_objects_that_open() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = fixture_repo(&tmp);
-        let v2 = fixtures().join("repo-v2");
+        let v2 = match std::env::var_os("GALLRA_WRITE_FIXTURE") {
+            Some(_) => fixtures().join("repo-v2"),
+            None => tmp.path().join("repo-v2"),
+        };
         let epoch = Epoch {
             id: hex::decode(EPOCH).unwrap().try_into().unwrap(),
             body: KeyEpochBody {
@@ -417,5 +421,16 @@ mod tests {
             format!("{}\n", hex::encode(key.as_bytes())),
         )
         .unwrap();
+        let made = repo
+            .open_epoch(
+                &epoch.path(),
+                &std::fs::read(v2.join(epoch.path())).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(made, epoch);
+        let wrapped = std::fs::read(v2.join("tenants/acme/key")).unwrap();
+        let opened =
+            tenant_key::open_under_epoch(&wrapped, &key, &repo.repo_id, "acme", "k").unwrap();
+        assert_eq!(opened.key, body.key);
     }
 }
