@@ -354,17 +354,27 @@ fn an_erased_tenant_stays_unreadable_in_every_old_version_of_a_versioned_bucket(
     }
     nothing_gallra_holds_opens(&env, &config, &copy, &b_keys);
 
-    // The kept tenants: from the live targets, and from the copy with the
-    // live tenant keys.
+    kept_tenants_restore(&env, &config, &copy, &ids);
+}
+
+/// The kept tenants a and c restore byte for byte from both live targets,
+/// and from the copy (of config `config`, in folder `copy`) once the live
+/// tenant keys are written into it; b still does not open there.
+fn kept_tenants_restore(
+    env: &Env,
+    config: &Path,
+    copy: &Path,
+    ids: &BTreeMap<&'static str, String>,
+) {
     for t in ["a", "c"] {
-        restores_byte_for_byte(&env, &env.config, t, &ids[t], None);
-        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
+        restores_byte_for_byte(env, &env.config, t, &ids[t], None);
+        restores_byte_for_byte(env, &env.config, t, &ids[t], Some("offsite"));
     }
-    refresh_keys(&env.repo, &copy);
+    refresh_keys(&env.repo, copy);
     for t in ["a", "c"] {
-        restores_byte_for_byte(&env, &config, t, &ids[t], None);
+        restores_byte_for_byte(env, config, t, &ids[t], None);
     }
-    b_does_not_open(&env, &config, &ids["b"], "the copy with the live keys");
+    b_does_not_open(env, config, &ids["b"], "the copy with the live keys");
 }
 
 /// With the live epoch's key (which the copy now has) and the kept tenants'
@@ -410,15 +420,7 @@ fn an_erased_tenant_stays_unreadable_in_a_file_copy_of_the_local_target() {
     erase_b_and_rotate(&env);
     let config = copy_config(&env, &copy, "local-copy", &endpoint);
     b_does_not_open(&env, &config, &ids["b"], "the file copy");
-    for t in ["a", "c"] {
-        restores_byte_for_byte(&env, &env.config, t, &ids[t], None);
-        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
-    }
-    refresh_keys(&env.repo, &copy);
-    for t in ["a", "c"] {
-        restores_byte_for_byte(&env, &config, t, &ids[t], None);
-    }
-    b_does_not_open(&env, &config, &ids["b"], "the file copy with the live keys");
+    kept_tenants_restore(&env, &config, &copy, &ids);
 }
 
 #[test]
@@ -452,11 +454,7 @@ fn a_tenant_deleted_a_month_after_its_contract_stays_unreadable_in_a_copy() {
         &ids["b"],
         "the copy after the contract's end",
     );
-    refresh_keys(&env.repo, &copy);
-    for t in ["a", "c"] {
-        restores_byte_for_byte(&env, &config, t, &ids[t], None);
-        restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
-    }
+    kept_tenants_restore(&env, &config, &copy, &ids);
     env.ok(&["audit", "verify"]);
 }
 
@@ -529,20 +527,7 @@ fn a_rotation_stopped_by_a_busy_tenant_keeps_every_epoch_valid_and_finishes_next
     let first = epochs_in(&env.repo);
 
     // Another host's backup of tenant a holds its lock on the offsite.
-    let store = open_store(&gallra::store::TargetSettings::new(
-        "offsite",
-        &format!("file://{}", s(&offsite)),
-    ));
-    let busy = gallra::lock::acquire(
-        &store,
-        "a",
-        gallra::lock::LockKind::Shared,
-        &gallra::lock::Holder {
-            host: "web02".into(),
-            command: "backup".into(),
-        },
-    )
-    .unwrap();
+    let lock = busy(&offsite, "a");
     let out = env.run(&["key", "rotate", "--force"]);
     assert_exit(&out, 1, "a rotation that could not rewrap tenant a");
     let text = stdout(&out);
@@ -561,7 +546,7 @@ fn a_rotation_stopped_by_a_busy_tenant_keeps_every_epoch_valid_and_finishes_next
         restores_byte_for_byte(&env, &env.config, t, &ids[t], Some("offsite"));
     }
 
-    drop(busy);
+    drop(lock);
     let out = stdout(&env.ok(&["key", "rotate"]));
     let after = epochs_in(&env.repo);
     assert_eq!(after.len(), 1, "{out}");
