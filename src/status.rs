@@ -44,9 +44,9 @@ pub struct Status {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyEpochs {
-    /// The newest epoch on the primary (8 hex digits), if any.
+    /// The newest epoch on any target (8 hex digits), if any.
     pub current: Option<String>,
-    /// Epochs on the primary: more than one while a rotation is unfinished.
+    /// Epochs on any target: more than one while a rotation is unfinished.
     pub count: usize,
     pub rotation: crate::lifecycle::rotate::Due,
 }
@@ -408,11 +408,12 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
     );
     status.problems = world.failures;
     if config.key.service.is_some() {
-        let epochs = opened.repos[0].epochs()?;
+        use crate::lifecycle::rotate;
+        let epochs = rotate::all_epochs(&opened.repos)?;
         status.key_epochs = Some(KeyEpochs {
             current: epochs.last().map(|e| e.short()),
             count: epochs.len(),
-            rotation: crate::lifecycle::rotate::due(&opened.repos, now)?,
+            rotation: rotate::due_with(&opened.repos, &epochs, now)?,
         });
     }
     Ok(status)

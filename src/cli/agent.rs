@@ -140,7 +140,7 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             }
         };
         println!(
-            "key epochs: {} ({} on the primary); rotation {rotation}",
+            "key epochs: {} ({} in the repository); rotation {rotation}",
             k.current.as_deref().unwrap_or("none yet"),
             k.count
         );

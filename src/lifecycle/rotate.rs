@@ -156,13 +156,17 @@ pub fn mark_shred_due(repo: &Repository, tenant: &str, now: Timestamp) -> Result
 
 /// Whether `repos` (primary first) need a rotation at `now`.
 pub fn due(repos: &[Repository], now: Timestamp) -> Result<Due> {
+    due_with(repos, &all_epochs(repos)?, now)
+}
+
+/// As `due`, with the epochs of `repos` already read (`all_epochs`).
+pub fn due_with(repos: &[Repository], epochs: &[Epoch], now: Timestamp) -> Result<Due> {
     let primary = &repos[0];
     let Some(settings) = &primary.keys().service else {
         return Ok(Due::No {
             because: "no [key_service]: tenant keys are wrapped by the master key".into(),
         });
     };
-    let epochs = all_epochs(repos)?;
     let Some(current) = epochs.last() else {
         return Ok(Due::Yes {
             because: "no key epoch yet: tenant keys are wrapped by the master key".into(),
@@ -206,7 +210,7 @@ pub fn due(repos: &[Repository], now: Timestamp) -> Result<Due> {
 }
 
 /// Every epoch on any target, by id, oldest first.
-fn all_epochs(repos: &[Repository]) -> Result<Vec<Epoch>> {
+pub fn all_epochs(repos: &[Repository]) -> Result<Vec<Epoch>> {
     let mut by_id: BTreeMap<[u8; 16], Epoch> = BTreeMap::new();
     for repo in repos {
         for e in repo.epochs()? {
