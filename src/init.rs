@@ -46,6 +46,10 @@ pub struct TargetInit {
     /// initialised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_versions: Option<OldVersions>,
+    /// What protects it against this server, as probed now; absent when
+    /// the target was not initialised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protection: Option<crate::protection::Protection>,
     /// Why it is not; printed as its text.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -131,6 +135,7 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
                 key_slot: None,
                 conditional_create: None,
                 old_versions: None,
+                protection: None,
                 error: Some(e),
                 locks_untrustworthy: false,
             }),
@@ -155,6 +160,7 @@ fn created(
         key_slot,
         conditional_create: Some(conditional),
         old_versions: Some(versioning.old_versions),
+        protection: Some(crate::protection::recorded(&config.agent.state_dir, t)),
         error: None,
         locks_untrustworthy: !conditional && t.locking == Locking::Lease,
     })
@@ -174,6 +180,7 @@ mod tests {
             key_slot: Some("0123456789abcdef".into()),
             conditional_create: Some(false),
             old_versions: Some(OldVersions::Kept),
+            protection: None,
             error: None,
             locks_untrustworthy: true,
         };
@@ -183,6 +190,7 @@ mod tests {
             key_slot: None,
             conditional_create: None,
             old_versions: None,
+            protection: None,
             error: Some(Error::TargetConfig {
                 target: "offsite".into(),
                 message: "unreachable".into(),

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["repo", "audit"],
     &["ship", "restore", "check"],
     &["lifecycle"],
-    &["config", "survival"],
+    &["config", "survival", "protection"],
     &["backup", "drill", "status", "agent_state", "quickstart"],
     &["agent", "metrics", "init", "job", "repair"],
 ];

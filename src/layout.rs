@@ -191,6 +191,18 @@ pub fn is_under(path: &str, folder: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Whether `path` is a lock or a lock self-test probe: the objects every
+/// job deletes when it is done, which the fleet's policy lets it delete
+/// and Object Lock leaves unlocked (docs/IMMUTABLE.md).
+pub fn is_lock_object(path: &str) -> bool {
+    let mut parts = path.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(LOCKS_SELFTEST_FOLDER), Some(_), None) => true,
+        (Some(TENANTS_FOLDER), Some(_), Some("locks")) => parts.next().is_some(),
+        _ => false,
+    }
+}
+
 /// Whether `path` is a tenant's pack, index object or snapshot: the
 /// objects named by their hash, which ship copies and compares.
 pub fn is_content_path(path: &str) -> bool {
@@ -286,6 +298,15 @@ mod tests {
         ));
         assert!(!is_under("tenants/acme/locksmith", &locks_folder("acme")));
         assert!(!is_under("tenants/acme/locks", &locks_folder("acme")));
+        assert!(is_lock_object(&exclusive_lock_path("acme")));
+        assert!(is_lock_object(&shared_lock_path(
+            "acme",
+            "0123456789abcdef"
+        )));
+        assert!(is_lock_object(&locks_selftest_path("00ff")));
+        assert!(!is_lock_object("tenants/acme/locks"));
+        assert!(!is_lock_object("tenants/acme/packs/ab/locks"));
+        assert!(!is_lock_object("locks-selftest"));
         for other in [
             tenant_key_path("acme"),
             exclusive_lock_path("acme"),

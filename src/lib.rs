@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod pace;
 pub mod parallel;
 pub mod progress;
+pub mod protection;
 pub mod quickstart;
 pub mod repair;
 pub mod repo;

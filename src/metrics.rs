@@ -168,6 +168,40 @@ pub fn render(s: &Status) -> String {
         o.sample("gallra_target_bytes", &[("target", &t.target)], t.bytes);
     }
     o.family(
+        "gallra_target_resists_this_server",
+        "gauge",
+        "1 if every version written to the target stays locked whatever this server does (versioning, Object Lock and a lock on each version, as last probed).",
+    );
+    o.family(
+        "gallra_target_this_server_deletes",
+        "gauge",
+        "1 if this server's credentials can delete on the target, as last probed (absent when not probed).",
+    );
+    o.family(
+        "gallra_target_lock_days",
+        "gauge",
+        "Days each version written to the target is locked for (gallra's lock, or the bucket's default).",
+    );
+    for t in &s.targets {
+        let Some(p) = &t.protection else { continue };
+        let at = [("target", t.target.as_str())];
+        o.sample(
+            "gallra_target_resists_this_server",
+            &at,
+            u8::from(p.resists_this_server),
+        );
+        if let Some(deletes) = p.this_server_deletes {
+            o.sample("gallra_target_this_server_deletes", &at, u8::from(deletes));
+        }
+        let days = p
+            .lock
+            .map(|l| l.days)
+            .or_else(|| p.bucket_lock.and_then(|b| b.default_days));
+        if let Some(days) = days {
+            o.sample("gallra_target_lock_days", &at, days);
+        }
+    }
+    o.family(
         "gallra_ship_backlog_objects",
         "gauge",
         "Objects the primary holds that a secondary target lacks.",
@@ -420,6 +454,30 @@ mod tests {
     const OFFSITE: &str = r"off\site";
     const HOST: &str = "host \"1\"\\a";
 
+    /// A bucket with versioning and Object Lock that this server cannot
+    /// delete in, with `lock = "30 days"`.
+    fn offsite_protection() -> crate::protection::Protection {
+        let mut t = crate::store::TargetSettings::new(OFFSITE, "s3://bucket/gallra");
+        t.lock = Some(crate::store::ObjectLock {
+            mode: crate::store::LockMode::Compliance,
+            days: 30,
+        });
+        let probe = crate::survival::VersionProbe {
+            url: t.url.clone(),
+            keeps_old_versions: true,
+            probed: "2026-03-01T00:00:00Z".parse().unwrap(),
+            s3: Some(crate::store::S3Protection {
+                versioning: crate::store::BucketVersioning::Enabled,
+                object_lock: Some(crate::store::BucketLock {
+                    default_mode: None,
+                    default_days: None,
+                }),
+                may_delete: false,
+            }),
+        };
+        crate::protection::Protection::of(&t, Some(&probe))
+    }
+
     fn status() -> Status {
         Status {
             host: HOST.into(),
@@ -454,6 +512,8 @@ mod tests {
                     bytes: 9,
                     missing: 9,
                     missing_bytes: 9,
+                    // The last probe stays known while the target is down.
+                    protection: Some(offsite_protection()),
                     ..Default::default()
                 },
             ],
@@ -652,6 +712,11 @@ mod tests {
         assert!(values(&all, "gallra_ship_backlog_objects", &[("target", "local")]).is_empty());
         // The target that did not: down, and no figures it could not read.
         assert_eq!(one("gallra_target_up", &[("target", OFFSITE)]), 0.0);
+        // What protects it is its last probe's.
+        let at = [("target", OFFSITE)];
+        assert_eq!(one("gallra_target_resists_this_server", &at), 1.0);
+        assert_eq!(one("gallra_target_this_server_deletes", &at), 0.0);
+        assert_eq!(one("gallra_target_lock_days", &at), 30.0);
         for family in [
             "gallra_target_snapshots",
             "gallra_target_bytes",

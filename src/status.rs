@@ -87,6 +87,8 @@ pub struct TargetStatus {
     pub old_versions: Option<crate::survival::Versioning>,
     /// What the target states its bucket rule does with old versions.
     pub noncurrent_expiry: Option<String>,
+    /// What protects the target against this server (the recorded probe).
+    pub protection: Option<crate::protection::Protection>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -285,6 +287,7 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
             noncurrent_expiry: t.noncurrent_expiry.map(|e| e.to_string()),
             ..Default::default()
         };
+        row.protection = Some(crate::protection::recorded(state_dir, t));
         let read = match repo {
             Some(r) => crate::ship::status(primary, &r.store).and_then(|per| {
                 if !t.primary {
@@ -442,6 +445,7 @@ fn primary_unreadable(
             }),
             old_versions: crate::survival::recorded(&config.agent.state_dir, t),
             noncurrent_expiry: t.noncurrent_expiry.map(|e| e.to_string()),
+            protection: Some(crate::protection::recorded(&config.agent.state_dir, t)),
             ..Default::default()
         })
         .collect();

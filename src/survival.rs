@@ -88,6 +88,11 @@ pub struct VersionProbe {
     pub url: String,
     pub keeps_old_versions: bool,
     pub probed: Timestamp,
+    /// What an S3 bucket said protects the target (`crate::protection`),
+    /// probed with the old versions; absent for other stores and in
+    /// records written before it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<crate::store::S3Protection>,
 }
 
 /// `<state_dir>/target-versions.json`: the last probe of each target, by
@@ -165,25 +170,40 @@ impl Versioning {
 /// "unknown", with the error; a record that cannot be written is warned
 /// and the answer still returned (the next command probes again).
 pub fn probe(state_dir: &Path, t: &TargetSettings) -> Versioning {
-    record_answer(
-        state_dir,
-        t,
-        Store::open(t).and_then(|s| s.keeps_old_versions()),
-    )
+    match Store::open(t) {
+        Ok(store) => probe_store(state_dir, t, &store),
+        Err(e) => record_answer(state_dir, t, Err(e), None),
+    }
 }
 
-/// As [`probe`], on a store already open for `t`.
+/// As [`probe`], on a store already open for `t`; an S3 bucket is also
+/// asked what protects it (`Store::s3_protection`).
 pub fn probe_store(state_dir: &Path, t: &TargetSettings, store: &Store) -> Versioning {
-    record_answer(state_dir, t, store.keeps_old_versions())
+    let answer = store.keeps_old_versions();
+    let s3 = match answer.is_ok().then(|| store.s3_protection()) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            tracing::warn!(target_name = %t.name, "what protects the bucket is unknown: {e}");
+            None
+        }
+        None => None,
+    };
+    record_answer(state_dir, t, answer, s3)
 }
 
-fn record_answer(state_dir: &Path, t: &TargetSettings, answer: Result<bool>) -> Versioning {
+fn record_answer(
+    state_dir: &Path,
+    t: &TargetSettings,
+    answer: Result<bool>,
+    s3: Option<crate::store::S3Protection>,
+) -> Versioning {
     match answer {
         Ok(keeps_old_versions) => {
             let probe = VersionProbe {
                 url: t.url.clone(),
                 keeps_old_versions,
                 probed: Timestamp::now(),
+                s3,
             };
             let recorded = ProbeRecord::load(state_dir).and_then(|mut record| {
                 record.targets.insert(t.name.clone(), probe.clone());

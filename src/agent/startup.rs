@@ -44,6 +44,11 @@ pub(super) fn lower_priority(nice: i32, io_class: IoClass) {
 /// deletes, and says what that means for an erasure there.
 fn log_old_versions(config: &Config, t: &Target, store: &Store) {
     let versioning = crate::survival::probe_store(&config.agent.state_dir, t, store);
+    let protection = crate::protection::recorded(&config.agent.state_dir, t);
+    tracing::info!(target_name = %t.name, "protection: {}", protection.words);
+    for problem in &protection.problems {
+        tracing::error!(target_name = %t.name, "{problem}");
+    }
     let key_service = config.key.service.is_some();
     match (versioning.old_versions, t.noncurrent_expiry) {
         (OldVersions::NotKept, _) => {

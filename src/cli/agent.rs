@@ -130,6 +130,12 @@ fn print_status(config: &Config, s: &Status, now: Timestamp) {
             );
         }
         println!("  {}", old_versions_line(config, t, now));
+        if let Some(p) = &t.protection {
+            println!("  target {} protection: {}", t.target, p.line());
+            for problem in &p.problems {
+                println!("  target {}: {problem}", t.target);
+            }
+        }
     }
     if let Some(k) = &s.key_epochs {
         let rotation = match &k.rotation {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gallra::config::{Config, SourceKind, Target};
 use gallra::crypto::{KeyMaterial, KeySource};
+use gallra::protection::Protection;
 use gallra::survival::{self, OldVersions, Versioning};
 
 use super::output::print_json;
@@ -106,6 +107,8 @@ struct TargetJson<'a> {
     /// (`config check` touches no store).
     old_versions: Option<Versioning>,
     noncurrent_expiry: Option<String>,
+    /// What protects it against this server, as last probed.
+    protection: Protection,
 }
 
 impl<'a> TargetJson<'a> {
@@ -116,6 +119,7 @@ impl<'a> TargetJson<'a> {
             primary: t.primary,
             old_versions: survival::recorded(&config.agent.state_dir, t),
             noncurrent_expiry: t.noncurrent_expiry.map(|e| e.to_string()),
+            protection: gallra::protection::recorded(&config.agent.state_dir, t),
         }
     }
 
@@ -134,8 +138,9 @@ impl<'a> TargetJson<'a> {
             None => "no noncurrent_expiry stated".into(),
         };
         format!(
-            "target {}: keeps old versions: {known}; {expiry}",
-            self.name
+            "target {}: keeps old versions: {known}; {expiry}\n  protection: {}",
+            self.name,
+            self.protection.line()
         )
     }
 
@@ -194,12 +199,18 @@ fn config_check(path: &Path, json_out: bool) -> anyhow::Result<i32> {
     for t in &config.targets {
         gallra::store::check_target(t)?;
     }
-    let (problems, mut warnings) = config_problems(&config);
+    let (mut problems, mut warnings) = config_problems(&config);
     let targets: Vec<TargetJson> = config
         .targets
         .iter()
         .map(|t| TargetJson::new(&config, t))
         .collect();
+    problems.extend(targets.iter().flat_map(|t| {
+        t.protection
+            .problems
+            .iter()
+            .map(|p| format!("target {}: {p}", t.name))
+    }));
     warnings.extend(targets.iter().filter_map(|t| t.erasure_warning(&config)));
     warnings.extend(
         config

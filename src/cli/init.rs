@@ -60,6 +60,12 @@ pub fn run(config: &Config, json_out: bool, _args: InitArgs) -> anyhow::Result<i
             if let Some(old) = t.old_versions {
                 println!("  {}", old_versions_words(config, &t.target, old)?);
             }
+            if let Some(p) = &t.protection {
+                println!("  target {} protection: {}", t.target, p.words);
+            }
+        }
+        for problem in t.protection.iter().flat_map(|p| &p.problems) {
+            eprintln!("warning: target {}: {problem}", t.target);
         }
     }
     if let Some(e) = &report.key_epoch_error {

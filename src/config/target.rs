@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use super::ConfigFile;
 use crate::error::Result;
 use crate::lifecycle::rules::Rule;
-use crate::store::{Locking, NoncurrentExpiry, StoreLimits, TargetSettings};
+use crate::store::{LockMode, Locking, NoncurrentExpiry, ObjectLock, StoreLimits, TargetSettings};
 
 /// A `[[target]]`: the settings its store is opened with, and its role.
 #[derive(Debug, Clone)]
@@ -59,6 +59,9 @@ pub(super) struct RawTarget {
     locking: Locking,
     /// What a bucket rule does with old versions, e.g. "30 days".
     noncurrent_expiry: Option<String>,
+    /// S3 Object Lock on every version written, e.g. "30 days".
+    lock: Option<String>,
+    lock_mode: Option<LockMode>,
 }
 
 impl RawTarget {
@@ -88,6 +91,29 @@ impl RawTarget {
             limits.concurrency = n;
         }
         Ok(limits)
+    }
+}
+
+impl RawTarget {
+    /// `lock` and `lock_mode`: only on an S3 target (Object Lock is S3's;
+    /// docs/IMMUTABLE.md says what Azure and GCS offer instead), and no
+    /// mode without a period.
+    fn object_lock(&self) -> std::result::Result<Option<ObjectLock>, String> {
+        let Some(text) = &self.lock else {
+            return match self.lock_mode {
+                Some(_) => {
+                    Err("lock_mode without lock: say how long, like lock = \"30 days\"".into())
+                }
+                None => Ok(None),
+            };
+        };
+        let scheme = self.url.split("://").next().unwrap_or_default();
+        if !matches!(scheme, "s3" | "s3a") {
+            return Err(format!(
+                "lock {text:?}: S3 Object Lock needs an s3:// target, not {scheme}://"
+            ));
+        }
+        ObjectLock::parse(text, self.lock_mode.unwrap_or(LockMode::Compliance)).map(Some)
     }
 }
 
@@ -132,6 +158,9 @@ pub(super) fn parse(mut raw: Vec<RawTarget>, file: &ConfigFile) -> Result<Vec<Ta
             .map(NoncurrentExpiry::parse)
             .transpose()
             .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
+        let lock = t
+            .object_lock()
+            .map_err(|m| err(format!("[[target]] {}: {m}", t.name)))?;
         targets.push(Target {
             store: TargetSettings {
                 name: t.name,
@@ -141,6 +170,7 @@ pub(super) fn parse(mut raw: Vec<RawTarget>, file: &ConfigFile) -> Result<Vec<Ta
                 limits,
                 locking: t.locking,
                 noncurrent_expiry,
+                lock,
             },
             primary: t.primary,
             retention: t.retention,
@@ -198,5 +228,55 @@ mod tests {
         }
         // A bare number is refused by the TOML reader, which names the line.
         refused(&with_expiry("30"), &["line 8", "expected a string"]);
+    }
+
+    /// MINIMAL with its target on S3 and `more` lines in the table.
+    fn s3_with(more: &str) -> String {
+        MINIMAL.replace(
+            "url = \"file:///srv/gallra\"",
+            &format!("url = \"s3://fleet/web01\"\n{more}"),
+        )
+    }
+
+    #[test]
+    fn an_object_lock_is_days_on_an_s3_target_in_compliance_mode_unless_told() {
+        use crate::store::{LockMode, ObjectLock};
+        assert_eq!(parse(&s3_with("")).unwrap().targets[0].lock, None);
+        let c = parse(&s3_with("lock = \"30 days\"")).unwrap();
+        assert_eq!(
+            c.targets[0].lock,
+            Some(ObjectLock {
+                mode: LockMode::Compliance,
+                days: 30
+            })
+        );
+        let c = parse(&s3_with("lock = \"2 weeks\"\nlock_mode = \"governance\"")).unwrap();
+        assert_eq!(
+            c.targets[0].lock.unwrap().to_string(),
+            "14 days (governance)"
+        );
+        refused(
+            &with_expiry("\"1 day\"\nlock = \"30 days\""),
+            &[
+                "[[target]] local",
+                "lock",
+                "needs an s3:// target, not file://",
+            ],
+        );
+        refused(
+            &s3_with("lock_mode = \"compliance\""),
+            &["[[target]] local", "lock_mode without lock"],
+        );
+        refused(
+            &s3_with("lock = \"6 months\""),
+            &[
+                "lock \"6 months\"",
+                "state it in days, as Object Lock's retention does",
+            ],
+        );
+        refused(
+            &s3_with("lock_mode = \"strict\""),
+            &["line 8", "strict", "compliance", "governance"],
+        );
     }
 }

@@ -23,11 +23,13 @@ use crate::error::{Error, Result};
 
 mod remote;
 mod requests;
+mod s3api;
 mod settings;
 
 pub use requests::StoreStats;
 use requests::{Failed, Failure, Requests, describe, http_status};
-pub use settings::{Locking, NoncurrentExpiry, StoreLimits, TargetSettings};
+pub use s3api::{BucketLock, BucketVersioning};
+pub use settings::{LockMode, Locking, NoncurrentExpiry, ObjectLock, StoreLimits, TargetSettings};
 
 /// Objects at least this large are uploaded in parts, so that a failed
 /// request repeats one part rather than the whole object, and parts travel
@@ -71,6 +73,10 @@ pub struct Store {
     local: Option<Arc<LocalFileSystem>>,
     requests: Arc<Requests>,
     locking: Locking,
+    /// For S3 targets, the calls object_store does not make.
+    s3: Option<Arc<s3api::S3Api>>,
+    /// Object Lock on what is written (`lock`; only on S3 targets).
+    lock: Option<ObjectLock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -167,6 +173,7 @@ impl Store {
         let url = url::Url::parse(&target.url)
             .map_err(|e| conf_err(format!("url {:?}: {e}", target.url)))?;
         let mut local = None;
+        let mut s3 = None;
         let inner: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
                 let dir = url
@@ -189,7 +196,11 @@ impl Store {
                 fs
             }
             "memory" => Arc::new(InMemory::new()),
-            "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => remote::build(target, &url)?,
+            "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
+                let built = remote::build(target, &url)?;
+                s3 = built.s3;
+                built.store
+            }
             other => {
                 return Err(conf_err(format!(
                     "scheme {other}:// is not supported (file, memory, s3, az, gs)"
@@ -202,6 +213,8 @@ impl Store {
             local,
             requests: Arc::new(Requests::new(target.limits)),
             locking: target.locking,
+            lock: target.lock.filter(|_| s3.is_some()),
+            s3,
         })
     }
 
@@ -398,7 +411,21 @@ impl Store {
     async fn put_async(&self, path: &str, data: Bytes, mode: PutMode) -> Result<bool> {
         let p = self.obj_path(path)?;
         let size = data.len() as u64;
-        let outcome = if data.len() >= MULTIPART_THRESHOLD && mode == PutMode::Overwrite {
+        let locked = match (&self.s3, &self.lock) {
+            (Some(api), Some(lock)) if !crate::layout::is_lock_object(path) => Some((api, lock)),
+            _ => None,
+        };
+        let outcome = if let Some((api, lock)) = locked {
+            // One PUT whatever the size (S3 takes up to 5 GiB in one, and
+            // packs are far smaller): a locked multipart upload would need
+            // the lock on its first request and a checksum on every part.
+            let create_only = mode == PutMode::Create;
+            self.call(size, || {
+                let until = lock.until(jiff::Timestamp::now());
+                api.put_locked(p.as_ref(), data.clone(), lock, until, create_only)
+            })
+            .await
+        } else if data.len() >= MULTIPART_THRESHOLD && mode == PutMode::Overwrite {
             let done = self
                 .call(size, || async {
                     let upload = self.inner.put_multipart(&p).await?;
@@ -558,6 +585,50 @@ impl Store {
         Ok(written.version.is_some())
     }
 
+    /// What an S3 bucket says protects this target's objects (versioning,
+    /// Object Lock) and whether these credentials may delete them; `None`
+    /// for a store gallra does not ask (a folder, Azure, GCS).
+    pub fn s3_protection(&self) -> Result<Option<S3Protection>> {
+        let Some(api) = &self.s3 else {
+            return Ok(None);
+        };
+        let versioning = runtime()
+            .block_on(self.call(0, || api.versioning()))
+            .map_err(|f| self.fail("(bucket versioning)", f))?;
+        let object_lock = runtime()
+            .block_on(self.call(0, || api.object_lock()))
+            .map_err(|f| self.fail("(bucket Object Lock)", f))?;
+        let probe = format!(
+            "{DELETION_PROBE_FOLDER}/{}",
+            crate::format::Id(crate::crypto::random_bytes()).to_hex()
+        );
+        let may_delete = runtime()
+            .block_on(self.call(0, || api.may_delete(&probe)))
+            .map_err(|f| self.fail(&probe, f))?;
+        Ok(Some(S3Protection {
+            versioning,
+            object_lock,
+            may_delete,
+        }))
+    }
+
+    /// The Object Lock on an object's current version, as the store says
+    /// it: its mode and until when. `None` when it has none, or when the
+    /// store is not S3.
+    pub fn lock_of(&self, path: &str) -> Result<Option<(LockMode, jiff::Timestamp)>> {
+        let Some(api) = &self.s3 else {
+            return Ok(None);
+        };
+        runtime()
+            .block_on(self.call(0, || api.lock_of(path)))
+            .map_err(|f| self.fail(path, f))
+    }
+
+    /// The lock this target puts on what it writes (`lock`), if any.
+    pub fn object_lock(&self) -> Option<ObjectLock> {
+        self.lock
+    }
+
     /// The one place objects are deleted, so that deletion can later be given
     /// its own credentials.
     pub fn delete(&self, path: &str) -> Result<()> {
@@ -572,6 +643,21 @@ impl Store {
             Err(f) => Err(self.fail(path, f)),
         }
     }
+}
+
+/// Where `s3_protection` asks whether it may delete: a name nothing is
+/// ever written under (FORMAT.md 8).
+pub const DELETION_PROBE_FOLDER: &str = "deletion-probe";
+
+/// What an S3 bucket says protects a target's objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct S3Protection {
+    pub versioning: BucketVersioning,
+    /// `None` when the bucket has no Object Lock.
+    pub object_lock: Option<BucketLock>,
+    /// Whether the credentials this target is opened with may delete an
+    /// object outside the lock folders.
+    pub may_delete: bool,
 }
 
 /// A fresh name under `locks-selftest/` for one probe of a target.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::TargetSettings;
+use super::s3api::S3Api;
 use crate::error::{Error, Result};
 
 /// Environment variables read for each kind of store, as object_store keys.
@@ -103,7 +104,14 @@ pub(super) fn check_options(target: &TargetSettings, scheme: &str) -> Result<()>
     Ok(())
 }
 
-pub(super) fn build(target: &TargetSettings, url: &url::Url) -> Result<Arc<dyn ObjectStore>> {
+/// A remote target's store, and for S3 the client of the calls
+/// object_store does not make (`s3api`).
+pub(super) struct Built {
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) s3: Option<Arc<S3Api>>,
+}
+
+pub(super) fn build(target: &TargetSettings, url: &url::Url) -> Result<Built> {
     let name = target.name.as_str();
     let build_err = |e: object_store::Error| Error::TargetConfig {
         target: name.to_string(),
@@ -117,18 +125,34 @@ pub(super) fn build(target: &TargetSettings, url: &url::Url) -> Result<Arc<dyn O
         ..Default::default()
     };
     let client = ClientOptions::new().with_timeout(target.limits.timeout);
+    // The bucket or container is the URL's host; its path is our prefix.
+    let prefix = url.path().trim_matches('/');
+    let mut s3 = None;
     let store: Arc<dyn ObjectStore> = match scheme {
         "s3" | "s3a" => {
+            // One DeleteObject per key rather than the batch DeleteObjects:
+            // gallra deletes one object at a time anyway, and a policy that
+            // lets a fleet server delete only its locks is checked per key
+            // by every S3 server for the single call (docs/IMMUTABLE.md).
             let mut b = AmazonS3Builder::new()
                 .with_url(url.as_str())
                 .with_retry(no_retry)
-                .with_client_options(client);
+                .with_client_options(client)
+                .with_config(AmazonS3ConfigKey::DisableBulkDelete, "true");
             for (k, v) in gather(target, scheme, S3_ENV)? {
                 b = b.with_config(
                     parse_key::<AmazonS3ConfigKey>(name, scheme, &k)?,
                     v.as_str(),
                 );
             }
+            let bucket = url.host_str().unwrap_or_default();
+            let api = S3Api::new(&b, bucket, prefix, target.limits.timeout).map_err(|message| {
+                Error::TargetConfig {
+                    target: name.to_string(),
+                    message,
+                }
+            })?;
+            s3 = Some(Arc::new(api));
             Arc::new(b.build().map_err(build_err)?)
         }
         "gs" => {
@@ -152,12 +176,13 @@ pub(super) fn build(target: &TargetSettings, url: &url::Url) -> Result<Arc<dyn O
             Arc::new(b.build().map_err(build_err)?)
         }
     };
-    // The bucket or container is the URL's host; its path is our prefix.
-    let prefix = url.path().trim_matches('/');
-    Ok(if prefix.is_empty() {
-        store
-    } else {
-        Arc::new(PrefixStore::new(store, prefix))
+    Ok(Built {
+        store: if prefix.is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        },
+        s3,
     })
 }
 

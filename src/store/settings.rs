@@ -23,6 +23,8 @@ pub struct TargetSettings {
     /// cannot read the rule (few stores expose it), so this is the
     /// operator's word, and what gallra says survives rests on it.
     pub noncurrent_expiry: Option<NoncurrentExpiry>,
+    /// S3 Object Lock on every version gallra writes (`lock`).
+    pub lock: Option<ObjectLock>,
 }
 
 impl TargetSettings {
@@ -36,6 +38,7 @@ impl TargetSettings {
             limits: StoreLimits::default(),
             locking: Locking::Lease,
             noncurrent_expiry: None,
+            lock: None,
         }
     }
 }
@@ -61,30 +64,8 @@ impl NoncurrentExpiry {
     /// `"30 days"` or `"2 weeks"`: a period of whole days or weeks, as a
     /// bucket rule states it (months and hours are not a rule's unit).
     pub fn parse(text: &str) -> std::result::Result<NoncurrentExpiry, String> {
-        let unit = "state it in days, as the bucket rule does, like \"30 days\"";
-        let span: jiff::Span = text
-            .trim()
-            .parse()
-            .map_err(|_| format!("noncurrent_expiry {text:?}: not a period; {unit}"))?;
-        let calendar_or_clock = span.get_years() != 0
-            || span.get_months() != 0
-            || span.get_hours() != 0
-            || span.get_minutes() != 0
-            || span.get_seconds() != 0
-            || span.get_milliseconds() != 0
-            || span.get_microseconds() != 0
-            || span.get_nanoseconds() != 0;
-        if calendar_or_clock {
-            return Err(format!("noncurrent_expiry {text:?}: {unit}"));
-        }
-        let days = i64::from(span.get_weeks()) * 7 + i64::from(span.get_days());
-        match u32::try_from(days) {
-            Ok(days @ 1..=Self::MAX_DAYS) => Ok(NoncurrentExpiry { days }),
-            _ => Err(format!(
-                "noncurrent_expiry {text:?}: must be between 1 day and {} days",
-                Self::MAX_DAYS
-            )),
-        }
+        whole_days("noncurrent_expiry", "the bucket rule does", text)
+            .map(|days| NoncurrentExpiry { days })
     }
 
     /// When a version made noncurrent at `at` may be removed by the rule.
@@ -103,6 +84,106 @@ impl std::fmt::Display for NoncurrentExpiry {
             1 => write!(f, "1 day"),
             n => write!(f, "{n} days"),
         }
+    }
+}
+
+/// A period of whole days or weeks, 1 day to 100 years, as the store
+/// states it (`setting` and `as_stated` name it in a refusal).
+fn whole_days(setting: &str, as_stated: &str, text: &str) -> std::result::Result<u32, String> {
+    let unit = format!("state it in days, as {as_stated}, like \"30 days\"");
+    let span: jiff::Span = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{setting} {text:?}: not a period; {unit}"))?;
+    let calendar_or_clock = span.get_years() != 0
+        || span.get_months() != 0
+        || span.get_hours() != 0
+        || span.get_minutes() != 0
+        || span.get_seconds() != 0
+        || span.get_milliseconds() != 0
+        || span.get_microseconds() != 0
+        || span.get_nanoseconds() != 0;
+    if calendar_or_clock {
+        return Err(format!("{setting} {text:?}: {unit}"));
+    }
+    let days = i64::from(span.get_weeks()) * 7 + i64::from(span.get_days());
+    match u32::try_from(days) {
+        Ok(days @ 1..=NoncurrentExpiry::MAX_DAYS) => Ok(days),
+        _ => Err(format!(
+            "{setting} {text:?}: must be between 1 day and {} days",
+            NoncurrentExpiry::MAX_DAYS
+        )),
+    }
+}
+
+/// The S3 Object Lock mode a version is locked in: in compliance mode no
+/// one can shorten or remove the lock, not even the account's root; in
+/// governance mode a user granted `s3:BypassGovernanceRetention` can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    Compliance,
+    Governance,
+}
+
+impl LockMode {
+    /// As S3 writes it in headers and XML.
+    pub fn as_s3(self) -> &'static str {
+        match self {
+            LockMode::Compliance => "COMPLIANCE",
+            LockMode::Governance => "GOVERNANCE",
+        }
+    }
+
+    pub fn from_s3(text: &str) -> Option<LockMode> {
+        match text {
+            "COMPLIANCE" => Some(LockMode::Compliance),
+            "GOVERNANCE" => Some(LockMode::Governance),
+            _ => None,
+        }
+    }
+
+    pub fn as_word(self) -> &'static str {
+        match self {
+            LockMode::Compliance => "compliance",
+            LockMode::Governance => "governance",
+        }
+    }
+}
+
+/// `lock = "30 days"` (and `lock_mode`): every version gallra writes to
+/// the target is locked with S3 Object Lock for at least this long from
+/// the moment it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    pub days: u32,
+}
+
+impl ObjectLock {
+    pub fn parse(text: &str, mode: LockMode) -> std::result::Result<ObjectLock, String> {
+        whole_days("lock", "Object Lock's retention does", text)
+            .map(|days| ObjectLock { mode, days })
+    }
+
+    /// Until when a version written at `at` is locked, to the whole second
+    /// above (the header's precision).
+    pub fn until(&self, at: jiff::Timestamp) -> jiff::Timestamp {
+        let end = at
+            .checked_add(jiff::SignedDuration::from_hours(24 * i64::from(self.days)))
+            .unwrap_or(jiff::Timestamp::MAX);
+        let whole = end.as_second() + i64::from(end.subsec_nanosecond() > 0);
+        jiff::Timestamp::from_second(whole).unwrap_or(end)
+    }
+}
+
+impl std::fmt::Display for ObjectLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let days = match self.days {
+            1 => "1 day".to_string(),
+            n => format!("{n} days"),
+        };
+        write!(f, "{days} ({})", self.mode.as_word())
     }
 }
 

@@ -28,6 +28,7 @@ mod cli_tenant_names;
 mod conformance;
 mod erasure_holds;
 mod fixture_repo;
+mod immutable;
 mod metrics_alerts;
 mod prune_plan_bugs;
 mod versioned_stores;

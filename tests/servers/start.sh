@@ -8,6 +8,11 @@
 # the test container (object_store does not create containers). moto 5.2.5
 # from PyPI (moto[server]): an S3 API with versioning, Object Lock and access
 # policies, and a KMS API; its boto3 creates a versioned and a plain bucket.
+# A second moto from the same venv enforces IAM (INITIAL_NO_AUTH_ACTION_COUNT:
+# only its setup requests go unchecked), so tests can prove what the shipped
+# packaging/policies allow: fleet users create and read their own prefix but
+# cannot delete data, the deletion user can. moto_iam_setup.py creates the
+# Object Lock buckets, the users and their keys, and checks the enforcement.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 env_file=${1:?usage: $0 ENV_FILE}
@@ -120,6 +125,26 @@ s3.put_bucket_versioning(Bucket="gallra-versioned",
 s3.create_bucket(Bucket="gallra-plain")
 PY
 
+# ---- moto enforcing IAM (the shipped S3 policies)
+moto_iam_port=$(free_port)
+moto_iam_dir=$state/moto-iam
+rm -rf "$moto_iam_dir" && mkdir -p "$moto_iam_dir"
+policies=$(cd "$here/../../packaging/policies" && pwd)
+# Exactly the setup's requests go unchecked: one more would let anyone in,
+# one fewer would refuse the setup's last request.
+moto_iam_count=$("$moto_venv/bin/python" "$here/moto_iam_setup.py" --count)
+INITIAL_NO_AUTH_ACTION_COUNT=$moto_iam_count \
+    "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_iam_port" >"$moto_iam_dir/moto.log" 2>&1 &
+echo $! >"$state/moto-iam.pid"
+# Not "/": that is S3 ListBuckets and would spend one of the unchecked
+# requests; the moto-api dashboard is never counted.
+wait_for moto-iam "http://127.0.0.1:$moto_iam_port/moto-api/" "$moto_iam_dir/moto.log"
+"$moto_venv/bin/python" "$here/moto_iam_setup.py" "http://127.0.0.1:$moto_iam_port" "$policies" \
+    "$moto_iam_dir/keys.env"
+# FLEET1_KEY, FLEET1_SECRET, FLEET2_..., DELETION_...
+# shellcheck disable=SC1091 # written just above
+. "$moto_iam_dir/keys.env"
+
 cat >"$env_file" <<ENV
 export GALLRA_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export GALLRA_TEST_S3_BUCKET=gallra
@@ -137,5 +162,22 @@ export GALLRA_TEST_MOTO_ENDPOINT=http://127.0.0.1:$moto_port
 export GALLRA_TEST_MOTO_PYTHON=$moto_venv/bin/python
 export GALLRA_TEST_MOTO_VERSIONED_BUCKET=gallra-versioned
 export GALLRA_TEST_MOTO_PLAIN_BUCKET=gallra-plain
+# moto enforcing IAM; both buckets have Object Lock (so versioning), the
+# second also a default retention of 1 day (COMPLIANCE). Every user has the
+# policy for both buckets, fleet users with PREFIX web01 and web02 and
+# MAX_LOCK_DAYS 400. moto ignores StringLike and Numeric* conditions (s3:prefix,
+# s3:object-lock-remaining-retention-days) and checks PutObjectRetention as
+# PutObject: tests cannot prove those parts of the policies here.
+export GALLRA_TEST_MOTO_IAM_ENDPOINT=http://127.0.0.1:$moto_iam_port
+export GALLRA_TEST_MOTO_IAM_BUCKET=gallra-fleet
+export GALLRA_TEST_MOTO_IAM_DEFAULT_LOCK_BUCKET=gallra-fleet-default-lock
+export GALLRA_TEST_MOTO_IAM_FLEET1_KEY='$FLEET1_KEY'
+export GALLRA_TEST_MOTO_IAM_FLEET1_SECRET='$FLEET1_SECRET'
+export GALLRA_TEST_MOTO_IAM_FLEET2_KEY='$FLEET2_KEY'
+export GALLRA_TEST_MOTO_IAM_FLEET2_SECRET='$FLEET2_SECRET'
+export GALLRA_TEST_MOTO_IAM_DELETION_KEY='$DELETION_KEY'
+export GALLRA_TEST_MOTO_IAM_DELETION_SECRET='$DELETION_SECRET'
+export GALLRA_TEST_POLICIES=$policies
 ENV
-echo "servers: SeaweedFS S3 on 127.0.0.1:$s3_port, Azurite on 127.0.0.1:$az_port, moto on 127.0.0.1:$moto_port"
+echo "servers: SeaweedFS S3 on 127.0.0.1:$s3_port, Azurite on 127.0.0.1:$az_port, moto on 127.0.0.1:$moto_port," \
+    "moto enforcing IAM on 127.0.0.1:$moto_iam_port"

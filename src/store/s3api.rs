@@ -1,0 +1,462 @@
+//! The S3 calls object_store does not make: a PUT that locks the version
+//! it writes (S3 Object Lock's `x-amz-object-lock-*` headers), the lock an
+//! object has, the bucket's versioning and Object Lock settings, and a
+//! probe of whether this server's credentials may delete. SigV4-signed by
+//! `aws-sigv4` over reqwest, as the key service's client is, on the store's
+//! runtime and through the same limits, retries and counters as every
+//! other call: a failure is made into an object_store error of the text
+//! object_store itself writes, so that one reader (`describe`) and one
+//! retry rule read both. Every other request stays on object_store.
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use base64::Engine;
+use bytes::Bytes;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use serde::Deserialize;
+use std::time::{Instant, SystemTime};
+
+use super::settings::{LockMode, ObjectLock};
+
+/// One S3 bucket (and the target's prefix in it), as object_store's builder
+/// was configured for the target.
+pub(super) struct S3Api {
+    /// `https://host[:port]/bucket` (path style) or `https://bucket.host`.
+    base: String,
+    /// The target's folder in the bucket, `""` or `web01/`.
+    prefix: String,
+    region: String,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+/// What an HTTP answer said.
+pub(super) struct Answer {
+    pub(super) headers: reqwest::header::HeaderMap,
+    pub(super) body: Bytes,
+}
+
+/// A bucket's versioning, as `GetBucketVersioning` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BucketVersioning {
+    Enabled,
+    Suspended,
+    /// Never turned on.
+    Off,
+}
+
+/// A bucket's Object Lock, as `GetObjectLockConfiguration` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct BucketLock {
+    /// The lock every new version gets when its PUT names none.
+    pub default_mode: Option<LockMode>,
+    pub default_days: Option<u32>,
+}
+
+impl S3Api {
+    /// A client for the bucket `builder` was configured for (its URL and
+    /// options already applied), under `prefix`.
+    pub(super) fn new(
+        builder: &AmazonS3Builder,
+        bucket: &str,
+        prefix: &str,
+        timeout: std::time::Duration,
+    ) -> Result<S3Api, String> {
+        let get = |key: AmazonS3ConfigKey| builder.get_config_value(&key).filter(|v| !v.is_empty());
+        let region = get(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
+        let virtual_hosted =
+            get(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
+        let endpoint = get(AmazonS3ConfigKey::Endpoint);
+        let base = match (endpoint, virtual_hosted) {
+            (Some(e), false) => format!("{}/{bucket}", e.trim_end_matches('/')),
+            // object_store's rule: with virtual hosting on, the endpoint
+            // already names the bucket.
+            (Some(e), true) => e.trim_end_matches('/').to_string(),
+            (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+            (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        };
+        let allow_http = get(AmazonS3ConfigKey::Client(
+            object_store::ClientConfigKey::AllowHttp,
+        ))
+        .is_some_and(|v| v == "true");
+        if base.starts_with("http://") && !allow_http {
+            return Err("the endpoint is http:// and allow_http is not set".into());
+        }
+        let key_id = get(AmazonS3ConfigKey::AccessKeyId).unwrap_or_default();
+        let secret = get(AmazonS3ConfigKey::SecretAccessKey).unwrap_or_default();
+        let token = get(AmazonS3ConfigKey::Token);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let prefix = match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        Ok(S3Api {
+            base,
+            prefix,
+            region,
+            credentials: Credentials::new(key_id, secret, token, None, "gallra target"),
+            http,
+        })
+    }
+
+    /// The URL of `key` (a path under the target's prefix, or `""` for the
+    /// bucket itself) with `query`.
+    fn url(&self, key: &str, query: &str) -> String {
+        let mut url = self.base.clone();
+        if !key.is_empty() {
+            url.push('/');
+            for (i, segment) in format!("{}{key}", self.prefix).split('/').enumerate() {
+                if i > 0 {
+                    url.push('/');
+                }
+                url.extend(url::form_urlencoded::byte_serialize(segment.as_bytes()));
+            }
+        }
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    }
+
+    /// One signed request; a non-2xx answer is an object_store error.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        query: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> object_store::Result<Answer> {
+        let url = self.url(key, query);
+        let started = Instant::now();
+        let generic = |text: String| object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        };
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let identity = self.credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("s3")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| generic(format!("signing {method} {url}: {e}")))?
+            .into();
+        let signable = SignableRequest::new(
+            method.as_str(),
+            &url,
+            headers.iter().map(|(k, v)| (*k, v.as_str())),
+            SignableBody::Bytes(&body),
+        )
+        .map_err(|e| generic(format!("signing {method} {url}: {e}")))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| generic(format!("signing {method} {url}: {e}")))?
+            .into_parts();
+        let mut request = self.http.request(method.clone(), &url).body(body);
+        for (name, value) in headers.iter().map(|(k, v)| (*k, v.as_str())) {
+            request = request.header(name, value);
+        }
+        for (name, value) in instructions.headers() {
+            request = request.header(name, value);
+        }
+        let performing = |rest: String| {
+            let ms = started.elapsed().as_millis();
+            format!("Error performing {method} {url} in {ms}ms - {rest}")
+        };
+        let transport = |e: reqwest::Error| object_store::Error::Generic {
+            store: "S3",
+            // The retry rule reads a transport failure by its io kind.
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                performing(format!("HTTP error: error sending request: {e}")),
+            )),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(Answer { headers, body });
+        }
+        let text = performing(format!(
+            "Server returned non-2xx status code: {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(2048)])
+        ));
+        let path = format!("{}{key}", self.prefix);
+        Err(match status.as_u16() {
+            404 => object_store::Error::NotFound {
+                path,
+                source: text.into(),
+            },
+            412 => object_store::Error::AlreadyExists {
+                path,
+                source: text.into(),
+            },
+            _ => generic(text),
+        })
+    }
+
+    /// Writes `key`, its version locked until `until`; with `create_only`,
+    /// only if no object is there (`AlreadyExists` if one is). S3 requires
+    /// a checksum of the body on a locked PUT.
+    pub(super) async fn put_locked(
+        &self,
+        key: &str,
+        data: Bytes,
+        lock: &ObjectLock,
+        until: jiff::Timestamp,
+        create_only: bool,
+    ) -> object_store::Result<object_store::PutResult> {
+        use sha2::Digest;
+        let checksum =
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&data));
+        let mut headers = vec![
+            ("x-amz-object-lock-mode", lock.mode.as_s3().to_string()),
+            ("x-amz-object-lock-retain-until-date", s3_time(until)),
+            ("x-amz-sdk-checksum-algorithm", "SHA256".to_string()),
+            ("x-amz-checksum-sha256", checksum),
+        ];
+        if create_only {
+            headers.push(("if-none-match", "*".to_string()));
+        }
+        let answer = self
+            .send(reqwest::Method::PUT, key, "", &headers, data)
+            .await?;
+        let header = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Ok(object_store::PutResult {
+            e_tag: header("etag"),
+            version: header("x-amz-version-id"),
+            extensions: Default::default(),
+        })
+    }
+
+    /// The lock on the current version of `key`: its mode and until when,
+    /// from the headers of a HEAD (which S3 sends to a caller allowed
+    /// `s3:GetObjectRetention`); `None` when the version has no lock.
+    pub(super) async fn lock_of(
+        &self,
+        key: &str,
+    ) -> object_store::Result<Option<(LockMode, jiff::Timestamp)>> {
+        let answer = self
+            .send(reqwest::Method::HEAD, key, "", &[], Bytes::new())
+            .await?;
+        let header = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let mode = header("x-amz-object-lock-mode").and_then(|m| LockMode::from_s3(&m));
+        let until = header("x-amz-object-lock-retain-until-date").and_then(|t| t.parse().ok());
+        Ok(mode.zip(until))
+    }
+
+    pub(super) async fn versioning(&self) -> object_store::Result<BucketVersioning> {
+        #[derive(Deserialize)]
+        struct VersioningConfiguration {
+            #[serde(rename = "Status")]
+            status: Option<String>,
+        }
+        let answer = self
+            .send(reqwest::Method::GET, "", "versioning", &[], Bytes::new())
+            .await?;
+        let parsed: VersioningConfiguration = parse_xml("GetBucketVersioning", &answer.body)?;
+        Ok(match parsed.status.as_deref() {
+            Some("Enabled") => BucketVersioning::Enabled,
+            Some("Suspended") => BucketVersioning::Suspended,
+            _ => BucketVersioning::Off,
+        })
+    }
+
+    /// The bucket's Object Lock, or `None` when it has none.
+    pub(super) async fn object_lock(&self) -> object_store::Result<Option<BucketLock>> {
+        #[derive(Deserialize)]
+        struct ObjectLockConfiguration {
+            #[serde(rename = "ObjectLockEnabled")]
+            enabled: Option<String>,
+            #[serde(rename = "Rule")]
+            rule: Option<Rule>,
+        }
+        #[derive(Deserialize)]
+        struct Rule {
+            #[serde(rename = "DefaultRetention")]
+            default: Option<DefaultRetention>,
+        }
+        #[derive(Deserialize)]
+        struct DefaultRetention {
+            #[serde(rename = "Mode")]
+            mode: Option<String>,
+            #[serde(rename = "Days")]
+            days: Option<u32>,
+            #[serde(rename = "Years")]
+            years: Option<u32>,
+        }
+        let answer = match self
+            .send(reqwest::Method::GET, "", "object-lock", &[], Bytes::new())
+            .await
+        {
+            Ok(a) => a,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) if e.to_string().contains("ObjectLockConfigurationNotFound") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let parsed: ObjectLockConfiguration =
+            parse_xml("GetObjectLockConfiguration", &answer.body)?;
+        if parsed.enabled.as_deref() != Some("Enabled") {
+            return Ok(None);
+        }
+        let default = parsed.rule.and_then(|r| r.default);
+        Ok(Some(BucketLock {
+            default_mode: default
+                .as_ref()
+                .and_then(|d| d.mode.as_deref())
+                .and_then(LockMode::from_s3),
+            default_days: default.and_then(|d| d.days.or(d.years.map(|y| y.saturating_mul(365)))),
+        }))
+    }
+
+    /// Whether these credentials may delete objects outside the lock
+    /// folders: a DELETE of a name nothing is written under. S3 answers a
+    /// delete of a missing object as done, so no data is touched; on a
+    /// versioned bucket the probe leaves one empty delete marker.
+    pub(super) async fn may_delete(&self, probe_key: &str) -> object_store::Result<bool> {
+        match self
+            .send(reqwest::Method::DELETE, probe_key, "", &[], Bytes::new())
+            .await
+        {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) if super::requests::http_status(&e.to_string()) == Some(403) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A time as S3's lock headers take it, to the second.
+fn s3_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn parse_xml<T: serde::de::DeserializeOwned>(
+    operation: &str,
+    body: &[u8],
+) -> object_store::Result<T> {
+    let text = std::str::from_utf8(body).map_err(|_| object_store::Error::Generic {
+        store: "S3",
+        source: format!("{operation}: the answer is not UTF-8").into(),
+    })?;
+    quick_xml::de::from_str(text).map_err(|e| object_store::Error::Generic {
+        store: "S3",
+        source: format!("{operation}: the answer does not parse: {e}").into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(url: &str, options: &[(AmazonS3ConfigKey, &str)]) -> S3Api {
+        let mut b = AmazonS3Builder::new().with_url(url);
+        for (k, v) in options {
+            b = b.with_config(*k, *v);
+        }
+        S3Api::new(&b, "fleet", "web01", std::time::Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn urls_follow_object_stores_addressing() {
+        let a = api(
+            "s3://fleet/web01",
+            &[
+                (AmazonS3ConfigKey::Endpoint, "http://127.0.0.1:9000/"),
+                (
+                    AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
+                    "true",
+                ),
+            ],
+        );
+        assert_eq!(
+            a.url("tenants/acme/packs/ab/cd", ""),
+            "http://127.0.0.1:9000/fleet/web01/tenants/acme/packs/ab/cd"
+        );
+        assert_eq!(
+            a.url("", "versioning"),
+            "http://127.0.0.1:9000/fleet?versioning"
+        );
+        assert_eq!(
+            a.url("x y/é", ""),
+            "http://127.0.0.1:9000/fleet/web01/x+y/%C3%A9"
+        );
+        let a = api(
+            "s3://fleet/web01",
+            &[(AmazonS3ConfigKey::Region, "eu-north-1")],
+        );
+        assert_eq!(
+            a.url("config", ""),
+            "https://s3.eu-north-1.amazonaws.com/fleet/web01/config"
+        );
+        let mut b = AmazonS3Builder::new()
+            .with_url("s3://fleet/web01")
+            .with_config(AmazonS3ConfigKey::Endpoint, "http://127.0.0.1:9000");
+        b = b.with_config(
+            AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
+            "false",
+        );
+        let e = S3Api::new(&b, "fleet", "", std::time::Duration::from_secs(1))
+            .err()
+            .unwrap();
+        assert!(e.contains("allow_http"), "{e}");
+    }
+
+    #[test]
+    fn lock_times_are_whole_seconds_in_utc() {
+        let t: jiff::Timestamp = "2026-12-03T15:04:05.25Z".parse().unwrap();
+        assert_eq!(s3_time(t), "2026-12-03T15:04:05Z");
+        let lock = ObjectLock {
+            mode: LockMode::Compliance,
+            days: 30,
+        };
+        assert_eq!(s3_time(lock.until(t)), "2027-01-02T15:04:06Z");
+    }
+
+    #[test]
+    fn bucket_answers_parse() {
+        #[derive(Deserialize)]
+        struct VersioningConfiguration {
+            #[serde(rename = "Status")]
+            status: Option<String>,
+        }
+        let v: VersioningConfiguration = parse_xml(
+            "x",
+            br#"<?xml version="1.0" encoding="UTF-8"?><VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#,
+        )
+        .unwrap();
+        assert_eq!(v.status.as_deref(), Some("Enabled"));
+        let v: VersioningConfiguration = parse_xml(
+            "x",
+            br#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>"#,
+        )
+        .unwrap();
+        assert_eq!(v.status, None);
+    }
+}

@@ -1,0 +1,325 @@
+//! Issue 18's proof on a server that enforces it: moto's S3 started with
+//! its IAM enforcement on (tests/servers/start.sh), a bucket with Object
+//! Lock, and users whose policies are the ones gallra ships in
+//! packaging/policies/ (placeholders filled in). A fleet server's config
+//! and credentials do every job of the fleet, and cannot destroy what they
+//! wrote: neither through gallra (`erase`, a forged contract end and
+//! `lifecycle apply`) nor by raw requests (boto3) that delete or overwrite.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::remote::{Remote, server_env, unique_prefix};
+use crate::common::*;
+
+/// The IAM-enforcing moto: endpoint, bucket, and the fleet-web01 and
+/// deletion users' keys.
+struct Enforcing {
+    endpoint: String,
+    bucket: String,
+    fleet: (String, String),
+    deletion: (String, String),
+    python: String,
+}
+
+fn enforcing() -> Option<Enforcing> {
+    let v = server_env(
+        "moto (IAM)",
+        &[
+            "GALLRA_TEST_MOTO_IAM_ENDPOINT",
+            "GALLRA_TEST_MOTO_IAM_BUCKET",
+            "GALLRA_TEST_MOTO_IAM_FLEET1_KEY",
+            "GALLRA_TEST_MOTO_IAM_FLEET1_SECRET",
+            "GALLRA_TEST_MOTO_IAM_DELETION_KEY",
+            "GALLRA_TEST_MOTO_IAM_DELETION_SECRET",
+            "GALLRA_TEST_MOTO_PYTHON",
+        ],
+    )?;
+    Some(Enforcing {
+        endpoint: v[0].clone(),
+        bucket: v[1].clone(),
+        fleet: (v[2].clone(), v[3].clone()),
+        deletion: (v[4].clone(), v[5].clone()),
+        python: v[6].clone(),
+    })
+}
+
+impl Enforcing {
+    fn remote(&self, keys: &(String, String)) -> Remote {
+        Remote::s3_at(&self.endpoint, &self.bucket, &keys.0, &keys.1)
+    }
+
+    /// Runs `script` with boto3 as the user with `keys`: argv is the
+    /// endpoint, the bucket, then `args`; it prints JSON.
+    fn boto3(&self, keys: &(String, String), script: &str, args: &[&str]) -> Value {
+        let run = std::process::Command::new(&self.python)
+            .arg("-c")
+            .arg(format!("{BOTO3_HEAD}{script}"))
+            .args([&self.endpoint, &self.bucket, &keys.0, &keys.1])
+            .args(args)
+            .output()
+            .expect("run boto3");
+        assert!(
+            run.status.success(),
+            "boto3: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        serde_json::from_slice(&run.stdout).expect("boto3 prints JSON")
+    }
+}
+
+const BOTO3_HEAD: &str = r#"
+import sys, json, hashlib, boto3, botocore
+endpoint, bucket, key_id, secret = sys.argv[1:5]
+args = sys.argv[5:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id=key_id, aws_secret_access_key=secret,
+                  config=botocore.config.Config(retries={"max_attempts": 1}))
+def versions(prefix):
+    out = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        out += page.get("Versions", [])
+    return out
+def refused(call):
+    try:
+        call()
+        return False
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"] in ("AccessDenied", "403")
+"#;
+
+/// Every version under `prefix`: key (under the prefix), version id, the
+/// SHA-256 of its bytes, whether it is current, and its lock.
+const LIST_VERSIONS: &str = r#"
+prefix = args[0]
+found = []
+for v in versions(prefix):
+    got = s3.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+    found.append({"key": v["Key"][len(prefix) + 1:], "version": v["VersionId"],
+                  "sha256": hashlib.sha256(got["Body"].read()).hexdigest(),
+                  "latest": v["IsLatest"], "lock_mode": got.get("ObjectLockMode"),
+                  "locked_until": str(got.get("ObjectLockRetainUntilDate", ""))})
+json.dump(found, sys.stdout)
+"#;
+
+/// The attack of a root intruder holding the fleet server's credentials:
+/// delete every object, overwrite every object with garbage, delete every
+/// version by its id, and shorten every lock. Prints what the store did.
+const ATTACK: &str = r#"
+prefix = args[0]
+originals = versions(prefix)
+# The policy lets the server delete its locks (docs/IMMUTABLE.md): those
+# are counted apart.
+def is_lock(key):
+    return "/locks/" in key or "/locks-selftest/" in key
+out = {"objects": len(originals), "delete_refused": 0, "delete_done": [],
+       "lock_deletes_done": 0, "overwritten": 0, "version_delete_refused": 0,
+       "version_delete_done": []}
+for v in originals:
+    key = v["Key"]
+    if refused(lambda: s3.delete_object(Bucket=bucket, Key=key)):
+        out["delete_refused"] += 1
+    elif is_lock(key):
+        out["lock_deletes_done"] += 1
+    else:
+        out["delete_done"].append(key)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"garbage from an intruder")
+    out["overwritten"] += 1
+for v in originals:
+    key, vid = v["Key"], v["VersionId"]
+    if refused(lambda: s3.delete_object(Bucket=bucket, Key=key, VersionId=vid)):
+        out["version_delete_refused"] += 1
+    else:
+        out["version_delete_done"].append(key)
+json.dump(out, sys.stdout)
+"#;
+
+/// A local primary and an offsite on the enforcing moto under
+/// `web01/<unique>`, with the fleet user's keys and `lock = "1 day"`.
+fn fleet_env(moto: &Enforcing) -> (Env, String) {
+    let env = Env::new();
+    let prefix = format!("web01/{}", unique_prefix("fleet"));
+    env.set_extra_targets(&moto.remote(&moto.fleet).target_table(
+        "offsite",
+        &prefix,
+        "lock = \"1 day\"",
+    ));
+    let mut rng = Rng::new(18);
+    for t in ["a", "b"] {
+        write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(4000));
+        write_file(
+            &env.path(&format!("src/{t}/photo.jpg")),
+            &rng.bytes(120_000),
+        );
+    }
+    let pattern = env.path("src/{tenant}");
+    env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
+    (env, prefix)
+}
+
+/// SHA-256 of every object file under the primary's folder, by its path.
+fn primary_objects(repo: &Path) -> BTreeMap<String, String> {
+    use sha2::Digest;
+    files_under(repo)
+        .into_iter()
+        .map(|f| {
+            let key = f.strip_prefix(repo).unwrap().to_str().unwrap().to_string();
+            (
+                key,
+                hex::encode(sha2::Sha256::digest(std::fs::read(&f).unwrap())),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
+    let Some(moto) = enforcing() else { return };
+    let (env, prefix) = fleet_env(&moto);
+    env.init();
+    let backup = env.backup(&[]);
+    env.ok(&["ship"]);
+    let ids: BTreeMap<&str, String> = ["a", "b"]
+        .into_iter()
+        .map(|t| (t, backup_snapshot_id(&backup, t, "www")))
+        .collect();
+
+    // What protects the offsite is asked of the bucket, and said.
+    let status = env.json(&["status"]);
+    let offsite = array_field(&status, "targets")
+        .iter()
+        .find(|t| t["target"] == "offsite")
+        .expect("offsite in status")
+        .clone();
+    let p = &offsite["protection"];
+    assert_eq!(p["versioning"], "enabled", "{p}");
+    assert_eq!(p["this_server_deletes"], false, "{p}");
+    assert_eq!(p["resists_this_server"], true, "{p}");
+    assert_eq!(p["lock"]["days"], 1, "{p}");
+    let text = stdout(&env.ok(&["status"]));
+    assert!(
+        text.contains("target offsite protection: versioning and Object Lock on; gallra locks every version it writes for 1 day in compliance mode")
+            && text.contains("cannot delete here"),
+        "{text}"
+    );
+
+    // Every job of the fleet works with credentials that cannot delete.
+    env.ok(&["check", "--target", "offsite", "--read-data"]);
+    env.ok(&["drill", "--target", "offsite"]);
+    for (tenant, id) in &ids {
+        let to = env.path(&format!("restored/{tenant}"));
+        let out = env.run(&[
+            "restore",
+            id,
+            "--to",
+            s(&to),
+            "--target",
+            "offsite",
+            "--verify",
+        ]);
+        assert_success(&out, &format!("restore {tenant} from the offsite"));
+        for f in files_under(&env.path(&format!("src/{tenant}"))) {
+            assert_eq!(
+                std::fs::read(restored_path(&to, &f)).unwrap(),
+                std::fs::read(&f).unwrap()
+            );
+        }
+    }
+
+    // Each version gallra wrote is locked in compliance mode, for a day;
+    // the locks themselves are not (every job deletes its own).
+    let before = moto.boto3(&moto.fleet, LIST_VERSIONS, &[&prefix]);
+    let before = before.as_array().unwrap();
+    let primary = primary_objects(&env.path("repo"));
+    let mut content = 0;
+    for v in before {
+        let key = str_field(v, "key");
+        if key.contains("/locks/") || key.starts_with("locks-selftest/") {
+            // Deleted when done: what is left is an old version, unlocked.
+            assert!(v["lock_mode"].is_null() && v["latest"] == false, "{v}");
+            continue;
+        }
+        assert_eq!(v["lock_mode"], "COMPLIANCE", "{v}");
+        if let Some(sha) = primary.get(key)
+            && key.starts_with("tenants/")
+            && !key.ends_with("/key")
+        {
+            assert_eq!(
+                str_field(v, "sha256"),
+                sha,
+                "{key}: the offsite has the primary's bytes"
+            );
+            content += 1;
+        }
+    }
+    assert!(
+        content >= 6,
+        "packs, indexes and snapshots of both tenants: {before:?}"
+    );
+
+    // The intruder runs gallra with the server's own config.
+    let out = env.run(&["erase", "a", "--reason", "forged", "--yes"]);
+    assert!(
+        !out.status.success(),
+        "an erasure that cannot delete offsite fails: {}",
+        describe(&out)
+    );
+    let said = stderr(&out) + &stdout(&out);
+    assert!(
+        said.contains("offsite") && said.contains("AccessDenied"),
+        "{said}"
+    );
+    let end = env.run(&["contract", "end", "b", "--effective", "2020-01-31"]);
+    assert_success(&end, "the forged contract end is recorded");
+    let out = env.run(&["lifecycle", "apply"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let said = stderr(&out) + &stdout(&out);
+    assert!(
+        said.contains("offsite") && said.contains("AccessDenied"),
+        "{said}"
+    );
+
+    // Then raw requests with the same credentials.
+    let attack = moto.boto3(&moto.fleet, ATTACK, &[&prefix]);
+    assert_eq!(array_field(&attack, "delete_done").len(), 0, "{attack}");
+    assert_eq!(
+        array_field(&attack, "version_delete_done").len(),
+        0,
+        "{attack}"
+    );
+    let objects = u64_field(&attack, "objects");
+    assert!(objects as usize >= before.len(), "{attack}");
+    assert_eq!(u64_field(&attack, "overwritten"), objects, "{attack}");
+    assert_eq!(
+        u64_field(&attack, "version_delete_refused"),
+        objects,
+        "{attack}"
+    );
+
+    // Every version that was there before is there still, byte for byte.
+    let after = moto.boto3(&moto.deletion, LIST_VERSIONS, &[&prefix]);
+    let after: BTreeMap<&str, &str> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (str_field(v, "version"), str_field(v, "sha256")))
+        .collect();
+    for v in before {
+        assert_eq!(
+            after.get(str_field(v, "version")).copied(),
+            Some(str_field(v, "sha256")),
+            "version {} of {} survives the attack",
+            v["version"],
+            v["key"]
+        );
+    }
+    // And the overwrite is noticed: the current versions are garbage.
+    let out = env.run(&["check", "--target", "offsite"]);
+    assert!(
+        !out.status.success(),
+        "check sees the garbage: {}",
+        describe(&out)
+    );
+}
