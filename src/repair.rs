@@ -38,10 +38,16 @@ pub fn repair_target(
     config: &Config,
     name: &str,
     from: Option<&str>,
+    as_of: Option<jiff::Timestamp>,
     opts: ShipOptions,
 ) -> Result<ShipReport> {
     let dst_target = config.target(name)?;
     let src = repair_source(config, name, from)?;
+    // After an attack on the source: copy what it held at a time before.
+    let src = match as_of {
+        Some(at) => src.as_of(at)?,
+        None => src,
+    };
     // Only someone holding the key may rebuild a target from it.
     let src = Repository::open(src, &config.key)?;
     let dst = Store::open_or_create(dst_target)?;

@@ -17,14 +17,23 @@ pub struct RepairTargetArgs {
     /// Read every copied object back and check its hash
     #[arg(long)]
     verify: bool,
+    /// Copy what the source held at TIME (an S3 target's old versions, after an attack); needs --from
+    #[arg(long, value_name = "TIME", requires = "from")]
+    as_of: Option<String>,
 }
 
 pub fn run(config: &Config, json_out: bool, args: RepairTargetArgs) -> anyhow::Result<i32> {
     let name = &args.name;
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(|t| super::parse_moment(config, "--as-of", t))
+        .transpose()?;
     let report = gallra::repair::repair_target(
         config,
         name,
         args.from.as_deref(),
+        as_of,
         ShipOptions {
             verify: args.verify,
             progress: !json_out,

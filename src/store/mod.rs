@@ -12,7 +12,9 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -77,6 +79,16 @@ pub struct Store {
     s3: Option<Arc<s3api::S3Api>>,
     /// Object Lock on what is written (`lock`; only on S3 targets).
     lock: Option<ObjectLock>,
+    /// Set by `as_of`: every read sees the versions current at a time, and
+    /// nothing is written.
+    view: Option<Arc<AsOf>>,
+}
+
+/// The objects of an S3 target as they were at `at`: for each name, the
+/// newest version written at or before `at`, unless that is a deletion.
+struct AsOf {
+    at: jiff::Timestamp,
+    objects: std::collections::BTreeMap<String, (String, u64)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -215,6 +227,7 @@ impl Store {
             locking: target.locking,
             lock: target.lock.filter(|_| s3.is_some()),
             s3,
+            view: None,
         })
     }
 
@@ -222,9 +235,80 @@ impl Store {
         &self.name
     }
 
-    /// Whether this target's tenants are locked (see `crate::lock`).
+    /// Whether this target's tenants are locked (see `crate::lock`). A
+    /// view of the past takes no locks: it writes nothing, and what it
+    /// reads no job can change.
     pub fn locking(&self) -> Locking {
-        self.locking
+        match self.view {
+            Some(_) => Locking::None,
+            None => self.locking,
+        }
+    }
+
+    /// This target as it was at `at`: every read gets the version of each
+    /// object that was current then (S3's version listing, once), objects
+    /// written later are not there and objects deleted later are; nothing
+    /// can be written through it. For recovery after an attack that
+    /// overwrote or deleted objects (docs/IMMUTABLE.md).
+    pub fn as_of(&self, at: jiff::Timestamp) -> Result<Store> {
+        let Some(api) = &self.s3 else {
+            return Err(Error::TargetConfig {
+                target: self.name.clone(),
+                message: "--as-of reads old versions, which gallra reads only from S3 targets"
+                    .into(),
+            });
+        };
+        let versions = runtime()
+            .block_on(self.call(0, || api.versions()))
+            .map_err(|f| self.fail("(versions)", f))?;
+        let mut newest: std::collections::BTreeMap<String, &s3api::ObjectVersion> =
+            Default::default();
+        for v in versions.iter().filter(|v| v.modified <= at) {
+            match newest.get(&v.key) {
+                Some(seen) if seen.modified >= v.modified => {}
+                _ => {
+                    newest.insert(v.key.clone(), v);
+                }
+            }
+        }
+        let objects = newest
+            .into_iter()
+            .filter(|(_, v)| !v.deleted)
+            .map(|(k, v)| (k, (v.version.clone(), v.size)))
+            .collect();
+        let mut past = self.clone();
+        past.view = Some(Arc::new(AsOf { at, objects }));
+        Ok(past)
+    }
+
+    /// The version to read of `path` in a view of the past (`None`: the
+    /// current one); a name the past did not have is not found.
+    fn version_to_read(&self, path: &str) -> Result<Option<String>> {
+        let Some(view) = &self.view else {
+            return Ok(None);
+        };
+        match view.objects.get(path) {
+            Some((version, _)) => Ok(Some(version.clone())),
+            None => Err(Error::NotFound {
+                target: self.name.clone(),
+                object: path.to_string(),
+            }),
+        }
+    }
+
+    /// Refuses a write through a view of the past.
+    fn writable(&self, path: &str) -> Result<()> {
+        match &self.view {
+            None => Ok(()),
+            Some(view) => Err(Error::Store {
+                target: self.name.clone(),
+                object: path.to_string(),
+                message: format!(
+                    "read as it was at {}: nothing is written through it",
+                    view.at
+                ),
+            }),
+        }
     }
 
     /// Whether the target is a folder on this machine.
@@ -325,8 +409,11 @@ impl Store {
                 .map_err(|e| self.map_io_err(path, e))?
         } else {
             let p = self.obj_path(path)?;
+            let opts = GetOptions::default().with_version(self.version_to_read(path)?);
             runtime()
-                .block_on(self.call(0, || async { self.inner.get(&p).await?.bytes().await }))
+                .block_on(self.call(0, || async {
+                    self.inner.get_opts(&p, opts.clone()).await?.bytes().await
+                }))
                 .map_err(|f| self.fail(path, f))?
         };
         self.count_download(bytes.len());
@@ -351,9 +438,10 @@ impl Store {
                 .map(Bytes::from)
         } else {
             let p = self.obj_path(path)?;
+            let opts = GetOptions::default().with_version(self.version_to_read(path)?);
             runtime()
                 .block_on(self.call(0, || async {
-                    let r = self.inner.get(&p).await?;
+                    let r = self.inner.get_opts(&p, opts.clone()).await?;
                     if r.meta.size > max {
                         return Ok(None);
                     }
@@ -387,8 +475,19 @@ impl Store {
             read_local_range(&file, range).map_err(|e| self.map_io_err(path, e))?
         } else {
             let p = self.obj_path(path)?;
+            let version = self.version_to_read(path)?;
             runtime()
-                .block_on(self.call(0, || self.inner.get_range(&p, range.clone())))
+                .block_on(self.call(0, || async {
+                    match &version {
+                        None => self.inner.get_range(&p, range.clone()).await,
+                        Some(v) => {
+                            let opts = GetOptions::default()
+                                .with_range(Some(range.clone()))
+                                .with_version(Some(v.clone()));
+                            self.inner.get_opts(&p, opts).await?.bytes().await
+                        }
+                    }
+                }))
                 .map_err(|f| self.fail(path, f))?
         };
         self.count_download(bytes.len());
@@ -397,6 +496,9 @@ impl Store {
 
     /// The size of an object, or `None` if there is none.
     pub fn size_of(&self, path: &str) -> Result<Option<u64>> {
+        if let Some(view) = &self.view {
+            return Ok(view.objects.get(path).map(|(_, size)| *size));
+        }
         let p = self.obj_path(path)?;
         match runtime().block_on(self.call(0, || self.inner.head(&p))) {
             Ok(meta) => Ok(Some(meta.size)),
@@ -409,6 +511,7 @@ impl Store {
     }
 
     async fn put_async(&self, path: &str, data: Bytes, mode: PutMode) -> Result<bool> {
+        self.writable(path)?;
         let p = self.obj_path(path)?;
         let size = data.len() as u64;
         let locked = match (&self.s3, &self.lock) {
@@ -492,6 +595,17 @@ impl Store {
 
     /// Every object under `prefix` (a folder path without trailing slash).
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        if let Some(view) = &self.view {
+            return Ok(view
+                .objects
+                .iter()
+                .filter(|(k, _)| prefix.is_empty() || crate::layout::is_under(k, prefix))
+                .map(|(k, (_, size))| Listed {
+                    path: k.clone(),
+                    size: *size,
+                })
+                .collect());
+        }
         let p = self.obj_path(prefix)?;
         let metas: Vec<object_store::ObjectMeta> = runtime()
             .block_on(self.call(0, || self.inner.list(Some(&p)).try_collect()))
@@ -509,6 +623,23 @@ impl Store {
 
     /// The names directly under `prefix` that are folders.
     pub fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        if let Some(view) = &self.view {
+            let mut dirs: Vec<String> = view
+                .objects
+                .keys()
+                .filter_map(|k| {
+                    let rest = match prefix {
+                        "" => k.as_str(),
+                        p => k.strip_prefix(p)?.strip_prefix('/')?,
+                    };
+                    let (dir, _) = rest.split_once('/')?;
+                    Some(dir.to_string())
+                })
+                .collect();
+            dirs.sort();
+            dirs.dedup();
+            return Ok(dirs);
+        }
         let p = self.obj_path(prefix)?;
         let res = runtime()
             .block_on(self.call(0, || self.inner.list_with_delimiter(Some(&p))))
@@ -632,6 +763,7 @@ impl Store {
     /// The one place objects are deleted, so that deletion can later be given
     /// its own credentials.
     pub fn delete(&self, path: &str) -> Result<()> {
+        self.writable(path)?;
         kill_point();
         let p = self.obj_path(path)?;
         match runtime().block_on(self.call(0, || self.inner.delete(&p))) {

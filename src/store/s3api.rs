@@ -40,6 +40,19 @@ pub(super) struct Answer {
     pub(super) body: Bytes,
 }
 
+/// One version of an object, or a delete marker, as `ListObjectVersions`
+/// says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ObjectVersion {
+    /// Its name under the target's prefix.
+    pub(super) key: String,
+    pub(super) version: String,
+    pub(super) modified: jiff::Timestamp,
+    pub(super) size: u64,
+    /// A delete marker: the object was deleted at `modified`.
+    pub(super) deleted: bool,
+}
+
 /// A bucket's versioning, as `GetBucketVersioning` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,12 +126,7 @@ impl S3Api {
         let mut url = self.base.clone();
         if !key.is_empty() {
             url.push('/');
-            for (i, segment) in format!("{}{key}", self.prefix).split('/').enumerate() {
-                if i > 0 {
-                    url.push('/');
-                }
-                url.extend(url::form_urlencoded::byte_serialize(segment.as_bytes()));
-            }
+            url.push_str(&uri_encode(&format!("{}{key}", self.prefix), false));
         }
         if !query.is_empty() {
             url.push('?');
@@ -336,6 +344,85 @@ impl S3Api {
         }))
     }
 
+    /// Every version and delete marker under the target's prefix, in the
+    /// store's order (by key, newest first), page by page.
+    pub(super) async fn versions(&self) -> object_store::Result<Vec<ObjectVersion>> {
+        #[derive(Deserialize)]
+        struct ListVersionsResult {
+            #[serde(rename = "IsTruncated", default)]
+            truncated: bool,
+            #[serde(rename = "NextKeyMarker")]
+            next_key: Option<String>,
+            #[serde(rename = "NextVersionIdMarker")]
+            next_version: Option<String>,
+            #[serde(rename = "Version", default)]
+            versions: Vec<Entry>,
+            #[serde(rename = "DeleteMarker", default)]
+            markers: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(rename = "Key")]
+            key: String,
+            #[serde(rename = "VersionId")]
+            version: String,
+            #[serde(rename = "LastModified")]
+            modified: String,
+            #[serde(rename = "Size", default)]
+            size: u64,
+        }
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let mut query = format!("prefix={}&versions=", uri_encode(&self.prefix, true));
+            if let Some((key, version)) = &marker {
+                query = format!(
+                    "key-marker={}&{query}&version-id-marker={}",
+                    uri_encode(key, true),
+                    uri_encode(version, true)
+                );
+            }
+            let answer = self
+                .send(reqwest::Method::GET, "", &query, &[], Bytes::new())
+                .await?;
+            let page: ListVersionsResult = parse_xml("ListObjectVersions", &answer.body)?;
+            for (entry, deleted) in page
+                .versions
+                .into_iter()
+                .map(|e| (e, false))
+                .chain(page.markers.into_iter().map(|e| (e, true)))
+            {
+                let Some(key) = entry.key.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                let modified =
+                    entry
+                        .modified
+                        .parse()
+                        .map_err(|_| object_store::Error::Generic {
+                            store: "S3",
+                            source: format!(
+                                "ListObjectVersions: {}: LastModified {:?} is not a time",
+                                entry.key, entry.modified
+                            )
+                            .into(),
+                        })?;
+                out.push(ObjectVersion {
+                    key: key.to_string(),
+                    version: entry.version,
+                    modified,
+                    size: entry.size,
+                    deleted,
+                });
+            }
+            match (page.truncated, page.next_key, page.next_version) {
+                (true, Some(key), Some(version)) => marker = Some((key, version)),
+                (true, Some(key), None) => marker = Some((key, String::new())),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// Whether these credentials may delete objects outside the lock
     /// folders: a DELETE of a name nothing is written under. S3 answers a
     /// delete of a missing object as done, so no data is touched; on a
@@ -350,6 +437,23 @@ impl S3Api {
             Err(e) => Err(e),
         }
     }
+}
+
+/// S3's URI encoding: every byte but the unreserved characters (and `/`
+/// in a path) as `%XX`, so that a tenant's escaped name (`caf%C3%A9`)
+/// reaches the store as the name object_store writes.
+fn uri_encode(text: &str, slash_too: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            b'/' if !slash_too => out.push('/'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// A time as S3's lock headers take it, to the second.

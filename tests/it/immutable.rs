@@ -259,6 +259,12 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
         "packs, indexes and snapshots of both tenants: {before:?}"
     );
 
+    // The moment to recover to: before the attack, which starts a second
+    // later (the store's times are whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before_attack = jiff::Timestamp::now().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
     // The intruder runs gallra with the server's own config.
     let out = env.run(&["erase", "a", "--reason", "forged", "--yes"]);
     assert!(
@@ -321,5 +327,81 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
         !out.status.success(),
         "check sees the garbage: {}",
         describe(&out)
+    );
+
+    // The operator's recovery: the offsite as it was before the attack
+    // lists every snapshot, and each restores byte for byte.
+    let as_of = ["--target", "offsite", "--as-of", before_attack.as_str()];
+    let listed = env.json(&[&["snapshots"][..], &as_of].concat());
+    let mut listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| str_field(s, "id"))
+        .collect();
+    listed.sort();
+    let mut expected: Vec<&str> = ids.values().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "every snapshot there before the attack");
+    for (tenant, id) in &ids {
+        let to = env.path(&format!("recovered/{tenant}"));
+        let out = env.run(
+            &[
+                &["restore", id.as_str(), "--to", s(&to), "--verify"][..],
+                &as_of,
+            ]
+            .concat(),
+        );
+        assert_success(&out, &format!("restore {tenant} as of before the attack"));
+        for f in files_under(&env.path(&format!("src/{tenant}"))) {
+            assert_eq!(
+                std::fs::read(restored_path(&to, &f)).unwrap(),
+                std::fs::read(&f).unwrap()
+            );
+        }
+    }
+    // The local target, whose tenant a the forged erasure deleted, is
+    // rebuilt from the offsite as it was, and holds everything again.
+    std::fs::remove_dir_all(env.path("repo")).unwrap();
+    env.ok(&[
+        "repair-target",
+        "local",
+        "--from",
+        "offsite",
+        "--as-of",
+        &before_attack,
+        "--verify",
+    ]);
+    env.ok(&["check", "--read-data"]);
+    let mut rebuilt: Vec<String> = env
+        .snapshots()
+        .iter()
+        .map(|s| str_field(s, "id").to_string())
+        .collect();
+    rebuilt.sort();
+    assert_eq!(
+        rebuilt, expected,
+        "the rebuilt local target holds every snapshot"
+    );
+    for (tenant, id) in &ids {
+        let to = env.path(&format!("rebuilt/{tenant}"));
+        assert_success(
+            &env.restore_verified(id, &to),
+            &format!("restore {tenant} from the rebuilt local"),
+        );
+    }
+    // Nothing is written through the past, not even by the library.
+    let at: jiff::Timestamp = before_attack.parse().unwrap();
+    let past = moto.remote(&moto.fleet).store(&prefix).as_of(at).unwrap();
+    let e = past
+        .put("tenants/a/key", bytes::Bytes::from_static(b"x"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nothing is written"), "{e}");
+    assert!(
+        past.delete("config")
+            .unwrap_err()
+            .to_string()
+            .contains("nothing is written")
     );
 }
