@@ -21,6 +21,9 @@ struct Cli {
     /// Machine-readable output: one JSON document on stdout
     #[arg(long, global = true)]
     json: bool,
+    /// On a lifecycle host: the [[fleet]] repository to work on (`lifecycle` without it works on each in turn)
+    #[arg(long, global = true, value_name = "NAME")]
+    fleet: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -193,6 +196,36 @@ fn die_quietly_on_closed_pipe() {
     }
 }
 
+/// `gallra lifecycle ...` on a lifecycle host without `--fleet`: on each
+/// fleet repository in turn, each under a heading; the exit code is the
+/// worst. One repository that fails does not stop the others.
+fn every_fleet_repository(
+    config: &Config,
+    json_out: bool,
+    command: &cli::lifecycle::LifecycleCommand,
+) -> anyhow::Result<i32> {
+    if json_out {
+        return Err(gallra::Error::Usage(
+            "--json prints one repository's report: name it with --fleet NAME".into(),
+        )
+        .into());
+    }
+    let mut worst = 0;
+    for f in &config.fleet {
+        println!("== fleet repository {} ({})", f.name, f.prefix);
+        let code = config
+            .for_fleet(&f.name)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| cli::lifecycle::lifecycle(&c, false, command.clone()))
+            .unwrap_or_else(|e| {
+                eprintln!("error: fleet repository {}: {e:#}", f.name);
+                1
+            });
+        worst = worst.max(code);
+    }
+    Ok(worst)
+}
+
 fn config_path(cli: &Cli) -> PathBuf {
     cli.config
         .clone()
@@ -203,7 +236,31 @@ fn config_path(cli: &Cli) -> PathBuf {
 fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result<i32> {
     let json_out = cli.json;
     let path = config_path(&cli);
-    let load = || -> anyhow::Result<Config> { Ok(Config::load(&path)?) };
+    let fleet = cli.fleet.clone();
+    let load = || -> anyhow::Result<Config> {
+        let config = Config::load(&path)?;
+        match &fleet {
+            Some(name) => Ok(config.for_fleet(name)?),
+            None if !config.fleet.is_empty() => Err(gallra::Error::Usage(format!(
+                "{} is a lifecycle host's config: name the repository with --fleet NAME (one of {})",
+                path.display(),
+                config
+                    .fleet
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into()),
+            None => Ok(config),
+        }
+    };
+    if let (Command::Lifecycle { command }, None) = (&cli.command, &fleet) {
+        let config = Config::load(&path)?;
+        if !config.fleet.is_empty() {
+            return every_fleet_repository(&config, json_out, command);
+        }
+    }
     match cli.command {
         Command::Init(args) => cli::init::run(&load()?, json_out, args),
         Command::Key {

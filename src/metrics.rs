@@ -168,6 +168,20 @@ pub fn render(s: &Status) -> String {
         o.sample("gallra_target_bytes", &[("target", &t.target)], t.bytes);
     }
     o.family(
+        "gallra_target_overdue_deletions",
+        "gauge",
+        "Snapshot copies on the target past their expiry that still exist (not held); on a target a lifecycle host deletes on, how far it lags. Must be 0.",
+    );
+    if s.targets.iter().all(|t| t.ok || !t.primary) {
+        for t in s.targets.iter().filter(|t| t.ok) {
+            o.sample(
+                "gallra_target_overdue_deletions",
+                &[("target", &t.target)],
+                t.overdue_deletions,
+            );
+        }
+    }
+    o.family(
         "gallra_target_resists_this_server",
         "gauge",
         "1 if every version written to the target stays locked whatever this server does (versioning, Object Lock and a lock on each version, as last probed).",

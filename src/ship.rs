@@ -385,7 +385,17 @@ fn ship_repository(
     }
     for slot in &dst_slots {
         if !src_slots.iter().any(|s| s.path == slot.path) {
-            dst.delete(&slot.path)?;
+            if dst.deletes_here() {
+                dst.delete(&slot.path)?;
+            } else {
+                // `status` counts it in `key_slots_extra`: a revoked key
+                // that still opens the target until its host removes it.
+                tracing::warn!(
+                    "target {}: key slot {} was removed on the primary; its deletions are a lifecycle host's, which removes it",
+                    dst.name(),
+                    slot.path
+                );
+            }
         }
     }
     if dst_config.is_none() {

@@ -89,6 +89,11 @@ pub struct TargetStatus {
     pub noncurrent_expiry: Option<String>,
     /// What protects the target against this server (the recorded probe).
     pub protection: Option<crate::protection::Protection>,
+    /// Who deletes there: "here" or "lifecycle-host".
+    pub deletions: String,
+    /// Snapshot copies on this target past their expiry (not held): on a
+    /// target whose lifecycle host deletes, how far that host lags.
+    pub overdue_deletions: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -288,6 +293,7 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
             ..Default::default()
         };
         row.protection = Some(crate::protection::recorded(state_dir, t));
+        row.deletions = t.deletions.as_word().to_string();
         let read = match repo {
             Some(r) => crate::ship::status(primary, &r.store).and_then(|per| {
                 if !t.primary {
@@ -401,6 +407,9 @@ pub fn collect(config: &Config, now: Timestamp) -> Result<Status> {
         t.sources.sort_by(|a, b| a.source.cmp(&b.source));
     }
 
+    for t in &mut targets {
+        t.overdue_deletions = due.due.iter().filter(|e| e.target == t.target).count() as u64;
+    }
     let mut status = assemble(
         config,
         state,

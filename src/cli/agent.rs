@@ -23,6 +23,13 @@ pub fn log_format(config: Option<&Config>) -> LogFormat {
 }
 
 pub fn agent(config: Config) -> anyhow::Result<i32> {
+    if !config.fleet.is_empty() {
+        return Err(gallra::Error::Usage(format!(
+            "{} is a lifecycle host's config ([[fleet]]): a lifecycle host runs `gallra lifecycle apply` from gallra-lifecycle-host.timer, not the agent",
+            config.path.display()
+        ))
+        .into());
+    }
     gallra::agent::run(config)?;
     Ok(0)
 }

@@ -60,7 +60,7 @@ pub enum InboxCommand {
     Process,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 pub enum LifecycleCommand {
     /// What is due now, or what will be gone by DATE
     Plan {
@@ -433,6 +433,19 @@ fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failur
         println!("due {when}: {} snapshot copies", plan.due.len());
         print_entries(config, &plan.due.iter().collect::<Vec<_>>());
     }
+    for t in config
+        .targets
+        .iter()
+        .filter(|t| t.deletions == gallra::store::Deletions::LifecycleHost)
+    {
+        let n = plan.due.iter().filter(|e| e.target == t.name).count();
+        if n > 0 {
+            println!(
+                "target {}: its {n} due copies are deleted by its lifecycle host (deletions = \"lifecycle-host\"), not from here; until it has, they count as overdue",
+                t.name
+            );
+        }
+    }
     /// A tenant's held copies, under its (first) hold.
     struct Held<'a> {
         copies: usize,
@@ -539,6 +552,22 @@ fn print_apply(
             println!("dry run: nothing is deleted");
             print_entries(config, &report.due.iter().collect::<Vec<_>>());
         }
+        let mut elsewhere: Vec<&str> = report
+            .left_to_lifecycle_host
+            .iter()
+            .map(|e| e.target.as_str())
+            .collect();
+        elsewhere.dedup();
+        for target in elsewhere {
+            let n = report
+                .left_to_lifecycle_host
+                .iter()
+                .filter(|e| e.target == target)
+                .count();
+            println!(
+                "target {target}: {n} due snapshot copies are left to its lifecycle host (deletions = \"lifecycle-host\"); until it deletes them they count as overdue"
+            );
+        }
         for t in &report.tenants {
             for r in &t.targets {
                 if r.snapshots_deleted + r.objects_deleted + r.objects_written == 0 {
@@ -595,7 +624,11 @@ fn print_apply(
                 "tenant {tenant}: {n} snapshot(s) kept under a legal obligation (see `gallra lifecycle plan`); the key goes with the last of them"
             );
         }
-        if !report.dry_run && report.tenants.is_empty() && report.ok() {
+        if !report.dry_run
+            && report.tenants.is_empty()
+            && report.left_to_lifecycle_host.is_empty()
+            && report.ok()
+        {
             println!("nothing was due");
         }
         let heading = match report.dry_run {

@@ -20,6 +20,7 @@ use crate::schedule::Schedule;
 
 mod agent;
 mod drill;
+mod fleet;
 mod key;
 mod key_service;
 mod repository;
@@ -37,6 +38,7 @@ pub use agent::{
 pub use drill::{
     DEFAULT_DRILL_MAX_AGE, DEFAULT_DRILL_SAMPLE, DEFAULT_DRILL_SCHEDULE, DrillSettings,
 };
+pub use fleet::FleetRepository;
 pub use repository::RepositorySettings;
 pub use source::{Source, SourceKind};
 pub use target::Target;
@@ -58,6 +60,11 @@ pub struct Config {
     /// The retention rules, parsed; in `agent.time_zone`.
     pub policy: crate::lifecycle::Policy,
     pub drill: DrillSettings,
+    /// On a lifecycle host: the fleet servers' repositories it applies the
+    /// lifecycle of (`[[fleet]]`).
+    pub fleet: Vec<FleetRepository>,
+    /// Set in the config `for_fleet` makes: the fleet repository it is of.
+    pub fleet_repository: Option<String>,
 }
 
 /// agent.toml as written, one field per table.
@@ -78,6 +85,8 @@ struct RawConfig {
     retention: Retention,
     #[serde(default)]
     drill: drill::RawDrill,
+    #[serde(default)]
+    fleet: Vec<fleet::RawFleet>,
 }
 
 /// The file being parsed: errors name it, relative paths are resolved
@@ -148,10 +157,19 @@ impl Config {
         })?;
         let time_zone = agent::time_zone(&raw.agent, &file)?;
         let agent = agent::parse(raw.agent, &file)?;
-        let key = RepoKeys::new(
-            key::parse(raw.key, &file)?,
-            key_service::parse(raw.key_service, &file)?,
-        );
+        let fleet = fleet::parse(raw.fleet, &file)?;
+        // A lifecycle host opens each repository with its [[fleet]] key
+        // file; its own config is never opened as a repository.
+        let master = match (fleet.first(), raw.key) {
+            (None, key) => key::parse(key, &file)?,
+            (Some(f), None) => crate::crypto::KeySource::File(f.key_file.clone()),
+            (Some(_), Some(_)) => {
+                return Err(file.error(
+                    "[key] and [[fleet]]: a lifecycle host's config names each repository's key as its [[fleet]] key_file; remove [key]".into(),
+                ));
+            }
+        };
+        let key = RepoKeys::new(master, key_service::parse(raw.key_service, &file)?);
         let repository = repository::parse(raw.repository, &file)?;
         let targets = target::parse(raw.target, &file)?;
         let policy = retention::policy(&raw.retention, &targets, time_zone, &file)?;
@@ -167,7 +185,42 @@ impl Config {
             retention: raw.retention,
             policy,
             drill,
+            fleet,
+            fleet_repository: None,
         })
+    }
+
+    /// On a lifecycle host, the config of the fleet repository `name`: the
+    /// host's targets with the repository's folder added to each URL, its
+    /// key file (and the host's key service), the host's rules and agent
+    /// name (its audit chain in that repository is the host's), and a
+    /// state folder of its own. No sources: a lifecycle host backs up
+    /// nothing.
+    pub fn for_fleet(&self, name: &str) -> Result<Config> {
+        let f = self.fleet.iter().find(|f| f.name == name).ok_or_else(|| {
+            Error::Usage(format!(
+                "no [[fleet]] named {name:?} in {} (fleet: {})",
+                self.path.display(),
+                self.fleet
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let mut c = self.clone();
+        for t in &mut c.targets {
+            t.store.url = format!("{}/{}", t.store.url.trim_end_matches('/'), f.prefix);
+        }
+        c.key = RepoKeys::new(
+            crate::crypto::KeySource::File(f.key_file.clone()),
+            self.key.service.clone(),
+        );
+        c.agent.state_dir = self.agent.state_dir.join("fleet").join(&f.name);
+        c.sources.clear();
+        c.fleet.clear();
+        c.fleet_repository = Some(f.name.clone());
+        Ok(c)
     }
 
     /// Opens every target's repository with the configured key, the
@@ -194,6 +247,8 @@ impl Config {
             state_dir: self.agent.state_dir.clone(),
             pack_size: self.repository.pack_size,
             audit,
+            // The key epoch is the fleet server's: it makes and destroys it.
+            rotates: self.fleet_repository.is_none(),
         }
     }
 

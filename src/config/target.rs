@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use super::ConfigFile;
 use crate::error::Result;
 use crate::lifecycle::rules::Rule;
-use crate::store::{LockMode, Locking, NoncurrentExpiry, ObjectLock, StoreLimits, TargetSettings};
+use crate::store::{
+    Deletions, LockMode, Locking, NoncurrentExpiry, ObjectLock, StoreLimits, TargetSettings,
+};
 
 /// A `[[target]]`: the settings its store is opened with, and its role.
 #[derive(Debug, Clone)]
@@ -62,6 +64,9 @@ pub(super) struct RawTarget {
     /// S3 Object Lock on every version written, e.g. "30 days".
     lock: Option<String>,
     lock_mode: Option<LockMode>,
+    /// "here" (default) or "lifecycle-host".
+    #[serde(default)]
+    deletions: Deletions,
 }
 
 impl RawTarget {
@@ -141,6 +146,15 @@ pub(super) fn parse(mut raw: Vec<RawTarget>, file: &ConfigFile) -> Result<Vec<Ta
     if raw.len() == 1 {
         raw[0].primary = true;
     }
+    if let Some(t) = raw
+        .iter()
+        .find(|t| t.primary && t.deletions == Deletions::LifecycleHost)
+    {
+        return Err(err(format!(
+            "[[target]] {}: the primary deletes its own expired snapshots; deletions = \"lifecycle-host\" is for a secondary",
+            t.name
+        )));
+    }
     let primaries = raw.iter().filter(|t| t.primary).count();
     if primaries != 1 {
         return Err(err(format!(
@@ -171,6 +185,7 @@ pub(super) fn parse(mut raw: Vec<RawTarget>, file: &ConfigFile) -> Result<Vec<Ta
                 locking: t.locking,
                 noncurrent_expiry,
                 lock,
+                deletions: t.deletions,
             },
             primary: t.primary,
             retention: t.retention,

@@ -107,7 +107,7 @@ pub fn shred_due(repos: &[Repository]) -> Result<BTreeSet<String>> {
 /// mark that does not parse counts as made now: it may be the newest).
 fn shred_marks(repos: &[Repository]) -> Result<BTreeMap<String, i64>> {
     let mut out: BTreeMap<String, i64> = BTreeMap::new();
-    for repo in repos {
+    for repo in deleting(repos) {
         for obj in repo.store.list(layout::SHRED_DUE_FOLDER)? {
             let name = obj.path.rsplit('/').next().unwrap_or("");
             let Some(t) = crate::tenant_name::from_component(name) else {
@@ -209,10 +209,18 @@ pub fn due_with(repos: &[Repository], epochs: &[Epoch], now: Timestamp) -> Resul
     })
 }
 
-/// Every epoch on any target, by id, oldest first.
+/// The targets this agent deletes on. A target whose deletions are a
+/// lifecycle host's receives every new epoch and rewrapped key, but keeps
+/// the retired epochs' objects (its host removes them): what it holds says
+/// nothing of whether a rotation finished.
+fn deleting(repos: &[Repository]) -> impl Iterator<Item = &Repository> {
+    repos.iter().filter(|r| r.store.deletes_here())
+}
+
+/// Every epoch on any target this agent deletes on, by id, oldest first.
 pub fn all_epochs(repos: &[Repository]) -> Result<Vec<Epoch>> {
     let mut by_id: BTreeMap<[u8; 16], Epoch> = BTreeMap::new();
-    for repo in repos {
+    for repo in deleting(repos) {
         for e in repo.epochs()? {
             by_id.entry(e.id).or_insert(e);
         }
@@ -290,6 +298,8 @@ pub fn rotate(
         };
         for repo in repos {
             repo.keys().forget(&old.id);
+        }
+        for repo in deleting(repos) {
             repo.store
                 .delete(&old.path())
                 .map_err(|e| e.in_target(repo.store.name()))?;
@@ -302,7 +312,7 @@ pub fn rotate(
     }
     let once_master = wrapped_by_master_once(repos)?;
     report.shredded_once_master_wrapped = shred_seen.intersection(&once_master).cloned().collect();
-    for repo in repos {
+    for repo in deleting(repos) {
         for tenant in &shred_seen {
             repo.store.delete(&layout::shred_due_path(tenant))?;
         }

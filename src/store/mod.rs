@@ -31,7 +31,9 @@ mod settings;
 pub use requests::StoreStats;
 use requests::{Failed, Failure, Requests, describe, http_status};
 pub use s3api::{BucketLock, BucketVersioning};
-pub use settings::{LockMode, Locking, NoncurrentExpiry, ObjectLock, StoreLimits, TargetSettings};
+pub use settings::{
+    Deletions, LockMode, Locking, NoncurrentExpiry, ObjectLock, StoreLimits, TargetSettings,
+};
 
 /// Objects at least this large are uploaded in parts, so that a failed
 /// request repeats one part rather than the whole object, and parts travel
@@ -82,6 +84,7 @@ pub struct Store {
     /// Set by `as_of`: every read sees the versions current at a time, and
     /// nothing is written.
     view: Option<Arc<AsOf>>,
+    deletions: Deletions,
 }
 
 /// The objects of an S3 target as they were at `at`: for each name, the
@@ -228,6 +231,7 @@ impl Store {
             lock: target.lock.filter(|_| s3.is_some()),
             s3,
             view: None,
+            deletions: target.deletions,
         })
     }
 
@@ -755,6 +759,12 @@ impl Store {
             .map_err(|f| self.fail(path, f))
     }
 
+    /// Whether this agent deletes on the target (`deletions = "here"`), or
+    /// leaves it to a lifecycle host: then only its locks are deleted.
+    pub fn deletes_here(&self) -> bool {
+        self.deletions == Deletions::Here
+    }
+
     /// The lock this target puts on what it writes (`lock`), if any.
     pub fn object_lock(&self) -> Option<ObjectLock> {
         self.lock
@@ -764,6 +774,13 @@ impl Store {
     /// its own credentials.
     pub fn delete(&self, path: &str) -> Result<()> {
         self.writable(path)?;
+        if !self.deletes_here() && !crate::layout::is_lock_object(path) {
+            // Every caller skips such a target; this is the backstop.
+            return Err(Error::Refused(format!(
+                "target {}: its deletions are a lifecycle host's (deletions = \"lifecycle-host\"); {path} is not deleted from here",
+                self.name
+            )));
+        }
         kill_point();
         let p = self.obj_path(path)?;
         match runtime().block_on(self.call(0, || self.inner.delete(&p))) {

@@ -25,6 +25,8 @@ pub struct TargetSettings {
     pub noncurrent_expiry: Option<NoncurrentExpiry>,
     /// S3 Object Lock on every version gallra writes (`lock`).
     pub lock: Option<ObjectLock>,
+    /// Who deletes on the target (`deletions`).
+    pub deletions: Deletions,
 }
 
 impl TargetSettings {
@@ -39,6 +41,7 @@ impl TargetSettings {
             locking: Locking::Lease,
             noncurrent_expiry: None,
             lock: None,
+            deletions: Deletions::Here,
         }
     }
 }
@@ -184,6 +187,29 @@ impl std::fmt::Display for ObjectLock {
             n => format!("{n} days"),
         };
         write!(f, "{days} ({})", self.mode.as_word())
+    }
+}
+
+/// Who deletes what the lifecycle removes from a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deletions {
+    /// This agent: its lifecycle deletes, prunes and destroys keys there.
+    #[default]
+    Here,
+    /// A lifecycle host with credentials of its own (docs/IMMUTABLE.md):
+    /// this agent plans the target's deletions, leaves them to that host,
+    /// and exports the ones overdue; it deletes nothing there but its
+    /// locks.
+    LifecycleHost,
+}
+
+impl Deletions {
+    pub fn as_word(self) -> &'static str {
+        match self {
+            Deletions::Here => "here",
+            Deletions::LifecycleHost => "lifecycle-host",
+        }
     }
 }
 

@@ -405,3 +405,249 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
             .contains("nothing is written")
     );
 }
+
+/// One fleet server of the lifecycle host test: a local primary and the
+/// offsite on the enforcing moto under `<server>/<unique>`, with its own
+/// fleet user's keys, `deletions = "lifecycle-host"` and a lock.
+struct FleetServer {
+    env: Env,
+    prefix: String,
+}
+
+impl FleetServer {
+    fn new(
+        moto: &Enforcing,
+        server: &str,
+        keys: &(String, String),
+        tenants: &[&str],
+    ) -> FleetServer {
+        let env = Env::new();
+        let prefix = format!("{server}/{}", unique_prefix("fleet"));
+        env.set_extra_targets(&moto.remote(keys).target_table(
+            "offsite",
+            &prefix,
+            "lock = \"1 day\"\ndeletions = \"lifecycle-host\"",
+        ));
+        let mut rng = Rng::new(server.len() as u64 + 180);
+        for t in tenants {
+            write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(3000));
+            write_file(&env.path(&format!("src/{t}/photo.jpg")), &rng.bytes(60_000));
+        }
+        let pattern = env.path("src/{tenant}");
+        env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
+        FleetServer { env, prefix }
+    }
+
+    /// Snapshot ids on `target` by tenant.
+    fn ids_on(&self, target: &str) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in self
+            .env
+            .json(&["snapshots", "--target", target])
+            .as_array()
+            .unwrap()
+        {
+            out.entry(str_field(s, "tenant").to_string())
+                .or_default()
+                .push(str_field(s, "id").to_string());
+        }
+        for ids in out.values_mut() {
+            ids.sort();
+        }
+        out
+    }
+
+    fn offsite_row(&self) -> Value {
+        let status = self.env.json(&["status"]);
+        array_field(&status, "targets")
+            .iter()
+            .find(|t| t["target"] == "offsite")
+            .expect("offsite in status")
+            .clone()
+    }
+}
+
+/// Seven months ago, for a backup the six-month rule has let go.
+fn seven_months_ago() -> String {
+    jiff::Zoned::now()
+        .checked_sub(jiff::Span::new().months(7))
+        .unwrap()
+        .timestamp()
+        .to_string()
+}
+
+fn days_ago(days: i64) -> String {
+    jiff::Zoned::now()
+        .date()
+        .checked_sub(jiff::Span::new().days(days))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
+    let Some(moto) = enforcing() else { return };
+    let fleet2 = server_env(
+        "moto (IAM)",
+        &[
+            "GALLRA_TEST_MOTO_IAM_FLEET2_KEY",
+            "GALLRA_TEST_MOTO_IAM_FLEET2_SECRET",
+        ],
+    )
+    .expect("set with the others");
+    let web01 = FleetServer::new(&moto, "web01", &moto.fleet, &["a", "b"]);
+    let web02 = FleetServer::new(
+        &moto,
+        "web02",
+        &(fleet2[0].clone(), fleet2[1].clone()),
+        &["c", "d"],
+    );
+    let old = seven_months_ago();
+    let mut kept: BTreeMap<&str, String> = BTreeMap::new();
+    for (server, tenants) in [(&web01, ["a", "b"]), (&web02, ["c", "d"])] {
+        server.env.init();
+        for t in tenants {
+            server.env.backup(&["--tenant", t, "--time", &old]);
+            let fresh = server.env.backup(&["--tenant", t]);
+            kept.insert(t, backup_snapshot_id(&fresh, t, "www"));
+        }
+        server.env.ok(&["ship"]);
+    }
+    // Web01's tenant b ended its contract forty days ago; web02's tenant c
+    // asks to be erased.
+    web01
+        .env
+        .ok(&["contract", "end", "b", "--effective", &days_ago(40)]);
+    let out = web02
+        .env
+        .run(&["erase", "c", "--reason", "GDPR art. 17", "--yes"]);
+    assert_success(
+        &out,
+        "erase c on web02 (its local copies; offsite is the host's)",
+    );
+    assert!(
+        stdout(&out).contains("left to its lifecycle host"),
+        "{}",
+        describe(&out)
+    );
+
+    // Each fleet server deletes on its local target and leaves the offsite
+    // to the lifecycle host, whose lag it exports as overdue there.
+    for server in [&web01, &web02] {
+        let out = server.env.run(&["lifecycle", "apply"]);
+        assert_success(&out, "a fleet server's lifecycle apply");
+        let row = server.offsite_row();
+        assert_eq!(row["deletions"], "lifecycle-host", "{row}");
+        assert!(u64_field(&row, "overdue_deletions") >= 2, "{row}");
+        assert_eq!(row["protection"]["this_server_deletes"], false, "{row}");
+    }
+    assert_eq!(
+        web01.ids_on("local"),
+        BTreeMap::from([("a".to_string(), vec![kept["a"].clone()])]),
+        "web01's local target: a's old snapshot and all of b are gone"
+    );
+    assert_eq!(web02.ids_on("local").keys().collect::<Vec<_>>(), vec!["d"]);
+    assert_eq!(
+        web01.ids_on("offsite")["a"].len(),
+        2,
+        "nothing deleted offsite yet"
+    );
+
+    // The lifecycle host: the deletion user's keys, both repositories.
+    let host = Env::new();
+    let host_config = host.path("lifecycle-host.toml");
+    let remote = moto.remote(&moto.deletion);
+    std::fs::write(
+        &host_config,
+        format!(
+            "[agent]\nhost = \"lifecycle01\"\nstate_dir = {state}\n\n{target}\n\
+             [[fleet]]\nname = \"web01\"\nprefix = {p1}\nkey_file = {k1}\n\n\
+             [[fleet]]\nname = \"web02\"\nprefix = {p2}\nkey_file = {k2}\n",
+            state = toml_str(s(&host.path("state"))),
+            target = remote.target_table("offsite", "", "").replace(
+                &format!("{}/\"", remote.url_base),
+                &format!("{}\"", remote.url_base)
+            ),
+            p1 = toml_str(&web01.prefix),
+            p2 = toml_str(&web02.prefix),
+            k1 = toml_str(s(&web01.env.key)),
+            k2 = toml_str(s(&web02.env.key)),
+        ),
+    )
+    .unwrap();
+    let plan = host.run_with(&host_config, &["lifecycle", "plan"]);
+    assert_success(&plan, "the host's plan of both repositories");
+    let text = stdout(&plan);
+    assert!(
+        text.contains("== fleet repository web01") && text.contains("== fleet repository web02"),
+        "{text}"
+    );
+    let out = host.run_with(&host_config, &["lifecycle", "apply"]);
+    assert_success(&out, "the host's apply of both repositories");
+
+    // Exactly the expected survivors offsite: each kept tenant's fresh
+    // snapshot; nothing of the ended and the erased tenant.
+    assert_eq!(
+        web01.ids_on("offsite"),
+        BTreeMap::from([("a".to_string(), vec![kept["a"].clone()])])
+    );
+    assert_eq!(
+        web02.ids_on("offsite"),
+        BTreeMap::from([("d".to_string(), vec![kept["d"].clone()])])
+    );
+    for (server, gone) in [(&web01, "b"), (&web02, "c")] {
+        let left: Vec<gallra::store::Listed> = remote
+            .store(&server.prefix)
+            .list(&format!("tenants/{gone}"))
+            .unwrap()
+            .into_iter()
+            .filter(|o| !o.path.contains("/locks/"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{gone}'s key and objects are gone offsite: {left:?}"
+        );
+    }
+    // The fleet servers' next run finds nothing overdue, and the kept
+    // tenants restore from the offsite.
+    for (server, tenant) in [(&web01, "a"), (&web02, "d")] {
+        server.env.ok(&["lifecycle", "apply"]);
+        assert_eq!(u64_field(&server.offsite_row(), "overdue_deletions"), 0);
+        let to = server.env.path("restored");
+        let out = server.env.run(&[
+            "restore",
+            &kept[tenant],
+            "--to",
+            s(&to),
+            "--target",
+            "offsite",
+            "--verify",
+        ]);
+        assert_success(&out, &format!("restore {tenant} from the offsite"));
+    }
+    // Every audit chain verifies: each server's own, and the host's in
+    // each repository.
+    for server in [&web01, &web02] {
+        server.env.ok(&["audit", "verify"]);
+    }
+    for fleet in ["web01", "web02"] {
+        let out = host.run_with(&host_config, &["--fleet", fleet, "audit", "verify"]);
+        assert_success(
+            &out,
+            &format!("the host's audit chain in {fleet}'s repository"),
+        );
+    }
+    let records = host.run_with(
+        &host_config,
+        &["--fleet", "web02", "--json", "audit", "list"],
+    );
+    let records = parse_json(&records);
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "key-destroyed" && r["tenant"] == "c"),
+        "the host records c's key destruction in web02's repository: {records}"
+    );
+}

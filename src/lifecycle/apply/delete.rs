@@ -88,7 +88,9 @@ impl Lifecycle<'_> {
         let mut counts = Vec::new();
         // What wraps the key being destroyed: what still opens a copy of it.
         let mut wrap = None;
-        for repo in self.repos.iter() {
+        // A target whose deletions are a lifecycle host's keeps the key
+        // until that host destroys it there.
+        for repo in self.repos.iter().filter(|r| r.store.deletes_here()) {
             let target = repo.store.name().to_string();
             if !holdings
                 .tenants
@@ -112,7 +114,7 @@ impl Lifecycle<'_> {
             let key_path = layout::tenant_key_path(tenant);
             // Before the key goes: until a rotation retires its epoch, a
             // surviving copy of the key still opens with it.
-            if repo.keys().service.is_some() {
+            if repo.keys().service.is_some() && self.rotates {
                 crate::lifecycle::rotate::mark_shred_due(repo, tenant, jiff::Timestamp::now())?;
             }
             if wrap.is_none() {

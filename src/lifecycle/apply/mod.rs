@@ -40,6 +40,10 @@ pub struct Lifecycle<'a> {
     pub state_dir: PathBuf,
     pub pack_size: u64,
     pub audit: &'a AuditLog,
+    /// Whether this lifecycle rotates the key epoch (with a key service):
+    /// a fleet server's does; a lifecycle host's does not, as the epoch is
+    /// the fleet server's to make and destroy (docs/IMMUTABLE.md).
+    pub rotates: bool,
 }
 
 /// The repositories of every target (primary first) and the targets that
@@ -99,6 +103,10 @@ pub struct ApplyReport {
     pub due: Vec<PlanEntry>,
     pub held: Vec<HeldEntry>,
     pub legal_kept: Vec<PlanEntry>,
+    /// Due on a target whose deletions are a lifecycle host's: planned
+    /// here, deleted there (and overdue here until it has).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_to_lifecycle_host: Vec<PlanEntry>,
     pub tenants: Vec<TenantResult>,
     #[serde(serialize_with = "crate::failure::json::lifecycle")]
     pub failures: Vec<Failure>,
@@ -161,6 +169,17 @@ impl<'a> Lifecycle<'a> {
         let (plan, holdings) = self.plan(now)?;
         let keep = |t: &str| only.is_none_or(|o| o == t);
         let mut report = report_for(&plan, &holdings, keep, dry_run);
+        let elsewhere: BTreeSet<&str> = self
+            .repos
+            .iter()
+            .filter(|r| !r.store.deletes_here())
+            .map(|r| r.store.name())
+            .collect();
+        let (left, due): (Vec<PlanEntry>, Vec<PlanEntry>) = std::mem::take(&mut report.due)
+            .into_iter()
+            .partition(|e| elsewhere.contains(e.target.as_str()));
+        report.due = due;
+        report.left_to_lifecycle_host = left;
         if dry_run {
             return Ok(report);
         }
@@ -187,7 +206,7 @@ impl<'a> Lifecycle<'a> {
 
         self.unlock_keyless(&holdings, &remaining, keep, now)?;
         self.destroy_due_keys(&holdings, &remaining, keep, now, &mut report, survives);
-        if self.primary().keys().service.is_some() {
+        if self.primary().keys().service.is_some() && self.rotates {
             match self.rotate_keys(now, false) {
                 Ok((due, rotation)) => {
                     if let Some(r) = &rotation

@@ -58,6 +58,11 @@ impl Lifecycle<'_> {
         let mut all_ok = true;
         let mut primary_prune_failed = false;
         for (i, repo) in self.repos.iter().enumerate() {
+            if !repo.store.deletes_here() {
+                // Its lifecycle host deletes and prunes there (the plan's
+                // `left_to_lifecycle_host`).
+                continue;
+            }
             let target = repo.store.name().to_string();
             let here: Vec<&PlanEntry> =
                 due.iter().copied().filter(|e| e.target == target).collect();
