@@ -147,7 +147,7 @@ fn fleet_env(moto: &Enforcing) -> (Env, String) {
         "lock = \"1 day\"",
     ));
     let mut rng = Rng::new(18);
-    for t in ["a", "b"] {
+    for t in ["a", "café"] {
         write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(4000));
         write_file(
             &env.path(&format!("src/{t}/photo.jpg")),
@@ -181,7 +181,7 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
     env.init();
     let backup = env.backup(&[]);
     env.ok(&["ship"]);
-    let ids: BTreeMap<&str, String> = ["a", "b"]
+    let ids: BTreeMap<&str, String> = ["a", "café"]
         .into_iter()
         .map(|t| (t, backup_snapshot_id(&backup, t, "www")))
         .collect();
@@ -277,7 +277,7 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
         said.contains("offsite") && said.contains("AccessDenied"),
         "{said}"
     );
-    let end = env.run(&["contract", "end", "b", "--effective", "2020-01-31"]);
+    let end = env.run(&["contract", "end", "café", "--effective", "2020-01-31"]);
     assert_success(&end, "the forged contract end is recorded");
     let out = env.run(&["lifecycle", "apply"]);
     assert!(!out.status.success(), "{}", describe(&out));
@@ -343,6 +343,7 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
     let mut expected: Vec<&str> = ids.values().map(String::as_str).collect();
     expected.sort();
     assert_eq!(listed, expected, "every snapshot there before the attack");
+    env.ok(&[&["check", "--read-data"][..], &as_of].concat());
     for (tenant, id) in &ids {
         let to = env.path(&format!("recovered/{tenant}"));
         let out = env.run(
