@@ -287,6 +287,19 @@ impl Leftovers {
                     .to_string()
             }
         };
+        // A locked version outlives any rule: the rule removes it only once
+        // its lock has ended.
+        let until_words = match target.lock {
+            Some(lock) => format!(
+                "{until_words}, and not before its S3 Object Lock ends ({} after it was written, {} mode)",
+                match lock.days {
+                    1 => "1 day".to_string(),
+                    n => format!("{n} days"),
+                },
+                lock.mode.as_word()
+            ),
+            None => until_words,
+        };
         let (readable_by, opens_until_then, copy_opens) = match shredding {
             Shredding::MasterKey => (
                 "the key file or a passphrase".to_string(),

@@ -68,6 +68,17 @@ fn config_problems(config: &Config) -> (Vec<String>, Vec<String>) {
     {
         problems.push(e.to_string());
     }
+    let after_contract = config.policy.shortest_after_contract_days();
+    for t in &config.targets {
+        if let Some(lock) = t.lock
+            && i64::from(lock.days) > after_contract
+        {
+            warnings.push(format!(
+                "target {}: lock = \"{} days\" is longer than the shortest after_contract ({after_contract} days, a month counted as February's): a contract end's deletion there waits until the lock ends, past its day; make the lock at most {after_contract} days",
+                t.name, lock.days
+            ));
+        }
+    }
     for s in &config.sources {
         if let SourceKind::Command { argv, .. } = &s.kind
             && !command_found(&argv[0])

@@ -433,6 +433,16 @@ fn print_plan(config: &Config, plan: &Plan, at: Option<&str>, failures: &[Failur
         println!("due {when}: {} snapshot copies", plan.due.len());
         print_entries(config, &plan.due.iter().collect::<Vec<_>>());
     }
+    for l in &plan.locked {
+        println!(
+            "locked: tenant {} snapshot {} on {}: due {}, deleted when its S3 Object Lock ends at {}",
+            l.entry.tenant,
+            &l.entry.snapshot[..12],
+            l.entry.target,
+            local(config, l.entry.expires),
+            local(config, l.locked_until)
+        );
+    }
     for t in config
         .targets
         .iter()
@@ -551,6 +561,15 @@ fn print_apply(
         if report.dry_run {
             println!("dry run: nothing is deleted");
             print_entries(config, &report.due.iter().collect::<Vec<_>>());
+        }
+        for l in &report.locked {
+            println!(
+                "tenant {}: snapshot {} on {} is locked until {} (S3 Object Lock): deleted then",
+                l.entry.tenant,
+                &l.entry.snapshot[..12],
+                l.entry.target,
+                local(config, l.locked_until)
+            );
         }
         let mut elsewhere: Vec<&str> = report
             .left_to_lifecycle_host

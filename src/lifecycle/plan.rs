@@ -176,6 +176,18 @@ pub struct Plan {
     /// a legal obligation. With the day they go.
     pub legal_kept: Vec<PlanEntry>,
     pub upcoming: Vec<Upcoming>,
+    /// Due, but the copy is under S3 Object Lock until later: deleted when
+    /// the lock ends (a delete before would only hide it). Filled by the
+    /// lifecycle, which asks the store; the planner leaves it empty.
+    pub locked: Vec<LockedEntry>,
+}
+
+/// A due copy whose S3 Object Lock has not ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockedEntry {
+    #[serde(flatten)]
+    pub entry: PlanEntry,
+    pub locked_until: Timestamp,
 }
 
 pub fn plan(

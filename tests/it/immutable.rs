@@ -652,3 +652,92 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
         "the host records c's key destruction in web02's repository: {records}"
     );
 }
+
+#[test]
+fn a_due_copy_waits_for_its_lock_and_an_erasure_does_not() {
+    let Some(moto) = enforcing() else { return };
+    // A single server whose offsite credentials may delete (the deletion
+    // role), so that only the lock keeps anything.
+    let env = Env::new();
+    let prefix = format!("web01/{}", unique_prefix("locked"));
+    env.set_extra_targets(&moto.remote(&moto.deletion).target_table(
+        "offsite",
+        &prefix,
+        "lock = \"1 day\"",
+    ));
+    let mut rng = Rng::new(181);
+    for t in ["a", "b"] {
+        write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(3000));
+    }
+    let pattern = env.path("src/{tenant}");
+    env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
+    env.init();
+    // Taken seven months ago (so due under the six-month rule), shipped
+    // now: its offsite copy is locked until tomorrow.
+    let old = env.backup(&["--tenant", "a", "--time", &seven_months_ago()]);
+    let old_id = backup_snapshot_id(&old, "a", "www");
+    let kept = env.backup(&["--tenant", "a"]);
+    let kept_id = backup_snapshot_id(&kept, "a", "www");
+    env.backup(&["--tenant", "b"]);
+    let shipped_at = jiff::Timestamp::now();
+
+    let plan = stdout(&env.ok(&["lifecycle", "plan"]));
+    assert!(
+        plan.contains(&format!(
+            "locked: tenant a snapshot {} on offsite",
+            &old_id[..12]
+        )) && plan.contains("deleted when its S3 Object Lock ends at"),
+        "{plan}"
+    );
+    let report = env.json(&["lifecycle", "apply"]);
+    let locked = array_field(&report, "locked");
+    assert_eq!(locked.len(), 1, "{report}");
+    assert_eq!(locked[0]["target"], "offsite");
+    assert_eq!(locked[0]["snapshot"], old_id.as_str());
+    let until: jiff::Timestamp = str_field(&locked[0], "locked_until").parse().unwrap();
+    let day = jiff::SignedDuration::from_hours(24);
+    assert!(
+        until > shipped_at + day - jiff::SignedDuration::from_mins(5)
+            && until < shipped_at + day + jiff::SignedDuration::from_mins(5),
+        "locked for a day from the ship: {until}"
+    );
+    // Deleted where nothing locks it, kept (and not overdue) where it is.
+    let ids = |target: &str| -> Vec<String> {
+        env.json(&["snapshots", "--target", target])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["tenant"] == "a")
+            .map(|s| str_field(s, "id").to_string())
+            .collect()
+    };
+    assert_eq!(ids("local"), vec![kept_id.clone()]);
+    let mut offsite = ids("offsite");
+    offsite.sort();
+    let mut both = vec![old_id.clone(), kept_id.clone()];
+    both.sort();
+    assert_eq!(offsite, both);
+    let status = env.json(&["status"]);
+    assert_eq!(status["overdue_deletions"], 0, "{status}");
+
+    // An erasure does not wait: it hides every copy at once and destroys
+    // the key, and says that the locked versions stay until their lock ends.
+    let out = env.run(&["erase", "b", "--reason", "GDPR art. 17", "--yes"]);
+    assert_success(&out, "erase b under a lock");
+    let said = stdout(&out);
+    assert!(said.contains("tenant b: key destroyed"), "{said}");
+    assert!(
+        said.contains(
+            "not before its S3 Object Lock ends (1 day after it was written, compliance mode)"
+        ),
+        "{said}"
+    );
+    assert!(
+        !env.json(&["snapshots", "--target", "offsite"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["tenant"] == "b"),
+        "b is gone from the offsite's listing"
+    );
+}

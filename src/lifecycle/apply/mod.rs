@@ -103,6 +103,9 @@ pub struct ApplyReport {
     pub due: Vec<PlanEntry>,
     pub held: Vec<HeldEntry>,
     pub legal_kept: Vec<PlanEntry>,
+    /// Due, but under S3 Object Lock until later: deleted then.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked: Vec<plan::LockedEntry>,
     /// Due on a target whose deletions are a lifecycle host's: planned
     /// here, deleted there (and overdue here until it has).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -149,8 +152,52 @@ impl<'a> Lifecycle<'a> {
 
     pub fn plan(&self, now: Timestamp) -> Result<(Plan, Holdings)> {
         let holdings = self.holdings()?;
-        let plan = plan::plan(self.policy, &holdings.states, &holdings.snapshots, now);
+        let mut plan = plan::plan(self.policy, &holdings.states, &holdings.snapshots, now);
+        self.defer_locked(&mut plan, now);
         Ok((plan, holdings))
+    }
+
+    /// Moves the due copies whose snapshot object is still under S3 Object
+    /// Lock (asked of the store: one HEAD per such copy) to `plan.locked`:
+    /// gallra never plans a delete before a lock ends. Not an erasure's:
+    /// it hides the copies at once, and what makes the locked versions
+    /// unreadable is the key's destruction (docs/IMMUTABLE.md). A HEAD
+    /// that fails leaves the copy due: deleting it only hides it.
+    fn defer_locked(&self, plan: &mut Plan, now: Timestamp) {
+        let locked_targets: Vec<&Repository> = self
+            .repos
+            .iter()
+            .filter(|r| r.store.object_lock().is_some())
+            .collect();
+        if locked_targets.is_empty() {
+            return;
+        }
+        let mut still_due = Vec::with_capacity(plan.due.len());
+        for e in std::mem::take(&mut plan.due) {
+            let repo = locked_targets.iter().find(|r| r.store.name() == e.target);
+            let until = match (repo, e.reason) {
+                (Some(repo), reason) if reason != plan::Reason::Erasure => {
+                    crate::format::Id::from_hex(&e.snapshot)
+                        .map(|id| crate::layout::snapshot_path(&e.tenant, &id))
+                        .and_then(|path| match repo.store.lock_of(&path) {
+                            Ok(lock) => lock.map(|(_, until)| until),
+                            Err(err) => {
+                                tracing::warn!("{err}: its lock is unknown; it is deleted as due");
+                                None
+                            }
+                        })
+                }
+                _ => None,
+            };
+            match until {
+                Some(until) if until > now => plan.locked.push(plan::LockedEntry {
+                    entry: e,
+                    locked_until: until,
+                }),
+                _ => still_due.push(e),
+            }
+        }
+        plan.due = still_due;
     }
 
     /// Deletes what is due on every target, prunes, destroys the keys of
@@ -402,6 +449,12 @@ fn report_for(
             .legal_kept
             .iter()
             .filter(|e| keep(&e.tenant))
+            .cloned()
+            .collect(),
+        locked: plan
+            .locked
+            .iter()
+            .filter(|l| keep(&l.entry.tenant))
             .cloned()
             .collect(),
         failures: holdings.failures.clone(),
