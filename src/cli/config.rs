@@ -72,9 +72,10 @@ fn config_problems(config: &Config) -> (Vec<String>, Vec<String>) {
     for t in &config.targets {
         if let Some(lock) = t.lock
             && i64::from(lock.days) > after_contract
+            && config.key.service.is_none()
         {
             warnings.push(format!(
-                "target {}: lock = \"{} days\" is longer than the shortest after_contract ({after_contract} days, a month counted as February's): a contract end's deletion there waits until the lock ends, past its day; make the lock at most {after_contract} days",
+                "target {}: lock = \"{} days\" is longer than the shortest after_contract ({after_contract} days, a month counted as February's) and there is no [key_service]: a contract end hides its copies there on its day, but their locked versions open with the key file until the lock ends; make the lock at most {after_contract} days, or set up a [key_service]",
                 t.name, lock.days
             ));
         }

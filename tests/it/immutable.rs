@@ -409,10 +409,14 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
 
 /// One fleet server of the lifecycle host test: a local primary and the
 /// offsite on the enforcing moto under `<server>/<unique>`, with its own
-/// fleet user's keys, `deletions = "lifecycle-host"` and a lock.
+/// fleet user's keys and `deletions = "lifecycle-host"` (and, from
+/// `lock_offsite`, a lock).
 struct FleetServer {
     env: Env,
     prefix: String,
+    /// Its offsite `[[target]]` table, and its `[[source]]` tables.
+    offsite: String,
+    sources: String,
 }
 
 impl FleetServer {
@@ -424,19 +428,31 @@ impl FleetServer {
     ) -> FleetServer {
         let env = Env::new();
         let prefix = format!("{server}/{}", unique_prefix("fleet"));
-        env.set_extra_targets(&moto.remote(keys).target_table(
-            "offsite",
-            &prefix,
-            "lock = \"1 day\"\ndeletions = \"lifecycle-host\"",
-        ));
+        let offsite =
+            moto.remote(keys)
+                .target_table("offsite", &prefix, "deletions = \"lifecycle-host\"");
+        env.set_extra_targets(&offsite);
         let mut rng = Rng::new(server.len() as u64 + 180);
         for t in tenants {
             write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(3000));
             write_file(&env.path(&format!("src/{t}/photo.jpg")), &rng.bytes(60_000));
         }
         let pattern = env.path("src/{tenant}");
-        env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
-        FleetServer { env, prefix }
+        let sources = paths_source("www", "site", &[s(&pattern)], &[]);
+        env.write_config("16 MiB", &sources);
+        FleetServer {
+            env,
+            prefix,
+            offsite,
+            sources,
+        }
+    }
+
+    /// From now on, every version written offsite is locked for a day.
+    fn lock_offsite(&self) {
+        self.env
+            .set_extra_targets(&format!("{}lock = \"1 day\"\n", self.offsite));
+        self.env.write_config("16 MiB", &self.sources);
     }
 
     /// Snapshot ids on `target` by tenant.
@@ -507,8 +523,13 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
     let mut kept: BTreeMap<&str, String> = BTreeMap::new();
     for (server, tenants) in [(&web01, ["a", "b"]), (&web02, ["c", "d"])] {
         server.env.init();
+        // The old snapshots reached the offsite before it was locked (their
+        // retention is due and nothing locks them); today's are locked.
         for t in tenants {
             server.env.backup(&["--tenant", t, "--time", &old]);
+        }
+        server.lock_offsite();
+        for t in tenants {
             let fresh = server.env.backup(&["--tenant", t]);
             kept.insert(t, backup_snapshot_id(&fresh, t, "www"));
         }
@@ -565,10 +586,12 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
              [[fleet]]\nname = \"web01\"\nprefix = {p1}\nkey_file = {k1}\n\n\
              [[fleet]]\nname = \"web02\"\nprefix = {p2}\nkey_file = {k2}\n",
             state = toml_str(s(&host.path("state"))),
-            target = remote.target_table("offsite", "", "").replace(
-                &format!("{}/\"", remote.url_base),
-                &format!("{}\"", remote.url_base)
-            ),
+            target = remote
+                .target_table("offsite", "", "lock = \"1 day\"")
+                .replace(
+                    &format!("{}/\"", remote.url_base),
+                    &format!("{}\"", remote.url_base)
+                ),
             p1 = toml_str(&web01.prefix),
             p2 = toml_str(&web02.prefix),
             k1 = toml_str(s(&web01.env.key)),

@@ -159,10 +159,12 @@ impl<'a> Lifecycle<'a> {
 
     /// Moves the due copies whose snapshot object is still under S3 Object
     /// Lock (asked of the store: one HEAD per such copy) to `plan.locked`:
-    /// gallra never plans a delete before a lock ends. Not an erasure's:
-    /// it hides the copies at once, and what makes the locked versions
-    /// unreadable is the key's destruction (docs/IMMUTABLE.md). A HEAD
-    /// that fails leaves the copy due: deleting it only hides it.
+    /// gallra never plans a retention delete before a lock ends. Not the
+    /// copies of a tenant that goes (contract end, erasure): those are
+    /// hidden at once and the tenant's key destroyed, which is what makes
+    /// the locked versions unreadable (docs/IMMUTABLE.md); waiting would
+    /// hold the key, and the promise, until the lock ends. A HEAD that
+    /// fails leaves the copy due: deleting it only hides it.
     fn defer_locked(&self, plan: &mut Plan, now: Timestamp) {
         let locked_targets: Vec<&Repository> = self
             .repos
@@ -176,17 +178,15 @@ impl<'a> Lifecycle<'a> {
         for e in std::mem::take(&mut plan.due) {
             let repo = locked_targets.iter().find(|r| r.store.name() == e.target);
             let until = match (repo, e.reason) {
-                (Some(repo), reason) if reason != plan::Reason::Erasure => {
-                    crate::format::Id::from_hex(&e.snapshot)
-                        .map(|id| crate::layout::snapshot_path(&e.tenant, &id))
-                        .and_then(|path| match repo.store.lock_of(&path) {
-                            Ok(lock) => lock.map(|(_, until)| until),
-                            Err(err) => {
-                                tracing::warn!("{err}: its lock is unknown; it is deleted as due");
-                                None
-                            }
-                        })
-                }
+                (Some(repo), plan::Reason::Retention) => crate::format::Id::from_hex(&e.snapshot)
+                    .map(|id| crate::layout::snapshot_path(&e.tenant, &id))
+                    .and_then(|path| match repo.store.lock_of(&path) {
+                        Ok(lock) => lock.map(|(_, until)| until),
+                        Err(err) => {
+                            tracing::warn!("{err}: its lock is unknown; it is deleted as due");
+                            None
+                        }
+                    }),
                 _ => None,
             };
             match until {
