@@ -391,7 +391,7 @@ fn ship_repository(
                 // `status` counts it in `key_slots_extra`: a revoked key
                 // that still opens the target until its host removes it.
                 tracing::warn!(
-                    "target {}: key slot {} was removed on the primary; its deletions are a lifecycle host's, which removes it",
+                    "target {}: key slot {} was removed on the primary but stays there, where deletions are a lifecycle host's: remove it with `gallra --fleet NAME key remove` on the host",
                     dst.name(),
                     slot.path
                 );

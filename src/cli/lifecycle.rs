@@ -562,6 +562,12 @@ fn print_apply(
             println!("dry run: nothing is deleted");
             print_entries(config, &report.due.iter().collect::<Vec<_>>());
         }
+        if !report.retired_epochs_removed.is_empty() {
+            println!(
+                "removed the objects of key epoch(s) {} that the fleet server's rotation retired (their keys are pending deletion in the key service)",
+                report.retired_epochs_removed.join(", ")
+            );
+        }
         for l in &report.locked {
             println!(
                 "tenant {}: snapshot {} on {} is locked until {} (S3 Object Lock): deleted then",

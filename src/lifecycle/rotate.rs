@@ -321,6 +321,44 @@ pub fn rotate(
     Ok(report)
 }
 
+/// On a lifecycle host, which never rotates: deletes from its targets the
+/// epoch objects its fleet server's rotations retired (the service key is
+/// pending deletion or gone), which that server leaves on a target it does
+/// not delete on. The newest epoch always stays, and so does an older one
+/// whose key is still enabled (a rotation under way). Returns the epochs
+/// removed.
+pub fn remove_retired(repos: &[Repository]) -> Result<Vec<String>> {
+    let epochs = all_epochs(repos)?;
+    let Some((_, older)) = epochs.split_last() else {
+        return Ok(Vec::new());
+    };
+    if older.is_empty() {
+        return Ok(Vec::new());
+    }
+    let client = repos[0].keys().client()?;
+    let mut removed = Vec::new();
+    for old in older {
+        let retired = match client.describe_key(&old.body.key_id) {
+            Ok(ServiceKeyState::PendingDeletion { .. }) => true,
+            Ok(ServiceKeyState::Other(state)) => state == "PendingReplicaDeletion",
+            Ok(ServiceKeyState::Enabled) => false,
+            Err(e) if e.is_key_service_not_found() => true,
+            Err(e) => return Err(e),
+        };
+        if !retired {
+            continue;
+        }
+        for repo in deleting(repos) {
+            repo.keys().forget(&old.id);
+            repo.store
+                .delete(&old.path())
+                .map_err(|e| e.in_target(repo.store.name()))?;
+        }
+        removed.push(old.short());
+    }
+    Ok(removed)
+}
+
 /// One pass over one target: every kept tenant's key wrapped by `target`
 /// (or a newer epoch). True if it rewrapped any.
 fn rewrap_target(

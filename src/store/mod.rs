@@ -262,14 +262,28 @@ impl Store {
                     .into(),
             });
         };
-        let versions = runtime()
-            .block_on(self.call(0, || api.versions()))
-            .map_err(|f| self.fail("(versions)", f))?;
+        // A page per request, each with its own timeout and retries.
+        let mut versions = Vec::new();
+        let mut marker = None;
+        loop {
+            let (page, next) = runtime()
+                .block_on(self.call(0, || api.versions_page(marker.as_ref())))
+                .map_err(|f| self.fail("(versions)", f))?;
+            versions.extend(page);
+            match next {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
+        // A version and a delete marker of the same second (the stores'
+        // times are whole seconds) cannot be ordered: the version wins, as
+        // recovery would rather restore an object than lose it.
         let mut newest: std::collections::BTreeMap<String, &s3api::ObjectVersion> =
             Default::default();
         for v in versions.iter().filter(|v| v.modified <= at) {
             match newest.get(&v.key) {
-                Some(seen) if seen.modified >= v.modified => {}
+                Some(seen) if seen.modified > v.modified => {}
+                Some(seen) if seen.modified == v.modified && !seen.deleted => {}
                 _ => {
                     newest.insert(v.key.clone(), v);
                 }

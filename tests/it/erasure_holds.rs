@@ -20,13 +20,13 @@ use crate::common::*;
 const TENANTS: [&str; 3] = ["a", "b", "c"];
 
 /// moto's endpoint, which serves its KMS API beside S3.
-fn kms_endpoint() -> Option<String> {
+pub(crate) fn kms_endpoint() -> Option<String> {
     server_env("moto", &["GALLRA_TEST_MOTO_ENDPOINT"]).map(|v| v[0].clone())
 }
 
 /// The `[key_service]` table on moto, with a 0600 credentials file. Rotations
 /// wait one second after the last, so that a test need not wait a day.
-fn key_service_table(env: &Env, endpoint: &str) -> String {
+pub(crate) fn key_service_table(env: &Env, endpoint: &str) -> String {
     let creds = env.path("kms.credentials");
     write_file(
         &creds,

@@ -332,7 +332,19 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
     // The operator's recovery: the offsite as it was before the attack
     // lists every snapshot, and each restores byte for byte.
     let as_of = ["--target", "offsite", "--as-of", before_attack.as_str()];
+    // Seven versions a page: the listing walks many pages.
+    let out = env
+        .cmd_with(
+            &env.config,
+            &[&["snapshots", "--json"][..], &as_of].concat(),
+        )
+        .env("GALLRA_TEST_LIST_VERSIONS_PAGE", "7")
+        .output()
+        .unwrap();
+    assert_success(&out, "snapshots as of, seven versions a page");
+    let paged = parse_json(&out);
     let listed = env.json(&[&["snapshots"][..], &as_of].concat());
+    assert_eq!(paged, listed, "the same past, read a page at a time");
     let mut listed: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -414,14 +426,17 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
 struct FleetServer {
     env: Env,
     prefix: String,
-    /// Its offsite `[[target]]` table, and its `[[source]]` tables.
+    /// Its offsite `[[target]]` table, its `[[source]]` tables, and its
+    /// `[key_service]` table.
     offsite: String,
     sources: String,
+    key_service: String,
 }
 
 impl FleetServer {
     fn new(
         moto: &Enforcing,
+        kms: &str,
         server: &str,
         keys: &(String, String),
         tenants: &[&str],
@@ -439,20 +454,42 @@ impl FleetServer {
         }
         let pattern = env.path("src/{tenant}");
         let sources = paths_source("www", "site", &[s(&pattern)], &[]);
-        env.write_config("16 MiB", &sources);
-        FleetServer {
+        let key_service = crate::erasure_holds::key_service_table(&env, kms);
+        let server = FleetServer {
             env,
             prefix,
             offsite,
             sources,
-        }
+            key_service,
+        };
+        server.write_config();
+        server
+    }
+
+    fn write_config(&self) {
+        self.env.write_config("16 MiB", &self.sources);
+        let mut text = std::fs::read_to_string(&self.env.config).unwrap();
+        text.push_str(&self.key_service);
+        std::fs::write(&self.env.config, text).unwrap();
     }
 
     /// From now on, every version written offsite is locked for a day.
     fn lock_offsite(&self) {
         self.env
             .set_extra_targets(&format!("{}lock = \"1 day\"\n", self.offsite));
-        self.env.write_config("16 MiB", &self.sources);
+        self.write_config();
+    }
+
+    /// The objects under `folder` of its offsite repository, as the
+    /// deletion role lists them.
+    fn offsite_objects(&self, moto: &Enforcing, folder: &str) -> Vec<String> {
+        moto.remote(&moto.deletion)
+            .store(&self.prefix)
+            .list(folder)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.path)
+            .collect()
     }
 
     /// Snapshot ids on `target` by tenant.
@@ -503,7 +540,9 @@ fn days_ago(days: i64) -> String {
 
 #[test]
 fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
-    let Some(moto) = enforcing() else { return };
+    let (Some(moto), Some(kms)) = (enforcing(), crate::erasure_holds::kms_endpoint()) else {
+        return;
+    };
     let fleet2 = server_env(
         "moto (IAM)",
         &[
@@ -512,9 +551,10 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
         ],
     )
     .expect("set with the others");
-    let web01 = FleetServer::new(&moto, "web01", &moto.fleet, &["a", "b"]);
+    let web01 = FleetServer::new(&moto, &kms, "web01", &moto.fleet, &["a", "b"]);
     let web02 = FleetServer::new(
         &moto,
+        &kms,
         "web02",
         &(fleet2[0].clone(), fleet2[1].clone()),
         &["c", "d"],
@@ -596,7 +636,7 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
             p2 = toml_str(&web02.prefix),
             k1 = toml_str(s(&web01.env.key)),
             k2 = toml_str(s(&web02.env.key)),
-        ),
+        ) + &crate::erasure_holds::key_service_table(&host, &kms),
     )
     .unwrap();
     let plan = host.run_with(&host_config, &["lifecycle", "plan"]);
@@ -632,11 +672,20 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
             "{gone}'s key and objects are gone offsite: {left:?}"
         );
     }
-    // The fleet servers' next run finds nothing overdue, and the kept
-    // tenants restore from the offsite.
+    // The fleet servers' next run finds nothing overdue, destroys the gone
+    // tenants' keys on their local targets, and rotates the key epoch:
+    // the kept tenants' keys are rewrapped offsite too, where the retired
+    // epoch's object stays (this server does not delete there).
     for (server, tenant) in [(&web01, "a"), (&web02, "d")] {
-        server.env.ok(&["lifecycle", "apply"]);
+        assert_eq!(server.offsite_objects(&moto, "key-epochs").len(), 1);
+        let report = server.env.json(&["lifecycle", "apply"]);
+        assert_eq!(
+            report["rotation"]["retired"].as_array().map(Vec::len),
+            Some(1),
+            "{report}"
+        );
         assert_eq!(u64_field(&server.offsite_row(), "overdue_deletions"), 0);
+        assert_eq!(server.offsite_objects(&moto, "key-epochs").len(), 2);
         let to = server.env.path("restored");
         let out = server.env.run(&[
             "restore",
@@ -649,6 +698,63 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
         ]);
         assert_success(&out, &format!("restore {tenant} from the offsite"));
     }
+    // The host's next run removes the retired epochs' objects; it never
+    // rotates one itself.
+    let out = host.run_with(&host_config, &["lifecycle", "apply"]);
+    assert_success(&out, "the host's second apply");
+    assert!(
+        stdout(&out).contains("removed the objects of key epoch(s)"),
+        "{}",
+        describe(&out)
+    );
+    for (server, tenant) in [(&web01, "a"), (&web02, "d")] {
+        assert_eq!(server.offsite_objects(&moto, "key-epochs").len(), 1);
+        let to = server.env.path("restored-after-rotation");
+        let out = server.env.run(&[
+            "restore",
+            &kept[tenant],
+            "--to",
+            s(&to),
+            "--target",
+            "offsite",
+            "--verify",
+        ]);
+        assert_success(&out, &format!("restore {tenant} after the rotation"));
+    }
+    let out = host.run_with(
+        &host_config,
+        &["--fleet", "web01", "key", "rotate", "--force"],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(stderr(&out).contains("never rotates"), "{}", describe(&out));
+
+    // A key slot removed on a fleet server stays offsite, where the host
+    // removes it.
+    let second = web01.env.path("second.key");
+    web01.env.generate_key(&second);
+    let slot = web01.env.json(&["key", "add", "--file", s(&second)])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = web01.env.run(&["key", "remove", &slot]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("lifecycle host"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        web01.offsite_row()["key_slots_extra"],
+        serde_json::json!([slot.clone()]),
+        "status shows the revoked slot still opening the offsite"
+    );
+    let out = host.run_with(&host_config, &["--fleet", "web01", "key", "remove", &slot]);
+    assert_success(&out, "the host removes the revoked slot offsite");
+    assert_eq!(
+        web01.offsite_row()["key_slots_extra"],
+        serde_json::json!([])
+    );
+
     // Every audit chain verifies: each server's own, and the host's in
     // each repository.
     for server in [&web01, &web02] {

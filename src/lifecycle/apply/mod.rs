@@ -106,6 +106,9 @@ pub struct ApplyReport {
     /// Due, but under S3 Object Lock until later: deleted then.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub locked: Vec<plan::LockedEntry>,
+    /// On a lifecycle host: the retired epochs whose objects it removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retired_epochs_removed: Vec<String>,
     /// Due on a target whose deletions are a lifecycle host's: planned
     /// here, deleted there (and overdue here until it has).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -253,6 +256,15 @@ impl<'a> Lifecycle<'a> {
 
         self.unlock_keyless(&holdings, &remaining, keep, now)?;
         self.destroy_due_keys(&holdings, &remaining, keep, now, &mut report, survives);
+        if self.primary().keys().service.is_some() && !self.rotates {
+            match rotate::remove_retired(self.repos) {
+                Ok(removed) => report.retired_epochs_removed = removed,
+                Err(e) => report.failures.push(Failure::on_target(
+                    e.target().unwrap_or(self.primary().store.name()),
+                    format!("removing retired key epochs: {e}"),
+                )),
+            }
+        }
         if self.primary().keys().service.is_some() && self.rotates {
             match self.rotate_keys(now, false) {
                 Ok((due, rotation)) => {
@@ -287,6 +299,14 @@ impl<'a> Lifecycle<'a> {
         now: Timestamp,
         force: bool,
     ) -> Result<(Due, Option<RotationReport>)> {
+        if !self.rotates {
+            // A lifecycle host sees one target of the repository: an epoch
+            // it made would rewrap only that one, and destroying the old
+            // epoch would leave the fleet server's own copies unreadable.
+            return Err(Error::Refused(
+                "a lifecycle host never rotates a fleet repository's key epoch: the fleet server does (docs/IMMUTABLE.md)".into(),
+            ));
+        }
         let due = rotate::due(self.repos, now)?;
         let run = match &due {
             Due::Yes { .. } => true,
