@@ -146,14 +146,20 @@ pub(super) fn build(target: &TargetSettings, url: &url::Url) -> Result<Built> {
                 );
             }
             let bucket = url.host_str().unwrap_or_default();
-            let api = S3Api::new(&b, bucket, prefix, target.limits.timeout).map_err(|message| {
-                Error::TargetConfig {
-                    target: name.to_string(),
-                    message,
-                }
+            let built = b.clone().build().map_err(build_err)?;
+            let api = S3Api::new(
+                &b,
+                built.credentials().clone(),
+                bucket,
+                prefix,
+                target.limits.timeout,
+            )
+            .map_err(|message| Error::TargetConfig {
+                target: name.to_string(),
+                message,
             })?;
             s3 = Some(Arc::new(api));
-            Arc::new(b.build().map_err(build_err)?)
+            Arc::new(built)
         }
         "gs" => {
             let mut b = GoogleCloudStorageBuilder::new()

@@ -30,7 +30,9 @@ pub(super) struct S3Api {
     /// The target's folder in the bucket, `""` or `web01/`.
     prefix: String,
     region: String,
-    credentials: Credentials,
+    /// object_store's own: static keys, or the instance, container or
+    /// web-identity credentials it finds, refreshed as it refreshes them.
+    credentials: object_store::aws::AwsCredentialProvider,
     http: reqwest::Client,
 }
 
@@ -83,6 +85,7 @@ impl S3Api {
     /// options already applied), under `prefix`.
     pub(super) fn new(
         builder: &AmazonS3Builder,
+        credentials: object_store::aws::AwsCredentialProvider,
         bucket: &str,
         prefix: &str,
         timeout: std::time::Duration,
@@ -107,9 +110,6 @@ impl S3Api {
         if base.starts_with("http://") && !allow_http {
             return Err("the endpoint is http:// and allow_http is not set".into());
         }
-        let key_id = get(AmazonS3ConfigKey::AccessKeyId).unwrap_or_default();
-        let secret = get(AmazonS3ConfigKey::SecretAccessKey).unwrap_or_default();
-        let token = get(AmazonS3ConfigKey::Token);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -122,7 +122,7 @@ impl S3Api {
             base,
             prefix,
             region,
-            credentials: Credentials::new(key_id, secret, token, None, "gallra target"),
+            credentials,
             http,
         })
     }
@@ -161,7 +161,16 @@ impl S3Api {
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let identity = self.credentials.clone().into();
+        let credential =
+            object_store::CredentialProvider::get_credential(&*self.credentials).await?;
+        let identity = Credentials::new(
+            credential.key_id.clone(),
+            credential.secret_key.clone(),
+            credential.token.clone(),
+            None,
+            "gallra target",
+        )
+        .into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
@@ -522,7 +531,15 @@ mod tests {
         for (k, v) in options {
             b = b.with_config(*k, *v);
         }
-        S3Api::new(&b, "fleet", "web01", std::time::Duration::from_secs(5)).unwrap()
+        let credentials = b.clone().build().unwrap().credentials().clone();
+        S3Api::new(
+            &b,
+            credentials,
+            "fleet",
+            "web01",
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -566,9 +583,16 @@ mod tests {
             AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
             "false",
         );
-        let e = S3Api::new(&b, "fleet", "", std::time::Duration::from_secs(1))
-            .err()
-            .unwrap();
+        let credentials = b.clone().build().unwrap().credentials().clone();
+        let e = S3Api::new(
+            &b,
+            credentials,
+            "fleet",
+            "",
+            std::time::Duration::from_secs(1),
+        )
+        .err()
+        .unwrap();
         assert!(e.contains("allow_http"), "{e}");
     }
 
