@@ -34,6 +34,10 @@ pub(super) struct S3Api {
     /// web-identity credentials it finds, refreshed as it refreshes them.
     credentials: object_store::aws::AwsCredentialProvider,
     http: reqwest::Client,
+    /// The target's server-side encryption, as object_store sends it on
+    /// its PUTs, for the locked PUTs made here; `Err` for SSE-C, whose key
+    /// this client does not send.
+    encryption: Result<Vec<(&'static str, String)>, String>,
 }
 
 /// What an HTTP answer said.
@@ -110,6 +114,29 @@ impl S3Api {
         if base.starts_with("http://") && !allow_http {
             return Err("the endpoint is http:// and allow_http is not set".into());
         }
+        // (object_store does not export the encryption keys' type: they are
+        // named as its options are.)
+        let sse = |name: &str| {
+            <AmazonS3ConfigKey as std::str::FromStr>::from_str(name)
+                .ok()
+                .and_then(get)
+        };
+        let encryption = match sse("aws_server_side_encryption").as_deref() {
+            None => Ok(Vec::new()),
+            Some("sse-c") => {
+                Err("a locked write with SSE-C (a customer key) is not supported".into())
+            }
+            Some(kind) => {
+                let mut h = vec![("x-amz-server-side-encryption", kind.to_string())];
+                if let Some(key) = sse("aws_sse_kms_key_id") {
+                    h.push(("x-amz-server-side-encryption-aws-kms-key-id", key));
+                }
+                if let Some(on) = sse("aws_sse_bucket_key_enabled") {
+                    h.push(("x-amz-server-side-encryption-bucket-key-enabled", on));
+                }
+                Ok(h)
+            }
+        };
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -124,6 +151,7 @@ impl S3Api {
             region,
             credentials,
             http,
+            encryption,
         })
     }
 
@@ -266,6 +294,14 @@ impl S3Api {
         ];
         if create_only {
             headers.push(("if-none-match", "*".to_string()));
+        }
+        match &self.encryption {
+            Ok(sse) => headers.extend(sse.iter().cloned()),
+            Err(why) => {
+                return Err(object_store::Error::NotSupported {
+                    source: why.clone().into(),
+                });
+            }
         }
         let answer = self
             .send(reqwest::Method::PUT, key, "", &headers, data)
@@ -594,6 +630,41 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("allow_http"), "{e}");
+    }
+
+    #[test]
+    fn locked_puts_carry_the_targets_server_side_encryption() {
+        use std::str::FromStr;
+        let key = |k: &str| AmazonS3ConfigKey::from_str(k).unwrap();
+        let a = api(
+            "s3://fleet/web01",
+            &[
+                (key("aws_server_side_encryption"), "aws:kms"),
+                (key("aws_sse_kms_key_id"), "arn:aws:kms:eu-north-1:1:key/k"),
+            ],
+        );
+        assert_eq!(
+            a.encryption.unwrap(),
+            vec![
+                ("x-amz-server-side-encryption", "aws:kms".to_string()),
+                (
+                    "x-amz-server-side-encryption-aws-kms-key-id",
+                    "arn:aws:kms:eu-north-1:1:key/k".to_string()
+                ),
+            ]
+        );
+        assert_eq!(api("s3://fleet/web01", &[]).encryption.unwrap(), vec![]);
+        let a = api(
+            "s3://fleet/web01",
+            &[
+                (key("aws_server_side_encryption"), "sse-c"),
+                (
+                    key("aws_sse_customer_key_base64"),
+                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+                ),
+            ],
+        );
+        assert!(a.encryption.unwrap_err().contains("SSE-C"));
     }
 
     #[test]
