@@ -240,7 +240,23 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let tenant = Arc::new(self.open_tenant_key(name, &bytes)?);
+        let tenant = match self.open_tenant_key(name, &bytes) {
+            Ok(t) => Arc::new(t),
+            // A view of the past whose key of its time no longer opens (a
+            // rotation since destroyed its epoch): the same root key,
+            // rewrapped later, does.
+            Err(e) if self.store.is_past() => {
+                let later = self.store.later_key_versions(&path, ReadLimit::TenantKey)?;
+                match later
+                    .iter()
+                    .find_map(|b| self.open_tenant_key(name, b).ok())
+                {
+                    Some(t) => Arc::new(t),
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         if body.is_some() {
             self.follow_rotation(name, &bytes)?;
         }

@@ -92,6 +92,20 @@ pub struct Store {
 struct AsOf {
     at: jiff::Timestamp,
     objects: std::collections::BTreeMap<String, (String, u64)>,
+    /// For the key objects (tenant keys, key epochs): the versions written
+    /// after `at`, newest first. A rotation since `at` rewrapped the
+    /// tenant keys under an epoch made after it and destroyed the epoch of
+    /// `at`: the keys of `at` open no more, their rewrapped versions do.
+    later_keys: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Whether `path` is a key object, whose later versions a view of the past
+/// offers beside the one of its time (`AsOf::later_keys`).
+fn is_key_object(path: &str) -> bool {
+    crate::layout::is_under(path, crate::layout::KEY_EPOCHS_FOLDER)
+        || (path.starts_with("tenants/")
+            && path.ends_with("/key")
+            && path.matches('/').count() == 2)
 }
 
 impl std::fmt::Debug for Store {
@@ -289,14 +303,74 @@ impl Store {
                 }
             }
         }
-        let objects = newest
+        let mut objects: std::collections::BTreeMap<String, (String, u64)> = newest
             .into_iter()
             .filter(|(_, v)| !v.deleted)
             .map(|(k, v)| (k, (v.version.clone(), v.size)))
             .collect();
+        let mut later_keys: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for v in versions
+            .iter()
+            .filter(|v| v.modified > at && !v.deleted && is_key_object(&v.key))
+        {
+            later_keys
+                .entry(v.key.clone())
+                .or_default()
+                .push(v.version.clone());
+        }
+        // An epoch made after `at` is part of the past's keys: a tenant key
+        // rewrapped since needs it (it is named by its id, and a reader
+        // that cannot open one skips it).
+        for (key, later) in &later_keys {
+            if crate::layout::is_under(key, crate::layout::KEY_EPOCHS_FOLDER)
+                && !objects.contains_key(key)
+                && let Some(v) = versions
+                    .iter()
+                    .find(|v| &v.key == key && v.version == later[0])
+            {
+                objects.insert(key.clone(), (v.version.clone(), v.size));
+            }
+        }
         let mut past = self.clone();
-        past.view = Some(Arc::new(AsOf { at, objects }));
+        past.view = Some(Arc::new(AsOf {
+            at,
+            objects,
+            later_keys,
+        }));
         Ok(past)
+    }
+
+    /// Whether this is a view of the past (`as_of`).
+    pub fn is_past(&self) -> bool {
+        self.view.is_some()
+    }
+
+    /// In a view of the past: the versions of key object `path` written
+    /// after its time, newest first, each read with `limit` (see
+    /// `AsOf::later_keys`). Empty otherwise.
+    pub fn later_key_versions(
+        &self,
+        path: &str,
+        limit: crate::limits::ReadLimit,
+    ) -> Result<Vec<Bytes>> {
+        let Some(versions) = self.view.as_ref().and_then(|v| v.later_keys.get(path)) else {
+            return Ok(Vec::new());
+        };
+        let p = self.obj_path(path)?;
+        let mut out = Vec::with_capacity(versions.len());
+        for version in versions {
+            let opts = GetOptions::default().with_version(Some(version.clone()));
+            let bytes = runtime()
+                .block_on(self.call(0, || async {
+                    self.inner.get_opts(&p, opts.clone()).await?.bytes().await
+                }))
+                .map_err(|f| self.fail(path, f))?;
+            if bytes.len() as u64 <= limit.bytes() {
+                self.count_download(bytes.len());
+                out.push(bytes);
+            }
+        }
+        Ok(out)
     }
 
     /// The version to read of `path` in a view of the past (`None`: the

@@ -870,3 +870,84 @@ fn a_due_copy_waits_for_its_lock_and_an_erasure_does_not() {
         "b is gone from the offsite's listing"
     );
 }
+
+#[test]
+fn recovery_as_of_a_time_before_a_rotation_opens_the_rewrapped_keys() {
+    let (Some(moto), Some(kms)) = (enforcing(), crate::erasure_holds::kms_endpoint()) else {
+        return;
+    };
+    let env = Env::new();
+    let prefix = format!("web01/{}", unique_prefix("rotated"));
+    env.set_extra_targets(
+        &moto
+            .remote(&moto.deletion)
+            .target_table("offsite", &prefix, ""),
+    );
+    let mut rng = Rng::new(182);
+    for t in ["a", "b"] {
+        write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(3000));
+        write_file(&env.path(&format!("src/{t}/logo.png")), &rng.bytes(20_000));
+    }
+    let pattern = env.path("src/{tenant}");
+    env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str(&crate::erasure_holds::key_service_table(&env, &kms));
+    std::fs::write(&env.config, text).unwrap();
+    env.init();
+    let backup = env.backup(&[]);
+    let b = backup_snapshot_id(&backup, "b", "www");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = jiff::Timestamp::now().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // Erasing a rotates the epoch: b's key is rewrapped under a new one,
+    // and the epoch of `before` is destroyed in the key service.
+    let out = env.run(&["erase", "a", "--reason", "GDPR art. 17", "--yes"]);
+    assert_success(&out, "erase a");
+    let epochs = env.json(&["key", "epochs"]);
+    let ids: std::collections::BTreeSet<&str> = epochs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| str_field(e, "epoch"))
+        .collect();
+    assert_eq!(ids.len(), 1, "one epoch on both targets: {epochs}");
+    let made: jiff::Timestamp = str_field(&epochs[0], "created").parse().unwrap();
+    let before_t: jiff::Timestamp = before.parse().unwrap();
+    assert!(
+        made > before_t,
+        "made by the rotation, after `before`: {epochs}"
+    );
+
+    // As of `before`, b's key of that time no longer opens; its rewrapped
+    // version does, and b restores byte for byte. a stays erased.
+    let as_of = ["--target", "offsite", "--as-of", before.as_str()];
+    let to = env.path("recovered-b");
+    let out = env.run(
+        &[
+            &["restore", b.as_str(), "--to", s(&to), "--verify"][..],
+            &as_of,
+        ]
+        .concat(),
+    );
+    assert_success(&out, "restore b as of before the rotation");
+    for f in files_under(&env.path("src/b")) {
+        assert_eq!(
+            std::fs::read(restored_path(&to, &f)).unwrap(),
+            std::fs::read(&f).unwrap()
+        );
+    }
+    let a = backup_snapshot_id(&backup, "a", "www");
+    let out = env.run(
+        &[
+            &["restore", a.as_str(), "--to", s(&env.path("recovered-a"))][..],
+            &as_of,
+        ]
+        .concat(),
+    );
+    assert!(
+        !out.status.success(),
+        "the erased tenant stays unreadable: {}",
+        describe(&out)
+    );
+}
