@@ -122,6 +122,7 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
                 &ShipOptions {
                     host: config.agent.host.clone(),
                     initialise: true,
+                    retention: Some(config.retention_expiry()),
                     ..Default::default()
                 },
             )?;

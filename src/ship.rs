@@ -36,6 +36,21 @@ use crate::store::{Listed, Store, StoreStats, TargetSettings};
 /// default) in memory.
 const PARALLEL_COPIES: usize = 4;
 
+/// When a snapshot's retention ends on a target: (tenant, category,
+/// created, target) → expiry, from the configured rules. Ship locks what it
+/// writes for a snapshot to a target with `lock` until then.
+#[derive(Clone)]
+pub struct RetentionExpiry(
+    #[allow(clippy::type_complexity)]
+    pub  std::sync::Arc<dyn Fn(&str, &str, jiff::Timestamp, &str) -> jiff::Timestamp + Send + Sync>,
+);
+
+impl std::fmt::Debug for RetentionExpiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetentionExpiry")
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ShipOptions {
     /// Only these tenants (all if empty).
@@ -56,6 +71,10 @@ pub struct ShipOptions {
     /// held the repository and now lacks its config is an unmounted or
     /// emptied folder, or a wrong bucket, and filling it would hide that.
     pub initialise: bool,
+    /// The rules' expiry of a snapshot, for a destination with `lock`:
+    /// what a snapshot brings there is locked until its retention ends
+    /// (at least the `lock` period from the write). `None`: the period.
+    pub retention: Option<RetentionExpiry>,
 }
 
 /// What one tenant lacks on the destination, in the order it must be copied.
@@ -651,6 +670,9 @@ fn ship_tenant(
     if plan.missing() == 0 {
         return Ok(Some(report));
     }
+    if let (Some(_), Some(expiry)) = (dst.object_lock(), &opts.retention) {
+        lock_until_expiry(source, &opened, dst, tenant, &plan.snapshots, expiry)?;
+    }
     let bar = if opts.progress {
         let label = format!("ship {tenant} → {}", dst.name());
         crate::progress::bytes_bar(label, plan.missing_bytes())
@@ -743,6 +765,34 @@ fn ship_tenant(
 }
 
 /// Whether a tenant's folder holds anything but locks.
+/// Before a tenant's objects are written to a locked target: they are
+/// locked at least until the latest retention expiry of the snapshots
+/// being shipped (one GET of each, small), so that the lock of what a
+/// snapshot brings ends when its retention does (docs/IMMUTABLE.md).
+fn lock_until_expiry(
+    source: &Repository,
+    opened: &crate::repo::Tenant,
+    dst: &Store,
+    tenant: &str,
+    snapshots: &[Listed],
+    expiry: &RetentionExpiry,
+) -> Result<()> {
+    let mut latest: Option<jiff::Timestamp> = None;
+    for s in snapshots {
+        let bytes = source.store.get_limited(&s.path, ReadLimit::Snapshot)?;
+        let snap = source.open_snapshot(opened, &s.path, &bytes)?;
+        let Ok(created) = jiff::Timestamp::new(snap.time_secs, snap.time_nanos as i32) else {
+            continue;
+        };
+        let until = (expiry.0)(&snap.tenant, &snap.category, created, dst.name());
+        latest = Some(latest.map_or(until, |l| l.max(until)));
+    }
+    if let Some(until) = latest {
+        dst.lock_at_least(tenant, until);
+    }
+    Ok(())
+}
+
 pub fn has_content(store: &Store, tenant: &str) -> Result<bool> {
     let locks = layout::locks_folder(tenant);
     Ok(store

@@ -291,12 +291,12 @@ impl Leftovers {
         // its lock has ended.
         let until_words = match target.lock {
             Some(lock) => format!(
-                "{until_words}, and not before its S3 Object Lock ends ({} after it was written, {} mode)",
+                "{until_words}, and not before its S3 Object Lock ends ({} mode: at least {} after it was written, and what a snapshot brought not before that snapshot's retention ends)",
+                lock.mode.as_word(),
                 match lock.days {
                     1 => "1 day".to_string(),
                     n => format!("{n} days"),
-                },
-                lock.mode.as_word()
+                }
             ),
             None => until_words,
         };

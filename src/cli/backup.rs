@@ -100,6 +100,7 @@ pub fn run(config: &Config, json_out: bool, args: BackupArgs) -> anyhow::Result<
             verify: false,
             progress: !json_out,
             host: config.agent.host.clone(),
+            retention: Some(config.retention_expiry()),
             ..Default::default()
         };
         gallra::job::backup_audit_ship(

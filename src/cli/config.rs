@@ -68,15 +68,11 @@ fn config_problems(config: &Config) -> (Vec<String>, Vec<String>) {
     {
         problems.push(e.to_string());
     }
-    let after_contract = config.policy.shortest_after_contract_days();
     for t in &config.targets {
-        if let Some(lock) = t.lock
-            && i64::from(lock.days) > after_contract
-            && config.key.service.is_none()
-        {
+        if t.lock.is_some() && config.key.service.is_none() {
             warnings.push(format!(
-                "target {}: lock = \"{} days\" is longer than the shortest after_contract ({after_contract} days, a month counted as February's) and there is no [key_service]: a contract end hides its copies there on its day, but their locked versions open with the key file until the lock ends; make the lock at most {after_contract} days, or set up a [key_service]",
-                t.name, lock.days
+                "target {}: lock without a [key_service]: a contract end or erasure hides a tenant's copies there on its day, but their versions stay locked until their snapshots' retention ends, and open with the key file until then; set up a [key_service] so that they open with nothing once the tenant's key epoch is destroyed",
+                t.name
             ));
         }
     }

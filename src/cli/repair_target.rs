@@ -38,6 +38,7 @@ pub fn run(config: &Config, json_out: bool, args: RepairTargetArgs) -> anyhow::R
             verify: args.verify,
             progress: !json_out,
             host: config.agent.host.clone(),
+            retention: Some(config.retention_expiry()),
             ..Default::default()
         },
     )?;

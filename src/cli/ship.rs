@@ -53,6 +53,7 @@ pub fn run(config: &Config, json_out: bool, args: ShipArgs) -> anyhow::Result<i3
             verify: args.verify,
             progress: !json_out,
             host: config.agent.host.clone(),
+            retention: Some(config.retention_expiry()),
             ..Default::default()
         },
     )?;

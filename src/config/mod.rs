@@ -252,6 +252,26 @@ impl Config {
         }
     }
 
+    /// When a snapshot's retention ends on a target under these rules (not
+    /// counting contract ends or erasures, which do not wait for a lock):
+    /// what ship locks a snapshot's objects on a `lock` target until.
+    pub fn retention_expiry(&self) -> crate::ship::RetentionExpiry {
+        let policy = self.policy.clone();
+        crate::ship::RetentionExpiry(std::sync::Arc::new(
+            move |tenant: &str, category: &str, created: jiff::Timestamp, target: &str| {
+                let facts = crate::lifecycle::plan::SnapshotFacts {
+                    tenant: tenant.to_string(),
+                    id: crate::format::Id([0; 32]),
+                    target: target.to_string(),
+                    created,
+                    category: category.to_string(),
+                    source: String::new(),
+                };
+                crate::lifecycle::plan::expiry(&policy, None, &facts).at
+            },
+        ))
+    }
+
     pub fn primary(&self) -> &Target {
         self.targets
             .iter()

@@ -294,19 +294,4 @@ mod tests {
             &["line 8", "strict", "compliance", "governance"],
         );
     }
-
-    #[test]
-    fn the_shortest_after_contract_bounds_a_lock_that_keeps_no_deletion_late() {
-        // The built-in month, as February's 28 days.
-        let c = parse(&s3_with("lock = \"30 days\"")).unwrap();
-        assert_eq!(c.policy.shortest_after_contract_days(), 28);
-        let text = format!(
-            "{}\n[retention.category.logs]\nafter_contract = \"2 weeks\"\n\n[retention.tenant.acme]\nafter_contract = \"1 year\"\n",
-            s3_with("")
-        );
-        assert_eq!(
-            parse(&text).unwrap().policy.shortest_after_contract_days(),
-            14
-        );
-    }
 }

@@ -191,28 +191,6 @@ impl Policy {
     pub fn target_rule(&self, target: &str) -> Option<&TargetRule> {
         self.target.get(target)
     }
-
-    /// The fewest whole days any rule keeps a tenant's data after its
-    /// contract ends (a month counted as 28 days, February's): what an
-    /// Object Lock may last without holding a contract end's deletion past
-    /// its day.
-    pub fn shortest_after_contract_days(&self) -> i64 {
-        let builtin = parse_period(BUILTIN_AFTER_CONTRACT).expect("valid");
-        std::iter::once(&self.default)
-            .chain(self.category.values())
-            .chain(self.tenant.values())
-            .filter_map(|r| r.after_contract)
-            .chain(self.default.after_contract.is_none().then_some(builtin))
-            .map(|s| {
-                i64::from(s.get_years()) * 365
-                    + i64::from(s.get_months()) * 28
-                    + i64::from(s.get_weeks()) * 7
-                    + i64::from(s.get_days())
-                    + i64::from(s.get_hours() / 24)
-            })
-            .min()
-            .unwrap_or(i64::MAX)
-    }
 }
 
 #[cfg(test)]

@@ -85,6 +85,9 @@ pub struct Store {
     /// nothing is written.
     view: Option<Arc<AsOf>>,
     deletions: Deletions,
+    /// Per tenant folder (`tenants/<t>`), the least a version written
+    /// there is locked until (`lock_at_least`).
+    lock_floor: Arc<std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>>,
 }
 
 /// The objects of an S3 target as they were at `at`: for each name, the
@@ -246,6 +249,7 @@ impl Store {
             s3,
             view: None,
             deletions: target.deletions,
+            lock_floor: Default::default(),
         })
     }
 
@@ -615,8 +619,11 @@ impl Store {
             // packs are far smaller): a locked multipart upload would need
             // the lock on its first request and a checksum on every part.
             let create_only = mode == PutMode::Create;
+            let floor = self.lock_floor_of(path);
             self.call(size, || {
-                let until = lock.until(jiff::Timestamp::now());
+                let until = lock
+                    .until(jiff::Timestamp::now())
+                    .max(floor.unwrap_or_default());
                 api.put_locked(p.as_ref(), data.clone(), lock, until, create_only)
             })
             .await
@@ -851,6 +858,32 @@ impl Store {
     /// leaves it to a lifecycle host: then only its locks are deleted.
     pub fn deletes_here(&self) -> bool {
         self.deletions == Deletions::Here
+    }
+
+    /// From now on, every version written to this target for `tenant` is
+    /// locked at least until `until` (with `lock` set; a later call with an
+    /// earlier time does not shorten it): what a snapshot brings stays
+    /// locked until its retention ends.
+    pub fn lock_at_least(&self, tenant: &str, until: jiff::Timestamp) {
+        let mut floors = self.lock_floor.lock().expect("not poisoned");
+        let floor = floors
+            .entry(crate::layout::tenant_prefix(tenant))
+            .or_insert(until);
+        *floor = (*floor).max(until);
+    }
+
+    /// The least lock `lock_at_least` set for the tenant `path` is of.
+    fn lock_floor_of(&self, path: &str) -> Option<jiff::Timestamp> {
+        let mut parts = path.splitn(3, '/');
+        let folder = match (parts.next(), parts.next()) {
+            (Some(first), Some(t)) => format!("{first}/{t}"),
+            _ => return None,
+        };
+        self.lock_floor
+            .lock()
+            .expect("not poisoned")
+            .get(&folder)
+            .copied()
     }
 
     /// The lock this target puts on what it writes (`lock`), if any.

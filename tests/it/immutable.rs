@@ -801,6 +801,13 @@ fn a_due_copy_waits_for_its_lock_and_an_erasure_does_not() {
     let pattern = env.path("src/{tenant}");
     env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
     env.init();
+    let check = env.json(&["config", "check"]);
+    assert!(
+        array_field(&check, "warnings").iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("target offsite: lock without a [key_service]"))),
+        "{check}"
+    );
     // Taken seven months ago (so due under the six-month rule), shipped
     // now: its offsite copy is locked until tomorrow.
     let old = env.backup(&["--tenant", "a", "--time", &seven_months_ago()]);
@@ -848,6 +855,24 @@ fn a_due_copy_waits_for_its_lock_and_an_erasure_does_not() {
     assert_eq!(offsite, both);
     let status = env.json(&["status"]);
     assert_eq!(status["overdue_deletions"], 0, "{status}");
+    // What a fresh snapshot brought is locked until its retention ends
+    // (six months), not only for the day.
+    let versions = moto.boto3(&moto.deletion, LIST_VERSIONS, &[&prefix]);
+    let snapshot = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| str_field(v, "key") == format!("tenants/a/snapshots/{kept_id}"))
+        .expect("the kept snapshot offsite");
+    let until: jiff::Timestamp = str_field(snapshot, "locked_until")
+        .replace(' ', "T")
+        .parse()
+        .unwrap();
+    let days = (until - jiff::Timestamp::now()).get_seconds() / 86_400;
+    assert!(
+        (178..=186).contains(&days),
+        "locked for its six months: {snapshot}"
+    );
 
     // An erasure does not wait: it hides every copy at once and destroys
     // the key, and says that the locked versions stay until their lock ends.
@@ -857,7 +882,7 @@ fn a_due_copy_waits_for_its_lock_and_an_erasure_does_not() {
     assert!(said.contains("tenant b: key destroyed"), "{said}");
     assert!(
         said.contains(
-            "not before its S3 Object Lock ends (1 day after it was written, compliance mode)"
+            "not before its S3 Object Lock ends (compliance mode: at least 1 day after it was written, and what a snapshot brought not before that snapshot's retention ends)"
         ),
         "{said}"
     );

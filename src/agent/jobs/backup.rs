@@ -172,6 +172,7 @@ fn backup_tenant(
         Some(ShipOptions {
             host: config.agent.host.clone(),
             cancel,
+            retention: Some(config.retention_expiry()),
             ..Default::default()
         }),
         |report, audit_failed| {

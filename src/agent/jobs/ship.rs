@@ -16,6 +16,7 @@ pub(super) fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
         &ShipOptions {
             host: config.agent.host.clone(),
             cancel,
+            retention: Some(config.retention_expiry()),
             ..Default::default()
         },
     )?;
