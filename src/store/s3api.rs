@@ -46,6 +46,15 @@ pub(super) struct Answer {
     pub(super) body: Bytes,
 }
 
+impl Answer {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
 /// One version of an object, or a delete marker, as `ListObjectVersions`
 /// says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,16 +315,9 @@ impl S3Api {
         let answer = self
             .send(reqwest::Method::PUT, key, "", &headers, data)
             .await?;
-        let header = |name: &str| {
-            answer
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
         Ok(object_store::PutResult {
-            e_tag: header("etag"),
-            version: header("x-amz-version-id"),
+            e_tag: answer.header("etag"),
+            version: answer.header("x-amz-version-id"),
             extensions: Default::default(),
         })
     }
@@ -330,13 +332,7 @@ impl S3Api {
         let answer = self
             .send(reqwest::Method::HEAD, key, "", &[], Bytes::new())
             .await?;
-        let header = |name: &str| {
-            answer
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let header = |name: &str| answer.header(name);
         let mode = header("x-amz-object-lock-mode").and_then(|m| LockMode::from_s3(&m));
         let until = header("x-amz-object-lock-retain-until-date").and_then(|t| t.parse().ok());
         Ok(mode.zip(until))

@@ -137,22 +137,23 @@ json.dump(out, sys.stdout)
 "#;
 
 /// A local primary and an offsite on the enforcing moto under
-/// `web01/<unique>`, with the fleet user's keys and `lock = "1 day"`.
-fn fleet_env(moto: &Enforcing) -> (Env, String) {
+/// `web01/<tag>-<unique>` with the user `keys` and the target lines
+/// `more`, and two tenants' sites (an index page and a photo each) under
+/// `src/<tenant>`, backed up by one source.
+fn one_server(
+    moto: &Enforcing,
+    keys: &(String, String),
+    tag: &str,
+    more: &str,
+    tenants: [&str; 2],
+) -> (Env, String) {
     let env = Env::new();
-    let prefix = format!("web01/{}", unique_prefix("fleet"));
-    env.set_extra_targets(&moto.remote(&moto.fleet).target_table(
-        "offsite",
-        &prefix,
-        "lock = \"1 day\"",
-    ));
-    let mut rng = Rng::new(18);
-    for t in ["a", "café"] {
+    let prefix = format!("web01/{}", unique_prefix(tag));
+    env.set_extra_targets(&moto.remote(keys).target_table("offsite", &prefix, more));
+    let mut rng = Rng::new(18 + tag.len() as u64);
+    for t in tenants {
         write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(4000));
-        write_file(
-            &env.path(&format!("src/{t}/photo.jpg")),
-            &rng.bytes(120_000),
-        );
+        write_file(&env.path(&format!("src/{t}/photo.jpg")), &rng.bytes(60_000));
     }
     let pattern = env.path("src/{tenant}");
     env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
@@ -177,7 +178,13 @@ fn primary_objects(repo: &Path) -> BTreeMap<String, String> {
 #[test]
 fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
     let Some(moto) = enforcing() else { return };
-    let (env, prefix) = fleet_env(&moto);
+    let (env, prefix) = one_server(
+        &moto,
+        &moto.fleet,
+        "fleet",
+        "lock = \"1 day\"",
+        ["a", "café"],
+    );
     env.init();
     let backup = env.backup(&[]);
     env.ok(&["ship"]);
@@ -787,19 +794,13 @@ fn a_due_copy_waits_for_its_lock_and_an_erasure_does_not() {
     let Some(moto) = enforcing() else { return };
     // A single server whose offsite credentials may delete (the deletion
     // role), so that only the lock keeps anything.
-    let env = Env::new();
-    let prefix = format!("web01/{}", unique_prefix("locked"));
-    env.set_extra_targets(&moto.remote(&moto.deletion).target_table(
-        "offsite",
-        &prefix,
+    let (env, prefix) = one_server(
+        &moto,
+        &moto.deletion,
+        "locked",
         "lock = \"1 day\"",
-    ));
-    let mut rng = Rng::new(181);
-    for t in ["a", "b"] {
-        write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(3000));
-    }
-    let pattern = env.path("src/{tenant}");
-    env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
+        ["a", "b"],
+    );
     env.init();
     let check = env.json(&["config", "check"]);
     assert!(
@@ -901,20 +902,7 @@ fn recovery_as_of_a_time_before_a_rotation_opens_the_rewrapped_keys() {
     let (Some(moto), Some(kms)) = (enforcing(), crate::erasure_holds::kms_endpoint()) else {
         return;
     };
-    let env = Env::new();
-    let prefix = format!("web01/{}", unique_prefix("rotated"));
-    env.set_extra_targets(
-        &moto
-            .remote(&moto.deletion)
-            .target_table("offsite", &prefix, ""),
-    );
-    let mut rng = Rng::new(182);
-    for t in ["a", "b"] {
-        write_file(&env.path(&format!("src/{t}/index.html")), &rng.text(3000));
-        write_file(&env.path(&format!("src/{t}/logo.png")), &rng.bytes(20_000));
-    }
-    let pattern = env.path("src/{tenant}");
-    env.write_config("16 MiB", &paths_source("www", "site", &[s(&pattern)], &[]));
+    let (env, _) = one_server(&moto, &moto.deletion, "rotated", "", ["a", "b"]);
     let mut text = std::fs::read_to_string(&env.config).unwrap();
     text.push_str(&crate::erasure_holds::key_service_table(&env, &kms));
     std::fs::write(&env.config, text).unwrap();
