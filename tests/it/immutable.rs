@@ -410,6 +410,40 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
             &format!("restore {tenant} from the rebuilt local"),
         );
     }
+    // The attacked offsite's current objects are garbage: the server reads
+    // nothing there, and deletes nothing anywhere while it cannot read the
+    // events kept there (every tenant is held); status fails on it.
+    let out = env.run(&["status", "--json"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let status = parse_json(&out);
+    assert!(
+        array_field(&status, "tenants").iter().all(|t| t["hold"]
+            .as_str()
+            .is_some_and(|h| h.contains("could not be read"))),
+        "{status}"
+    );
+    // A fresh offsite copy under a new prefix, from the rebuilt local
+    // (the attacked prefix stays, locked, as evidence, until its locks end
+    // and the deletion role or the bucket rule removes it).
+    let fresh = format!("web01/{}", unique_prefix("rebuilt"));
+    env.set_extra_targets(&moto.remote(&moto.fleet).target_table(
+        "offsite",
+        &fresh,
+        "lock = \"1 day\"",
+    ));
+    env.write_config(
+        "16 MiB",
+        &paths_source("www", "site", &[s(&env.path("src/{tenant}"))], &[]),
+    );
+    env.ok(&["repair-target", "offsite", "--from", "local", "--verify"]);
+    env.ok(&["check", "--target", "offsite", "--read-data"]);
+    let status = env.json(&["status"]);
+    assert!(
+        array_field(&status, "tenants")
+            .iter()
+            .all(|t| t["hold"].is_null()),
+        "the events read again: {status}"
+    );
     // Nothing is written through the past, not even by the library.
     let at: jiff::Timestamp = before_attack.parse().unwrap();
     let past = moto.remote(&moto.fleet).store(&prefix).as_of(at).unwrap();
