@@ -630,18 +630,6 @@ fn ship_tenant(
             return Ok(None);
         }
     };
-    match dst.get_limited(&key_path, ReadLimit::TenantKey) {
-        Ok(existing) if existing == key => {}
-        Ok(existing) => {
-            if rewrapped_since(source, dst, tenant, &key, &existing)? {
-                dst.put(&key_path, key)?;
-            }
-        }
-        Err(Error::NotFound { .. }) => {
-            dst.put_new(&key_path, key)?;
-        }
-        Err(e) => return Err(e),
-    }
     // Source lists in reverse write order: see `plan_tenant`.
     let snapshots = src.list(&layout::snapshots_folder(tenant))?;
     let index = src.list(&layout::index_folder(tenant))?;
@@ -660,6 +648,36 @@ fn ship_tenant(
         plan.index.extend(i);
         plan.snapshots.extend(s);
     }
+    let dst_key = match dst.get_limited(&key_path, ReadLimit::TenantKey) {
+        Ok(existing) => Some(existing),
+        Err(Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let key_changes = dst_key.as_ref() != Some(&key);
+    // Before anything of the tenant is written to a locked target: until
+    // when each object is locked (the key too).
+    if let (Some(_), Some(expiry)) = (dst.object_lock(), &opts.retention) {
+        let shipped: &[Listed] =
+            match (plan.snapshots.is_empty(), plan.missing() > 0 || key_changes) {
+                (false, _) => &plan.snapshots,
+                // A prune's repacked packs or a rewrapped key: they hold or
+                // open every snapshot the tenant keeps.
+                (true, true) => &snapshots,
+                (true, false) => &[],
+            };
+        lock_until_expiry(source, &opened, dst, tenant, shipped, expiry)?;
+    }
+    match dst_key {
+        Some(existing) if existing == key => {}
+        Some(existing) => {
+            if rewrapped_since(source, dst, tenant, &key, &existing)? {
+                dst.put(&key_path, key)?;
+            }
+        }
+        None => {
+            dst.put_new(&key_path, key)?;
+        }
+    }
     let mut report = TenantReport {
         tenant: tenant.to_string(),
         present: plan.present,
@@ -669,9 +687,6 @@ fn ship_tenant(
     };
     if plan.missing() == 0 {
         return Ok(Some(report));
-    }
-    if let (Some(_), Some(expiry)) = (dst.object_lock(), &opts.retention) {
-        lock_until_expiry(source, &opened, dst, tenant, &plan.snapshots, expiry)?;
     }
     let bar = if opts.progress {
         let label = format!("ship {tenant} → {}", dst.name());
@@ -764,11 +779,12 @@ fn ship_tenant(
     Ok(Some(report))
 }
 
-/// Whether a tenant's folder holds anything but locks.
-/// Before a tenant's objects are written to a locked target: they are
-/// locked at least until the latest retention expiry of the snapshots
-/// being shipped (one GET of each, small), so that the lock of what a
-/// snapshot brings ends when its retention does (docs/IMMUTABLE.md).
+/// Before a tenant's objects are written to a locked target: each
+/// snapshot object is locked until its own retention ends, and the rest
+/// (packs, index, key) until the latest of `snapshots`' (one GET of each,
+/// small), so that the lock of what a snapshot brings ends when its
+/// retention does (docs/IMMUTABLE.md). A snapshot that does not open is
+/// left to the copy, which refuses it.
 fn lock_until_expiry(
     source: &Repository,
     opened: &crate::repo::Tenant,
@@ -780,11 +796,18 @@ fn lock_until_expiry(
     let mut latest: Option<jiff::Timestamp> = None;
     for s in snapshots {
         let bytes = source.store.get_limited(&s.path, ReadLimit::Snapshot)?;
-        let snap = source.open_snapshot(opened, &s.path, &bytes)?;
+        let snap = match source.open_snapshot(opened, &s.path, &bytes) {
+            Ok(snap) => snap,
+            Err(e) => {
+                tracing::warn!("{e}: its lock is not known");
+                continue;
+            }
+        };
         let Ok(created) = jiff::Timestamp::new(snap.time_secs, snap.time_nanos as i32) else {
             continue;
         };
         let until = (expiry.0)(&snap.tenant, &snap.category, created, dst.name());
+        dst.lock_object_at_least(&s.path, until);
         latest = Some(latest.map_or(until, |l| l.max(until)));
     }
     if let Some(until) = latest {
@@ -793,6 +816,7 @@ fn lock_until_expiry(
     Ok(())
 }
 
+/// Whether a tenant's folder holds anything but locks.
 pub fn has_content(store: &Store, tenant: &str) -> Result<bool> {
     let locks = layout::locks_folder(tenant);
     Ok(store

@@ -249,6 +249,7 @@ impl Config {
             audit,
             // The key epoch is the fleet server's: it makes and destroys it.
             rotates: self.fleet_repository.is_none(),
+            retention: Some(self.retention_expiry()),
         }
     }
 

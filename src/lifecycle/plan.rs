@@ -264,12 +264,17 @@ pub fn key_destruction_due(
     now: Timestamp,
 ) -> bool {
     let Some(state) = state else { return false };
+    snapshots_left == 0 && !state.held() && tenant_goes(policy, state, now)
+}
+
+/// Whether the tenant is going at `now`: its contract's window has started
+/// or an erasure is in force. Its key goes with its last snapshot.
+pub fn tenant_goes(policy: &Policy, state: &TenantState, now: Timestamp) -> bool {
     let ended = state
         .contract_end
         .as_ref()
         .is_some_and(|c| contract_window_start(policy, c.last_day) <= now);
-    let erased = state.erasure_in_force(now).is_some();
-    snapshots_left == 0 && !state.held() && (ended || erased)
+    ended || state.erasure_in_force(now).is_some()
 }
 
 #[cfg(test)]

@@ -872,18 +872,25 @@ impl Store {
         *floor = (*floor).max(until);
     }
 
-    /// The least lock `lock_at_least` set for the tenant `path` is of.
+    /// From now on, the object at `path` is locked at least until `until`
+    /// when written: a snapshot object until its own retention ends, not
+    /// its tenant's latest (`lock_at_least`).
+    pub fn lock_object_at_least(&self, path: &str, until: jiff::Timestamp) {
+        let mut floors = self.lock_floor.lock().expect("not poisoned");
+        let floor = floors.entry(path.to_string()).or_insert(until);
+        *floor = (*floor).max(until);
+    }
+
+    /// The least lock set for `path`: its own (`lock_object_at_least`) for
+    /// a snapshot object, else its tenant's (`lock_at_least`).
     fn lock_floor_of(&self, path: &str) -> Option<jiff::Timestamp> {
-        let mut parts = path.splitn(3, '/');
-        let folder = match (parts.next(), parts.next()) {
-            (Some(first), Some(t)) => format!("{first}/{t}"),
-            _ => return None,
-        };
-        self.lock_floor
-            .lock()
-            .expect("not poisoned")
-            .get(&folder)
-            .copied()
+        let mut parts = path.splitn(4, '/');
+        let (first, tenant, kind) = (parts.next()?, parts.next()?, parts.next());
+        let floors = self.lock_floor.lock().expect("not poisoned");
+        match kind {
+            Some("snapshots") => floors.get(path).copied(),
+            _ => floors.get(&format!("{first}/{tenant}")).copied(),
+        }
     }
 
     /// The lock this target puts on what it writes (`lock`), if any.

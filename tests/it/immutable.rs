@@ -929,6 +929,79 @@ fn a_due_copy_waits_for_its_lock_and_an_erasure_does_not() {
             .any(|s| s["tenant"] == "b"),
         "b is gone from the offsite's listing"
     );
+    // Nor does a tenant that goes wait for the lock of a copy whose
+    // retention ran out first: a's old snapshot (locked until tomorrow)
+    // goes with its erasure, and so does its key.
+    let out = env.run(&["erase", "a", "--reason", "GDPR art. 17", "--yes"]);
+    assert_success(&out, "erase a, whose old copy is locked");
+    assert!(
+        stdout(&out).contains("tenant a: key destroyed"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        !env.json(&["snapshots", "--target", "offsite"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["tenant"] == "a"),
+        "a is gone from the offsite's listing"
+    );
+}
+
+#[test]
+fn each_snapshot_shipped_is_locked_until_its_own_retention_ends() {
+    let Some(moto) = enforcing() else { return };
+    let env = Env::new();
+    let prefix = format!("web01/{}", unique_prefix("two-rules"));
+    env.set_extra_targets(&moto.remote(&moto.fleet).target_table(
+        "offsite",
+        &prefix,
+        "lock = \"1 day\"",
+    ));
+    write_file(&env.path("src/acme/index.html"), b"<h1>acme</h1>\n");
+    write_file(
+        &env.path("books/acme/2026.csv"),
+        b"date;amount\n2026-12-01;100\n",
+    );
+    let sources = format!(
+        "{}{}[retention.category.bookkeeping]\nkeep = \"7 years\"\nafter_contract = \"7 years\"\nlegal_basis = \"Bokföringslagen\"\nlegal_obligation = true\n",
+        tenant_paths_source("www", "site", "acme", &[s(&env.path("src/acme"))]),
+        tenant_paths_source(
+            "books",
+            "bookkeeping",
+            "acme",
+            &[s(&env.path("books/acme"))]
+        ),
+    );
+    env.write_config("16 MiB", &sources);
+    env.init();
+    // Both in one backup, so one ship brings both.
+    let backup = env.backup(&[]);
+    let site = backup_snapshot_id(&backup, "acme", "www");
+    let books = backup_snapshot_id(&backup, "acme", "books");
+    let versions = moto.boto3(&moto.fleet, LIST_VERSIONS, &[&prefix]);
+    let locked_days = |id: &str| {
+        let v = versions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| str_field(v, "key") == format!("tenants/acme/snapshots/{id}"))
+            .expect("the snapshot offsite");
+        let until: jiff::Timestamp = str_field(v, "locked_until")
+            .replace(' ', "T")
+            .parse()
+            .unwrap();
+        (until - jiff::Timestamp::now()).get_seconds() / 86_400
+    };
+    assert!(
+        (178..=186).contains(&locked_days(&site)),
+        "the site's six months"
+    );
+    assert!(
+        (2550..=2560).contains(&locked_days(&books)),
+        "the books' seven years"
+    );
 }
 
 #[test]

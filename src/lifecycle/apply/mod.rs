@@ -44,6 +44,9 @@ pub struct Lifecycle<'a> {
     /// a fleet server's does; a lifecycle host's does not, as the epoch is
     /// the fleet server's to make and destroy (docs/IMMUTABLE.md).
     pub rotates: bool,
+    /// The rules' expiry of a snapshot, for the ships before a secondary's
+    /// prune (what they bring to a locked target is locked until then).
+    pub retention: Option<crate::ship::RetentionExpiry>,
 }
 
 /// The repositories of every target (primary first) and the targets that
@@ -156,19 +159,20 @@ impl<'a> Lifecycle<'a> {
     pub fn plan(&self, now: Timestamp) -> Result<(Plan, Holdings)> {
         let holdings = self.holdings()?;
         let mut plan = plan::plan(self.policy, &holdings.states, &holdings.snapshots, now);
-        self.defer_locked(&mut plan, now);
+        self.defer_locked(&mut plan, &holdings, now);
         Ok((plan, holdings))
     }
 
     /// Moves the due copies whose snapshot object is still under S3 Object
     /// Lock (asked of the store: one HEAD per such copy) to `plan.locked`:
     /// gallra never plans a retention delete before a lock ends. Not the
-    /// copies of a tenant that goes (contract end, erasure): those are
-    /// hidden at once and the tenant's key destroyed, which is what makes
-    /// the locked versions unreadable (docs/IMMUTABLE.md); waiting would
-    /// hold the key, and the promise, until the lock ends. A HEAD that
-    /// fails leaves the copy due: deleting it only hides it.
-    fn defer_locked(&self, plan: &mut Plan, now: Timestamp) {
+    /// copies of a tenant that goes (contract end, erasure), whatever the
+    /// reason of each copy: those are hidden at once and the tenant's key
+    /// destroyed, which is what makes the locked versions unreadable
+    /// (docs/IMMUTABLE.md); waiting would hold the key, and the promise,
+    /// until the lock ends. A HEAD that fails leaves the copy due: deleting
+    /// it only hides it.
+    fn defer_locked(&self, plan: &mut Plan, holdings: &Holdings, now: Timestamp) {
         let locked_targets: Vec<&Repository> = self
             .repos
             .iter()
@@ -180,16 +184,22 @@ impl<'a> Lifecycle<'a> {
         let mut still_due = Vec::with_capacity(plan.due.len());
         for e in std::mem::take(&mut plan.due) {
             let repo = locked_targets.iter().find(|r| r.store.name() == e.target);
+            let goes = holdings
+                .states
+                .get(&e.tenant)
+                .is_some_and(|s| plan::tenant_goes(self.policy, s, now));
             let until = match (repo, e.reason) {
-                (Some(repo), plan::Reason::Retention) => crate::format::Id::from_hex(&e.snapshot)
-                    .map(|id| crate::layout::snapshot_path(&e.tenant, &id))
-                    .and_then(|path| match repo.store.lock_of(&path) {
-                        Ok(lock) => lock.map(|(_, until)| until),
-                        Err(err) => {
-                            tracing::warn!("{err}: its lock is unknown; it is deleted as due");
-                            None
-                        }
-                    }),
+                (Some(repo), plan::Reason::Retention) if !goes => {
+                    crate::format::Id::from_hex(&e.snapshot)
+                        .map(|id| crate::layout::snapshot_path(&e.tenant, &id))
+                        .and_then(|path| match repo.store.lock_of(&path) {
+                            Ok(lock) => lock.map(|(_, until)| until),
+                            Err(err) => {
+                                tracing::warn!("{err}: its lock is unknown; it is deleted as due");
+                                None
+                            }
+                        })
+                }
                 _ => None,
             };
             match until {

@@ -166,6 +166,7 @@ impl Lifecycle<'_> {
             &crate::ship::ShipOptions {
                 tenants: vec![tenant.to_string()],
                 host: self.host.clone(),
+                retention: self.retention.clone(),
                 ..Default::default()
             },
         );
