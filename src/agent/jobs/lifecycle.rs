@@ -61,7 +61,13 @@ pub(super) fn lifecycle(config: &Config) -> Result<Done> {
         tracing::error!(target_name = %f.target_or_empty(), tenant = f.tenant.as_deref().unwrap_or("-"), "lifecycle: {}", f.error);
     }
     let (plan, _) = lc.plan(Timestamp::now())?;
-    let next_expiry = plan.upcoming.iter().map(|u| u.expires).min();
+    // A copy waiting for its S3 Object Lock goes when the lock ends.
+    let next_expiry = plan
+        .upcoming
+        .iter()
+        .map(|u| u.expires)
+        .chain(plan.locked.iter().map(|l| l.locked_until))
+        .min();
     let inbox_failed = items.iter().filter(|i| i.outcome == "failed").count();
     let run = JobRun {
         time: now.to_string(),
