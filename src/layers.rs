@@ -15,7 +15,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &[
         "text", "limits", "error", "failure", "files", "crypto", "units", "cancel", "pace",
-        "parallel", "beneath", "schedule", "progress", "layout",
+        "parallel", "beneath", "schedule", "progress", "layout", "sigv4",
     ],
     &["store", "lock", "keyservice"],
     &["repo", "audit"],

@@ -38,6 +38,7 @@ pub mod repo;
 pub mod restore;
 pub mod schedule;
 pub mod ship;
+pub mod sigv4;
 pub mod status;
 pub mod store;
 pub mod survival;

@@ -3,13 +3,10 @@
 //! gallra uses. Requests run on the store's runtime, from blocking code.
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 use super::KeyServiceSettings;
@@ -192,28 +189,21 @@ impl KeyService {
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
-        let identity = self.credentials.clone().into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.settings.region)
-            .name("kms")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| Failed::Refused(format!("signing: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
+        let signing = crate::sigv4::signing_headers(
+            crate::sigv4::Service::Kms,
+            &self.settings.region,
+            self.credentials.clone(),
             "POST",
             self.settings.endpoint.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
+            &headers,
+            body,
         )
-        .map_err(|e| Failed::Refused(format!("signing: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| Failed::Refused(format!("signing: {e}")))?
-            .into_parts();
+        .map_err(Failed::Refused)?;
         let mut request = self.http.post(&self.settings.endpoint).body(body.to_vec());
-        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+        for (name, value) in headers.iter().copied() {
+            request = request.header(name, value);
+        }
+        for (name, value) in &signing {
             request = request.header(name, value);
         }
         let reply = crate::store::block_on(async move {

@@ -194,7 +194,8 @@ pub(super) fn http_status(text: &str) -> Option<u16> {
     text[i + 13..].get(..3)?.parse().ok()
 }
 
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+/// The text between the first `open` and the `close` after it, trimmed.
+pub(super) fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = text.find(open)? + open.len();
     let len = text[start..].find(close)?;
     Some(text[start..start + len].trim())

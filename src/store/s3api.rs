@@ -9,16 +9,11 @@
 //! retry rule read both. Every other request stays on object_store.
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
-};
-use aws_sigv4::sign::v4;
 use base64::Engine;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use serde::Deserialize;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::settings::{LockMode, ObjectLock};
 
@@ -194,44 +189,31 @@ impl S3Api {
             store: "S3",
             source: text.into(),
         };
-        let mut settings = SigningSettings::default();
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         let credential =
             object_store::CredentialProvider::get_credential(&*self.credentials).await?;
-        let identity = Credentials::new(
+        let credentials = Credentials::new(
             credential.key_id.clone(),
             credential.secret_key.clone(),
             credential.token.clone(),
             None,
             "gallra target",
-        )
-        .into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| generic(format!("signing {method} {url}: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
+        );
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let signing = crate::sigv4::signing_headers(
+            crate::sigv4::Service::S3,
+            &self.region,
+            credentials,
             method.as_str(),
             &url,
-            headers.iter().map(|(k, v)| (*k, v.as_str())),
-            SignableBody::Bytes(&body),
+            &headers,
+            &body,
         )
-        .map_err(|e| generic(format!("signing {method} {url}: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| generic(format!("signing {method} {url}: {e}")))?
-            .into_parts();
+        .map_err(|e| generic(format!("{method} {url}: {e}")))?;
         let mut request = self.http.request(method.clone(), &url).body(body);
-        for (name, value) in headers.iter().map(|(k, v)| (*k, v.as_str())) {
+        for (name, value) in headers.iter().copied() {
             request = request.header(name, value);
         }
-        for (name, value) in instructions.headers() {
+        for (name, value) in &signing {
             request = request.header(name, value);
         }
         let performing = |rest: String| {
@@ -257,10 +239,8 @@ impl S3Api {
         // and what was signed in some bodies.
         let body = String::from_utf8_lossy(&body[..body.len().min(8192)]);
         let element = |name: &str| {
-            let open = format!("<{name}>");
-            let start = body.find(&open)? + open.len();
-            let len = body[start..].find(&format!("</{name}>"))?;
-            Some(format!("{open}{}</{name}>", &body[start..start + len]))
+            super::requests::between(&body, &format!("<{name}>"), &format!("</{name}>"))
+                .map(|v| format!("<{name}>{v}</{name}>"))
         };
         let text = performing(format!(
             "Server returned non-2xx status code: {status}: {}{}",
