@@ -191,6 +191,23 @@ pub fn is_under(path: &str, folder: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// `deletion-probe/<r>`: never written; the name `Store::s3_protection`
+/// deletes to learn whether its credentials may delete (FORMAT.md 8, 17.6).
+pub fn deletion_probe_path(random_hex: &str) -> String {
+    format!("deletion-probe/{random_hex}")
+}
+
+/// Whether `path` is a key object (a tenant's key or a key epoch), whose
+/// later versions a view of the past offers beside the one of its time.
+pub fn is_key_object(path: &str) -> bool {
+    let mut parts = path.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(KEY_EPOCHS_FOLDER), Some(_), None, None)
+            | (Some(TENANTS_FOLDER), Some(_), Some("key"), None)
+    )
+}
+
 /// Whether `path` is a lock or a lock self-test probe: the objects every
 /// job deletes when it is done, which the fleet's policy lets it delete
 /// and Object Lock leaves unlocked (docs/IMMUTABLE.md).
@@ -298,6 +315,11 @@ mod tests {
         ));
         assert!(!is_under("tenants/acme/locksmith", &locks_folder("acme")));
         assert!(!is_under("tenants/acme/locks", &locks_folder("acme")));
+        assert_eq!(deletion_probe_path("00ff"), "deletion-probe/00ff");
+        assert!(is_key_object(&tenant_key_path("acme")));
+        assert!(is_key_object(&key_epoch_path(&[7; 16])));
+        assert!(!is_key_object("tenants/acme/packs/ab/key"));
+        assert!(!is_key_object(&shred_due_path("acme")));
         assert!(is_lock_object(&exclusive_lock_path("acme")));
         assert!(is_lock_object(&shared_lock_path(
             "acme",

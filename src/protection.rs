@@ -12,6 +12,7 @@ use std::path::Path;
 
 use crate::store::{BucketLock, BucketVersioning, LockMode, ObjectLock, TargetSettings};
 use crate::survival::{ProbeRecord, VersionProbe};
+use crate::text::days;
 
 /// What protects one target, as last probed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,13 +46,6 @@ fn store_kind(url: &str) -> &'static str {
         "s3" | "s3a" => "s3",
         "gs" => "gcs",
         _ => "azure",
-    }
-}
-
-fn days(n: u32) -> String {
-    match n {
-        1 => "1 day".into(),
-        n => format!("{n} days"),
     }
 }
 
@@ -170,16 +164,19 @@ mod tests {
         }
     }
 
-    fn bucket(
+    /// What protects `t` when its bucket answered so.
+    fn answered(
+        t: &TargetSettings,
         versioning: BucketVersioning,
-        lock: Option<BucketLock>,
+        object_lock: Option<BucketLock>,
         may_delete: bool,
-    ) -> S3Protection {
-        S3Protection {
+    ) -> Protection {
+        let s3 = S3Protection {
             versioning,
-            object_lock: lock,
+            object_lock,
             may_delete,
-        }
+        };
+        Protection::of(t, Some(&probe(Some(s3))))
     }
 
     const NO_DEFAULT: BucketLock = BucketLock {
@@ -187,32 +184,21 @@ mod tests {
         default_days: None,
     };
 
+    const THIRTY_DAYS: ObjectLock = ObjectLock {
+        mode: LockMode::Compliance,
+        days: 30,
+    };
+
     #[test]
     fn a_locked_bucket_resists_the_server_only_when_each_version_is_locked() {
+        use BucketVersioning::Enabled;
         let mut t = TargetSettings::new("offsite", "s3://fleet/web01");
-        let p = Protection::of(
-            &t,
-            Some(&probe(Some(bucket(
-                BucketVersioning::Enabled,
-                Some(NO_DEFAULT),
-                false,
-            )))),
-        );
+        let p = answered(&t, Enabled, Some(NO_DEFAULT), false);
         assert!(!p.resists_this_server, "{p:?}");
         assert!(p.words.contains("no version is locked"), "{}", p.words);
 
-        t.lock = Some(ObjectLock {
-            mode: LockMode::Compliance,
-            days: 30,
-        });
-        let p = Protection::of(
-            &t,
-            Some(&probe(Some(bucket(
-                BucketVersioning::Enabled,
-                Some(NO_DEFAULT),
-                false,
-            )))),
-        );
+        t.lock = Some(THIRTY_DAYS);
+        let p = answered(&t, Enabled, Some(NO_DEFAULT), false);
         assert!(p.resists_this_server && p.problems.is_empty(), "{p:?}");
         assert!(
             p.words.contains("for 30 days in compliance mode")
@@ -231,14 +217,7 @@ mod tests {
             default_days: Some(7),
         };
         t.lock = None;
-        let p = Protection::of(
-            &t,
-            Some(&probe(Some(bucket(
-                BucketVersioning::Enabled,
-                Some(default),
-                true,
-            )))),
-        );
+        let p = answered(&t, Enabled, Some(default), true);
         assert!(p.resists_this_server, "{p:?}");
         assert!(
             p.words
@@ -253,23 +232,17 @@ mod tests {
     #[test]
     fn a_lock_the_bucket_cannot_keep_is_a_problem() {
         let mut t = TargetSettings::new("offsite", "s3://fleet/web01");
-        t.lock = Some(ObjectLock {
-            mode: LockMode::Compliance,
-            days: 30,
-        });
-        for s3 in [
-            bucket(BucketVersioning::Enabled, None, false),
-            bucket(BucketVersioning::Off, None, true),
+        t.lock = Some(THIRTY_DAYS);
+        for (versioning, may_delete) in [
+            (BucketVersioning::Enabled, false),
+            (BucketVersioning::Off, true),
         ] {
-            let p = Protection::of(&t, Some(&probe(Some(s3))));
+            let p = answered(&t, versioning, None, may_delete);
             assert!(!p.resists_this_server);
             assert_eq!(p.problems.len(), 1, "{p:?}");
             assert!(p.problems[0].contains("no Object Lock"), "{:?}", p.problems);
         }
-        let p = Protection::of(
-            &t,
-            Some(&probe(Some(bucket(BucketVersioning::Off, None, true)))),
-        );
+        let p = answered(&t, BucketVersioning::Off, None, true);
         assert!(p.words.contains("final"), "{}", p.words);
     }
 

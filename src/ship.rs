@@ -807,11 +807,11 @@ fn lock_until_expiry(
             continue;
         };
         let until = (expiry.0)(&snap.tenant, &snap.category, created, dst.name());
-        dst.lock_object_at_least(&s.path, until);
+        dst.lock_at_least(&s.path, until);
         latest = Some(latest.map_or(until, |l| l.max(until)));
     }
     if let Some(until) = latest {
-        dst.lock_at_least(tenant, until);
+        dst.lock_at_least(&layout::tenant_prefix(tenant), until);
     }
     Ok(())
 }

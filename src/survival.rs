@@ -293,10 +293,7 @@ impl Leftovers {
             Some(lock) => format!(
                 "{until_words}, and not before its S3 Object Lock ends ({} mode: at least {} after it was written, and what a snapshot brought not before that snapshot's retention ends)",
                 lock.mode.as_word(),
-                match lock.days {
-                    1 => "1 day".to_string(),
-                    n => format!("{n} days"),
-                }
+                crate::text::days(lock.days)
             ),
             None => until_words,
         };

@@ -14,6 +14,15 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// "1 day", "30 days": a period of whole days, as a bucket rule or a lock
+/// states it.
+pub fn days(n: u32) -> String {
+    match n {
+        1 => "1 day".to_string(),
+        n => format!("{n} days"),
+    }
+}
+
 /// "45s", "12m 5s", "3h 20m", "2d 4h": an age read at a glance.
 pub fn human_age(d: jiff::SignedDuration) -> String {
     let s = d.as_secs().max(0);

@@ -85,8 +85,8 @@ pub struct Store {
     /// nothing is written.
     view: Option<Arc<AsOf>>,
     deletions: Deletions,
-    /// Per tenant folder (`tenants/<t>`), the least a version written
-    /// there is locked until (`lock_at_least`).
+    /// Per tenant folder (`tenants/<t>`) or snapshot object, the least a
+    /// version written there is locked until (`lock_at_least`).
     lock_floor: Arc<std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>>,
 }
 
@@ -100,15 +100,6 @@ struct AsOf {
     /// tenant keys under an epoch made after it and destroyed the epoch of
     /// `at`: the keys of `at` open no more, their rewrapped versions do.
     later_keys: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-/// Whether `path` is a key object, whose later versions a view of the past
-/// offers beside the one of its time (`AsOf::later_keys`).
-fn is_key_object(path: &str) -> bool {
-    crate::layout::is_under(path, crate::layout::KEY_EPOCHS_FOLDER)
-        || (path.starts_with("tenants/")
-            && path.ends_with("/key")
-            && path.matches('/').count() == 2)
 }
 
 impl std::fmt::Debug for Store {
@@ -315,7 +306,7 @@ impl Store {
         let mut later_keys: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for v in versions
             .iter()
-            .filter(|v| v.modified > at && !v.deleted && is_key_object(&v.key))
+            .filter(|v| v.modified > at && !v.deleted && crate::layout::is_key_object(&v.key))
         {
             later_keys
                 .entry(v.key.clone())
@@ -360,15 +351,9 @@ impl Store {
         let Some(versions) = self.view.as_ref().and_then(|v| v.later_keys.get(path)) else {
             return Ok(Vec::new());
         };
-        let p = self.obj_path(path)?;
         let mut out = Vec::with_capacity(versions.len());
         for version in versions {
-            let opts = GetOptions::default().with_version(Some(version.clone()));
-            let bytes = runtime()
-                .block_on(self.call(0, || async {
-                    self.inner.get_opts(&p, opts.clone()).await?.bytes().await
-                }))
-                .map_err(|f| self.fail(path, f))?;
+            let bytes = self.get_remote(path, Some(version.clone()))?;
             if bytes.len() as u64 <= limit.bytes() {
                 self.count_download(bytes.len());
                 out.push(bytes);
@@ -504,16 +489,22 @@ impl Store {
                 .map(Bytes::from)
                 .map_err(|e| self.map_io_err(path, e))?
         } else {
-            let p = self.obj_path(path)?;
-            let opts = GetOptions::default().with_version(self.version_to_read(path)?);
-            runtime()
-                .block_on(self.call(0, || async {
-                    self.inner.get_opts(&p, opts.clone()).await?.bytes().await
-                }))
-                .map_err(|f| self.fail(path, f))?
+            self.get_remote(path, self.version_to_read(path)?)?
         };
         self.count_download(bytes.len());
         Ok(bytes)
+    }
+
+    /// A whole object from a remote store: its current version, or
+    /// `version`.
+    fn get_remote(&self, path: &str, version: Option<String>) -> Result<Bytes> {
+        let p = self.obj_path(path)?;
+        let opts = GetOptions::default().with_version(version);
+        runtime()
+            .block_on(self.call(0, || async {
+                self.inner.get_opts(&p, opts.clone()).await?.bytes().await
+            }))
+            .map_err(|f| self.fail(path, f))
     }
 
     /// Reads an object of a kind that is small by construction, refusing
@@ -828,9 +819,8 @@ impl Store {
         let object_lock = runtime()
             .block_on(self.call(0, || api.object_lock()))
             .map_err(|f| self.fail("(bucket Object Lock)", f))?;
-        let probe = format!(
-            "{DELETION_PROBE_FOLDER}/{}",
-            crate::format::Id(crate::crypto::random_bytes()).to_hex()
+        let probe = crate::layout::deletion_probe_path(
+            &crate::format::Id(crate::crypto::random_bytes()).to_hex(),
         );
         let may_delete = runtime()
             .block_on(self.call(0, || api.may_delete(&probe)))
@@ -860,29 +850,20 @@ impl Store {
         self.deletions == Deletions::Here
     }
 
-    /// From now on, every version written to this target for `tenant` is
-    /// locked at least until `until` (with `lock` set; a later call with an
-    /// earlier time does not shorten it): what a snapshot brings stays
-    /// locked until its retention ends.
-    pub fn lock_at_least(&self, tenant: &str, until: jiff::Timestamp) {
+    /// From now on, what is written to this target under `scope` is locked
+    /// at least until `until` (with `lock` set; a later call with an earlier
+    /// time does not shorten it). `scope` is a tenant's folder
+    /// (`tenants/<t>`: its packs, index and key) or a snapshot object (which
+    /// its tenant's folder does not cover: it is locked until its own
+    /// retention ends).
+    pub fn lock_at_least(&self, scope: &str, until: jiff::Timestamp) {
         let mut floors = self.lock_floor.lock().expect("not poisoned");
-        let floor = floors
-            .entry(crate::layout::tenant_prefix(tenant))
-            .or_insert(until);
+        let floor = floors.entry(scope.to_string()).or_insert(until);
         *floor = (*floor).max(until);
     }
 
-    /// From now on, the object at `path` is locked at least until `until`
-    /// when written: a snapshot object until its own retention ends, not
-    /// its tenant's latest (`lock_at_least`).
-    pub fn lock_object_at_least(&self, path: &str, until: jiff::Timestamp) {
-        let mut floors = self.lock_floor.lock().expect("not poisoned");
-        let floor = floors.entry(path.to_string()).or_insert(until);
-        *floor = (*floor).max(until);
-    }
-
-    /// The least lock set for `path`: its own (`lock_object_at_least`) for
-    /// a snapshot object, else its tenant's (`lock_at_least`).
+    /// The least lock set for `path` (`lock_at_least`): its own for a
+    /// snapshot object, else its tenant folder's.
     fn lock_floor_of(&self, path: &str) -> Option<jiff::Timestamp> {
         let mut parts = path.splitn(4, '/');
         let (first, tenant, kind) = (parts.next()?, parts.next()?, parts.next());
@@ -921,10 +902,6 @@ impl Store {
         }
     }
 }
-
-/// Where `s3_protection` asks whether it may delete: a name nothing is
-/// ever written under (FORMAT.md 8).
-pub const DELETION_PROBE_FOLDER: &str = "deletion-probe";
 
 /// What an S3 bucket says protects a target's objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -83,10 +83,7 @@ impl NoncurrentExpiry {
 
 impl std::fmt::Display for NoncurrentExpiry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.days {
-            1 => write!(f, "1 day"),
-            n => write!(f, "{n} days"),
-        }
+        f.write_str(&crate::text::days(self.days))
     }
 }
 
@@ -182,11 +179,12 @@ impl ObjectLock {
 
 impl std::fmt::Display for ObjectLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let days = match self.days {
-            1 => "1 day".to_string(),
-            n => format!("{n} days"),
-        };
-        write!(f, "{days} ({})", self.mode.as_word())
+        write!(
+            f,
+            "{} ({})",
+            crate::text::days(self.days),
+            self.mode.as_word()
+        )
     }
 }
 
