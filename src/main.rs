@@ -237,30 +237,20 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
     let json_out = cli.json;
     let path = config_path(&cli);
     let fleet = cli.fleet.clone();
-    let load = || -> anyhow::Result<Config> {
-        let config = Config::load(&path)?;
+    // On a lifecycle host's config, the fleet repository named.
+    let select = |config: Config| -> anyhow::Result<Config> {
         match &fleet {
             Some(name) => Ok(config.for_fleet(name)?),
             None if !config.fleet.is_empty() => Err(gallra::Error::Usage(format!(
                 "{} is a lifecycle host's config: name the repository with --fleet NAME (one of {})",
                 path.display(),
-                config
-                    .fleet
-                    .iter()
-                    .map(|f| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                config.fleet_names()
             ))
             .into()),
             None => Ok(config),
         }
     };
-    if let (Command::Lifecycle { command }, None) = (&cli.command, &fleet) {
-        let config = Config::load(&path)?;
-        if !config.fleet.is_empty() {
-            return every_fleet_repository(&config, json_out, command);
-        }
-    }
+    let load = || select(Config::load(&path)?);
     match cli.command {
         Command::Init(args) => cli::init::run(&load()?, json_out, args),
         Command::Key {
@@ -281,7 +271,13 @@ fn run(cli: Cli, agent_config: Option<gallra::Result<Config>>) -> anyhow::Result
         Command::Hold { command } => cli::lifecycle::hold(&load()?, json_out, command),
         Command::Erase(args) => cli::lifecycle::erase(&load()?, json_out, args),
         Command::Inbox { command } => cli::lifecycle::inbox(&load()?, json_out, command),
-        Command::Lifecycle { command } => cli::lifecycle::lifecycle(&load()?, json_out, command),
+        Command::Lifecycle { command } => {
+            let config = Config::load(&path)?;
+            match (&fleet, config.fleet.is_empty()) {
+                (None, false) => every_fleet_repository(&config, json_out, &command),
+                _ => cli::lifecycle::lifecycle(&select(config)?, json_out, command),
+            }
+        }
         Command::Audit { command } => cli::lifecycle::audit(&load()?, json_out, command),
         Command::Drill(args) => cli::drill::drill(&load()?, json_out, args),
         Command::Agent(_) => cli::agent::agent(agent_config.expect("loaded in main")?),

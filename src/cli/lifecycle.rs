@@ -577,18 +577,11 @@ fn print_apply(
                 local(config, l.locked_until)
             );
         }
-        let mut elsewhere: Vec<&str> = report
-            .left_to_lifecycle_host
-            .iter()
-            .map(|e| e.target.as_str())
-            .collect();
-        elsewhere.dedup();
-        for target in elsewhere {
-            let n = report
-                .left_to_lifecycle_host
-                .iter()
-                .filter(|e| e.target == target)
-                .count();
+        let mut elsewhere: std::collections::BTreeMap<&str, usize> = Default::default();
+        for e in &report.left_to_lifecycle_host {
+            *elsewhere.entry(e.target.as_str()).or_default() += 1;
+        }
+        for (target, n) in elsewhere {
             println!(
                 "target {target}: {n} due snapshot copies are left to its lifecycle host (deletions = \"lifecycle-host\"); until it deletes them they count as overdue"
             );

@@ -190,6 +190,12 @@ impl Config {
         })
     }
 
+    /// The names of the `[[fleet]]` repositories, for messages: "web01, web02".
+    pub fn fleet_names(&self) -> String {
+        let names: Vec<&str> = self.fleet.iter().map(|f| f.name.as_str()).collect();
+        names.join(", ")
+    }
+
     /// On a lifecycle host, the config of the fleet repository `name`: the
     /// host's targets with the repository's folder added to each URL, its
     /// key file (and the host's key service), the host's rules and agent
@@ -201,11 +207,7 @@ impl Config {
             Error::Usage(format!(
                 "no [[fleet]] named {name:?} in {} (fleet: {})",
                 self.path.display(),
-                self.fleet
-                    .iter()
-                    .map(|f| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.fleet_names()
             ))
         })?;
         let mut c = self.clone();

@@ -266,7 +266,10 @@ impl<'a> Lifecycle<'a> {
 
         self.unlock_keyless(&holdings, &remaining, keep, now)?;
         self.destroy_due_keys(&holdings, &remaining, keep, now, &mut report, survives);
-        if self.primary().keys().service.is_some() && !self.rotates {
+        if self.primary().keys().service.is_none() {
+            return Ok(report);
+        }
+        if !self.rotates {
             match rotate::remove_retired(self.repos) {
                 Ok(removed) => report.retired_epochs_removed = removed,
                 Err(e) => report.failures.push(Failure::on_target(
@@ -274,8 +277,7 @@ impl<'a> Lifecycle<'a> {
                     format!("removing retired key epochs: {e}"),
                 )),
             }
-        }
-        if self.primary().keys().service.is_some() && self.rotates {
+        } else {
             match self.rotate_keys(now, false) {
                 Ok((due, rotation)) => {
                     if let Some(r) = &rotation
