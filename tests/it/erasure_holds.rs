@@ -260,17 +260,10 @@ for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Pre
                       "latest": v["IsLatest"]})
 json.dump(found, sys.stdout)
 "#;
-    let run = std::process::Command::new(&v[0])
-        .args(["-c", SCRIPT, &v[1], bucket, prefix, s(out)])
-        .output()
-        .expect("run boto3");
-    assert!(
-        run.status.success(),
-        "boto3: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let found: Vec<Value> = serde_json::from_slice(&run.stdout).expect("boto3 prints JSON");
+    let found = crate::common::remote::boto3(&v[0], SCRIPT, &[&v[1], bucket, prefix, s(out)]);
     found
+        .as_array()
+        .expect("boto3 prints an array")
         .iter()
         .map(|f| {
             (

@@ -54,19 +54,12 @@ impl Enforcing {
     /// Runs `script` with boto3 as the user with `keys`: argv is the
     /// endpoint, the bucket, then `args`; it prints JSON.
     fn boto3(&self, keys: &(String, String), script: &str, args: &[&str]) -> Value {
-        let run = std::process::Command::new(&self.python)
-            .arg("-c")
-            .arg(format!("{BOTO3_HEAD}{script}"))
-            .args([&self.endpoint, &self.bucket, &keys.0, &keys.1])
-            .args(args)
-            .output()
-            .expect("run boto3");
-        assert!(
-            run.status.success(),
-            "boto3: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        serde_json::from_slice(&run.stdout).expect("boto3 prints JSON")
+        let argv = [&self.endpoint, &self.bucket, &keys.0, &keys.1].map(String::as_str);
+        crate::common::remote::boto3(
+            &self.python,
+            &format!("{BOTO3_HEAD}{script}"),
+            &[&argv[..], args].concat(),
+        )
     }
 }
 
@@ -160,6 +153,25 @@ fn one_server(
     (env, prefix)
 }
 
+/// `restore ID --to <a fresh folder> --verify` with `args` (a target, a
+/// time), which must succeed and bring back every file of `src/<tenant>`
+/// byte for byte.
+fn restores_byte_for_byte(env: &Env, tenant: &str, id: &str, args: &[&str], what: &str) {
+    static RESTORES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RESTORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let to = env.path(&format!("restored-{n}/{tenant}"));
+    let out = env.run(&[&["restore", id, "--to", s(&to), "--verify"][..], args].concat());
+    assert_success(&out, what);
+    for f in files_under(&env.path(&format!("src/{tenant}"))) {
+        assert_eq!(
+            std::fs::read(restored_path(&to, &f)).unwrap(),
+            std::fs::read(&f).unwrap(),
+            "{what}: {}",
+            f.display()
+        );
+    }
+}
+
 /// SHA-256 of every object file under the primary's folder, by its path.
 fn primary_objects(repo: &Path) -> BTreeMap<String, String> {
     use sha2::Digest;
@@ -216,23 +228,8 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
     env.ok(&["check", "--target", "offsite", "--read-data"]);
     env.ok(&["drill", "--target", "offsite"]);
     for (tenant, id) in &ids {
-        let to = env.path(&format!("restored/{tenant}"));
-        let out = env.run(&[
-            "restore",
-            id,
-            "--to",
-            s(&to),
-            "--target",
-            "offsite",
-            "--verify",
-        ]);
-        assert_success(&out, &format!("restore {tenant} from the offsite"));
-        for f in files_under(&env.path(&format!("src/{tenant}"))) {
-            assert_eq!(
-                std::fs::read(restored_path(&to, &f)).unwrap(),
-                std::fs::read(&f).unwrap()
-            );
-        }
+        let what = format!("restore {tenant} from the offsite");
+        restores_byte_for_byte(&env, tenant, id, &["--target", "offsite"], &what);
     }
 
     // Each version gallra wrote is locked in compliance mode, for a day;
@@ -364,21 +361,8 @@ fn a_fleet_server_does_every_job_and_cannot_destroy_its_offsite_copies() {
     assert_eq!(listed, expected, "every snapshot there before the attack");
     env.ok(&[&["check", "--read-data"][..], &as_of].concat());
     for (tenant, id) in &ids {
-        let to = env.path(&format!("recovered/{tenant}"));
-        let out = env.run(
-            &[
-                &["restore", id.as_str(), "--to", s(&to), "--verify"][..],
-                &as_of,
-            ]
-            .concat(),
-        );
-        assert_success(&out, &format!("restore {tenant} as of before the attack"));
-        for f in files_under(&env.path(&format!("src/{tenant}"))) {
-            assert_eq!(
-                std::fs::read(restored_path(&to, &f)).unwrap(),
-                std::fs::read(&f).unwrap()
-            );
-        }
+        let what = format!("restore {tenant} as of before the attack");
+        restores_byte_for_byte(&env, tenant, id, &as_of, &what);
     }
     // The local target, whose tenant a the forged erasure deleted, is
     // rebuilt from the offsite as it was, and holds everything again.
@@ -727,17 +711,14 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
         );
         assert_eq!(u64_field(&server.offsite_row(), "overdue_deletions"), 0);
         assert_eq!(server.offsite_objects(&moto, "key-epochs").len(), 2);
-        let to = server.env.path("restored");
-        let out = server.env.run(&[
-            "restore",
+        let what = format!("restore {tenant} from the offsite");
+        restores_byte_for_byte(
+            &server.env,
+            tenant,
             &kept[tenant],
-            "--to",
-            s(&to),
-            "--target",
-            "offsite",
-            "--verify",
-        ]);
-        assert_success(&out, &format!("restore {tenant} from the offsite"));
+            &["--target", "offsite"],
+            &what,
+        );
     }
     // The host's next run removes the retired epochs' objects; it never
     // rotates one itself.
@@ -750,17 +731,14 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
     );
     for (server, tenant) in [(&web01, "a"), (&web02, "d")] {
         assert_eq!(server.offsite_objects(&moto, "key-epochs").len(), 1);
-        let to = server.env.path("restored-after-rotation");
-        let out = server.env.run(&[
-            "restore",
+        let what = format!("restore {tenant} after the rotation");
+        restores_byte_for_byte(
+            &server.env,
+            tenant,
             &kept[tenant],
-            "--to",
-            s(&to),
-            "--target",
-            "offsite",
-            "--verify",
-        ]);
-        assert_success(&out, &format!("restore {tenant} after the rotation"));
+            &["--target", "offsite"],
+            &what,
+        );
     }
     let out = host.run_with(
         &host_config,
@@ -1042,21 +1020,7 @@ fn recovery_as_of_a_time_before_a_rotation_opens_the_rewrapped_keys() {
     // As of `before`, b's key of that time no longer opens; its rewrapped
     // version does, and b restores byte for byte. a stays erased.
     let as_of = ["--target", "offsite", "--as-of", before.as_str()];
-    let to = env.path("recovered-b");
-    let out = env.run(
-        &[
-            &["restore", b.as_str(), "--to", s(&to), "--verify"][..],
-            &as_of,
-        ]
-        .concat(),
-    );
-    assert_success(&out, "restore b as of before the rotation");
-    for f in files_under(&env.path("src/b")) {
-        assert_eq!(
-            std::fs::read(restored_path(&to, &f)).unwrap(),
-            std::fs::read(&f).unwrap()
-        );
-    }
+    restores_byte_for_byte(&env, "b", &b, &as_of, "restore b as of before the rotation");
     let a = backup_snapshot_id(&backup, "a", "www");
     let out = env.run(
         &[

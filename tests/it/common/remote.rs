@@ -22,6 +22,23 @@ pub fn server_env(server: &str, names: &[&str]) -> Option<Vec<String>> {
     values
 }
 
+/// Runs a boto3 `script` with moto's venv python (`python`) and `args` as
+/// its argv; it must succeed and print JSON, which is returned.
+pub fn boto3(python: &str, script: &str, args: &[&str]) -> serde_json::Value {
+    let run = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run boto3");
+    assert!(
+        run.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).expect("boto3 prints JSON")
+}
+
 /// A folder prefix no earlier run used: a developer's servers outlive one
 /// test run.
 pub fn unique_prefix(tag: &str) -> String {
