@@ -47,6 +47,7 @@ pub enum Action {
     ErasureRequested,
     Drill,
     KeyRotated,
+    TargetReverted,
 }
 
 impl Action {
@@ -64,6 +65,7 @@ impl Action {
             Action::ErasureRequested => "erasure-requested",
             Action::Drill => "drill",
             Action::KeyRotated => "key-rotated",
+            Action::TargetReverted => "target-reverted",
         }
     }
 }

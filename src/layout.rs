@@ -75,6 +75,15 @@ pub fn tenant_prefix(tenant: &str) -> String {
     format!("{TENANTS_FOLDER}/{}", tenant_name::component(tenant))
 }
 
+/// The tenant whose folder `path` is in (`tenants/<t>/...`).
+pub fn tenant_of_path(path: &str) -> Option<String> {
+    let mut parts = path.split('/');
+    match (parts.next(), parts.next()) {
+        (Some(TENANTS_FOLDER), Some(component)) => tenant_name::from_component(component),
+        _ => None,
+    }
+}
+
 /// `tenants/<t>/key`: the tenant's wrapped root key (FORMAT.md 11.3).
 pub fn tenant_key_path(tenant: &str) -> String {
     format!("{}/key", tenant_prefix(tenant))
@@ -194,8 +203,10 @@ pub fn is_under(path: &str, folder: &str) -> bool {
 /// `deletion-probe/<r>`: never written; the name `Store::s3_protection`
 /// deletes to learn whether its credentials may delete (FORMAT.md 8, 17.6).
 pub fn deletion_probe_path(random_hex: &str) -> String {
-    format!("deletion-probe/{random_hex}")
+    format!("{DELETION_PROBE_FOLDER}/{random_hex}")
 }
+
+pub const DELETION_PROBE_FOLDER: &str = "deletion-probe";
 
 /// Whether `path` is a key object (a tenant's key or a key epoch), whose
 /// later versions a view of the past offers beside the one of its time.
@@ -371,10 +382,8 @@ mod tests {
                 exclusive_lock_path(&name),
                 shared_lock_path(&name, "0123456789abcdef"),
             ] {
-                let mut parts = path.split('/');
-                prop_assert_eq!(parts.next(), Some(TENANTS_FOLDER));
-                let component = parts.next().unwrap_or_default();
-                prop_assert_eq!(tenant_name::from_component(component), Some(name.clone()));
+                prop_assert!(path.starts_with("tenants/"));
+                prop_assert_eq!(tenant_of_path(&path), Some(name.clone()));
             }
         }
 

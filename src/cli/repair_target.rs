@@ -3,6 +3,7 @@
 use clap::Args;
 
 use gallra::config::Config;
+use gallra::repair::RevertReport;
 use gallra::ship::ShipOptions;
 
 use super::output::{print_json, print_ship_report};
@@ -20,10 +21,29 @@ pub struct RepairTargetArgs {
     /// Copy what the source held at TIME (an S3 target's old versions, after an attack); needs --from
     #[arg(long, value_name = "TIME", requires = "from")]
     as_of: Option<String>,
+    /// Put this S3 target back in place as it was at TIME (after an attack; run with the deletion role, on the lifecycle host)
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["from", "as_of", "verify"])]
+    revert_to: Option<String>,
+    /// With --revert-to: say what would change, and change nothing
+    #[arg(long, requires = "revert_to")]
+    dry_run: bool,
 }
 
 pub fn run(config: &Config, json_out: bool, args: RepairTargetArgs) -> anyhow::Result<i32> {
     let name = &args.name;
+    if let Some(at) = &args.revert_to {
+        let at = super::parse_moment(config, "--revert-to", at)?;
+        let report = gallra::repair::revert_target(config, name, at, args.dry_run)?;
+        for f in &report.failed {
+            eprintln!("error: revert of target {name}: {f}");
+        }
+        if json_out {
+            print_json(&report)?;
+        } else {
+            print_revert_report(&report);
+        }
+        return Ok(if report.ok() { 0 } else { 1 });
+    }
     let as_of = args
         .as_of
         .as_deref()
@@ -57,4 +77,56 @@ pub fn run(config: &Config, json_out: bool, args: RepairTargetArgs) -> anyhow::R
         print_ship_report(&report);
     }
     Ok(if report.ok() { 0 } else { 1 })
+}
+
+fn print_revert_report(r: &RevertReport) {
+    let would = if r.dry_run { "would be " } else { "" };
+    println!(
+        "target {} as of {}: {} object(s) {would}put back ({}), {} made since {would}hidden, {} audit record(s) since kept, {} unchanged",
+        r.target,
+        r.as_of,
+        r.put_back,
+        gallra::text::human_bytes(r.put_back_bytes),
+        r.hidden,
+        r.audit_records_kept,
+        r.unchanged
+    );
+    for k in &r.keys {
+        let what = match k.kept {
+            "of-the-time" => "its version of the time",
+            "rewrapped-since" => "its version rewrapped since (the one of the time opens no more)",
+            "made-since" => "kept: made since by a rotation, and it opens",
+            "hidden" => "hidden: made since, and it does not open",
+            "none-opens" => {
+                "no version opens: its version of the time is current again (a key deletion to cancel? docs/INSTALL.md section 7)"
+            }
+            _ => "to be chosen by which version opens",
+        };
+        println!("  {}: {what}", k.path);
+    }
+    for e in &r.hidden_events {
+        match (e.kind, &e.tenant) {
+            (Some(kind), Some(tenant)) => println!(
+                "  event {} {would}hidden: {kind} of tenant {tenant}, received {} from {}: if it was genuine, record it again",
+                e.id,
+                e.received.map(|t| t.to_string()).unwrap_or_default(),
+                e.host.as_deref().unwrap_or("?")
+            ),
+            _ => println!(
+                "  event {} {would}hidden{}",
+                e.id,
+                if r.dry_run {
+                    ""
+                } else {
+                    ": it does not open (not this repository's)"
+                }
+            ),
+        }
+    }
+    if !r.dry_run && r.ok() {
+        println!(
+            "next: gallra check --target {} --read-data, then the lifecycle's plan",
+            r.target
+        );
+    }
 }

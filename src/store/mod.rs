@@ -27,6 +27,7 @@ mod remote;
 mod requests;
 mod s3api;
 mod settings;
+mod versions;
 
 pub use requests::StoreStats;
 use requests::{Failed, Failure, Requests, describe, http_status};
@@ -34,6 +35,7 @@ pub use s3api::{BucketLock, BucketVersioning};
 pub use settings::{
     Deletions, LockMode, Locking, NoncurrentExpiry, ObjectLock, StoreLimits, TargetSettings,
 };
+pub use versions::{Hidden, KeyChoice, PutBack, RevertPlan};
 
 /// Objects at least this large are uploaded in parts, so that a failed
 /// request repeats one part rather than the whole object, and parts travel
@@ -264,45 +266,13 @@ impl Store {
     /// can be written through it. For recovery after an attack that
     /// overwrote or deleted objects (docs/IMMUTABLE.md).
     pub fn as_of(&self, at: jiff::Timestamp) -> Result<Store> {
-        let Some(api) = &self.s3 else {
-            return Err(Error::TargetConfig {
-                target: self.name.clone(),
-                message: "--as-of reads old versions, which gallra reads only from S3 targets"
-                    .into(),
-            });
-        };
-        // A page per request, each with its own timeout and retries.
-        let mut versions = Vec::new();
-        let mut marker = None;
-        loop {
-            let (page, next) = runtime()
-                .block_on(self.call(0, || api.versions_page(marker.as_ref())))
-                .map_err(|f| self.fail("(versions)", f))?;
-            versions.extend(page);
-            match next {
-                Some(m) => marker = Some(m),
-                None => break,
-            }
-        }
-        // A version and a delete marker of the same second (the stores'
-        // times are whole seconds) cannot be ordered: the version wins, as
-        // recovery would rather restore an object than lose it.
-        let mut newest: std::collections::BTreeMap<String, &s3api::ObjectVersion> =
-            Default::default();
-        for v in versions.iter().filter(|v| v.modified <= at) {
-            match newest.get(&v.key) {
-                Some(seen) if seen.modified > v.modified => {}
-                Some(seen) if seen.modified == v.modified && !seen.deleted => {}
-                _ => {
-                    newest.insert(v.key.clone(), v);
-                }
-            }
-        }
-        let mut objects: std::collections::BTreeMap<String, (String, u64)> = newest
-            .into_iter()
-            .filter(|(_, v)| !v.deleted)
-            .map(|(k, v)| (k, (v.version.clone(), v.size)))
-            .collect();
+        let (_, versions) = self.all_versions("--as-of")?;
+        let mut objects: std::collections::BTreeMap<String, (String, u64)> =
+            versions::newest_at(&versions, at)
+                .into_iter()
+                .filter(|(_, v)| !v.deleted)
+                .map(|(k, v)| (k.to_string(), (v.version.clone(), v.size)))
+                .collect();
         let mut later_keys: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for v in versions
             .iter()
@@ -840,7 +810,7 @@ impl Store {
             return Ok(None);
         };
         runtime()
-            .block_on(self.call(0, || api.lock_of(path)))
+            .block_on(self.call(0, || api.lock_of(path, None)))
             .map_err(|f| self.fail(path, f))
     }
 
@@ -882,6 +852,10 @@ impl Store {
     /// The one place objects are deleted, so that deletion can later be given
     /// its own credentials.
     pub fn delete(&self, path: &str) -> Result<()> {
+        runtime().block_on(self.delete_async(path))
+    }
+
+    async fn delete_async(&self, path: &str) -> Result<()> {
         self.writable(path)?;
         if !self.deletes_here() && !crate::layout::is_lock_object(path) {
             // Every caller skips such a target; this is the backstop.
@@ -892,7 +866,7 @@ impl Store {
         }
         kill_point();
         let p = self.obj_path(path)?;
-        match runtime().block_on(self.call(0, || self.inner.delete(&p))) {
+        match self.call(0, || self.inner.delete(&p)).await {
             Ok(())
             | Err(Failed {
                 failure: Failure::Store(object_store::Error::NotFound { .. }),

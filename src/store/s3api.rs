@@ -17,11 +17,15 @@ use std::time::Instant;
 
 use super::settings::{LockMode, ObjectLock};
 
+/// The base64 MD5 of no bytes.
+const EMPTY_BODY_MD5: &str = "1B2M2Y8AsgTpgAmY7PhCfg==";
+
 /// One S3 bucket (and the target's prefix in it), as object_store's builder
 /// was configured for the target.
 pub(super) struct S3Api {
     /// `https://host[:port]/bucket` (path style) or `https://bucket.host`.
     base: String,
+    bucket: String,
     /// The target's folder in the bucket, `""` or `web01/`.
     prefix: String,
     region: String,
@@ -61,6 +65,11 @@ pub(super) struct ObjectVersion {
     pub(super) size: u64,
     /// A delete marker: the object was deleted at `modified`.
     pub(super) deleted: bool,
+    /// The current version (or marker) of its name, as the store says.
+    pub(super) latest: bool,
+    /// Its ETag (a delete marker has none): a copy of a version made in
+    /// one PUT has the same.
+    pub(super) etag: Option<String>,
 }
 
 /// Where the next page of a version listing starts.
@@ -151,6 +160,7 @@ impl S3Api {
         };
         Ok(S3Api {
             base,
+            bucket: bucket.to_string(),
             prefix,
             region,
             credentials,
@@ -284,14 +294,7 @@ impl S3Api {
         if create_only {
             headers.push(("if-none-match", "*".to_string()));
         }
-        match &self.encryption {
-            Ok(sse) => headers.extend(sse.iter().cloned()),
-            Err(why) => {
-                return Err(object_store::Error::NotSupported {
-                    source: why.clone().into(),
-                });
-            }
-        }
+        headers.extend(self.encryption_headers()?);
         let answer = self
             .send(reqwest::Method::PUT, key, "", &headers, data)
             .await?;
@@ -302,15 +305,73 @@ impl S3Api {
         })
     }
 
-    /// The lock on the current version of `key`: its mode and until when,
-    /// from the headers of a HEAD (which S3 sends to a caller allowed
-    /// `s3:GetObjectRetention`); `None` when the version has no lock.
+    /// The target's server-side encryption headers for a write made here.
+    fn encryption_headers(&self) -> object_store::Result<Vec<(&'static str, String)>> {
+        self.encryption
+            .clone()
+            .map_err(|why| object_store::Error::NotSupported { source: why.into() })
+    }
+
+    /// Makes version `version` of `key` its current version again: a
+    /// server-side copy (CopyObject), locked in `lock`'s mode until
+    /// `until` when given, else as the bucket's default lock says.
+    pub(super) async fn copy_version(
+        &self,
+        key: &str,
+        version: &str,
+        lock: Option<(LockMode, jiff::Timestamp)>,
+    ) -> object_store::Result<()> {
+        let source = format!(
+            "/{}/{}?versionId={}",
+            self.bucket,
+            uri_encode(&format!("{}{key}", self.prefix), false),
+            uri_encode(version, true)
+        );
+        let mut headers = vec![("x-amz-copy-source", source)];
+        if let Some((mode, until)) = lock {
+            headers.push(("x-amz-object-lock-mode", mode.as_s3().to_string()));
+            headers.push(("x-amz-object-lock-retain-until-date", s3_time(until)));
+            // A locked write must prove its body; a copy's is empty.
+            headers.push(("content-md5", EMPTY_BODY_MD5.to_string()));
+        }
+        headers.extend(self.encryption_headers()?);
+        let answer = self
+            .send(reqwest::Method::PUT, key, "", &headers, Bytes::new())
+            .await?;
+        // S3 may answer a copy 200 and put the failure in the body.
+        let body = String::from_utf8_lossy(&answer.body);
+        if body.contains("<Error>") {
+            let element = |name: &str| {
+                super::requests::between(&body, &format!("<{name}>"), &format!("</{name}>"))
+                    .unwrap_or_default()
+            };
+            return Err(object_store::Error::Generic {
+                store: "S3",
+                source: format!(
+                    "CopyObject {key} from version {version}: <Code>{}</Code><Message>{}</Message>",
+                    element("Code"),
+                    element("Message")
+                )
+                .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The lock on version `version` of `key` (its current version when
+    /// `None`): its mode and until when, from the headers of a HEAD (which
+    /// S3 sends to a caller allowed `s3:GetObjectRetention`); `None` when
+    /// the version has no lock.
     pub(super) async fn lock_of(
         &self,
         key: &str,
+        version: Option<&str>,
     ) -> object_store::Result<Option<(LockMode, jiff::Timestamp)>> {
+        let query = version
+            .map(|v| format!("versionId={}", uri_encode(v, true)))
+            .unwrap_or_default();
         let answer = self
-            .send(reqwest::Method::HEAD, key, "", &[], Bytes::new())
+            .send(reqwest::Method::HEAD, key, &query, &[], Bytes::new())
             .await?;
         let header = |name: &str| answer.header(name);
         let mode = header("x-amz-object-lock-mode").and_then(|m| LockMode::from_s3(&m));
@@ -413,6 +474,10 @@ impl S3Api {
             modified: String,
             #[serde(rename = "Size", default)]
             size: u64,
+            #[serde(rename = "IsLatest", default)]
+            latest: bool,
+            #[serde(rename = "ETag")]
+            etag: Option<String>,
         }
         let mut query = format!("prefix={}&versions=", uri_encode(&self.prefix, true));
         if let Some(n) = test_page_size() {
@@ -455,6 +520,8 @@ impl S3Api {
                 modified,
                 size: entry.size,
                 deleted,
+                latest: entry.latest,
+                etag: entry.etag.filter(|e| !e.is_empty()),
             });
         }
         let next = match (page.truncated, page.next_key) {

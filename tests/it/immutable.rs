@@ -546,6 +546,39 @@ impl FleetServer {
     }
 }
 
+/// The lifecycle host's config in `host`: the deletion user's keys on the
+/// bucket (locking for a day what it writes), one `[[fleet]]` per server,
+/// and the key service.
+fn lifecycle_host(
+    host: &Env,
+    moto: &Enforcing,
+    kms: &str,
+    fleets: &[(&str, &FleetServer)],
+) -> std::path::PathBuf {
+    let remote = moto.remote(&moto.deletion);
+    let mut text = format!(
+        "[agent]\nhost = \"lifecycle01\"\nstate_dir = {state}\n\n{target}\n",
+        state = toml_str(s(&host.path("state"))),
+        target = remote
+            .target_table("offsite", "", "lock = \"1 day\"")
+            .replace(
+                &format!("{}/\"", remote.url_base),
+                &format!("{}\"", remote.url_base)
+            ),
+    );
+    for (name, server) in fleets {
+        text += &format!(
+            "[[fleet]]\nname = \"{name}\"\nprefix = {}\nkey_file = {}\n\n",
+            toml_str(&server.prefix),
+            toml_str(s(&server.env.key)),
+        );
+    }
+    text += &crate::erasure_holds::key_service_table(host, kms);
+    let path = host.path("lifecycle-host.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Seven months ago, for a backup the six-month rule has let go.
 fn seven_months_ago() -> String {
     jiff::Zoned::now()
@@ -642,28 +675,8 @@ fn a_lifecycle_host_applies_two_fleet_servers_lifecycles_in_one_bucket() {
 
     // The lifecycle host: the deletion user's keys, both repositories.
     let host = Env::new();
-    let host_config = host.path("lifecycle-host.toml");
+    let host_config = lifecycle_host(&host, &moto, &kms, &[("web01", &web01), ("web02", &web02)]);
     let remote = moto.remote(&moto.deletion);
-    std::fs::write(
-        &host_config,
-        format!(
-            "[agent]\nhost = \"lifecycle01\"\nstate_dir = {state}\n\n{target}\n\
-             [[fleet]]\nname = \"web01\"\nprefix = {p1}\nkey_file = {k1}\n\n\
-             [[fleet]]\nname = \"web02\"\nprefix = {p2}\nkey_file = {k2}\n",
-            state = toml_str(s(&host.path("state"))),
-            target = remote
-                .target_table("offsite", "", "lock = \"1 day\"")
-                .replace(
-                    &format!("{}/\"", remote.url_base),
-                    &format!("{}\"", remote.url_base)
-                ),
-            p1 = toml_str(&web01.prefix),
-            p2 = toml_str(&web02.prefix),
-            k1 = toml_str(s(&web01.env.key)),
-            k2 = toml_str(s(&web02.env.key)),
-        ) + &crate::erasure_holds::key_service_table(&host, &kms),
-    )
-    .unwrap();
     let plan = host.run_with(&host_config, &["lifecycle", "plan"]);
     assert_success(&plan, "the host's plan of both repositories");
     let text = stdout(&plan);
@@ -1033,5 +1046,212 @@ fn recovery_as_of_a_time_before_a_rotation_opens_the_rewrapped_keys() {
         !out.status.success(),
         "the erased tenant stays unreadable: {}",
         describe(&out)
+    );
+}
+
+/// Cancels the pending deletion of a key in moto's KMS and enables it
+/// again: the operator's step for an epoch a forged rotation retired.
+const CANCEL_KEY_DELETION: &str = r#"
+import sys, json, boto3
+endpoint, key_id = sys.argv[1:3]
+kms = boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="gallratest", aws_secret_access_key="gallratestsecret")
+kms.cancel_key_deletion(KeyId=key_id)
+kms.enable_key(KeyId=key_id)
+json.dump(kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"], sys.stdout)
+"#;
+
+#[test]
+fn after_an_attack_the_host_puts_the_offsite_back_and_then_deletes_exactly_what_is_due() {
+    let (Some(moto), Some(kms)) = (enforcing(), crate::erasure_holds::kms_endpoint()) else {
+        return;
+    };
+    let web01 = FleetServer::new(&moto, &kms, "web01", &moto.fleet, &["a", "b"]);
+    let env = &web01.env;
+    env.init();
+    // Old snapshots (due under the six-month rule, shipped before the
+    // offsite was locked) and today's (locked for their six months).
+    let old = seven_months_ago();
+    for t in ["a", "b"] {
+        env.backup(&["--tenant", t, "--time", &old]);
+    }
+    web01.lock_offsite();
+    let mut kept: BTreeMap<&str, String> = BTreeMap::new();
+    for t in ["a", "b"] {
+        let fresh = env.backup(&["--tenant", t]);
+        kept.insert(t, backup_snapshot_id(&fresh, t, "www"));
+    }
+    env.ok(&["ship"]);
+    let epochs_before = env.json(&["key", "epochs"]);
+    let epoch_of_the_time = str_field(&epochs_before[0], "service_key").to_string();
+    let host = Env::new();
+    let host_config = lifecycle_host(&host, &moto, &kms, &[("web01", &web01)]);
+    let on_host =
+        |args: &[&str]| host.run_with(&host_config, &[&["--fleet", "web01"][..], args].concat());
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before_attack = jiff::Timestamp::now().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // The intruder, with the server's config and credentials, forges an
+    // erasure and a contract end. The lifecycle host applies them that
+    // night (it cannot tell them from genuine ones), and the server's own
+    // lifecycle then destroys both tenants' keys: its rotation retires the
+    // epoch of the time. Then garbage over every object.
+    env.ok(&["erase", "a", "--reason", "forged", "--yes"]);
+    env.ok(&["contract", "end", "b", "--effective", "2020-01-31"]);
+    assert_success(
+        &on_host(&["lifecycle", "apply"]),
+        "the host applies the forged events",
+    );
+    env.ok(&["lifecycle", "apply"]);
+    assert_eq!(
+        web01.ids_on("offsite"),
+        BTreeMap::new(),
+        "both tenants gone"
+    );
+    let attack = moto.boto3(&moto.fleet, ATTACK, &[&web01.prefix]);
+    assert_eq!(array_field(&attack, "delete_done").len(), 0, "{attack}");
+    assert!(u64_field(&attack, "overwritten") > 10, "{attack}");
+    let out = env.run(&["check", "--target", "offsite"]);
+    assert!(!out.status.success(), "garbage: {}", describe(&out));
+
+    // The fleet's credentials cannot put the offsite back: hiding what the
+    // attack made needs the deletion role.
+    let out = env.run(&["repair-target", "offsite", "--revert-to", &before_attack]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("lifecycle host"),
+        "{}",
+        describe(&out)
+    );
+
+    // On the lifecycle host: first what would change, then the revert.
+    let dry = on_host(&[
+        "--json",
+        "repair-target",
+        "offsite",
+        "--revert-to",
+        &before_attack,
+        "--dry-run",
+    ]);
+    assert_success(&dry, "the dry run");
+    let dry = parse_json(&dry);
+    assert!(u64_field(&dry, "put_back") > 10, "{dry}");
+    assert!(
+        env.run(&["check", "--target", "offsite"]).status.code() != Some(0),
+        "a dry run changes nothing"
+    );
+    let out = on_host(&[
+        "--json",
+        "repair-target",
+        "offsite",
+        "--revert-to",
+        &before_attack,
+    ]);
+    assert_success(&out, "the revert on the lifecycle host");
+    let report = parse_json(&out);
+    assert_eq!(report["put_back"], dry["put_back"], "{report}");
+    assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+    // The forged events are hidden, and named so that a genuine one can be
+    // recorded again.
+    let events: Vec<(String, String, String)> = array_field(&report, "hidden_events")
+        .iter()
+        .map(|e| {
+            (
+                str_field(e, "type").to_string(),
+                str_field(e, "tenant").to_string(),
+                str_field(e, "host").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        events.contains(&("erasure_requested".into(), "a".into(), "testhost".into()))
+            && events.contains(&("contract_ended".into(), "b".into(), "testhost".into())),
+        "{report}"
+    );
+    // The keys of the time are back, but the epoch that wraps them is
+    // pending deletion: no version opens yet (the rotation rewrapped
+    // neither, as both were going).
+    let kept_key = |tenant: &str| {
+        array_field(&report, "keys")
+            .iter()
+            .find(|k| k["path"] == format!("tenants/{tenant}/key"))
+            .map(|k| str_field(k, "kept").to_string())
+    };
+    assert_eq!(kept_key("a").as_deref(), Some("none-opens"), "{report}");
+    assert_eq!(kept_key("b").as_deref(), Some("none-opens"), "{report}");
+    let text = stdout(&on_host(&[
+        "repair-target",
+        "offsite",
+        "--revert-to",
+        &before_attack,
+        "--dry-run",
+    ]));
+    assert!(
+        text.contains("0 object(s) would be put back"),
+        "a second run finds it done: {text}"
+    );
+
+    // The operator cancels the deletion of the epoch's service key, within
+    // its waiting period (docs/INSTALL.md section 7): the offsite is whole.
+    let state = crate::common::remote::boto3(
+        &moto.python,
+        CANCEL_KEY_DELETION,
+        &[&kms, &epoch_of_the_time],
+    );
+    assert_eq!(state, "Enabled");
+    let out = on_host(&["check", "--target", "offsite", "--read-data"]);
+    assert_success(&out, "the reverted offsite checks clean");
+    // The fleet server, rebuilt, reads it again: its local target comes
+    // from it, and every tenant restores byte for byte from both.
+    std::fs::rename(env.path("repo"), env.path("repo.attacked")).unwrap();
+    env.ok(&["repair-target", "local", "--from", "offsite", "--verify"]);
+    let status = env.json(&["status"]);
+    assert!(
+        array_field(&status, "tenants")
+            .iter()
+            .all(|t| t["hold"].is_null()),
+        "the events read again, and no forged one: {status}"
+    );
+
+    let before: Vec<usize> = web01.ids_on("offsite").values().map(Vec::len).collect();
+    assert_eq!(
+        before,
+        vec![2, 2],
+        "each tenant's old and fresh snapshot, back"
+    );
+
+    // The host's next apply deletes exactly what is due: the two old
+    // snapshots, nothing of the tenants the forged events named.
+    let out = host.run_with(
+        &host_config,
+        &["--fleet", "web01", "--json", "lifecycle", "apply"],
+    );
+    assert_success(&out, "the host's apply after the revert");
+    env.ok(&["lifecycle", "apply"]);
+    let expected: BTreeMap<String, Vec<String>> = kept
+        .iter()
+        .map(|(t, id)| (t.to_string(), vec![id.clone()]))
+        .collect();
+    assert_eq!(web01.ids_on("offsite"), expected);
+    assert_eq!(web01.ids_on("local"), expected);
+    for (tenant, id) in &kept {
+        for target in ["offsite", "local"] {
+            let what = format!("restore {tenant} from {target} after the recovery");
+            restores_byte_for_byte(env, tenant, id, &["--target", target], &what);
+        }
+    }
+    // The trail: the host's record of the revert, and both chains verify.
+    assert_success(&on_host(&["audit", "verify"]), "the host's chain");
+    env.ok(&["audit", "verify"]);
+    let records = parse_json(&on_host(&["--json", "audit", "list"]));
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "target-reverted"),
+        "{records}"
     );
 }
