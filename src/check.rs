@@ -193,6 +193,14 @@ fn check_tenant(
             }
             ("snapshots", Some(id)) => snapshot_ids.push(id),
             ("key" | "locks", _) => {}
+            // What a fleet server's primary holds, for its lifecycle host:
+            // it must open; what it names is not checked (a prune takes
+            // what lives from the snapshots).
+            ("holdings", None) if rel == "holdings" => {
+                if let Err(e) = repo.read_holdings(&repo.store, &tenant.name) {
+                    report.error_from(e);
+                }
+            }
             _ => report.unreferenced.push(Finding {
                 object: obj.path.clone(),
                 message: "unknown object".into(),

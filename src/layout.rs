@@ -89,6 +89,12 @@ pub fn tenant_key_path(tenant: &str) -> String {
     format!("{}/key", tenant_prefix(tenant))
 }
 
+/// `tenants/<t>/holdings`: what a fleet server's primary holds of the
+/// tenant, for its lifecycle host's prune (FORMAT.md 17.12).
+pub fn holdings_path(tenant: &str) -> String {
+    format!("{}/holdings", tenant_prefix(tenant))
+}
+
 /// `tenants/<t>/packs`: the tenant's packs, in 256 shard folders (FORMAT.md 13.1).
 pub fn packs_folder(tenant: &str) -> String {
     format!("{}/packs", tenant_prefix(tenant))
@@ -311,6 +317,7 @@ mod tests {
     fn a_tenant_name_goes_through_its_component() {
         assert_eq!(tenant_prefix("kundå"), "tenants/kund%C3%A5");
         assert_eq!(tenant_key_path("a?b"), "tenants/a%3Fb/key");
+        assert_eq!(holdings_path("kundå"), "tenants/kund%C3%A5/holdings");
         assert_eq!(snapshots_folder("a b+c"), "tenants/a b+c/snapshots");
     }
 

@@ -26,6 +26,8 @@ pub enum ReadLimit {
     AuditRecord,
     /// `<state_dir>/agent-state.json`: a line per tenant and source.
     AgentState,
+    /// `tenants/<t>/holdings`: some 70 bytes per pack of the tenant.
+    Holdings,
 }
 
 impl ReadLimit {
@@ -36,7 +38,7 @@ impl ReadLimit {
             ReadLimit::Event => 256 << 10,
             ReadLimit::AuditRecord => 4 << 20,
             ReadLimit::Snapshot => 16 << 20,
-            ReadLimit::AgentState => 64 << 20,
+            ReadLimit::AgentState | ReadLimit::Holdings => 64 << 20,
         }
     }
 
@@ -51,6 +53,7 @@ impl ReadLimit {
             ReadLimit::Config => "a repository config object",
             ReadLimit::AuditRecord => "an audit record",
             ReadLimit::AgentState => "the agent state file",
+            ReadLimit::Holdings => "a holdings object",
         }
     }
 

@@ -685,7 +685,20 @@ fn ship_tenant(
         snapshots_copied: plan.snapshots.len(),
         ..Default::default()
     };
+    // A lifecycle host prunes this target to what the primary holds.
+    let holdings_path = layout::holdings_path(tenant);
+    let write_holdings = !dst.deletes_here()
+        && (plan.missing() > 0
+            || plan.extra > 0
+            || !on_dst.iter().any(|o| o.path == holdings_path));
+    let ship_holdings = || -> Result<()> {
+        if write_holdings {
+            dst.put(&holdings_path, source.seal_holdings(tenant, &packs, &index))?;
+        }
+        Ok(())
+    };
     if plan.missing() == 0 {
+        ship_holdings()?;
         return Ok(Some(report));
     }
     let bar = if opts.progress {
@@ -776,6 +789,7 @@ fn ship_tenant(
         }
     }
     bar.finish_and_clear();
+    ship_holdings()?;
     Ok(Some(report))
 }
 

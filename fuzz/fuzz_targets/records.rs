@@ -1,6 +1,7 @@
 //! Lifecycle events as the inbox reads them (untrusted files from other
-//! systems), and audit records as `audit verify` reads a local line or a
-//! record's body. The first byte picks the decoder.
+//! systems), audit records as `audit verify` reads a local line or a
+//! record's body, and the holdings a fleet server ships to its lifecycle
+//! host. The first byte picks the decoder.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -8,12 +9,18 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    match which % 3 {
+    match which % 4 {
         0 => {
             let _ = gallra::lifecycle::Event::parse(body);
         }
         1 => {
             let _ = serde_json::from_slice::<gallra::lifecycle::StoredEvent>(body);
+        }
+        2 => {
+            use gallra::format::holdings::{HoldingsBody, from_body};
+            if let Ok(h) = serde_json::from_slice::<HoldingsBody>(body) {
+                let _ = from_body(h, "tenants/acme/holdings", "acme");
+            }
         }
         _ => {
             if let Ok(r) = serde_json::from_slice::<gallra::audit::Record>(body) {

@@ -251,6 +251,7 @@ impl Config {
             audit,
             // The key epoch is the fleet server's: it makes and destroys it.
             rotates: self.fleet_repository.is_none(),
+            prunes_to_fleet: self.fleet_repository.is_some(),
             retention: Some(self.retention_expiry()),
         }
     }

@@ -2,6 +2,7 @@
 //! and reading and writing its objects.
 
 pub mod epochs;
+pub mod holdings;
 pub mod index;
 pub mod keys;
 pub mod packer;

@@ -1255,3 +1255,92 @@ fn after_an_attack_the_host_puts_the_offsite_back_and_then_deletes_exactly_what_
         "{records}"
     );
 }
+
+#[test]
+fn the_host_prunes_to_what_the_fleet_server_holds_and_the_next_ship_brings_nothing_back() {
+    let (Some(moto), Some(kms)) = (enforcing(), crate::erasure_holds::kms_endpoint()) else {
+        return;
+    };
+    let web01 = FleetServer::new(&moto, &kms, "web01", &moto.fleet, &["a"]);
+    let env = &web01.env;
+    env.init();
+    // Seven months ago the site had a large photo; today only its page,
+    // whose blob sits in the old snapshot's pack beside the photo's. When
+    // the old snapshot goes, that pack is mostly garbage: the fleet
+    // server's prune repacks the page's blob into a new pack.
+    env.backup(&["--tenant", "a", "--time", &seven_months_ago()]);
+    std::fs::remove_file(env.path("src/a/photo.jpg")).unwrap();
+    let fresh = env.backup(&["--tenant", "a"]);
+    let kept = backup_snapshot_id(&fresh, "a", "www");
+    env.ok(&["ship"]);
+    let report = env.json(&["lifecycle", "apply"]);
+    // A new pack beside the new index: the page's blob, repacked.
+    let written: u64 = array_field(&report, "tenants")
+        .iter()
+        .flat_map(|t| array_field(t, "targets").to_vec())
+        .filter(|t| t["target"] == "local")
+        .map(|t| u64_field(&t, "objects_written"))
+        .sum();
+    assert_eq!(written, 2, "the fleet's prune repacked: {report}");
+    env.ok(&["ship"]);
+
+    let host = Env::new();
+    let host_config = lifecycle_host(&host, &moto, &kms, &[("web01", &web01)]);
+    let out = host.run_with(&host_config, &["--fleet", "web01", "lifecycle", "apply"]);
+    assert_success(&out, "the host's apply");
+    // The host kept exactly the fleet server's packs and index, repacked
+    // nothing of its own, and the next ship has nothing to bring back.
+    let objects = |folder: &str| -> (Vec<String>, Vec<String>) {
+        let names = |list: Vec<gallra::store::Listed>| -> Vec<String> {
+            let mut v: Vec<String> = list.into_iter().map(|o| o.path).collect();
+            v.sort();
+            v
+        };
+        let local = gallra::store::Store::open(&gallra::store::TargetSettings::new(
+            "local",
+            &format!("file://{}", env.path("repo").display()),
+        ))
+        .unwrap();
+        (
+            names(local.list(folder).unwrap()),
+            web01.offsite_objects(&moto, folder),
+        )
+    };
+    for folder in ["tenants/a/packs", "tenants/a/index"] {
+        let (local, mut offsite) = objects(folder);
+        offsite.sort();
+        assert_eq!(
+            offsite, local,
+            "{folder}: the offsite holds what the primary holds"
+        );
+    }
+    let ship = env.json(&["ship"]);
+    assert_eq!(
+        u64_field(&ship[0], "copied"),
+        0,
+        "nothing shipped back: {ship}"
+    );
+    assert_eq!(
+        web01.ids_on("offsite"),
+        BTreeMap::from([("a".to_string(), vec![kept.clone()])])
+    );
+    let out = host.run_with(
+        &host_config,
+        &[
+            "--fleet",
+            "web01",
+            "check",
+            "--target",
+            "offsite",
+            "--read-data",
+        ],
+    );
+    assert_success(&out, "the offsite checks clean after the host's prune");
+    restores_byte_for_byte(
+        env,
+        "a",
+        &kept,
+        &["--target", "offsite"],
+        "restore a from the offsite",
+    );
+}

@@ -23,6 +23,7 @@ pub mod error;
 pub mod tenant_name;
 
 pub mod event;
+pub mod holdings;
 pub mod index;
 pub mod key_epoch;
 pub mod keyslot;
@@ -66,6 +67,7 @@ pub enum Kind {
     Event = 9,
     AuditRecord = 10,
     KeyEpoch = 11,
+    Holdings = 12,
 }
 
 impl Kind {
@@ -82,6 +84,7 @@ impl Kind {
             9 => Kind::Event,
             10 => Kind::AuditRecord,
             11 => Kind::KeyEpoch,
+            12 => Kind::Holdings,
             _ => return None,
         })
     }
@@ -99,6 +102,7 @@ impl Kind {
             Kind::Event => "lifecycle event",
             Kind::AuditRecord => "audit record",
             Kind::KeyEpoch => "key epoch",
+            Kind::Holdings => "primary holdings",
         }
     }
 }

@@ -44,6 +44,11 @@ pub struct Lifecycle<'a> {
     /// a fleet server's does; a lifecycle host's does not, as the epoch is
     /// the fleet server's to make and destroy (docs/IMMUTABLE.md).
     pub rotates: bool,
+    /// On a lifecycle host: its target is a fleet server's secondary, which
+    /// it prunes to the holdings that server ships (`tenants/<t>/holdings`)
+    /// and never repacks, so that the fleet's next ship brings nothing
+    /// back (docs/IMMUTABLE.md).
+    pub prunes_to_fleet: bool,
     /// The rules' expiry of a snapshot, for the ships before a secondary's
     /// prune (what they bring to a locked target is locked until then).
     pub retention: Option<crate::ship::RetentionExpiry>,

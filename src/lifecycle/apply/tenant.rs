@@ -104,7 +104,18 @@ impl Lifecycle<'_> {
                 false => PruneStep::WaitForPrimary,
             };
             let outcome = self.may_delete_on(repo, checked).and_then(|()| {
-                self.delete_and_prune(repo, tenant, &here, primary_holdings.as_ref(), prune)
+                // A lifecycle host prunes as a secondary of the fleet
+                // server's primary: to the holdings it shipped, or (none
+                // fresh) to none, deleting only packs nothing lives in.
+                let fleet = match i == 0 && self.prunes_to_fleet {
+                    true => Some(
+                        repo.shipped_holdings(tenant, jiff::Timestamp::now())?
+                            .unwrap_or_default(),
+                    ),
+                    false => None,
+                };
+                let primary = fleet.as_ref().or(primary_holdings.as_ref());
+                self.delete_and_prune(repo, tenant, &here, primary, prune)
             });
             let outcome = outcome.map(|(deleted, prune)| {
                 // The snapshots are gone whatever the prune says: their

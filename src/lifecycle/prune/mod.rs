@@ -31,15 +31,7 @@ use crate::lock::TenantLock;
 use crate::repo::{Repository, Tenant};
 use plan::{IndexObject, REPACK_BELOW_LIVE_SHARE, TenantObjects};
 
-/// The packs and index objects a target holds of a tenant. The primary's,
-/// as its prune leaves them, are what each secondary prunes to: it keeps
-/// those packs and does not replace those index objects.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TenantHoldings {
-    pub packs: HashSet<Id>,
-    /// Paths of index objects.
-    pub index: HashSet<String>,
-}
+pub use crate::repo::holdings::TenantHoldings;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct PruneReport {
