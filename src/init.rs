@@ -120,10 +120,8 @@ pub fn init_targets(config: &Config) -> Result<InitReport> {
                 &repo,
                 &dst,
                 &ShipOptions {
-                    host: config.agent.host.clone(),
                     initialise: true,
-                    retention: Some(config.retention_expiry()),
-                    ..Default::default()
+                    ..config.ship_options()
                 },
             )?;
             Ok(dst)

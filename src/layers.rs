@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["store", "lock", "keyservice"],
     &["repo", "audit"],
-    &["ship", "restore", "check"],
+    &["ship", "pack_locks", "restore", "check"],
     &["lifecycle"],
     &["config", "survival", "protection"],
     &["backup", "drill", "status", "agent_state", "quickstart"],

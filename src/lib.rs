@@ -29,6 +29,7 @@ pub mod limits;
 pub mod lock;
 pub mod metrics;
 pub mod pace;
+pub mod pack_locks;
 pub mod parallel;
 pub mod progress;
 pub mod protection;

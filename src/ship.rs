@@ -75,6 +75,10 @@ pub struct ShipOptions {
     /// what a snapshot brings there is locked until its retention ends
     /// (at least the `lock` period from the write). `None`: the period.
     pub retention: Option<RetentionExpiry>,
+    /// The state folder, where what each pack is locked until on a
+    /// locked destination is remembered (`pack_locks`); `None`: the store
+    /// is asked.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// What one tenant lacks on the destination, in the order it must be copied.
@@ -151,6 +155,9 @@ pub struct TenantReport {
     /// Snapshots not copied in this run because one of the tenant's index
     /// objects was not: a snapshot never lands before the index it needs.
     pub snapshots_held_back: usize,
+    /// Packs already on a locked destination whose lock was lengthened to
+    /// the retention of a new snapshot that reuses them.
+    pub locks_lengthened: usize,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -656,7 +663,7 @@ fn ship_tenant(
     let key_changes = dst_key.as_ref() != Some(&key);
     // Before anything of the tenant is written to a locked target: until
     // when each object is locked (the key too).
-    if let (Some(_), Some(expiry)) = (dst.object_lock(), &opts.retention) {
+    let locks_lengthened = if let (Some(_), Some(expiry)) = (dst.object_lock(), &opts.retention) {
         let shipped: &[Listed] =
             match (plan.snapshots.is_empty(), plan.missing() > 0 || key_changes) {
                 (false, _) => &plan.snapshots,
@@ -665,8 +672,29 @@ fn ship_tenant(
                 (true, true) => &snapshots,
                 (true, false) => &[],
             };
-        lock_until_expiry(source, &opened, dst, tenant, shipped, expiry)?;
-    }
+        let roots = lock_until_expiry(source, &opened, dst, tenant, shipped, expiry)?;
+        let mut lengthened = 0;
+        // Packs already there that the new snapshots reuse: locked until
+        // these snapshots' retention ends too.
+        if !plan.snapshots.is_empty() {
+            let shipping: std::collections::HashSet<crate::format::Id> = plan
+                .packs
+                .iter()
+                .filter_map(|o| layout::id_of_path(&o.path))
+                .collect();
+            lengthened = crate::pack_locks::lengthen_on(
+                dst,
+                source,
+                &opened,
+                &roots,
+                &shipping,
+                opts.state_dir.as_deref(),
+            )?;
+        }
+        lengthened
+    } else {
+        0
+    };
     match dst_key {
         Some(existing) if existing == key => {}
         Some(existing) => {
@@ -683,6 +711,7 @@ fn ship_tenant(
         present: plan.present,
         extra: plan.extra,
         snapshots_copied: plan.snapshots.len(),
+        locks_lengthened,
         ..Default::default()
     };
     // A lifecycle host prunes this target to what the primary holds.
@@ -798,7 +827,8 @@ fn ship_tenant(
 /// (packs, index, key) until the latest of `snapshots`' (one GET of each,
 /// small), so that the lock of what a snapshot brings ends when its
 /// retention does (docs/IMMUTABLE.md). A snapshot that does not open is
-/// left to the copy, which refuses it.
+/// left to the copy, which refuses it. Returns each snapshot's root tree
+/// with its expiry.
 fn lock_until_expiry(
     source: &Repository,
     opened: &crate::repo::Tenant,
@@ -806,8 +836,9 @@ fn lock_until_expiry(
     tenant: &str,
     snapshots: &[Listed],
     expiry: &RetentionExpiry,
-) -> Result<()> {
+) -> Result<Vec<(crate::format::Id, jiff::Timestamp)>> {
     let mut latest: Option<jiff::Timestamp> = None;
+    let mut roots = Vec::with_capacity(snapshots.len());
     for s in snapshots {
         let bytes = source.store.get_limited(&s.path, ReadLimit::Snapshot)?;
         let snap = match source.open_snapshot(opened, &s.path, &bytes) {
@@ -823,11 +854,12 @@ fn lock_until_expiry(
         let until = (expiry.0)(&snap.tenant, &snap.category, created, dst.name());
         dst.lock_at_least(&s.path, until);
         latest = Some(latest.map_or(until, |l| l.max(until)));
+        roots.push((snap.root, until));
     }
     if let Some(until) = latest {
         dst.lock_at_least(&layout::tenant_prefix(tenant), until);
     }
-    Ok(())
+    Ok(roots)
 }
 
 /// Whether a tenant's folder holds anything but locks.

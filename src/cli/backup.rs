@@ -99,9 +99,7 @@ pub fn run(config: &Config, json_out: bool, args: BackupArgs) -> anyhow::Result<
         let ship = ShipOptions {
             verify: false,
             progress: !json_out,
-            host: config.agent.host.clone(),
-            retention: Some(config.retention_expiry()),
-            ..Default::default()
+            ..config.ship_options()
         };
         gallra::job::backup_audit_ship(
             config,

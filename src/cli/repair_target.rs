@@ -57,9 +57,7 @@ pub fn run(config: &Config, json_out: bool, args: RepairTargetArgs) -> anyhow::R
         ShipOptions {
             verify: args.verify,
             progress: !json_out,
-            host: config.agent.host.clone(),
-            retention: Some(config.retention_expiry()),
-            ..Default::default()
+            ..config.ship_options()
         },
     )?;
     for r in &report.rejected {

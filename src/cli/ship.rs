@@ -52,9 +52,7 @@ pub fn run(config: &Config, json_out: bool, args: ShipArgs) -> anyhow::Result<i3
             tenants: args.tenant,
             verify: args.verify,
             progress: !json_out,
-            host: config.agent.host.clone(),
-            retention: Some(config.retention_expiry()),
-            ..Default::default()
+            ..config.ship_options()
         },
     )?;
     for f in &failed {

@@ -256,6 +256,18 @@ impl Config {
         }
     }
 
+    /// What every ship of this agent runs with: its host name in the
+    /// locks, the rules' expiry for locked targets, and the state folder,
+    /// where what their packs are locked until is remembered.
+    pub fn ship_options(&self) -> crate::ship::ShipOptions {
+        crate::ship::ShipOptions {
+            host: self.agent.host.clone(),
+            retention: Some(self.retention_expiry()),
+            state_dir: Some(self.agent.state_dir.clone()),
+            ..Default::default()
+        }
+    }
+
     /// When a snapshot's retention ends on a target under these rules (not
     /// counting contract ends or erasures, which do not wait for a lock):
     /// what ship locks a snapshot's objects on a `lock` target until.

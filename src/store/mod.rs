@@ -814,6 +814,19 @@ impl Store {
             .map_err(|f| self.fail(path, f))
     }
 
+    /// Lengthens the Object Lock on the current version of `path` to
+    /// `until`, in the target's lock mode (a target without `lock`: nothing
+    /// to do).
+    pub fn extend_lock(&self, path: &str, until: jiff::Timestamp) -> Result<()> {
+        self.writable(path)?;
+        let (Some(api), Some(lock)) = (&self.s3, &self.lock) else {
+            return Ok(());
+        };
+        runtime()
+            .block_on(self.call(0, || api.put_retention(path, lock.mode, until)))
+            .map_err(|f| self.fail(path, f))
+    }
+
     /// Whether this agent deletes on the target (`deletions = "here"`), or
     /// leaves it to a lifecycle host: then only its locks are deleted.
     pub fn deletes_here(&self) -> bool {

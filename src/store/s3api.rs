@@ -358,6 +358,33 @@ impl S3Api {
         Ok(())
     }
 
+    /// Lengthens the lock on the current version of `key` to `until`
+    /// (PutObjectRetention; S3 refuses to shorten a compliance lock).
+    pub(super) async fn put_retention(
+        &self,
+        key: &str,
+        mode: LockMode,
+        until: jiff::Timestamp,
+    ) -> object_store::Result<()> {
+        use md5::Digest;
+        let body = format!(
+            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{}</Mode><RetainUntilDate>{}</RetainUntilDate></Retention>",
+            mode.as_s3(),
+            s3_time(until)
+        );
+        let md5 =
+            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
+        self.send(
+            reqwest::Method::PUT,
+            key,
+            "retention",
+            &[("content-md5", md5)],
+            Bytes::from(body),
+        )
+        .await
+        .map(drop)
+    }
+
     /// The lock on version `version` of `key` (its current version when
     /// `None`): its mode and until when, from the headers of a HEAD (which
     /// S3 sends to a caller allowed `s3:GetObjectRetention`); `None` when

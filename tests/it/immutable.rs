@@ -1344,3 +1344,85 @@ fn the_host_prunes_to_what_the_fleet_server_holds_and_the_next_ship_brings_nothi
         "restore a from the offsite",
     );
 }
+
+#[test]
+fn a_pack_a_later_snapshot_reuses_is_locked_until_that_snapshots_retention_ends() {
+    let Some(moto) = enforcing() else { return };
+    let (env, prefix) = one_server(&moto, &moto.fleet, "reused", "lock = \"1 day\"", ["a", "b"]);
+    env.init();
+    // Five months ago: its snapshot's retention ends in a month, and so
+    // does the lock of the packs it brought.
+    let five_months_ago = jiff::Zoned::now()
+        .checked_sub(jiff::Span::new().months(5))
+        .unwrap()
+        .timestamp()
+        .to_string();
+    env.backup(&["--tenant", "a", "--time", &five_months_ago]);
+    let locked_days = || -> BTreeMap<String, i64> {
+        let versions = moto.boto3(&moto.fleet, LIST_VERSIONS, &[&prefix]);
+        versions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| str_field(v, "key").starts_with("tenants/a/packs/") && v["latest"] == true)
+            .map(|v| {
+                let until: jiff::Timestamp = str_field(v, "locked_until")
+                    .replace(' ', "T")
+                    .parse()
+                    .unwrap();
+                (
+                    str_field(v, "key").to_string(),
+                    (until - jiff::Timestamp::now()).get_seconds() / 86_400,
+                )
+            })
+            .collect()
+    };
+    let before = locked_days();
+    assert!(!before.is_empty());
+    assert!(
+        before.values().all(|d| (28..=32).contains(d)),
+        "a month: {before:?}"
+    );
+    // Today's snapshot of the same files brings no pack: it reuses them
+    // all, so each is now locked until its six months end (and a week).
+    let out = env.backup(&["--tenant", "a", "--no-ship"]);
+    let kept = backup_snapshot_id(&out, "a", "www");
+    let ship = env.json(&["ship"]);
+    let tenant = array_field(&ship[0], "tenants")
+        .iter()
+        .find(|t| t["tenant"] == "a")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        u64_field(&tenant, "locks_lengthened") as usize,
+        before.len(),
+        "{ship}"
+    );
+    let after = locked_days();
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        after.values().all(|d| (184..=193).contains(d)),
+        "six months and a week: {after:?}"
+    );
+    // What each pack is locked until is remembered in the state folder:
+    // the next night's unchanged snapshot lengthens nothing.
+    env.backup(&["--tenant", "a", "--no-ship"]);
+    let ship = env.json(&["ship"]);
+    let tenant = array_field(&ship[0], "tenants")
+        .iter()
+        .find(|t| t["tenant"] == "a")
+        .unwrap()
+        .clone();
+    assert_eq!(u64_field(&tenant, "locks_lengthened"), 0, "{ship}");
+    assert!(env.path("state/pack-locks/offsite/a").exists());
+    restores_byte_for_byte(
+        &env,
+        "a",
+        &kept,
+        &["--target", "offsite"],
+        "restore a from the offsite",
+    );
+}

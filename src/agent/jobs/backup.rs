@@ -170,10 +170,8 @@ fn backup_tenant(
             ..Default::default()
         },
         Some(ShipOptions {
-            host: config.agent.host.clone(),
             cancel,
-            retention: Some(config.retention_expiry()),
-            ..Default::default()
+            ..config.ship_options()
         }),
         |report, audit_failed| {
             for (target, e) in audit_failed {

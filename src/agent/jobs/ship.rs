@@ -14,10 +14,8 @@ pub(super) fn ship_all(config: &Config, cancel: Cancel) -> Result<Done> {
         &config.key,
         &secondaries,
         &ShipOptions {
-            host: config.agent.host.clone(),
             cancel,
-            retention: Some(config.retention_expiry()),
-            ..Default::default()
+            ..config.ship_options()
         },
     )?;
     let shipped_to = reports

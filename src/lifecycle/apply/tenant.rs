@@ -178,6 +178,7 @@ impl Lifecycle<'_> {
                 tenants: vec![tenant.to_string()],
                 host: self.host.clone(),
                 retention: self.retention.clone(),
+                state_dir: Some(self.state_dir.clone()),
                 ..Default::default()
             },
         );
