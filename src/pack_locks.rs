@@ -135,14 +135,16 @@ impl Known {
 
 /// Lengthens, on `dst`, the lock of every pack of `tenant` that the
 /// snapshots with `roots` (each with its expiry) need and whose lock ends
-/// sooner; `shipping` are packs this ship brings (locked as they are
-/// written). Returns how many locks were lengthened.
+/// sooner; `shipping` are packs this ship brings, locked as they are
+/// written until `floor` (remembered as such). Returns how many locks
+/// were lengthened.
 pub fn lengthen_on(
     dst: &Store,
     source: &Repository,
     tenant: &Tenant,
     roots: &[(Id, Timestamp)],
     shipping: &HashSet<Id>,
+    floor: Timestamp,
     state_dir: Option<&Path>,
 ) -> Result<usize> {
     if roots.is_empty() {
@@ -152,6 +154,9 @@ pub fn lengthen_on(
     let mut needed = packs_needed(source, tenant, &index, roots)?;
     needed.retain(|id, _| !shipping.contains(id));
     let mut known = Known::load(state_dir, dst.name(), &tenant.name);
+    for id in shipping {
+        known.packs.insert(*id, floor);
+    }
     // A pack not known here: the store says what it is locked until.
     for id in needed.keys() {
         if !known.packs.contains_key(id) {

@@ -88,6 +88,10 @@ pub struct RevertReport {
     /// The lifecycle events recorded since the time, now hidden: a
     /// genuine one among them must be recorded again.
     pub hidden_events: Vec<HiddenEvent>,
+    /// The snapshots taken since the time, now hidden (`tenants/<t>/
+    /// snapshots/<id>`): a genuine backup among them comes back with the
+    /// fleet server's next ship if that server still holds it.
+    pub hidden_snapshots: Vec<String>,
     /// Locks removed after the revert: stale, invalid or unreadable (the
     /// attack's garbage); live ones stay (`gallra unlock`'s rule).
     pub locks_removed: u64,
@@ -108,7 +112,8 @@ pub struct KeyKept {
     pub path: String,
     /// `of-the-time`, `rewrapped-since` (the one of the time opens no
     /// more: a rotation since destroyed its epoch), `made-since` (an epoch
-    /// a rotation since made), `hidden` (made since, and opens not), or
+    /// a rotation since made, which a kept tenant key needs), `hidden`
+    /// (made since: a tenant key, or an epoch no kept key needs), or
     /// `none-opens` (the version of the time is current again; see
     /// docs/INSTALL.md on cancelling a key deletion).
     pub kept: &'static str,
@@ -172,6 +177,16 @@ pub fn revert_target(
         unchanged: plan.unchanged,
         keys: Vec::new(),
         hidden_events: Vec::new(),
+        hidden_snapshots: plan
+            .hidden
+            .iter()
+            .filter(|h| {
+                crate::layout::tenant_of_path(&h.path).is_some_and(|t| {
+                    crate::layout::is_under(&h.path, &crate::layout::snapshots_folder(&t))
+                })
+            })
+            .map(|h| h.path.clone())
+            .collect(),
         locks_removed: 0,
         failed: Vec::new(),
     };
@@ -201,36 +216,74 @@ pub fn revert_target(
         .iter()
         .map(ToString::to_string)
         .collect();
+    // Whatever fails from here, the report says what was done.
+    if let Err(e) = finish_revert(config, &store, &plan, &events, &mut report) {
+        report.failed.push(e.to_string());
+    }
+    Ok(report)
+}
+
+/// After the put-backs and hidings: the key objects, the locks, what the
+/// hidden events were, and the audit record.
+fn finish_revert(
+    config: &Config,
+    store: &Store,
+    plan: &crate::store::RevertPlan,
+    events: &[&crate::store::Hidden],
+    report: &mut RevertReport,
+) -> Result<()> {
+    use crate::layout;
     // The config and key slots are those of the time again.
     let repo = Repository::open(store.clone(), &config.key)?;
     // Epochs first: a tenant key opens through its epoch's object.
     let (epochs, tenant_keys): (Vec<_>, Vec<_>) = plan
         .keys
         .iter()
-        .partition(|k| crate::layout::is_under(&k.path, crate::layout::KEY_EPOCHS_FOLDER));
+        .partition(|k| layout::is_under(&k.path, layout::KEY_EPOCHS_FOLDER));
     for k in epochs {
-        match keep_key(&store, k, |b| repo.open_epoch(&k.path, b).is_ok()) {
+        match keep_key(store, k, |b| opens(repo.open_epoch(&k.path, b).map(drop))) {
             Ok(kept) => report.keys.push(kept),
             Err(e) => report.failed.push(e.to_string()),
         }
     }
+    let mut used_epochs = std::collections::HashSet::new();
     for k in tenant_keys {
-        let tenant = crate::layout::tenant_of_path(&k.path).unwrap_or_default();
-        match keep_key(&store, k, |b| repo.open_tenant_key(&tenant, b).is_ok()) {
-            Ok(kept) => report.keys.push(kept),
+        match keep_tenant_key(&repo, k) {
+            Ok((kept, epoch)) => {
+                used_epochs.extend(epoch);
+                report.keys.push(kept);
+            }
             Err(e) => report.failed.push(e.to_string()),
+        }
+    }
+    // An epoch made since that no kept tenant key is wrapped by is not the
+    // time's: an intruder holding the master key can make one.
+    for kept in report.keys.iter_mut().filter(|k| k.kept == "made-since") {
+        let id = layout::key_epoch_id_of_path(&kept.path);
+        if id.is_some_and(|id| !used_epochs.contains(&id)) {
+            store.delete(&kept.path)?;
+            kept.kept = "hidden";
+            kept.version = None;
+        }
+    }
+    // Each other host's head: the newest version that opens (its records
+    // since are kept). This host's own is written anew by the record below.
+    let own = layout::audit_head_path(&config.agent.host);
+    for head in plan.heads.iter().filter(|h| h.path != own) {
+        if let Err(e) = keep_head(store, &repo, head) {
+            report.failed.push(e.to_string());
         }
     }
     // Locks are no version of the time: what the attack left there is
     // removed as `gallra unlock` removes it.
     for tenant in repo.tenant_names()? {
-        match crate::lock::unlock(&store, &tenant, &config.agent.host) {
+        match crate::lock::unlock(store, &tenant, &config.agent.host) {
             Ok(r) => report.locks_removed += r.removed.len() as u64,
             Err(e) => report.failed.push(e.to_string()),
         }
     }
     for h in events {
-        let id = crate::layout::event_id_of_path(&h.path).to_string();
+        let id = layout::event_id_of_path(&h.path).to_string();
         // The attack may have written garbage over a forged event: the
         // newest version that opens says what it was.
         let opened = h.versions.iter().find_map(|v| {
@@ -253,20 +306,112 @@ pub fn revert_target(
     let audit = crate::audit::AuditLog::open(&config.agent.state_dir, &config.agent.host)?;
     let mut entry = crate::audit::Entry::new(crate::audit::Action::TargetReverted, None);
     entry.targets = vec![crate::audit::TargetCounts {
-        target: name.to_string(),
+        target: report.target.clone(),
         objects: report.put_back + report.hidden,
         bytes: report.put_back_bytes,
     }];
+    let events: Vec<&str> = report.hidden_events.iter().map(|e| e.id.as_str()).collect();
     entry.detail = Some(format!(
-        "as of {at}: {} put back, {} hidden ({} events), {} audit records kept",
+        "as of {}: {} put back, {} hidden, {} audit records kept, {} failed; events hidden: {}",
+        report.as_of,
         report.put_back,
         report.hidden,
-        report.hidden_events.len(),
-        report.audit_records_kept
+        report.audit_records_kept,
+        report.failed.len(),
+        if events.is_empty() {
+            "none".to_string()
+        } else {
+            events.join(", ")
+        }
     ));
-    // A target that cannot take the record gets it with the next ship.
-    audit.append(entry, &[&repo])?;
-    Ok(report)
+    // This host ships nothing: a target that cannot take the record is a
+    // failure of the revert.
+    let (_, unwritten) = audit.append(entry, &[&repo])?;
+    for (target, e) in unwritten {
+        report.failed.push(format!(
+            "the audit record was not written to target {target}: {e}"
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the newest version of an audit head that opens its current one;
+/// hides it when none does.
+fn keep_head(store: &Store, repo: &Repository, head: &crate::store::KeyChoice) -> Result<()> {
+    for version in head.later.iter().chain(&head.at_time) {
+        let bytes = store.get_version(&head.path, version)?;
+        if opens(crate::audit::open_head(repo, &head.path, &bytes).map(drop))? {
+            if head.current.as_deref() != Some(version) {
+                store.put_back(&head.path, version)?;
+            }
+            return Ok(());
+        }
+    }
+    if head.current.is_some() {
+        store.delete(&head.path)?;
+    }
+    Ok(())
+}
+
+/// Whether an object opened: `Ok(false)` when it does not (damaged,
+/// forged, or its epoch destroyed), an error when the store or the key
+/// service could not be asked.
+fn opens(result: Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e @ (Error::Store { .. } | Error::Io { .. })) => Err(e),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Keeps the version of a tenant key that opens and reads one of the
+/// tenant's snapshots of the time (an intruder with the master key can
+/// wrap a key that opens but reads nothing); a key made since is hidden
+/// with the tenant's other objects made since. Returns the epoch the kept
+/// version is wrapped by.
+fn keep_tenant_key(
+    repo: &Repository,
+    key: &crate::store::KeyChoice,
+) -> Result<(KeyKept, Option<[u8; 16]>)> {
+    use crate::layout;
+    let store = &repo.store;
+    if key.at_time.is_none() {
+        if key.current.is_some() {
+            store.delete(&key.path)?;
+        }
+        let kept = KeyKept {
+            path: key.path.clone(),
+            kept: "hidden",
+            version: None,
+        };
+        return Ok((kept, None));
+    }
+    let tenant = layout::tenant_of_path(&key.path).unwrap_or_default();
+    let probe = match store.list(&layout::snapshots_folder(&tenant))?.first() {
+        Some(o) => Some((o.path.clone(), store.get(&o.path)?)),
+        None => None,
+    };
+    let kept = keep_key(store, key, |bytes| {
+        let t = match repo.open_tenant_key(&tenant, bytes) {
+            Ok(t) => t,
+            Err(e) => return opens(Err(e)),
+        };
+        match &probe {
+            Some((path, snapshot)) => opens(repo.open_snapshot(&t, path, snapshot).map(drop)),
+            None => Ok(true),
+        }
+    })?;
+    let epoch = match &kept.version {
+        Some(v) => match crate::format::tenant_key::wrapped_by(
+            &store.get_version(&key.path, v)?,
+            &key.path,
+        ) {
+            Ok(crate::format::tenant_key::Wrap::Epoch(id)) => Some(id),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok((kept, epoch))
 }
 
 /// Keeps the first of a key object's candidate versions that `opens`;
@@ -274,10 +419,10 @@ pub fn revert_target(
 fn keep_key(
     store: &Store,
     key: &crate::store::KeyChoice,
-    opens: impl Fn(&[u8]) -> bool,
+    opens: impl Fn(&[u8]) -> Result<bool>,
 ) -> Result<KeyKept> {
     for version in key.candidates() {
-        if !opens(&store.get_version(&key.path, version)?) {
+        if !opens(&store.get_version(&key.path, version)?)? {
             continue;
         }
         if key.current.as_deref() != Some(version) {

@@ -663,7 +663,8 @@ fn ship_tenant(
     let key_changes = dst_key.as_ref() != Some(&key);
     // Before anything of the tenant is written to a locked target: until
     // when each object is locked (the key too).
-    let locks_lengthened = if let (Some(_), Some(expiry)) = (dst.object_lock(), &opts.retention) {
+    let locks_lengthened = if let (Some(lock), Some(expiry)) = (dst.object_lock(), &opts.retention)
+    {
         let shipped: &[Listed] =
             match (plan.snapshots.is_empty(), plan.missing() > 0 || key_changes) {
                 (false, _) => &plan.snapshots,
@@ -682,12 +683,21 @@ fn ship_tenant(
                 .iter()
                 .filter_map(|o| layout::id_of_path(&o.path))
                 .collect();
+            // What the packs it brings are locked until (`lock_until_expiry`).
+            let floor = roots
+                .iter()
+                .map(|r| r.1)
+                .max()
+                .map(|u| u.saturating_add(crate::pack_locks::SLACK).unwrap_or(u))
+                .unwrap_or_default()
+                .max(lock.until(jiff::Timestamp::now()));
             lengthened = crate::pack_locks::lengthen_on(
                 dst,
                 source,
                 &opened,
                 &roots,
                 &shipping,
+                floor,
                 opts.state_dir.as_deref(),
             )?;
         }
@@ -826,9 +836,10 @@ fn ship_tenant(
 /// snapshot object is locked until its own retention ends, and the rest
 /// (packs, index, key) until the latest of `snapshots`' (one GET of each,
 /// small), so that the lock of what a snapshot brings ends when its
-/// retention does (docs/IMMUTABLE.md). A snapshot that does not open is
-/// left to the copy, which refuses it. Returns each snapshot's root tree
-/// with its expiry.
+/// retention does (docs/IMMUTABLE.md), and a week more for the rest, which
+/// later snapshots may reuse. A snapshot that does not open is left to the
+/// copy, which refuses it. Returns each snapshot's root tree with its
+/// expiry.
 fn lock_until_expiry(
     source: &Repository,
     opened: &crate::repo::Tenant,
@@ -857,6 +868,10 @@ fn lock_until_expiry(
         roots.push((snap.root, until));
     }
     if let Some(until) = latest {
+        // A week more for what later snapshots reuse (`pack_locks`).
+        let until = until
+            .saturating_add(crate::pack_locks::SLACK)
+            .unwrap_or(until);
         dst.lock_at_least(&layout::tenant_prefix(tenant), until);
     }
     Ok(roots)

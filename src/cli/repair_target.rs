@@ -93,14 +93,20 @@ fn print_revert_report(r: &RevertReport) {
         let what = match k.kept {
             "of-the-time" => "its version of the time",
             "rewrapped-since" => "its version rewrapped since (the one of the time opens no more)",
-            "made-since" => "kept: made since by a rotation, and it opens",
-            "hidden" => "hidden: made since, and it does not open",
+            "made-since" => "kept: made since by a rotation, and a kept tenant key needs it",
+            "hidden" => "hidden: made since, and no key of the time needs it",
             "none-opens" => {
                 "no version opens: its version of the time is current again (a key deletion to cancel? docs/INSTALL.md section 7)"
             }
             _ => "to be chosen by which version opens",
         };
         println!("  {}: {what}", k.path);
+    }
+    if !r.hidden_snapshots.is_empty() {
+        println!(
+            "  {} snapshot(s) taken since {would}hidden: a genuine backup among them comes back with the server's next ship if it still holds it",
+            r.hidden_snapshots.len()
+        );
     }
     for e in &r.hidden_events {
         match (e.kind, &e.tenant) {

@@ -810,7 +810,7 @@ impl Store {
             return Ok(None);
         };
         runtime()
-            .block_on(self.call(0, || api.lock_of(path, None)))
+            .block_on(self.call(0, || api.lock_of(path)))
             .map_err(|f| self.fail(path, f))
     }
 

@@ -385,25 +385,33 @@ impl S3Api {
         .map(drop)
     }
 
-    /// The lock on version `version` of `key` (its current version when
-    /// `None`): its mode and until when, from the headers of a HEAD (which
-    /// S3 sends to a caller allowed `s3:GetObjectRetention`); `None` when
-    /// the version has no lock.
-    pub(super) async fn lock_of(
+    /// The Object Lock of version `version` of `key`, from the headers of
+    /// a HEAD of that version (S3 sends them to a caller allowed
+    /// `s3:GetObjectRetention`, which the deletion role's policy grants;
+    /// moto 5.2.5 has no GetObjectRetention). `None`: it has none.
+    pub(super) async fn retention_of(
         &self,
         key: &str,
-        version: Option<&str>,
+        version: &str,
     ) -> object_store::Result<Option<(LockMode, jiff::Timestamp)>> {
-        let query = version
-            .map(|v| format!("versionId={}", uri_encode(v, true)))
-            .unwrap_or_default();
+        let query = format!("versionId={}", uri_encode(version, true));
         let answer = self
             .send(reqwest::Method::HEAD, key, &query, &[], Bytes::new())
             .await?;
-        let header = |name: &str| answer.header(name);
-        let mode = header("x-amz-object-lock-mode").and_then(|m| LockMode::from_s3(&m));
-        let until = header("x-amz-object-lock-retain-until-date").and_then(|t| t.parse().ok());
-        Ok(mode.zip(until))
+        Ok(lock_headers(&answer))
+    }
+
+    /// The lock on the current version of `key`: its mode and until when,
+    /// from the headers of a HEAD (which S3 sends to a caller allowed
+    /// `s3:GetObjectRetention`); `None` when the version has no lock.
+    pub(super) async fn lock_of(
+        &self,
+        key: &str,
+    ) -> object_store::Result<Option<(LockMode, jiff::Timestamp)>> {
+        let answer = self
+            .send(reqwest::Method::HEAD, key, "", &[], Bytes::new())
+            .await?;
+        Ok(lock_headers(&answer))
     }
 
     pub(super) async fn versioning(&self) -> object_store::Result<BucketVersioning> {
@@ -582,6 +590,17 @@ impl S3Api {
 /// Pages of a version listing shorter than the store's 1,000, so that
 /// the tests walk many pages: `GALLRA_TEST_LIST_VERSIONS_PAGE=N`, read only
 /// by debug builds (the tests'), never by a release.
+/// The lock an answer's headers state.
+fn lock_headers(answer: &Answer) -> Option<(LockMode, jiff::Timestamp)> {
+    let mode = answer
+        .header("x-amz-object-lock-mode")
+        .and_then(|m| LockMode::from_s3(&m));
+    let until = answer
+        .header("x-amz-object-lock-retain-until-date")
+        .and_then(|t| t.parse().ok());
+    mode.zip(until)
+}
+
 fn test_page_size() -> Option<u32> {
     if !cfg!(debug_assertions) {
         return None;

@@ -56,6 +56,10 @@ pub struct RevertPlan {
     /// Tenant keys and key epochs that changed since: which version is
     /// kept is decided by which one opens (`repair::revert_target`).
     pub keys: Vec<KeyChoice>,
+    /// The heads of audit chains that changed since: overwritten at every
+    /// record, so the newest version that opens is kept
+    /// (`repair::revert_target`).
+    pub heads: Vec<KeyChoice>,
     /// Audit records written since: kept, each in its first version
     /// (put back if it was overwritten); they are the trail of what
     /// happened, the attack's included.
@@ -118,11 +122,21 @@ fn same_bytes(a: &ObjectVersion, b: &ObjectVersion) -> bool {
 }
 
 /// Whether `path` is an audit record: written once, so that one made
-/// since the time is kept, in its first version (later ones overwrote it).
-/// The heads of the chains are put back as any object (a head behind its
-/// chain is what a crash leaves; the host's next record writes it anew).
+/// since the time is kept, in its first version (later ones overwrote it
+/// or deleted it).
 fn is_audit_record(path: &str) -> bool {
     layout::is_under(path, layout::AUDIT_FOLDER)
+}
+
+fn is_audit_head(path: &str) -> bool {
+    layout::is_under(path, layout::AUDIT_HEADS_FOLDER)
+}
+
+/// Whether `path` is a key slot: one removed since the time stays removed
+/// (a revoked key must not come back), one added since stays; only one
+/// overwritten since gets its version of the time back.
+fn is_key_slot(path: &str) -> bool {
+    layout::is_under(path, layout::KEYS_FOLDER)
 }
 
 /// The plan that puts `target` (its `versions`, every one under its
@@ -139,6 +153,7 @@ pub(super) fn plan_revert(target: &str, versions: &[ObjectVersion], at: Timestam
         put_back: Vec::new(),
         hidden: Vec::new(),
         keys: Vec::new(),
+        heads: Vec::new(),
         kept: Vec::new(),
         unchanged: 0,
     };
@@ -157,35 +172,42 @@ pub(super) fn plan_revert(target: &str, versions: &[ObjectVersion], at: Timestam
         let current = all.iter().find(|v| v.latest).or(all.first()).copied();
         let current = current.filter(|v| !v.deleted);
         let at_time = then.get(name).copied().filter(|v| !v.deleted);
+        let first_since = all.iter().rev().find(|v| v.modified > at && !v.deleted);
+        let put_back = |v: &ObjectVersion| PutBack {
+            path: name.to_string(),
+            version: v.version.clone(),
+            size: v.size,
+        };
         match (at_time, current) {
             (Some(a), Some(c)) if same_bytes(a, c) => plan.unchanged += 1,
-            (None, None) => {}
-            _ if layout::is_key_object(name) => plan.keys.push(KeyChoice {
-                path: name.to_string(),
-                at_time: at_time.map(|v| v.version.clone()),
-                later: all
-                    .iter()
-                    .filter(|v| v.modified > at && !v.deleted)
-                    .map(|v| v.version.clone())
-                    .collect(),
-                current: current.map(|v| v.version.clone()),
-            }),
-            (Some(a), _) => plan.put_back.push(PutBack {
-                path: name.to_string(),
-                version: a.version.clone(),
-                size: a.size,
-            }),
-            (None, Some(c)) if is_audit_record(name) => {
-                plan.kept.push(name.to_string());
-                let first = all.iter().rev().find(|v| v.modified > at && !v.deleted);
-                if let Some(first) = first.filter(|f| !same_bytes(f, c)) {
-                    plan.put_back.push(PutBack {
-                        path: name.to_string(),
-                        version: first.version.clone(),
-                        size: first.size,
-                    });
+            (None, _) if is_audit_record(name) => {
+                if let Some(first) = first_since {
+                    plan.kept.push(name.to_string());
+                    if !current.is_some_and(|c| same_bytes(first, c)) {
+                        plan.put_back.push(put_back(first));
+                    }
                 }
             }
+            (Some(a), Some(_)) if is_key_slot(name) => plan.put_back.push(put_back(a)),
+            _ if is_key_slot(name) => {}
+            (None, None) => {}
+            _ if layout::is_key_object(name) || is_audit_head(name) => {
+                let choice = KeyChoice {
+                    path: name.to_string(),
+                    at_time: at_time.map(|v| v.version.clone()),
+                    later: all
+                        .iter()
+                        .filter(|v| v.modified > at && !v.deleted)
+                        .map(|v| v.version.clone())
+                        .collect(),
+                    current: current.map(|v| v.version.clone()),
+                };
+                match is_audit_head(name) {
+                    true => plan.heads.push(choice),
+                    false => plan.keys.push(choice),
+                }
+            }
+            (Some(a), _) => plan.put_back.push(put_back(a)),
             (None, Some(_)) => plan.hidden.push(Hidden {
                 path: name.to_string(),
                 versions: all
@@ -208,8 +230,13 @@ fn put_back_lock(
     old: Option<(LockMode, Timestamp)>,
     now: Timestamp,
 ) -> Option<(LockMode, Timestamp)> {
-    old.filter(|(_, until)| *until > now)
+    // A lock that ends within minutes may have ended when the copy
+    // arrives, and S3 refuses a retain-until in the past.
+    old.filter(|(_, until)| *until > now + COPY_MARGIN)
 }
+
+/// See `put_back_lock`.
+const COPY_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
 impl Store {
     /// Every version and delete marker under the target's prefix, a page
@@ -258,7 +285,7 @@ impl Store {
             return Err(self.not_versioned(path));
         };
         let old = self
-            .call(0, || api.lock_of(path, Some(version)))
+            .call(0, || api.retention_of(path, version))
             .await
             .map_err(|f| self.fail(path, f))?;
         let lock = put_back_lock(old, Timestamp::now());
@@ -365,6 +392,13 @@ mod tests {
             v("audit-heads/web01", "h1", 2, false),
             v("audit-heads/web01", "h2", 23, false),
             v("audit-heads/lifecycle01", "h3", 23, false),
+            v("audit/web01/000009", "r9", 24, false),
+            v("audit/web01/000009", "r9x", 25, true),
+            v("keys/revoked", "s1", 0, false),
+            v("keys/revoked", "s1x", 21, true),
+            v("keys/added", "s2", 21, false),
+            v("keys/overwritten", "s3", 0, false),
+            v("keys/overwritten", "s3x", 22, false),
             v("tenants/a/locks/x", "l1", 24, false),
             v("deletion-probe/00ff", "d1", 25, true),
             v("tenants/a/key", "k1", 1, false),
@@ -383,28 +417,27 @@ mod tests {
         assert_eq!(
             put,
             vec![
-                ("audit-heads/web01", "h1"),
                 ("audit/lifecycle01/000001", "r1"),
+                ("audit/web01/000009", "r9"),
                 ("config", "c1"),
+                ("keys/overwritten", "s3"),
                 ("tenants/a/packs/ab/ab01", "p1")
             ]
         );
         assert_eq!(
             plan.hidden,
-            vec![
-                Hidden {
-                    path: "audit-heads/lifecycle01".into(),
-                    versions: vec!["h3".into()]
-                },
-                Hidden {
-                    path: "lifecycle/events/forged".into(),
-                    versions: vec!["e1".into()]
-                }
-            ]
+            vec![Hidden {
+                path: "lifecycle/events/forged".into(),
+                versions: vec!["e1".into()]
+            }]
         );
         assert_eq!(
             plan.kept,
-            vec!["audit/lifecycle01/000001", "audit/web01/000007"]
+            vec![
+                "audit/lifecycle01/000001",
+                "audit/web01/000007",
+                "audit/web01/000009"
+            ]
         );
         assert_eq!(plan.unchanged, 1, "the snapshot of tenant a");
         assert_eq!(
@@ -424,6 +457,8 @@ mod tests {
                 },
             ]
         );
+        let heads: Vec<&str> = plan.heads.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(heads, vec!["audit-heads/lifecycle01", "audit-heads/web01"]);
         assert_eq!(
             plan.keys[1].candidates().collect::<Vec<_>>(),
             vec!["k1", "k3", "k2"]
@@ -467,7 +502,16 @@ mod tests {
         let c = |s| (LockMode::Compliance, t(s));
         assert_eq!(put_back_lock(None, now), None);
         assert_eq!(put_back_lock(Some(c(-5)), now), None, "ended");
-        assert_eq!(put_back_lock(Some(c(50)), now), Some(c(50)));
+        let soon = (
+            LockMode::Compliance,
+            now + jiff::SignedDuration::from_mins(2),
+        );
+        assert_eq!(
+            put_back_lock(Some(soon), now),
+            None,
+            "ends before the copy lands"
+        );
+        assert_eq!(put_back_lock(Some(c(3600)), now), Some(c(3600)));
     }
 
     fn arb_versions() -> impl Strategy<Value = Vec<ObjectVersion>> {
@@ -526,7 +570,7 @@ mod tests {
                         after == then.get(name).copied() || plan.keys.iter().any(|k| k.path == name),
                         "{name}"
                     );
-                } else if is_audit_record(name) && !then.contains_key(name) && current.is_some() {
+                } else if is_audit_record(name) && !then.contains_key(name) {
                     let first = all
                         .iter()
                         .filter(|x| x.modified > at && !x.deleted)
