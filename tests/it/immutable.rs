@@ -1127,14 +1127,17 @@ fn after_an_attack_the_host_puts_the_offsite_back_and_then_deletes_exactly_what_
     );
 
     // On the lifecycle host: first what would change, then the revert.
-    let dry = on_host(&[
-        "--json",
-        "repair-target",
-        "offsite",
-        "--revert-to",
-        &before_attack,
-        "--dry-run",
-    ]);
+    let revert = |more: &[&str]| {
+        let args = [
+            "--json",
+            "repair-target",
+            "offsite",
+            "--revert-to",
+            &before_attack,
+        ];
+        on_host(&[&args[..], more].concat())
+    };
+    let dry = revert(&["--dry-run"]);
     assert_success(&dry, "the dry run");
     let dry = parse_json(&dry);
     assert!(u64_field(&dry, "put_back") > 10, "{dry}");
@@ -1142,13 +1145,7 @@ fn after_an_attack_the_host_puts_the_offsite_back_and_then_deletes_exactly_what_
         env.run(&["check", "--target", "offsite"]).status.code() != Some(0),
         "a dry run changes nothing"
     );
-    let out = on_host(&[
-        "--json",
-        "repair-target",
-        "offsite",
-        "--revert-to",
-        &before_attack,
-    ]);
+    let out = revert(&[]);
     assert_success(&out, "the revert on the lifecycle host");
     let report = parse_json(&out);
     assert_eq!(report["put_back"], dry["put_back"], "{report}");
@@ -1189,14 +1186,7 @@ fn after_an_attack_the_host_puts_the_offsite_back_and_then_deletes_exactly_what_
         "{report}"
     );
     // A second run finds nothing to put back or hide.
-    let again = parse_json(&on_host(&[
-        "--json",
-        "repair-target",
-        "offsite",
-        "--revert-to",
-        &before_attack,
-        "--dry-run",
-    ]));
+    let again = parse_json(&revert(&["--dry-run"]));
     assert_eq!(
         (u64_field(&again, "put_back"), u64_field(&again, "hidden")),
         (0, 0),
@@ -1395,14 +1385,19 @@ fn a_pack_a_later_snapshot_reuses_is_locked_until_that_snapshots_retention_ends(
     );
     // Today's snapshot of the same files reuses every pack: each is now
     // locked until its six months end (and a week).
+    // The ship's report and tenant a's part of it.
+    let ship_tenant_a = || {
+        let ship = env.json(&["ship"]);
+        let tenant = array_field(&ship[0], "tenants")
+            .iter()
+            .find(|t| t["tenant"] == "a")
+            .unwrap()
+            .clone();
+        (ship, tenant)
+    };
     let out = env.backup(&["--tenant", "a", "--no-ship"]);
     let kept = backup_snapshot_id(&out, "a", "www");
-    let ship = env.json(&["ship"]);
-    let tenant = array_field(&ship[0], "tenants")
-        .iter()
-        .find(|t| t["tenant"] == "a")
-        .unwrap()
-        .clone();
+    let (ship, tenant) = ship_tenant_a();
     assert_eq!(
         u64_field(&tenant, "locks_lengthened") as usize,
         before.len(),
@@ -1420,12 +1415,7 @@ fn a_pack_a_later_snapshot_reuses_is_locked_until_that_snapshots_retention_ends(
     // What each pack is locked until is remembered in the state folder:
     // the next night's unchanged snapshot lengthens nothing.
     env.backup(&["--tenant", "a", "--no-ship"]);
-    let ship = env.json(&["ship"]);
-    let tenant = array_field(&ship[0], "tenants")
-        .iter()
-        .find(|t| t["tenant"] == "a")
-        .unwrap()
-        .clone();
+    let (ship, tenant) = ship_tenant_a();
     assert_eq!(u64_field(&tenant, "locks_lengthened"), 0, "{ship}");
     assert!(env.path("state/pack-locks/offsite/a").exists());
     restores_byte_for_byte(
