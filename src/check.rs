@@ -148,6 +148,11 @@ pub fn run(repo: &Repository, read_data: ReadData, host: &str) -> Result<CheckRe
         };
         check_tenant(repo, &tenant, read_data, &mut report)?;
     }
+    // The rules a fleet server ships for its lifecycle host: they must
+    // open, or the host deletes nothing of the repository.
+    if let Err(e) = repo.read_rules(&repo.store) {
+        report.error_from(e);
+    }
     Ok(report)
 }
 

@@ -155,6 +155,10 @@ pub fn locks_selftest_path(random_hex: &str) -> String {
 /// `lifecycle/events`: accepted lifecycle events, repository-wide (FORMAT.md 17.9).
 pub const EVENTS_PREFIX: &str = "lifecycle/events";
 
+/// `lifecycle/rules`: a fleet server's retention rules, for its lifecycle
+/// host to compare with its own (FORMAT.md 17.13).
+pub const RULES_PATH: &str = "lifecycle/rules";
+
 /// `lifecycle/events/<event id>` (FORMAT.md 17.9).
 pub fn event_path(id: &str) -> String {
     format!("{EVENTS_PREFIX}/{id}")

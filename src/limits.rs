@@ -28,6 +28,8 @@ pub enum ReadLimit {
     AgentState,
     /// `tenants/<t>/holdings`: some 70 bytes per pack of the tenant.
     Holdings,
+    /// `lifecycle/rules`: some 150 bytes per rule of a fleet server.
+    Rules,
 }
 
 impl ReadLimit {
@@ -37,7 +39,7 @@ impl ReadLimit {
             ReadLimit::KeySlot | ReadLimit::TenantKey | ReadLimit::Config => 64 << 10,
             ReadLimit::Event => 256 << 10,
             ReadLimit::AuditRecord => 4 << 20,
-            ReadLimit::Snapshot => 16 << 20,
+            ReadLimit::Snapshot | ReadLimit::Rules => 16 << 20,
             ReadLimit::AgentState | ReadLimit::Holdings => 64 << 20,
         }
     }
@@ -54,6 +56,7 @@ impl ReadLimit {
             ReadLimit::AuditRecord => "an audit record",
             ReadLimit::AgentState => "the agent state file",
             ReadLimit::Holdings => "a holdings object",
+            ReadLimit::Rules => "a rules object",
         }
     }
 

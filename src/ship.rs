@@ -79,6 +79,10 @@ pub struct ShipOptions {
     /// locked destination is remembered (`pack_locks`); `None`: the store
     /// is asked.
     pub state_dir: Option<std::path::PathBuf>,
+    /// This server's retention rules, shipped to a destination whose
+    /// deletions are a lifecycle host's, which compares them with its own
+    /// (`lifecycle/rules`). `None`: not shipped.
+    pub rules: Option<crate::format::rules::RulesBody>,
 }
 
 /// What one tenant lacks on the destination, in the order it must be copied.
@@ -253,6 +257,17 @@ pub fn ship(source: &Repository, dst: &Store, opts: &ShipOptions) -> Result<Ship
     dst.check_reachable()?;
     report.repository_objects = ship_repository(src, dst, opts.initialise, &mut report.rejected)?;
     report.repository_objects += ship_records(source, dst, &mut report.rejected)?;
+    if let Some(rules) = opts.rules.as_ref().filter(|_| !dst.deletes_here())
+        && repo::rules::ship_rules(
+            source,
+            dst,
+            rules,
+            opts.state_dir.as_deref(),
+            opts.replace_damaged,
+        )?
+    {
+        report.repository_objects += 1;
+    }
     let tenants = repo::tenant_names_on(src)?;
     // A tenant asked for and absent is its own failure: the others asked
     // for with it (every tenant a backup just wrote) are shipped all the same.

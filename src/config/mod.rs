@@ -252,6 +252,7 @@ impl Config {
             // The key epoch is the fleet server's: it makes and destroys it.
             rotates: self.fleet_repository.is_none(),
             prunes_to_fleet: self.fleet_repository.is_some(),
+            checks_fleet_rules: self.fleet_repository.is_some(),
             retention: Some(self.retention_expiry()),
         }
     }
@@ -264,6 +265,11 @@ impl Config {
             host: self.agent.host.clone(),
             retention: Some(self.retention_expiry()),
             state_dir: Some(self.agent.state_dir.clone()),
+            rules: Some(self.retention.to_body(
+                &self.agent.host,
+                &self.agent.time_zone,
+                jiff::Timestamp::now(),
+            )),
             ..Default::default()
         }
     }

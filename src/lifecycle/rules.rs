@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::format::rules::{RuleBody, RulesBody};
+
 /// A retention rule as written in agent.toml (`[retention.default]`,
 /// `[retention.category.C]`, `[retention.tenant.T]`, a target's
 /// `retention`): each key optional, resolved by [`Policy::rule_for`].
@@ -191,6 +193,138 @@ impl Policy {
     pub fn target_rule(&self, target: &str) -> Option<&TargetRule> {
         self.target.get(target)
     }
+
+    /// Where `other` (a fleet server's rules, `other_name` its host) would
+    /// decide a deletion differently from these: its time zone, and for
+    /// each tenant and category given (those a repository holds), a
+    /// resolved `keep`, `after_contract` or `legal_obligation` that is not
+    /// the same. The wording of `legal_basis` decides nothing and is not
+    /// compared; nor are rules of tenants and categories not given, so one
+    /// host's rules can be the union of its fleet servers'.
+    pub fn differences<'p>(
+        &self,
+        other: &Policy,
+        other_name: &str,
+        pairs: impl IntoIterator<Item = (&'p str, &'p str)>,
+    ) -> Vec<RuleDifference> {
+        let mut out = Vec::new();
+        if self.time_zone != other.time_zone {
+            let name =
+                |tz: &jiff::tz::TimeZone| tz.iana_name().unwrap_or("a fixed offset").to_string();
+            out.push(RuleDifference {
+                tenant: None,
+                text: format!(
+                    "time zone {} on {other_name}, {} here",
+                    name(&other.time_zone),
+                    name(&self.time_zone)
+                ),
+            });
+        }
+        let pairs: std::collections::BTreeSet<(&str, &str)> = pairs.into_iter().collect();
+        for (tenant, category) in pairs {
+            let (here, there) = (
+                self.rule_for(tenant, category),
+                other.rule_for(tenant, category),
+            );
+            let mut keys = Vec::new();
+            let span = |s: Span| format!("{s:#}");
+            if here.keep.fieldwise() != there.keep.fieldwise() {
+                keys.push(format!(
+                    "keep {} there, {} here",
+                    span(there.keep),
+                    span(here.keep)
+                ));
+            }
+            if here.after_contract.fieldwise() != there.after_contract.fieldwise() {
+                keys.push(format!(
+                    "after_contract {} there, {} here",
+                    span(there.after_contract),
+                    span(here.after_contract)
+                ));
+            }
+            if here.legal_obligation != there.legal_obligation {
+                keys.push(format!(
+                    "legal_obligation {} there, {} here",
+                    there.legal_obligation, here.legal_obligation
+                ));
+            }
+            if !keys.is_empty() {
+                out.push(RuleDifference {
+                    tenant: Some(tenant.to_string()),
+                    text: format!(
+                        "tenant {tenant}, category {category}: {} (rule {} on {other_name}, {} here)",
+                        keys.join(", "),
+                        there.name,
+                        here.name
+                    ),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// One way a fleet server's rules decide differently from the lifecycle
+/// host's: of one tenant, or (`None`) of every tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleDifference {
+    pub tenant: Option<String>,
+    pub text: String,
+}
+
+impl From<&RuleBody> for Rule {
+    fn from(b: &RuleBody) -> Rule {
+        Rule {
+            keep: b.keep.clone(),
+            after_contract: b.after_contract.clone(),
+            legal_basis: b.legal_basis.clone(),
+            legal_obligation: b.legal_obligation,
+        }
+    }
+}
+
+impl From<&Rule> for RuleBody {
+    fn from(r: &Rule) -> RuleBody {
+        RuleBody {
+            keep: r.keep.clone(),
+            after_contract: r.after_contract.clone(),
+            legal_basis: r.legal_basis.clone(),
+            legal_obligation: r.legal_obligation,
+        }
+    }
+}
+
+impl Retention {
+    /// These rules as a fleet server ships them to its lifecycle host
+    /// (`lifecycle/rules`, FORMAT.md 17.13).
+    pub fn to_body(&self, host: &str, time_zone: &str, written: jiff::Timestamp) -> RulesBody {
+        let map =
+            |m: &BTreeMap<String, Rule>| m.iter().map(|(k, r)| (k.clone(), r.into())).collect();
+        RulesBody {
+            version: crate::format::rules::RULES_VERSION,
+            host: host.to_string(),
+            written,
+            time_zone: time_zone.to_string(),
+            default: (&self.default).into(),
+            category: map(&self.category),
+            tenant: map(&self.tenant),
+        }
+    }
+
+    /// A shipped body's rules, parsed as the fleet server parsed them;
+    /// the error names the rule or the time zone that does not parse.
+    pub fn policy_of_body(body: &RulesBody) -> Result<Policy, String> {
+        let map =
+            |m: &BTreeMap<String, RuleBody>| m.iter().map(|(k, r)| (k.clone(), r.into())).collect();
+        let retention = Retention {
+            default: (&body.default).into(),
+            category: map(&body.category),
+            tenant: map(&body.tenant),
+        };
+        let tz = jiff::tz::TimeZone::get(&body.time_zone)
+            .map_err(|_| format!("unknown time zone {:?}", body.time_zone))?;
+        Policy::new(&retention, &[], tz)
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +340,8 @@ mod tests {
         }
     }
 
-    fn policy() -> Policy {
+    /// A law's category, a longer category and one tenant's agreement.
+    fn retention() -> Retention {
         let mut r = Retention::default();
         r.category.insert(
             "bookkeeping".into(),
@@ -223,8 +358,12 @@ mod tests {
             "acme".into(),
             rule(Some("12 months"), None, Some("agreement 2026-04"), false),
         );
+        r
+    }
+
+    fn policy() -> Policy {
         Policy::new(
-            &r,
+            &retention(),
             &[(
                 "local".into(),
                 Some(rule(Some("30 days"), None, None, false)),
@@ -259,6 +398,63 @@ mod tests {
         assert!(b.legal_obligation);
         assert_eq!(p.target_rule("local").unwrap().keep.get_days(), 30);
         assert!(p.target_rule("offsite").is_none());
+    }
+
+    #[test]
+    fn rules_shipped_and_read_back_decide_alike_and_differences_are_named() {
+        let p = policy();
+        let r = retention();
+        let body = r.to_body("web01", "UTC", "2026-12-04T04:00:00Z".parse().unwrap());
+        let back = Retention::policy_of_body(&body).unwrap();
+        let pairs = [("acme", "mail"), ("beta", "site"), ("acme", "bookkeeping")];
+        assert_eq!(p.differences(&back, "web01", pairs), vec![]);
+        // The wording of a legal basis decides nothing.
+        let mut reworded = body.clone();
+        reworded.tenant.get_mut("acme").unwrap().legal_basis = Some("avtal".into());
+        let reworded = Retention::policy_of_body(&reworded).unwrap();
+        assert_eq!(p.differences(&reworded, "web01", pairs), vec![]);
+
+        // The host lacks web01's agreement with beta, and counts in
+        // another zone.
+        let mut fleet = body.clone();
+        fleet.tenant.insert(
+            "beta".into(),
+            RuleBody {
+                keep: Some("1 year".into()),
+                ..RuleBody::default()
+            },
+        );
+        fleet.time_zone = "Europe/Stockholm".into();
+        let fleet = Retention::policy_of_body(&fleet).unwrap();
+        let d = p.differences(&fleet, "web01", pairs);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0].tenant, None);
+        assert!(
+            d[0].text.contains("Europe/Stockholm on web01"),
+            "{}",
+            d[0].text
+        );
+        assert_eq!(d[1].tenant.as_deref(), Some("beta"));
+        assert!(
+            d[1].text.contains("category site: keep 1y there, 6mo here")
+                && d[1]
+                    .text
+                    .contains("rule tenant.beta on web01, default here"),
+            "{}",
+            d[1].text
+        );
+        // Only the tenants and categories given are compared: the host
+        // may hold other servers' agreements.
+        assert!(
+            p.differences(&back, "web01", [("gamma", "site")])
+                .is_empty()
+        );
+        let e = Retention::policy_of_body(&RulesBody {
+            time_zone: "Mars/Olympus".into(),
+            ..body
+        })
+        .unwrap_err();
+        assert!(e.contains("Mars/Olympus"), "{e}");
     }
 
     #[test]

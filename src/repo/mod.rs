@@ -6,6 +6,7 @@ pub mod holdings;
 pub mod index;
 pub mod keys;
 pub mod packer;
+pub mod rules;
 
 use aes_gcm::Aes256Gcm;
 use bytes::Bytes;

@@ -1426,3 +1426,122 @@ fn a_pack_a_later_snapshot_reuses_is_locked_until_that_snapshots_retention_ends(
         "restore a from the offsite",
     );
 }
+
+#[test]
+fn the_host_deletes_nothing_that_the_fleet_servers_own_rules_would_keep() {
+    let (Some(moto), Some(kms)) = (enforcing(), crate::erasure_holds::kms_endpoint()) else {
+        return;
+    };
+    let web01 = FleetServer::new(&moto, &kms, "web01", &moto.fleet, &["a", "b"]);
+    let env = &web01.env;
+    env.init();
+    let mut old = BTreeMap::new();
+    for t in ["a", "b"] {
+        let report = env.backup(&["--tenant", t, "--time", &seven_months_ago()]);
+        old.insert(t, backup_snapshot_id(&report, t, "www"));
+        env.backup(&["--tenant", t]);
+    }
+    env.ok(&["ship"]);
+    // Later, web01 agrees with b to keep its backups a year; the host's
+    // config is not told. The next ship, with no new backup, brings the
+    // new rules (named by web01's `[agent] host`, "testhost").
+    let agreement = "\n[retention.tenant.b]\nkeep = \"1 year\"\n";
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str(agreement);
+    std::fs::write(&env.config, text).unwrap();
+    env.ok(&["ship"]);
+
+    let host = Env::new();
+    let host_config = lifecycle_host(&host, &moto, &kms, &[("web01", &web01)]);
+    let apply = |what: &str| -> (std::process::Output, Value) {
+        let out = host.run_with(
+            &host_config,
+            &["--json", "--fleet", "web01", "lifecycle", "apply"],
+        );
+        let report = parse_json(&out);
+        eprintln!("{what}: {}", describe(&out));
+        (out, report)
+    };
+    let (out, report) = apply("the host without b's agreement");
+    assert!(!out.status.success(), "the run fails: {}", describe(&out));
+    let held = array_field(&report, "held");
+    assert_eq!(held.len(), 1, "b's old snapshot waits: {report}");
+    assert_eq!(str_field(&held[0], "snapshot"), old["b"]);
+    let why = str_field(&held[0], "hold_reason");
+    assert!(
+        why.contains("tenant b, category site: keep 1y there, 6mo here")
+            && why.contains("rule tenant.b on testhost, default here"),
+        "{why}"
+    );
+    assert!(
+        report["failures"]
+            .to_string()
+            .contains("keep 1y there, 6mo here"),
+        "the run's failure says why: {report}"
+    );
+    let plan = host.run_with(&host_config, &["--fleet", "web01", "lifecycle", "plan"]);
+    assert!(
+        stderr(&plan).contains("tenant b: the fleet server's retention rules decide differently"),
+        "the plan says so too: {}",
+        describe(&plan)
+    );
+    let ids = web01.ids_on("offsite");
+    assert!(
+        !ids["a"].contains(&old["a"]),
+        "a's rules agree: its old snapshot went: {ids:?}"
+    );
+    assert!(ids["b"].contains(&old["b"]), "{ids:?}");
+
+    // With the agreement on the host as well, the run is clean and b's
+    // snapshot is kept: it is not due under a year.
+    let mut text = std::fs::read_to_string(&host_config).unwrap();
+    text.push_str(agreement);
+    std::fs::write(&host_config, text).unwrap();
+    let (out, report) = apply("the host with b's agreement");
+    assert_success(&out, "the host with the same rules");
+    assert!(array_field(&report, "held").is_empty(), "{report}");
+    assert!(web01.ids_on("offsite")["b"].contains(&old["b"]));
+
+    // Whoever has web01's credentials overwrites the rules: the host
+    // deletes nothing of any tenant, and says which object is wrong. (Web01
+    // has applied its own lifecycle first, as its timer does, so that its
+    // next ship does not bring back what the host deleted.)
+    env.ok(&["lifecycle", "apply"]);
+    let again = env.backup(&["--tenant", "a", "--time", &seven_months_ago()]);
+    let old_a = backup_snapshot_id(&again, "a", "www");
+    env.ok(&["ship"]);
+    moto.remote(&moto.fleet)
+        .store(&web01.prefix)
+        .put(
+            "lifecycle/rules",
+            bytes::Bytes::from_static(b"keep = \"1 day\""),
+        )
+        .unwrap();
+    let (out, report) = apply("the host after the rules were forged");
+    assert!(!out.status.success(), "{}", describe(&out));
+    let held = array_field(&report, "held");
+    assert_eq!(held.len(), 1, "{report}");
+    assert_eq!(str_field(&held[0], "snapshot"), old_a);
+    assert!(
+        str_field(&held[0], "hold_reason")
+            .contains("target offsite: lifecycle/rules: truncated retention rules"),
+        "{report}"
+    );
+    assert!(web01.ids_on("offsite")["a"].contains(&old_a));
+    let check = host.run_with(
+        &host_config,
+        &["--fleet", "web01", "check", "--target", "offsite"],
+    );
+    assert!(
+        !check.status.success() && stderr(&check).contains("lifecycle/rules: truncated"),
+        "check names the object: {}",
+        describe(&check)
+    );
+    // Web01's repair of its offsite writes its rules again, and the host
+    // deletes what is due.
+    env.ok(&["repair-target", "offsite"]);
+    let (out, report) = apply("the host after web01's repair");
+    assert_success(&out, "the host after the repair");
+    assert_eq!(array_field(&report, "due").len(), 1, "{report}");
+    assert!(!web01.ids_on("offsite")["a"].contains(&old_a));
+}

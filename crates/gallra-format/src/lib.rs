@@ -30,6 +30,7 @@ pub mod keyslot;
 pub mod pack;
 pub mod record;
 pub mod repo_config;
+pub mod rules;
 pub mod snapshot;
 pub mod tenant_key;
 pub mod tree;
@@ -68,6 +69,7 @@ pub enum Kind {
     AuditRecord = 10,
     KeyEpoch = 11,
     Holdings = 12,
+    Rules = 13,
 }
 
 impl Kind {
@@ -85,6 +87,7 @@ impl Kind {
             10 => Kind::AuditRecord,
             11 => Kind::KeyEpoch,
             12 => Kind::Holdings,
+            13 => Kind::Rules,
             _ => return None,
         })
     }
@@ -103,6 +106,7 @@ impl Kind {
             Kind::AuditRecord => "audit record",
             Kind::KeyEpoch => "key epoch",
             Kind::Holdings => "primary holdings",
+            Kind::Rules => "retention rules",
         }
     }
 }

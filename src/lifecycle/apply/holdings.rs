@@ -12,6 +12,7 @@ use crate::layout::{self, id_of_path};
 use crate::lifecycle::events::{TargetEvents, TenantState, fold_targets};
 use crate::lifecycle::journal;
 use crate::lifecycle::plan::SnapshotFacts;
+use crate::lifecycle::rules::{Retention, RuleDifference};
 use crate::repo::Repository;
 use jiff::Timestamp;
 
@@ -49,6 +50,15 @@ pub struct Holdings {
     /// Targets that could not be read: no key is destroyed while one is
     /// unknown.
     pub failures: Vec<Failure>,
+}
+
+/// Suspends every deletion of a tenant, saying `why` (after any reason
+/// given before).
+fn dispute(state: &mut TenantState, why: String) {
+    state.dispute = Some(match state.dispute.take() {
+        Some(d) => format!("{d}; {why}"),
+        None => why,
+    });
 }
 
 /// What one target holds (see `Holdings`).
@@ -100,7 +110,73 @@ impl Lifecycle<'_> {
         let tenants: BTreeSet<String> = holdings.tenants.values().flatten().cloned().collect();
         holdings.states = fold_targets(&events, &audited_holds, &tenants);
         self.hold_back_while_events_unknown(&mut holdings, &tenants);
+        if self.checks_fleet_rules {
+            self.hold_back_while_rules_differ(&mut holdings, &tenants);
+        }
         Ok(holdings)
+    }
+
+    /// On a lifecycle host: holds back, as a dispute, the deletions of
+    /// each tenant that the fleet server's rules (`lifecycle/rules`, as its
+    /// ship wrote them) would decide differently from this host's, and of
+    /// every tenant while those rules cannot be read. The host applies
+    /// its own rules, never the shipped ones, so a forged object can delay
+    /// deletions (the run fails, and the fleet server's overdue alert
+    /// fires) but never bring one forward (docs/IMMUTABLE.md).
+    fn hold_back_while_rules_differ(&self, holdings: &mut Holdings, tenants: &BTreeSet<String>) {
+        let primary = self.primary();
+        let target = primary.store.name().to_string();
+        let differences = match primary.read_rules(&primary.store) {
+            Ok(None) => {
+                // Written by every ship of a fleet server since this
+                // object exists: an older fleet server's are not compared.
+                holdings.failures.push(Failure::on_target(
+                    target,
+                    format!(
+                        "the fleet server has shipped no retention rules ({}): they are not compared with this host's until its next ship",
+                        layout::RULES_PATH
+                    ),
+                ));
+                return;
+            }
+            Ok(Some(body)) => match Retention::policy_of_body(&body) {
+                Ok(theirs) => {
+                    let pairs = holdings
+                        .snapshots
+                        .iter()
+                        .map(|s| (s.tenant.as_str(), s.category.as_str()));
+                    self.policy.differences(&theirs, &body.host, pairs)
+                }
+                Err(m) => vec![RuleDifference {
+                    tenant: None,
+                    text: format!("{}'s rules do not parse here: {m}", body.host),
+                }],
+            },
+            Err(e) => vec![RuleDifference {
+                tenant: None,
+                text: e.to_string(),
+            }],
+        };
+        if differences.is_empty() {
+            return;
+        }
+        for tenant in tenants {
+            let texts: Vec<&str> = differences
+                .iter()
+                .filter(|d| d.tenant.as_ref().is_none_or(|t| t == tenant))
+                .map(|d| d.text.as_str())
+                .collect();
+            if texts.is_empty() {
+                continue;
+            }
+            dispute(
+                holdings.states.entry(tenant.clone()).or_default(),
+                format!(
+                    "the fleet server's retention rules decide differently from this host's ({}); nothing of the tenant is deleted until they are the same (docs/INSTALL.md section 7)",
+                    texts.join("; ")
+                ),
+            );
+        }
     }
 
     /// The events of every target that can be read; each target, or
@@ -155,11 +231,10 @@ impl Lifecycle<'_> {
                 unknown.join(", ")
             );
             for tenant in tenants {
-                let state = holdings.states.entry(tenant.clone()).or_default();
-                state.dispute = Some(match state.dispute.take() {
-                    Some(d) => format!("{d}; {why}"),
-                    None => why.clone(),
-                });
+                dispute(
+                    holdings.states.entry(tenant.clone()).or_default(),
+                    why.clone(),
+                );
             }
         }
     }

@@ -49,6 +49,10 @@ pub struct Lifecycle<'a> {
     /// and never repacks, so that the fleet's next ship brings nothing
     /// back (docs/IMMUTABLE.md).
     pub prunes_to_fleet: bool,
+    /// On a lifecycle host: deletions wait while the fleet server's
+    /// shipped rules (`lifecycle/rules`) would decide them differently
+    /// from `policy` (docs/IMMUTABLE.md).
+    pub checks_fleet_rules: bool,
     /// The rules' expiry of a snapshot, for the ships before a secondary's
     /// prune (what they bring to a locked target is locked until then).
     pub retention: Option<crate::ship::RetentionExpiry>,
